@@ -1,0 +1,72 @@
+# A thin wrapper over CMake presets. `make demo` and `make test` are the whole set-up on a
+# fresh Debian bookworm with git and make: both run `make deps` first when something is missing.
+
+DEPS_PKGS := build-essential cmake ninja-build pkg-config libpq-dev libsqlite3-dev \
+	libfyaml-dev libjansson-dev libcmocka-dev libxxhash-dev uuid-dev libmicrohttpd-dev \
+	postgresql postgresql-contrib python3 python3-psycopg2 sqlite3 valgrind clang-format \
+	clang-tidy cppcheck procps bc time
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_ARGS ?=
+
+.PHONY: all build deps demo test test-unit test-integration asan test-asan valgrind check \
+	soak bench clean format
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEPS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing:" $$missing; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "make deps: everything is installed"; fi
+
+build/build.ninja: CMakeLists.txt CMakePresets.json
+	@$(MAKE) --no-print-directory deps
+	cmake --preset dev >/dev/null
+
+build: build/build.ninja
+	cmake --build build -j $(JOBS)
+
+demo: build
+	./build/lockstep demo --once
+
+test: build
+	cd build && ctest -j $(JOBS) -L 'unit|integration' --output-on-failure $(CTEST_ARGS)
+
+test-unit: build
+	cd build && ctest -j $(JOBS) -L unit --output-on-failure
+
+test-integration: build
+	cd build && ctest -j $(JOBS) -L integration --output-on-failure $(CTEST_ARGS)
+
+asan:
+	@$(MAKE) --no-print-directory deps
+	cmake --preset asan >/dev/null && cmake --build build-asan -j $(JOBS)
+
+test-asan: asan
+	cd build-asan && LK_SCALE=$${LK_SCALE:-0.1} ASAN_OPTIONS=detect_leaks=1 \
+		ctest -j $(JOBS) -L 'unit|integration' --output-on-failure $(CTEST_ARGS)
+
+valgrind:
+	@$(MAKE) --no-print-directory deps
+	cmake --preset valgrind >/dev/null && cmake --build build-valgrind -j $(JOBS)
+	cd build-valgrind && ctest -L unit -T memcheck --overwrite \
+		MemoryCheckCommandOptions="--error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect" \
+		--output-on-failure
+
+check: build
+	tools/check.sh
+
+format:
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c')
+
+soak: build
+	cd build && ctest -L slow --output-on-failure
+
+bench: build
+	bench/run.sh
+
+clean:
+	rm -rf build build-asan build-valgrind build-release

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# bench/run.sh - table-sync benchmarks with same-run baselines (report only; never gates CI).
+#
+#   bench/run.sh [--quick]       ROWS_LIST="100000 1000000" RUNS=3 by default; --quick: 100k, 1 run
+#
+# Two throw-away clusters (source, target) from tests/harness/pg-test-env.sh. For each size:
+#   snapshot: lockstep sync into an empty target vs `COPY (binary) TO STDOUT | COPY FROM STDIN`
+#   poll:     100k updated rows into a full target vs COPY into a temp stage + INSERT ON CONFLICT
+# Prints a markdown table (median of RUNS) to stdout and bench/results/REPORT-snapshot-poll.md.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+LK=${LK_BIN:-$root/build/lockstep}
+RUNS=${RUNS:-3}
+ROWS_LIST=${ROWS_LIST:-"100000 1000000"}
+POLL_ROWS=${POLL_ROWS:-100000}
+if [[ "${1:-}" == "--quick" ]]; then RUNS=1; ROWS_LIST=100000; POLL_ROWS=50000; fi
+[[ -x "$LK" ]] || { echo "bench: build first (make)" >&2; exit 2; }
+
+W=$(mktemp -d /tmp/lk-bench.XXXXXX)
+chmod 755 "$W"
+cleanup() {
+	"$root/tests/harness/pg-test-env.sh" stop "$W/src" >/dev/null 2>&1 || true
+	"$root/tests/harness/pg-test-env.sh" stop "$W/dst" >/dev/null 2>&1 || true
+	rm -rf "$W"
+}
+trap cleanup EXIT
+"$root/tests/harness/pg-test-env.sh" start "$W/src" >/dev/null
+"$root/tests/harness/pg-test-env.sh" start "$W/dst" >/dev/null
+port() { sed -n 's/^PGPORT=//p' "$1/env"; }
+bindir() { sed -n 's/^PGBINDIR=//p' "$1/env"; }
+SP=$(port "$W/src"); DP=$(port "$W/dst"); BIN=$(bindir "$W/src")
+PSQL="$BIN/psql"
+src() { "$PSQL" -h 127.0.0.1 -p "$SP" -U postgres -d bench -qAtX -v ON_ERROR_STOP=1 "$@"; }
+dst() { "$PSQL" -h 127.0.0.1 -p "$DP" -U postgres -d bench -qAtX -v ON_ERROR_STOP=1 "$@"; }
+"$PSQL" -h 127.0.0.1 -p "$SP" -U postgres -qAtX -c "CREATE DATABASE bench"
+"$PSQL" -h 127.0.0.1 -p "$DP" -U postgres -qAtX -c "CREATE DATABASE bench"
+
+schema="CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, first_name text, last_name text,
+  email text, phone text, status text, created_at timestamptz, updated_at timestamptz, metadata jsonb);
+  CREATE INDEX IF NOT EXISTS users_updated_at ON users (updated_at);"
+src -c "$schema"; dst -c "$schema"
+
+cat >"$W/lockstep.yaml" <<YAML
+state: sqlite:state.db
+databases:
+  src: postgresql://postgres@127.0.0.1:$SP/bench
+  dst: postgresql://postgres@127.0.0.1:$DP/bench
+jobs:
+  snap:
+    source: {db: src, table: users}
+    target: {db: dst}
+    mode: snapshot
+    batch: 5000
+  poll:
+    source: {db: src, table: users}
+    target: {db: dst}
+    mode: poll
+    cursor: updated_at
+    batch: 5000
+YAML
+
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc -l; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+rss_kb() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }
+
+seed() {
+	src -c "TRUNCATE users; INSERT INTO users SELECT i, 'First' || (i % 97), 'Last' || (i % 89),
+	  'user' || i || '@example.com', '+1-555-' || lpad((i % 10000000)::text, 7, '0'),
+	  (ARRAY['active','inactive','pending'])[1 + i % 3],
+	  timestamptz '2020-01-01' + i * interval '1 minute', timestamptz '2023-01-01' + i * interval '1 second',
+	  jsonb_build_object('plan', (ARRAY['free','pro','team'])[1 + i % 3], 'score', i % 1000)
+	  FROM generate_series(1, $1) i; VACUUM ANALYZE users; CHECKPOINT;"
+}
+
+report="$W/report.md"
+echo "| figure | rows | lockstep | baseline | ratio | target | met | lockstep peak RSS |" >"$report"
+echo "|---|---:|---:|---:|---:|---:|---|---:|" >>"$report"
+
+for rows in $ROWS_LIST; do
+	seed "$rows"
+	lk_rates=(); base_rates=(); rss=()
+	for ((r = 1; r <= RUNS; r++)); do
+		dst -c "TRUNCATE users; DELETE FROM lockstep_sync.position" 2>/dev/null || dst -c "TRUNCATE users"
+		dst -c "CHECKPOINT"
+		t0=$(now)
+		"$PSQL" -h 127.0.0.1 -p "$SP" -U postgres -d bench -qX -c "COPY users TO STDOUT (FORMAT binary)" |
+			"$PSQL" -h 127.0.0.1 -p "$DP" -U postgres -d bench -qX -c "COPY users FROM STDIN (FORMAT binary)"
+		t1=$(now)
+		base_rates+=("$(echo "$rows / $(secs "$t0" "$t1")" | bc -l)")
+		dst -c "TRUNCATE users; CHECKPOINT"
+		t0=$(now)
+		/usr/bin/time -v -o "$W/time.txt" "$LK" -c "$W/lockstep.yaml" sync snap --full --json >"$W/out.json" 2>"$W/err.txt" ||
+			{ cat "$W/err.txt" >&2; exit 1; }
+		t1=$(now)
+		n=$(dst -c "SELECT count(*) FROM users")
+		[[ "$n" == "$rows" ]] || { echo "bench: target has $n rows, expected $rows" >&2; exit 1; }
+		lk_rates+=("$(echo "$rows / $(secs "$t0" "$t1")" | bc -l)")
+		rss+=("$(rss_kb "$W/time.txt")")
+	done
+	lk=$(printf '%s\n' "${lk_rates[@]}" | median); base=$(printf '%s\n' "${base_rates[@]}" | median)
+	peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
+	ratio=$(echo "$lk / $base" | bc -l)
+	met=$(echo "$ratio >= 0.8" | bc -l)
+	printf '| snapshot, empty target (rows/s) | %d | %.0f | %.0f (COPY binary pipe) | %.2f | ≥ 0.80 | %s | %.1f MiB |\n' \
+		"$rows" "$lk" "$base" "$ratio" "$([[ $met == 1 ]] && echo yes || echo no)" \
+		"$(echo "$peak / 1024" | bc -l)" >>"$report"
+done
+
+# Poll: POLL_ROWS updated rows into a full target, vs COPY into a stage + one merge.
+rows=$(echo "$ROWS_LIST" | awk '{print $1}')
+seed "$rows"
+dst -c "TRUNCATE users"
+"$LK" -c "$W/lockstep.yaml" sync poll --full >/dev/null 2>&1
+lk_rates=(); base_rates=(); rss=()
+for ((r = 1; r <= RUNS; r++)); do
+	src -c "UPDATE users SET updated_at = now() + interval '$r hours', status = status || 'x'
+	        WHERE id <= $POLL_ROWS; CHECKPOINT"
+	since=$(dst -c "SELECT max(updated_at) FROM users")
+	t0=$(now)
+	"$PSQL" -h 127.0.0.1 -p "$SP" -U postgres -d bench -qX \
+		-c "COPY (SELECT * FROM users WHERE updated_at > '$since' ORDER BY updated_at, id) TO STDOUT (FORMAT binary)" |
+		"$PSQL" -h 127.0.0.1 -p "$DP" -U postgres -d bench -qX -v ON_ERROR_STOP=1 \
+			-c "CREATE TEMP TABLE s (LIKE users)" -c "\\copy s from pstdin (format binary)" \
+			-c "INSERT INTO users SELECT * FROM s ON CONFLICT (id) DO UPDATE SET first_name = EXCLUDED.first_name,
+			    last_name = EXCLUDED.last_name, email = EXCLUDED.email, phone = EXCLUDED.phone,
+			    status = EXCLUDED.status, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+			    metadata = EXCLUDED.metadata"
+	t1=$(now)
+	base_rates+=("$(echo "$POLL_ROWS / $(secs "$t0" "$t1")" | bc -l)")
+	# The baseline applied the change already; make the target stale again for lockstep.
+	dst -c "UPDATE users SET status = 'stale' WHERE id <= $POLL_ROWS; CHECKPOINT"
+	t0=$(now)
+	/usr/bin/time -v -o "$W/time.txt" "$LK" -c "$W/lockstep.yaml" sync poll --json >"$W/out.json" 2>"$W/err.txt" ||
+		{ cat "$W/err.txt" >&2; exit 1; }
+	t1=$(now)
+	bad=$(dst -c "SELECT count(*) FROM users WHERE status = 'stale'")
+	[[ "$bad" == 0 ]] || { echo "bench: poll left $bad stale rows" >&2; exit 1; }
+	lk_rates+=("$(echo "$POLL_ROWS / $(secs "$t0" "$t1")" | bc -l)")
+	rss+=("$(rss_kb "$W/time.txt")")
+done
+lk=$(printf '%s\n' "${lk_rates[@]}" | median); base=$(printf '%s\n' "${base_rates[@]}" | median)
+peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
+ratio=$(echo "$lk / $base" | bc -l)
+met=$(echo "$ratio >= 0.6" | bc -l)
+printf '| poll, %d updated rows into a full target (rows/s) | %d | %.0f | %.0f (COPY stage + merge) | %.2f | ≥ 0.60 | %s | %.1f MiB |\n' \
+	"$POLL_ROWS" "$rows" "$lk" "$base" "$ratio" "$([[ $met == 1 ]] && echo yes || echo no)" \
+	"$(echo "$peak / 1024" | bc -l)" >>"$report"
+
+{
+	echo "# lockstep table-sync benchmark"
+	echo
+	echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) cores," \
+		"$(free -g | awk '/Mem:/ {print $2}') GiB, $("$BIN/postgres" --version), runs=$RUNS (median)"
+	echo
+	cat "$report"
+} | tee "$here/../bench/.last-report.md"
+mkdir -p "$here/results"
+cp "$here/../bench/.last-report.md" "$here/results/REPORT-snapshot-poll.md"
+rm -f "$here/../bench/.last-report.md"

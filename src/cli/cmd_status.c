@@ -1,0 +1,128 @@
+/* cmd_status.c - `lockstep status [--json]`: jobs, their last runs, the restart count. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_int.h"
+
+static const char *const mode_names[] = {"snapshot", "poll", "realtime", "logical"};
+
+static json_t *num_or_null(const struct lk_value *v)
+{
+	long long n;
+
+	if (v->null || sscanf(v->p, "%lld", &n) != 1)
+		return json_null();
+	return json_integer(n);
+}
+
+static json_t *time_or_null(const struct lk_value *v)
+{
+	long long n;
+	char buf[40];
+
+	if (v->null || sscanf(v->p, "%lld", &n) != 1 || n <= 0)
+		return json_null();
+	lk_cli_time(n, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static json_t *run_json(const struct lk_value *v)
+{
+	json_t *o = json_object();
+
+	(void)json_object_set_new(o, "runId", json_string(v[LK_RUNCOL_ID].p));
+	(void)json_object_set_new(o, "type", json_string(v[LK_RUNCOL_TYPE].p));
+	(void)json_object_set_new(o, "status", json_string(v[LK_RUNCOL_STATUS].p));
+	(void)json_object_set_new(o, "stage", v[LK_RUNCOL_STAGE].null
+						      ? json_null()
+						      : json_string(v[LK_RUNCOL_STAGE].p));
+	(void)json_object_set_new(o, "rowsRead", num_or_null(&v[LK_RUNCOL_READ]));
+	(void)json_object_set_new(o, "rowsWritten", num_or_null(&v[LK_RUNCOL_WRITTEN]));
+	(void)json_object_set_new(o, "rowsFailed", num_or_null(&v[LK_RUNCOL_FAILED]));
+	(void)json_object_set_new(o, "startTime", time_or_null(&v[LK_RUNCOL_STARTED]));
+	(void)json_object_set_new(o, "finishTime", time_or_null(&v[LK_RUNCOL_FINISHED]));
+	(void)json_object_set_new(o, "epoch", num_or_null(&v[LK_RUNCOL_EPOCH]));
+	(void)json_object_set_new(o, "error", v[LK_RUNCOL_ERROR].null
+						      ? json_null()
+						      : json_string(v[LK_RUNCOL_ERROR].p));
+	return o;
+}
+
+static void print_text_job(const struct lk_job *job, const struct lk_rows *runs)
+{
+	(void)printf("%-20s %-9s", job->name, mode_names[job->mode]);
+	if (runs->nrows == 0) {
+		(void)printf(" never run\n");
+		return;
+	}
+	{
+		const struct lk_value *v = LK_ROW(runs, 0);
+		long long ms = 0;
+		char when[40] = "";
+
+		if (sscanf(v[LK_RUNCOL_STARTED].p, "%lld", &ms) == 1)
+			lk_cli_time(ms, when, sizeof(when));
+		(void)printf(" last run %s %-11s read %s written %s", when, v[LK_RUNCOL_STATUS].p,
+			     v[LK_RUNCOL_READ].p, v[LK_RUNCOL_WRITTEN].p);
+		if (!v[LK_RUNCOL_ERROR].null)
+			(void)printf("\n%22serror: %s", "", v[LK_RUNCOL_ERROR].p);
+		(void)printf("\n");
+	}
+}
+
+int lk_cmd_status(struct lk_cli *cli)
+{
+	struct lk_err err = LK_ERR_INIT;
+	bool json = cli->argc > 1 && strcmp(cli->argv[1], "--json") == 0;
+	json_t *root = json_object(), *jobs = json_array();
+	struct lk_store *store;
+	int code = 0;
+
+	if (cli->argc > 2 || (cli->argc == 2 && !json)) {
+		(void)fputs("usage: lockstep status [--json]\n", stderr);
+		json_decref(root);
+		json_decref(jobs);
+		return LK_EXIT_USAGE;
+	}
+	store = lk_cli_open_store(cli, &code);
+	if (!store) {
+		json_decref(root);
+		json_decref(jobs);
+		return code;
+	}
+	for (int i = 0; i < cli->cfg->njobs && code == 0; i++) {
+		const struct lk_job *job = &cli->cfg->jobs[i];
+		struct lk_rows runs;
+
+		lk_rows_init(&runs, 15);
+		if (lk_store_runs(store, job->name, 1, &runs, &err) < 0) {
+			code = lk_cli_fail(&err);
+		} else if (json) {
+			json_t *j = json_pack("{s:s, s:s, s:s}", "name", job->name, "kind", "sync",
+					      "mode", mode_names[job->mode]);
+
+			(void)json_object_set_new(j, "lastRun",
+						  runs.nrows ? run_json(LK_ROW(&runs, 0))
+							     : json_null());
+			(void)json_array_append_new(jobs, j);
+		} else {
+			print_text_job(job, &runs);
+		}
+		lk_rows_release(&runs);
+	}
+	if (json && code == 0) {
+		char *s;
+
+		(void)json_object_set_new(root, "jobs", jobs);
+		jobs = NULL;
+		s = json_dumps(root, JSON_COMPACT);
+		(void)printf("%s\n", s ? s : "{}");
+		free(s);
+	}
+	json_decref(jobs);
+	json_decref(root);
+	lk_store_close(store);
+	return code;
+}

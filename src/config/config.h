@@ -1,0 +1,141 @@
+/*
+ * config.h - the typed, validated configuration (SPEC §3).
+ *
+ * lk_config_load() reads YAML (after ${VAR} interpolation), fills these plain
+ * structs from one key table, validates them, and returns a config that is
+ * const for the rest of its life. Reload builds a new one and swaps it in.
+ * Every string is owned by the config and freed by lk_config_free().
+ */
+#ifndef LK_CONFIG_H
+#define LK_CONFIG_H
+
+#include "core/err.h"
+#include "core/log.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum lk_db_kind { LK_DB_POSTGRES, LK_DB_SQLITE };
+
+struct lk_retry_conf {
+	int attempts;	    /* total tries, >= 1 (default 3) */
+	int64_t initial_ms; /* first back-off (default 1s) */
+	int64_t max_ms;	    /* cap (default 30s) */
+	double multiplier;  /* growth (default 2) */
+};
+
+struct lk_dbconf {
+	char *name;
+	enum lk_db_kind kind;
+	char *url; /* as written (after interpolation): a postgres URL/keywords, or "sqlite:PATH" */
+	char *path;	  /* SQLite: the file path, made absolute relative to the config's folder */
+	int pool;	  /* connections lockstep may hold (default 4) */
+	char *listen_url; /* optional direct URL for LISTEN; NULL when absent */
+	int line, col;	  /* where it was defined, for later errors */
+};
+
+/* A table reference: `schema.name` or `name`; names are literal (case, spaces kept). */
+struct lk_tref {
+	char *schema; /* NULL when not given: "public" on PostgreSQL, "main" on SQLite */
+	char *name;
+};
+
+enum lk_job_kind { LK_JOB_SYNC = 0, LK_JOB_SQL, LK_JOB_EXEC };
+enum lk_sync_mode { LK_MODE_SNAPSHOT = 0, LK_MODE_POLL, LK_MODE_REALTIME, LK_MODE_LOGICAL };
+enum lk_deletes { LK_DELETES_DELETE = 0, LK_DELETES_IGNORE, LK_DELETES_SOFT };
+
+struct lk_job {
+	char *name;
+	enum lk_job_kind kind;
+	struct {
+		int db; /* index into lk_config.dbs */
+		struct lk_tref table;
+		char **key; /* NULL/0: the primary key */
+		int nkey;
+		char **columns; /* NULL/0: all columns */
+		int ncolumns;
+		char *where; /* SQL boolean expression, or NULL */
+	} source;
+	struct {
+		int db;
+		struct lk_tref table; /* defaults to the source table's schema and name */
+		bool create;
+		enum lk_deletes deletes;
+		char *soft_column; /* deletes: soft:COL */
+	} target;
+	enum lk_sync_mode mode; /* default snapshot */
+	char *cursor;		/* poll: the monotonic column; required for poll */
+	int64_t every_ms;	/* 0 when not set */
+	char *schedule;		/* raw string, or NULL */
+	int64_t lookback_ms;	/* poll, time cursors only; default 0 */
+	int batch;		/* rows per batch, default 1000, 1..100000 */
+	bool snapshot_deletes;	/* snapshot into a non-empty target also deletes extras */
+	struct lk_retry_conf retry;
+	int line, col;
+};
+
+struct lk_config {
+	char *path; /* the file as given */
+	char *dir;  /* its folder, absolute: base for relative SQLite paths */
+
+	char *state_url;	    /* default "sqlite:lockstep-state.db" */
+	enum lk_db_kind state_kind; /* derived from state_url */
+	char *state_path;	    /* SQLite state store: absolute path; NULL for PostgreSQL */
+
+	struct {
+		char *listen; /* default "127.0.0.1:8433" */
+		char *token;  /* NULL when not set */
+	} http;
+	struct {
+		enum lk_log_format format; /* default text */
+		enum lk_log_level level;   /* default info */
+	} log;
+
+	struct lk_dbconf *dbs;
+	int ndbs;
+	struct lk_job *jobs;
+	int njobs;
+};
+
+/*
+ * Loads, interpolates, parses and validates the config at `path`.
+ * On failure returns NULL with err->code LK_ERR_CONFIG and err->msg of the form
+ * "FILE:LINE:COL: expected ..., found ...[; did you mean 'x'?]", or "FILE:LINE:COL: key
+ * 'k' is not supported yet" for a known key whose feature is not built. A file that cannot
+ * be read gives LK_ERR_CONFIG too, with "cannot read config 'PATH': <strerror>".
+ * Key `cursor` on a job whose mode is not poll is logged as a warning, not refused.
+ * The caller frees the result with lk_config_free(). Main thread only.
+ */
+struct lk_config *lk_config_load(const char *path, struct lk_err *err);
+
+/* Same as lk_config_load but from a string; `path` is used for messages and dir. */
+struct lk_config *lk_config_load_string(const char *text, const char *path, struct lk_err *err);
+
+void lk_config_free(struct lk_config *cfg);
+
+/* Finds a job or database by name; NULL when absent. */
+const struct lk_job *lk_config_job(const struct lk_config *cfg, const char *name);
+const struct lk_dbconf *lk_config_db(const struct lk_config *cfg, const char *name);
+
+/*
+ * Writes `url` with any password replaced by "***" into out (always NUL-terminated,
+ * truncated to out_size; NULL url gives ""). Handles postgres://user:pass@host URLs,
+ * "password=..." (and sslpassword) keyword strings, quoted or not, and "?password=..."
+ * query parameters. Other text is copied unchanged. Thread-safe.
+ */
+void lk_redact_url(const char *url, char *out, size_t out_size);
+
+struct lk_buf;
+
+/* Same as lk_redact_url, appending to a growable buffer (no truncation). */
+void lk_redact_url_buf(const char *url, struct lk_buf *out);
+
+/*
+ * Appends a short YAML-like summary of cfg to out: state store, log and http settings,
+ * databases (URLs redacted, the token shown as "***"), and each job's kind, mode, source,
+ * target and timing. For `lockstep check-config`; never prints a secret.
+ */
+void lk_config_dump(const struct lk_config *cfg, struct lk_buf *out);
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * config_dump.c - a short, secret-free summary of a loaded config for check-config.
+ */
+#include "config.h"
+#include "core/buf.h"
+
+#include <stdint.h>
+#include <string.h>
+
+static const char *const kind_names[] = {"sync", "sql", "exec"};
+static const char *const mode_names[] = {"snapshot", "poll", "realtime", "logical"};
+static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
+
+/* One part of a table name, in double quotes when it would not read back as written. */
+static void add_part(struct lk_buf *out, const char *s)
+{
+	if (!strchr(s, '.') && s[0] != '"') {
+		lk_buf_adds(out, s);
+		return;
+	}
+	lk_buf_addch(out, '"');
+	for (; *s; s++) {
+		if (*s == '"')
+			lk_buf_addch(out, '"');
+		lk_buf_addch(out, *s);
+	}
+	lk_buf_addch(out, '"');
+}
+
+static void add_table(struct lk_buf *out, const struct lk_config *cfg, int db,
+		      const struct lk_tref *t)
+{
+	lk_buf_addf(out, "%s/", db >= 0 && db < cfg->ndbs ? cfg->dbs[db].name : "?");
+	if (t->schema) {
+		add_part(out, t->schema);
+		lk_buf_addch(out, '.');
+	}
+	add_part(out, t->name ? t->name : "?");
+}
+
+/* Writes ms in the largest unit that divides it: 90000 -> "90s", 60000 -> "1m". */
+static void add_duration(struct lk_buf *out, int64_t ms)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {{"d", 86400000LL}, {"h", 3600000LL}, {"m", 60000}, {"s", 1000}};
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (ms % units[i].ms == 0) {
+			lk_buf_addf(out, "%lld%s", (long long)(ms / units[i].ms), units[i].unit);
+			return;
+		}
+	}
+	lk_buf_addf(out, "%lldms", (long long)ms);
+}
+
+static void add_names(struct lk_buf *out, const char *label, char **v, int n)
+{
+	if (n == 0)
+		return;
+	lk_buf_addf(out, ", %s: [", label);
+	for (int i = 0; i < n; i++)
+		lk_buf_addf(out, "%s%s", i ? ", " : "", v[i]);
+	lk_buf_addch(out, ']');
+}
+
+static void dump_job(const struct lk_config *cfg, const struct lk_job *j, struct lk_buf *out)
+{
+	static const char *const deletes[] = {"delete", "ignore", "soft:"};
+
+	lk_buf_addf(out, "  %s:\n    kind: %s, mode: %s, batch: %d\n", j->name, kind_names[j->kind],
+		    mode_names[j->mode], j->batch);
+	lk_buf_adds(out, "    source: ");
+	add_table(out, cfg, j->source.db, &j->source.table);
+	add_names(out, "key", j->source.key, j->source.nkey);
+	add_names(out, "columns", j->source.columns, j->source.ncolumns);
+	if (j->source.where)
+		lk_buf_addf(out, ", where: %s", j->source.where);
+	lk_buf_adds(out, "\n    target: ");
+	add_table(out, cfg, j->target.db, &j->target.table);
+	lk_buf_addf(out, ", create: %s, deletes: %s%s\n", j->target.create ? "true" : "false",
+		    deletes[j->target.deletes], j->target.soft_column ? j->target.soft_column : "");
+	if (j->cursor)
+		lk_buf_addf(out, "    cursor: %s\n", j->cursor);
+	if (j->every_ms) {
+		lk_buf_adds(out, "    every: ");
+		add_duration(out, j->every_ms);
+		lk_buf_addch(out, '\n');
+	}
+	if (j->schedule)
+		lk_buf_addf(out, "    schedule: %s\n", j->schedule);
+	if (j->lookback_ms) {
+		lk_buf_adds(out, "    lookback: ");
+		add_duration(out, j->lookback_ms);
+		lk_buf_addch(out, '\n');
+	}
+	lk_buf_addf(out, "    retry: {attempts: %d, initial: ", j->retry.attempts);
+	add_duration(out, j->retry.initial_ms);
+	lk_buf_adds(out, ", max: ");
+	add_duration(out, j->retry.max_ms);
+	lk_buf_addf(out, ", multiplier: %g}\n", j->retry.multiplier);
+}
+
+void lk_config_dump(const struct lk_config *cfg, struct lk_buf *out)
+{
+	lk_buf_adds(out, "state: ");
+	lk_redact_url_buf(cfg->state_url, out);
+	if (cfg->state_path)
+		lk_buf_addf(out, " (%s)", cfg->state_path);
+	lk_buf_addf(out, "\nlog: {format: %s, level: %s}\n",
+		    cfg->log.format == LK_LOG_JSON ? "json" : "text", level_names[cfg->log.level]);
+	lk_buf_addf(out, "http: {listen: %s, token: %s}\n", cfg->http.listen,
+		    cfg->http.token ? "***" : "none");
+	lk_buf_adds(out, cfg->ndbs ? "databases:\n" : "databases: {}\n");
+	for (int i = 0; i < cfg->ndbs; i++) {
+		const struct lk_dbconf *d = &cfg->dbs[i];
+
+		lk_buf_addf(out, "  %s: {kind: %s, ", d->name,
+			    d->kind == LK_DB_POSTGRES ? "postgres" : "sqlite");
+		if (d->kind == LK_DB_SQLITE) {
+			lk_buf_addf(out, "path: %s", d->path);
+		} else {
+			lk_buf_adds(out, "url: ");
+			lk_redact_url_buf(d->url, out);
+		}
+		if (d->listen_url) {
+			lk_buf_adds(out, ", listen_url: ");
+			lk_redact_url_buf(d->listen_url, out);
+		}
+		lk_buf_addf(out, ", pool: %d}\n", d->pool);
+	}
+	lk_buf_adds(out, cfg->njobs ? "jobs:\n" : "jobs: {}\n");
+	for (int i = 0; i < cfg->njobs; i++)
+		dump_job(cfg, &cfg->jobs[i], out);
+}

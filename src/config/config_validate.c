@@ -1,0 +1,177 @@
+/*
+ * config_validate.c - the checks that involve several keys: database references, the
+ * target table's default, mode-specific keys, key and cursor columns within `columns`.
+ */
+#include "config_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LK_LOG_COMPONENT "config"
+#include "core/buf.h"
+#include "core/log.h"
+
+/* Sets *idx to the database that the reference node names. */
+static int resolve_db(struct lk_cfgctx *c, const struct lk_ynode *ref, int *idx)
+{
+	const struct lk_config *cfg = c->cfg;
+	const char **names;
+	const char *hint;
+
+	for (int i = 0; i < cfg->ndbs; i++) {
+		if (strcmp(cfg->dbs[i].name, ref->text) == 0) {
+			*idx = i;
+			return 0;
+		}
+	}
+	if (cfg->ndbs == 0)
+		return lk_cfg_fail(c, ref,
+				   "expected a database defined under databases, found '%s' (no "
+				   "databases are defined)",
+				   ref->text);
+	names = lk_xcalloc((size_t)cfg->ndbs, sizeof(*names));
+	for (int i = 0; i < cfg->ndbs; i++)
+		names[i] = cfg->dbs[i].name;
+	hint = lk_cfg_suggest(ref->text, names, cfg->ndbs);
+	lk_cfg_fail(c, ref, "expected a database defined under databases, found '%s'%s%s%s",
+		    ref->text, hint ? "; did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
+	free(names);
+	return -1;
+}
+
+static void copy_tref(struct lk_tref *dst, const struct lk_tref *src)
+{
+	dst->schema = src->schema ? lk_xstrdup(src->schema) : NULL;
+	dst->name = lk_xstrdup(src->name);
+}
+
+/* Keys that only some modes use, and the cursor that poll needs. */
+static int check_mode(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *job)
+{
+	const struct lk_ynode *lookback = lk_ymap_get(job, "lookback");
+	const struct lk_ynode *cursor = lk_ymap_get(job, "cursor");
+	const struct lk_ynode *schedule = lk_ymap_get(job, "schedule");
+
+	if (j->mode == LK_MODE_POLL && !j->cursor)
+		return lk_cfg_fail(c, lk_ymap_get(job, "mode"),
+				   "expected key 'cursor' (the monotonic column) with mode poll, "
+				   "found none");
+	if (j->mode != LK_MODE_POLL && lookback && lookback->type != LK_Y_NULL)
+		return lk_cfg_fail(c, lookback,
+				   "expected lookback only with mode poll, found it with mode "
+				   "snapshot");
+	if (j->mode != LK_MODE_POLL && j->cursor)
+		lk_log_warn("%s:%d:%d: job %s: cursor is only used by mode poll; ignored", c->file,
+			    cursor ? cursor->line : 0, cursor ? cursor->col : 0, j->name);
+	if (j->every_ms > 0 && j->schedule)
+		return lk_cfg_fail(c, schedule,
+				   "expected either every or schedule, found both (every at line "
+				   "%d)",
+				   lk_ymap_get(job, "every")->line);
+	return 0;
+}
+
+/* The item of a name list (or the single name) equal to name, for error positions. */
+static const struct lk_ynode *list_item(const struct lk_ynode *list, const char *name)
+{
+	if (list && list->type == LK_Y_SCALAR)
+		return list;
+	for (int i = 0; list && list->type == LK_Y_SEQ && i < list->nkids; i++) {
+		if (strcmp(list->kids[i]->text, name) == 0)
+			return list->kids[i];
+	}
+	return list;
+}
+
+static bool in_list(char **v, int n, const char *s)
+{
+	for (int i = 0; i < n; i++) {
+		if (strcmp(v[i], s) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* With `columns` given, the key columns and the cursor must be among them. */
+static int check_columns(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *job)
+{
+	const struct lk_ynode *src = lk_ymap_get(job, "source");
+
+	if (!j->source.columns)
+		return 0;
+	for (int i = 0; i < j->source.nkey; i++) {
+		if (!in_list(j->source.columns, j->source.ncolumns, j->source.key[i]))
+			return lk_cfg_fail(c, list_item(lk_ymap_get(src, "key"), j->source.key[i]),
+					   "expected key column '%s' among source.columns, found "
+					   "it missing",
+					   j->source.key[i]);
+	}
+	if (j->mode == LK_MODE_POLL && j->cursor &&
+	    !in_list(j->source.columns, j->source.ncolumns, j->cursor))
+		return lk_cfg_fail(c, lk_ymap_get(job, "cursor"),
+				   "expected cursor column '%s' among source.columns, found it "
+				   "missing",
+				   j->cursor);
+	return 0;
+}
+
+static const char *eff_schema(const struct lk_config *cfg, int db, const struct lk_tref *t)
+{
+	if (t->schema)
+		return t->schema;
+	return cfg->dbs[db].kind == LK_DB_POSTGRES ? "public" : "main";
+}
+
+/* A job must not write into the table it reads. */
+static int check_not_self(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *job)
+{
+	const struct lk_config *cfg = c->cfg;
+	const struct lk_ynode *tgt = lk_ymap_get(job, "target");
+	const struct lk_ynode *at = lk_ymap_get(tgt, "table");
+
+	if (j->source.db != j->target.db ||
+	    strcmp(j->source.table.name, j->target.table.name) != 0 ||
+	    strcmp(eff_schema(cfg, j->source.db, &j->source.table),
+		   eff_schema(cfg, j->target.db, &j->target.table)) != 0)
+		return 0;
+	return lk_cfg_fail(c, at ? at : lk_ymap_get(tgt, "db"),
+			   "expected a target table other than the source table, found the same "
+			   "table '%s' in database '%s'",
+			   j->target.table.name, cfg->dbs[j->target.db].name);
+}
+
+static int validate_job(struct lk_cfgctx *c, struct lk_job *j, const struct lk_ynode *job)
+{
+	const struct lk_ynode *src = lk_ymap_get(job, "source");
+	const struct lk_ynode *tgt = lk_ymap_get(job, "target");
+
+	if (resolve_db(c, lk_ymap_get(src, "db"), &j->source.db) < 0 ||
+	    resolve_db(c, lk_ymap_get(tgt, "db"), &j->target.db) < 0)
+		return -1;
+	if (!j->target.table.name)
+		copy_tref(&j->target.table, &j->source.table);
+	if (check_mode(c, j, job) < 0 || check_columns(c, j, job) < 0 ||
+	    check_not_self(c, j, job) < 0)
+		return -1;
+	if (j->retry.max_ms < j->retry.initial_ms) {
+		const struct lk_ynode *retry = lk_ymap_get(job, "retry");
+		const struct lk_ynode *at = lk_ymap_get(retry, "max");
+
+		return lk_cfg_fail(c, at ? at : lk_ymap_get(retry, "initial"),
+				   "expected retry.max of at least retry.initial (%lld ms), found "
+				   "%lld ms",
+				   (long long)j->retry.initial_ms, (long long)j->retry.max_ms);
+	}
+	return 0;
+}
+
+int lk_cfg_validate(struct lk_cfgctx *c, const struct lk_ynode *root)
+{
+	const struct lk_ynode *jobs = lk_ymap_get(root, "jobs");
+
+	for (int i = 0; i < c->cfg->njobs; i++) {
+		if (validate_job(c, &c->cfg->jobs[i], jobs->kids[2 * i + 1]) < 0)
+			return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,271 @@
+/*
+ * connector.h - one ops table, two engines (PostgreSQL via libpq, SQLite).
+ *
+ * Values travel between engines in one interchange form (docs/types.md):
+ * every value is text in the shape PostgreSQL prints it with lockstep's pinned
+ * session settings (UTC, ISO dates, shortest-exact floats, "t"/"f" booleans),
+ * except LK_T_BYTES, which is raw bytes. Each connector converts to and from its
+ * engine at the edge, and refuses (LK_ERR_VALUE, naming key and column) a value
+ * its engine cannot hold exactly.
+ *
+ * Threading: a struct lk_conn belongs to one thread at a time. Nothing here is
+ * shared between connections.
+ */
+#ifndef LK_CONNECTOR_H
+#define LK_CONNECTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/arena.h"
+#include "core/err.h"
+
+/* The logical type of a column: what the value means, whatever the engine. */
+enum lk_type {
+	LK_T_OTHER = 0, /* passed through as text */
+	LK_T_INT,
+	LK_T_FLOAT,
+	LK_T_NUMERIC,
+	LK_T_BOOL,
+	LK_T_TEXT,
+	LK_T_UUID,
+	LK_T_JSON,
+	LK_T_BYTES,
+	LK_T_TIMESTAMPTZ,
+	LK_T_TIMESTAMP,
+	LK_T_DATE,
+	LK_T_TIME,
+};
+
+const char *lk_type_name(enum lk_type t);
+/* True for the types `lookback` and the poll cap understand as time. */
+bool lk_type_is_time(enum lk_type t);
+
+/* One value: `p` points at `len` bytes followed by a NUL (not counted). */
+struct lk_value {
+	const char *p;
+	size_t len;
+	bool null;
+};
+
+/*
+ * A batch of rows: nrows x ncols values, row-major. Value bytes live in the
+ * arena; lk_rows_reset() empties the batch and keeps its memory for the next.
+ */
+struct lk_rows {
+	int ncols;
+	int nrows;
+	int cap; /* rows the value array can hold */
+	struct lk_value *v;
+	struct lk_arena arena;
+};
+
+void lk_rows_init(struct lk_rows *r, int ncols);
+void lk_rows_reset(struct lk_rows *r);
+/* Changes the column count of an empty batch. */
+void lk_rows_set_ncols(struct lk_rows *r, int ncols);
+void lk_rows_release(struct lk_rows *r);
+/* Appends a row of ncols NULL values and returns it. */
+struct lk_value *lk_rows_add(struct lk_rows *r);
+/* Copies len bytes into the arena as the value of (row, col). */
+void lk_rows_set(struct lk_rows *r, int row, int col, const char *p, size_t len);
+void lk_rows_set_null(struct lk_rows *r, int row, int col);
+/* Appends a copy of row `i` of `src` (same ncols) to dst. */
+void lk_rows_copy_row(struct lk_rows *dst, const struct lk_rows *src, int i);
+#define LK_ROW(r, i) (&(r)->v[(size_t)(i) * (size_t)(r)->ncols])
+
+/* A column as the engine describes it. */
+struct lk_column {
+	char *name;
+	char *native; /* PostgreSQL: format_type(); SQLite: the declared type */
+	enum lk_type type;
+	bool not_null;
+};
+
+/* A table as the engine describes it. */
+struct lk_table {
+	char *schema; /* as resolved: "public" / "main" when the config gave none */
+	char *name;
+	struct lk_column *cols;
+	int ncols;
+	int *pk; /* indexes into cols, in key order; npk == 0 when there is none */
+	int npk;
+};
+
+void lk_table_release(struct lk_table *t);
+/* Index of the column named exactly `name`, or -1. */
+int lk_table_col(const struct lk_table *t, const char *name);
+
+/*
+ * What to read. Used by scans (stream in ORDER BY order) and by fetches (rows
+ * whose key equals one of a list of keys).
+ */
+struct lk_scan_spec {
+	const struct lk_tref *table;
+	const char *const *cols;   /* selected columns, by name */
+	const enum lk_type *types; /* their logical types (from the source description) */
+	int ncols;
+	const int *order; /* scan: indexes into cols forming ORDER BY; fetch: the key columns */
+	int norder;
+	const struct lk_value *after;     /* scan: exclusive lower bound on the ORDER BY tuple, or NULL */
+	const struct lk_value *min_first; /* scan: inclusive lower bound on order[0] alone, or NULL */
+	const struct lk_value *max_first; /* scan: exclusive upper bound on order[0] alone, or NULL */
+	const char *filter; /* SQL boolean expression ANDed into WHERE, or NULL */
+	const char *match;  /* SQL boolean expression selected as one more column, "t"/"f" */
+};
+
+/* What to write. */
+struct lk_write_spec {
+	const struct lk_tref *table;
+	const char *const *cols; /* written columns (a row of the batch holds these) */
+	const enum lk_type *types;
+	int ncols;
+	const int *key; /* indexes into cols of the key, unique on the target */
+	int nkey;
+	const char *soft_column; /* deletes: soft:COL. upserts clear it, deletes set it to now */
+};
+
+struct lk_conn;
+struct lk_scan;
+
+struct lk_connector_ops {
+	const char *name; /* "postgres" | "sqlite" */
+
+	/* Opens a connection (one try; the caller retries). PostgreSQL pins session settings. */
+	struct lk_conn *(*open)(const struct lk_dbconf *db, struct lk_err *err);
+	void (*close)(struct lk_conn *c); /* NULL is a no-op */
+
+	int (*begin)(struct lk_conn *c, struct lk_err *err);
+	int (*commit)(struct lk_conn *c, struct lk_err *err);
+	int (*rollback)(struct lk_conn *c); /* best effort; never fails the caller */
+
+	/*
+	 * Runs sql with text parameters written $1..$n (NULL pointer = SQL NULL). When out
+	 * is not NULL (pass an empty batch), it receives the result rows as text, ncols set by
+	 * the callee; with several statements, the rows of the last one that returns columns.
+	 * *affected (if not NULL) gets the number of rows changed.
+	 */
+	int (*exec)(struct lk_conn *c, const char *sql, int nparams, const char *const *params,
+		    struct lk_rows *out, int64_t *affected, struct lk_err *err);
+
+	/* Describes a table; LK_ERR_NOTFOUND (naming it) when it does not exist. */
+	int (*describe)(struct lk_conn *c, const struct lk_tref *t, struct lk_table *out,
+			struct lk_err *err);
+	/* Sets *yes when a unique index (or the primary key) covers exactly `cols`. */
+	int (*has_unique)(struct lk_conn *c, const struct lk_tref *t, const char *const *cols,
+			  int ncols, bool *yes, struct lk_err *err);
+	/*
+	 * Creates table t with the given columns and key. A column's `native` type is used
+	 * verbatim when not NULL (the caller sets it only when source and target are the same
+	 * engine); otherwise the logical type is mapped (lk_type_pg_decl / lk_type_sqlite_decl).
+	 */
+	int (*create_table)(struct lk_conn *c, const struct lk_tref *t, const struct lk_column *cols,
+			    int ncols, const int *key, int nkey, struct lk_err *err);
+	/* Rough row count for progress (may be -1 when unknown). */
+	int (*estimate)(struct lk_conn *c, const struct lk_tref *t, int64_t *rows,
+			struct lk_err *err);
+	/* Sets *empty when the table has no rows. */
+	int (*is_empty)(struct lk_conn *c, const struct lk_tref *t, bool *empty, struct lk_err *err);
+
+	/*
+	 * Streams rows in ORDER BY order inside one read-only snapshot on this connection.
+	 * scan_next appends up to max rows to out (ncols = spec ncols, + 1 when spec->match)
+	 * and returns how many it added (0 at the end) or -1.
+	 * The spec's strings and bounds are copied; the caller may free them after scan_open.
+	 */
+	struct lk_scan *(*scan_open)(struct lk_conn *c, const struct lk_scan_spec *spec,
+				     struct lk_err *err);
+	int (*scan_next)(struct lk_scan *s, struct lk_rows *out, int max, struct lk_err *err);
+	void (*scan_close)(struct lk_scan *s); /* ends the snapshot; NULL is a no-op */
+
+	/*
+	 * Appends to out the rows whose key (spec->order columns, matched positionally to the
+	 * first spec->norder values of each row of `keys`) is in `keys` and that pass
+	 * spec->filter. Rows are shaped like scan_next's (spec->match is not used). Order is
+	 * unspecified.
+	 */
+	int (*fetch)(struct lk_conn *c, const struct lk_scan_spec *spec, const struct lk_rows *keys,
+		     struct lk_rows *out, struct lk_err *err);
+
+	/*
+	 * Writes a batch inside the caller's transaction. `plain` says the target holds none of
+	 * these keys (an empty target during a snapshot): PostgreSQL then COPYs straight in.
+	 */
+	int (*upsert)(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
+		      bool plain, struct lk_err *err);
+	/* Deletes (or soft-deletes) the rows whose keys are in `rows`: rows as wide as w->cols,
+	 * the key read from the w->key columns (other values are ignored). */
+	int (*delete_keys)(struct lk_conn *c, const struct lk_write_spec *w,
+			   const struct lk_rows *rows, struct lk_err *err);
+
+	/* Creates lockstep's position table in this (target) database if missing. */
+	int (*position_setup)(struct lk_conn *c, struct lk_err *err);
+	/* Reads the job's position: *pos is malloc'd JSON, or NULL (and epoch 0) when none. */
+	int (*position_get)(struct lk_conn *c, const char *job, int64_t *epoch, char **pos,
+			    struct lk_err *err);
+	/*
+	 * The first statement of every batch transaction (DESIGN decision 5): upserts the job's
+	 * row with `pos` and `epoch` only when the stored epoch <= epoch. Zero rows changed ->
+	 * LK_ERR_FENCED (the caller rolls back).
+	 */
+	int (*position_put)(struct lk_conn *c, const char *job, int64_t epoch, const char *pos,
+			    struct lk_err *err);
+
+	/*
+	 * Poll mode's cap (PostgreSQL): the start time of the oldest open transaction in this
+	 * database other than ours, or now() when none, as text. *readable is false (and
+	 * out empty) when the role cannot see other sessions in pg_stat_activity.
+	 * NULL in the SQLite ops (SQLite serialises writers).
+	 */
+	int (*poll_cap)(struct lk_conn *c, bool *readable, char *out, size_t out_size,
+			struct lk_err *err);
+};
+
+extern const struct lk_connector_ops lk_pg_ops;
+extern const struct lk_connector_ops lk_sqlite_ops;
+
+/* The ops for a database's kind. */
+const struct lk_connector_ops *lk_connector_for(enum lk_db_kind kind);
+
+/*
+ * An open connection with its ops, opened with retries (full-jitter exponential back-off
+ * per `retry`, transient failures only). Exhausted retries -> LK_ERR_UNAVAILABLE.
+ */
+struct lk_db {
+	const struct lk_connector_ops *ops;
+	struct lk_conn *conn;
+	const struct lk_dbconf *conf;
+};
+
+int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_retry_conf *retry,
+	       volatile const bool *stop, struct lk_err *err);
+void lk_db_close(struct lk_db *db);
+
+/* Identifier quoting: appends "name" with embedded quotes doubled (both engines). */
+struct lk_buf;
+void lk_quote_ident(struct lk_buf *b, const char *name);
+/* Appends "schema"."name" (or just "name" when schema is NULL). */
+void lk_quote_tref(struct lk_buf *b, const struct lk_tref *t);
+/* The table as the user reads it, for messages: schema.name or name (unquoted). */
+void lk_tref_format(const struct lk_tref *t, char *out, size_t out_size);
+
+/*
+ * Canonical encoding for verify: appends a value's canonical form (docs/types.md) so that
+ * PostgreSQL and SQLite encodings of the same value compare equal.
+ */
+void lk_value_canonical(struct lk_buf *b, enum lk_type t, const struct lk_value *v);
+
+/* Describes a row's key for messages: "(id=42, name=x)" (values cut at 40 bytes). */
+void lk_key_describe(char *out, size_t out_size, const char *const *cols, const int *key, int nkey,
+		     const struct lk_value *row);
+
+/* Maps engine type names to logical types. */
+enum lk_type lk_type_from_pg(const char *typname);
+enum lk_type lk_type_from_sqlite(const char *decl);
+/* The declared type lockstep creates for a logical type (SQLite keeps the meaning in the name). */
+const char *lk_type_sqlite_decl(enum lk_type t);
+const char *lk_type_pg_decl(enum lk_type t);
+
+#endif

@@ -1,0 +1,418 @@
+/*
+ * pg.c - the PostgreSQL connector: connections with pinned session settings,
+ * generic statements, table description and streaming reads.
+ */
+#include "pg_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/units.h"
+
+/* Settings every session pins (DESIGN decision 8). */
+static const char *const session_setup =
+	"SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601';"
+	" SET extra_float_digits = 3; SET bytea_output = 'hex'; SET client_encoding = 'UTF8';"
+	" SET standard_conforming_strings = on";
+
+int lk_pg_err(struct lk_err *err, struct lk_conn *c, const PGresult *res, const char *context)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+	bool bad = c && c->pg && PQstatus(c->pg) == CONNECTION_BAD;
+	char clean[LK_ERR_MSG_MAX];
+	size_t n;
+
+	if (!msg)
+		msg = c && c->pg ? PQerrorMessage(c->pg) : "no connection";
+	(void)snprintf(clean, sizeof(clean), "%s", msg);
+	n = strlen(clean);
+	while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
+		clean[--n] = '\0';
+	if (detail)
+		lk_err_set(err, LK_ERR_PG, "%s: %s (%s)", context, clean, detail);
+	else
+		lk_err_set(err, LK_ERR_PG, "%s: %s", context, clean);
+	if (state) {
+		(void)snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
+		err->transient = lk_err_sqlstate_is_transient(state);
+	}
+	if (bad || !state)
+		err->transient = err->transient || bad;
+	return -1;
+}
+
+static struct lk_conn *pg_open(const struct lk_dbconf *db, struct lk_err *err)
+{
+	const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+			      "keepalives_interval", "keepalives_count", "application_name",
+			      "dbname", NULL};
+	const char *vals[] = {"10", "1", "30", "10", "3", "lockstep", db->url, NULL};
+	struct lk_conn *c = calloc(1, sizeof(*c));
+	PGresult *res;
+
+	if (!c) {
+		lk_err_set(err, LK_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	(void)snprintf(c->dbname, sizeof(c->dbname), "%s", db->name);
+	c->pg = PQconnectdbParams(keys, vals, 1);
+	if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+		char msg[LK_ERR_MSG_MAX];
+		size_t n;
+
+		(void)snprintf(msg, sizeof(msg), "%s", c->pg ? PQerrorMessage(c->pg) : "no memory");
+		n = strlen(msg);
+		while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+			msg[--n] = '\0';
+		lk_err_set(err, LK_ERR_PG, "cannot connect to database '%s': %s", db->name, msg);
+		/* Authentication and missing databases will not heal by retrying. */
+		err->transient = !strstr(msg, "authentication") && !strstr(msg, "does not exist") &&
+				 !strstr(msg, "invalid");
+		PQfinish(c->pg);
+		free(c);
+		return NULL;
+	}
+	res = PQexec(c->pg, session_setup);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		lk_pg_err(err, c, res, "session setup");
+		PQclear(res);
+		PQfinish(c->pg);
+		free(c);
+		return NULL;
+	}
+	PQclear(res);
+	return c;
+}
+
+void lk_pg_stages_reset(struct lk_conn *c, bool forget)
+{
+	for (int i = 0; i < c->nstages; i++) {
+		c->stages[i].dirty = false;
+		if (forget)
+			free(c->stages[i].key);
+	}
+	if (forget)
+		c->nstages = 0;
+}
+
+static void pg_close(struct lk_conn *c)
+{
+	if (!c)
+		return;
+	lk_pg_stages_reset(c, true);
+	PQfinish(c->pg);
+	free(c);
+}
+
+int lk_pg_cmd(struct lk_conn *c, const char *sql, int n, const char *const *params,
+	      int64_t *affected, struct lk_err *err)
+{
+	PGresult *res = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+	int rc = 0;
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		rc = lk_pg_err(err, c, res, "query failed");
+	} else if (affected) {
+		const char *t = PQcmdTuples(res);
+
+		*affected = (t && *t) ? strtoll(t, NULL, 10) : 0;
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int pg_begin(struct lk_conn *c, struct lk_err *err)
+{
+	if (lk_pg_cmd(c, "BEGIN", 0, NULL, NULL, err) < 0)
+		return -1;
+	c->in_txn = true;
+	return 0;
+}
+
+static int pg_commit(struct lk_conn *c, struct lk_err *err)
+{
+	int rc = lk_pg_cmd(c, "COMMIT", 0, NULL, NULL, err);
+
+	c->in_txn = false;
+	lk_pg_stages_reset(c, rc < 0);
+	return rc;
+}
+
+static int pg_rollback(struct lk_conn *c)
+{
+	PGresult *res = PQexec(c->pg, "ROLLBACK");
+
+	PQclear(res);
+	c->in_txn = false;
+	lk_pg_stages_reset(c, true); /* a stage created in this transaction is gone */
+	return 0;
+}
+
+/* Copies a text result into out (all values as text). */
+static void result_to_rows(const PGresult *res, struct lk_rows *out)
+{
+	int nt = PQntuples(res), nf = PQnfields(res);
+
+	if (out->nrows == 0)
+		lk_rows_set_ncols(out, nf);
+	for (int r = 0; r < nt; r++) {
+		int row;
+
+		lk_rows_add(out);
+		row = out->nrows - 1;
+		for (int f = 0; f < nf && f < out->ncols; f++) {
+			if (!PQgetisnull(res, r, f))
+				lk_rows_set(out, row, f, PQgetvalue(res, r, f),
+					    (size_t)PQgetlength(res, r, f));
+		}
+	}
+}
+
+static int pg_exec(struct lk_conn *c, const char *sql, int n, const char *const *params,
+		   struct lk_rows *out, int64_t *affected, struct lk_err *err)
+{
+	PGresult *res;
+	ExecStatusType st;
+	int rc = -1;
+
+	if (n == 0 && !out)
+		res = PQexec(c->pg, sql); /* allows several statements */
+	else
+		res = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	st = PQresultStatus(res);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		lk_pg_err(err, c, res, "query failed");
+		goto out;
+	}
+	if (affected) {
+		const char *t = PQcmdTuples(res);
+
+		*affected = (t && *t) ? strtoll(t, NULL, 10) : 0;
+	}
+	if (out && st == PGRES_TUPLES_OK)
+		result_to_rows(res, out);
+	rc = 0;
+out:
+	PQclear(res);
+	return rc;
+}
+
+static const char *schema_of(const struct lk_tref *t)
+{
+	return t->schema ? t->schema : "public";
+}
+
+static const char *const describe_sql =
+	"SELECT a.attname, format_type(a.atttypid, a.atttypmod),"
+	" CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END, a.attnotnull,"
+	" coalesce(array_position(i.indkey::int2[], a.attnum), 0)"
+	" FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+	" JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid"
+	" LEFT JOIN pg_type bt ON bt.oid = t.typbasetype"
+	" LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary"
+	" WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+	" AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+
+static int pg_describe(struct lk_conn *c, const struct lk_tref *t, struct lk_table *out,
+		       struct lk_err *err)
+{
+	const char *params[2] = {schema_of(t), t->name};
+	PGresult *res = PQexecParams(c->pg, describe_sql, 2, NULL, params, NULL, NULL, 0);
+	int n, npk = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		lk_pg_err(err, c, res, "describe table");
+		PQclear(res);
+		return -1;
+	}
+	n = PQntuples(res);
+	if (n == 0) {
+		PQclear(res);
+		return lk_err_set(err, LK_ERR_NOTFOUND, "table %s.%s does not exist in database '%s'",
+				  schema_of(t), t->name, c->dbname);
+	}
+	out->schema = strdup(schema_of(t));
+	out->name = strdup(t->name);
+	out->cols = calloc((size_t)n, sizeof(*out->cols));
+	out->pk = calloc((size_t)n, sizeof(int));
+	out->ncols = n;
+	for (int i = 0; i < n; i++) {
+		int pos = atoi(PQgetvalue(res, i, 4)); /* NOLINT: catalog int2, always valid */
+
+		out->cols[i].name = strdup(PQgetvalue(res, i, 0));
+		out->cols[i].native = strdup(PQgetvalue(res, i, 1));
+		out->cols[i].type = lk_type_from_pg(PQgetvalue(res, i, 2));
+		out->cols[i].not_null = PQgetvalue(res, i, 3)[0] == 't';
+		if (pos > 0 && pos <= n) {
+			out->pk[pos - 1] = i;
+			npk++;
+		}
+	}
+	out->npk = npk;
+	PQclear(res);
+	return 0;
+}
+
+static int pg_has_unique(struct lk_conn *c, const struct lk_tref *t, const char *const *cols,
+			 int ncols, bool *yes, struct lk_err *err)
+{
+	static const char *const sql =
+		"SELECT i.indexrelid, a.attname FROM pg_index i"
+		" JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+		" JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey::int2[])"
+		" WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL"
+		" AND i.indexprs IS NULL AND i.indnkeyatts = $3::int ORDER BY 1";
+	char nbuf[16];
+	const char *params[3] = {schema_of(t), t->name, nbuf};
+	PGresult *res;
+	int n, start = 0;
+
+	*yes = false;
+	(void)snprintf(nbuf, sizeof(nbuf), "%d", ncols);
+	res = PQexecParams(c->pg, sql, 3, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		lk_pg_err(err, c, res, "list unique indexes");
+		PQclear(res);
+		return -1;
+	}
+	n = PQntuples(res);
+	/* Rows come grouped by index; an index matches when all its columns are in cols. */
+	while (start < n && !*yes) {
+		int end = start, hits = 0;
+
+		while (end < n && strcmp(PQgetvalue(res, end, 0), PQgetvalue(res, start, 0)) == 0) {
+			for (int k = 0; k < ncols; k++)
+				hits += strcmp(cols[k], PQgetvalue(res, end, 1)) == 0;
+			end++;
+		}
+		*yes = (end - start == ncols && hits == ncols);
+		start = end;
+	}
+	PQclear(res);
+	return 0;
+}
+
+static int pg_create_table(struct lk_conn *c, const struct lk_tref *t, const struct lk_column *cols,
+			   int ncols, const int *key, int nkey, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	int rc;
+
+	if (t->schema) {
+		lk_buf_adds(&sql, "CREATE SCHEMA IF NOT EXISTS ");
+		lk_quote_ident(&sql, t->schema);
+		lk_buf_adds(&sql, "; ");
+	}
+	lk_buf_adds(&sql, "CREATE TABLE IF NOT EXISTS ");
+	lk_quote_tref(&sql, t);
+	lk_buf_adds(&sql, " (");
+	for (int i = 0; i < ncols; i++) {
+		lk_buf_adds(&sql, i ? ", " : "");
+		lk_quote_ident(&sql, cols[i].name);
+		/* Same engine: the exact native type; across engines: the mapped meaning. */
+		lk_buf_addf(&sql, " %s%s", cols[i].native ? cols[i].native : lk_type_pg_decl(cols[i].type),
+			    cols[i].not_null ? " NOT NULL" : "");
+	}
+	lk_buf_adds(&sql, ", PRIMARY KEY (");
+	for (int i = 0; i < nkey; i++) {
+		lk_buf_adds(&sql, i ? ", " : "");
+		lk_quote_ident(&sql, cols[key[i]].name);
+	}
+	lk_buf_adds(&sql, "))");
+	rc = pg_exec(c, sql.buf, 0, NULL, NULL, NULL, err);
+	lk_buf_release(&sql);
+	return rc;
+}
+
+static int pg_estimate(struct lk_conn *c, const struct lk_tref *t, int64_t *rows,
+		       struct lk_err *err)
+{
+	static const char *const sql =
+		"SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n"
+		" ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2";
+	const char *params[2] = {schema_of(t), t->name};
+	struct lk_rows out;
+	int rc;
+
+	lk_rows_init(&out, 1);
+	*rows = -1;
+	rc = pg_exec(c, sql, 2, params, &out, NULL, err);
+	if (rc == 0 && out.nrows == 1 && !LK_ROW(&out, 0)[0].null &&
+	    lk_int64_parse(LK_ROW(&out, 0)[0].p, rows) < 0)
+		*rows = -1;
+	lk_rows_release(&out);
+	return rc;
+}
+
+static int pg_is_empty(struct lk_conn *c, const struct lk_tref *t, bool *empty, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	struct lk_rows out;
+	int rc;
+
+	lk_buf_adds(&sql, "SELECT 1 FROM ");
+	lk_quote_tref(&sql, t);
+	lk_buf_adds(&sql, " LIMIT 1");
+	lk_rows_init(&out, 1);
+	rc = pg_exec(c, sql.buf, 0, NULL, &out, NULL, err);
+	*empty = out.nrows == 0;
+	lk_rows_release(&out);
+	lk_buf_release(&sql);
+	return rc;
+}
+
+static int pg_poll_cap(struct lk_conn *c, bool *readable, char *out, size_t out_size,
+		       struct lk_err *err)
+{
+	static const char *const sql =
+		"SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+		" OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER'),"
+		" coalesce((SELECT min(xact_start) FROM pg_stat_activity"
+		"  WHERE datname = current_database() AND pid <> pg_backend_pid()"
+		"  AND xact_start IS NOT NULL AND state <> 'idle'"
+		"  AND backend_type = 'client backend'), clock_timestamp())::text";
+	struct lk_rows rows;
+	int rc;
+
+	lk_rows_init(&rows, 2);
+	out[0] = '\0';
+	*readable = false;
+	rc = pg_exec(c, sql, 0, NULL, &rows, NULL, err);
+	if (rc == 0 && rows.nrows == 1) {
+		*readable = LK_ROW(&rows, 0)[0].p[0] == 't';
+		if (*readable)
+			(void)snprintf(out, out_size, "%s", LK_ROW(&rows, 0)[1].p);
+	}
+	lk_rows_release(&rows);
+	return rc;
+}
+
+const struct lk_connector_ops lk_pg_ops = {
+	.name = "postgres",
+	.open = pg_open,
+	.close = pg_close,
+	.begin = pg_begin,
+	.commit = pg_commit,
+	.rollback = pg_rollback,
+	.exec = pg_exec,
+	.describe = pg_describe,
+	.has_unique = pg_has_unique,
+	.create_table = pg_create_table,
+	.estimate = pg_estimate,
+	.is_empty = pg_is_empty,
+	.scan_open = lk_pg_scan_open,
+	.scan_next = lk_pg_scan_next,
+	.scan_close = lk_pg_scan_close,
+	.fetch = lk_pg_fetch,
+	.upsert = lk_pg_upsert,
+	.delete_keys = lk_pg_delete_keys,
+	.position_setup = lk_pg_position_setup,
+	.position_get = lk_pg_position_get,
+	.position_put = lk_pg_position_put,
+	.poll_cap = pg_poll_cap,
+};

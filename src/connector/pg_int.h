@@ -1,0 +1,65 @@
+/* pg_int.h - declarations shared by the PostgreSQL connector's files. */
+#ifndef LK_PG_INT_H
+#define LK_PG_INT_H
+
+#include <libpq-fe.h>
+
+#include "connector.h"
+#include "core/buf.h"
+
+#define LK_PG_MAX_STAGES 16
+
+/* A temporary staging table for COPY + merge upserts, one per (table, columns). */
+struct pg_stage {
+	char *key;  /* quoted table + column list: identifies the stage */
+	char name[32];
+	bool dirty; /* rows copied in the current transaction */
+};
+
+struct lk_conn {
+	PGconn *pg;
+	char dbname[64]; /* the config's database name, for messages */
+	bool in_txn;
+	struct pg_stage stages[LK_PG_MAX_STAGES];
+	int nstages;
+	int seq; /* names cursors and stages */
+};
+
+/* Fills err from a failed result (or the connection when res is NULL); returns -1. */
+int lk_pg_err(struct lk_err *err, struct lk_conn *c, const PGresult *res, const char *context);
+
+/* Runs a command with text parameters; checks the status; clears the result. */
+int lk_pg_cmd(struct lk_conn *c, const char *sql, int n, const char *const *params,
+	      int64_t *affected, struct lk_err *err);
+
+/*
+ * Converts interchange values to PostgreSQL text parameters: bytes become "\x..." hex.
+ * Pointers are valid until `scratch` is reset.
+ */
+const char *lk_pg_param(struct lk_arena *scratch, enum lk_type t, const struct lk_value *v);
+
+/* Appends "(k1, k2) IN ((..),(..))"-style key matching for nkeys keys starting at $first. */
+void lk_pg_key_in(struct lk_buf *sql, const char *const *cols, const int *key, int nkey,
+		  int nrows, int first);
+
+void lk_pg_stages_reset(struct lk_conn *c, bool forget);
+
+/* pg_read.c: scans and fetches; pg_write.c: writes and positions (see connector.h). */
+struct lk_scan *lk_pg_scan_open(struct lk_conn *c, const struct lk_scan_spec *spec,
+				struct lk_err *err);
+int lk_pg_scan_next(struct lk_scan *s, struct lk_rows *out, int max, struct lk_err *err);
+void lk_pg_scan_close(struct lk_scan *s);
+int lk_pg_fetch(struct lk_conn *c, const struct lk_scan_spec *spec, const struct lk_rows *keys,
+		struct lk_rows *out, struct lk_err *err);
+int lk_pg_upsert(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
+		 bool plain, struct lk_err *err);
+int lk_pg_delete_keys(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
+		      struct lk_err *err);
+int lk_pg_position_setup(struct lk_conn *c, struct lk_err *err);
+int lk_pg_position_get(struct lk_conn *c, const char *job, int64_t *epoch, char **pos,
+		       struct lk_err *err);
+int lk_pg_position_put(struct lk_conn *c, const char *job, int64_t epoch, const char *pos,
+		       struct lk_err *err);
+
+
+#endif

@@ -1,0 +1,402 @@
+/*
+ * pg_write.c - batch writes into PostgreSQL: COPY into a per-table temporary
+ * stage plus one INSERT ... ON CONFLICT merge (or COPY straight into an empty
+ * target), deletes by key list, and the fenced position row.
+ */
+#include "pg_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/failpoint.h"
+
+/* Appends one value in COPY text format; refuses what PostgreSQL cannot hold. */
+static int copy_value(struct lk_buf *b, enum lk_type t, const struct lk_value *v)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (v->null) {
+		lk_buf_add(b, "\\N", 2);
+		return 0;
+	}
+	if (t == LK_T_BYTES) {
+		lk_buf_grow(b, 3 + 2 * v->len);
+		lk_buf_add(b, "\\\\x", 3);
+		for (size_t i = 0; i < v->len; i++) {
+			b->buf[b->len++] = hex[(unsigned char)v->p[i] >> 4];
+			b->buf[b->len++] = hex[(unsigned char)v->p[i] & 15];
+		}
+		b->buf[b->len] = '\0';
+		return 0;
+	}
+	lk_buf_grow(b, v->len + 8);
+	for (size_t i = 0; i < v->len; i++) {
+		char ch = v->p[i];
+
+		switch (ch) {
+		case '\0':
+			return -1;
+		case '\\':
+			lk_buf_add(b, "\\\\", 2);
+			break;
+		case '\n':
+			lk_buf_add(b, "\\n", 2);
+			break;
+		case '\r':
+			lk_buf_add(b, "\\r", 2);
+			break;
+		case '\t':
+			lk_buf_add(b, "\\t", 2);
+			break;
+		default:
+			lk_buf_addch(b, ch);
+		}
+	}
+	return 0;
+}
+
+static int copy_end(struct lk_conn *c, const char *errmsg, struct lk_err *err)
+{
+	PGresult *res;
+	int rc = 0;
+
+	if (PQputCopyEnd(c->pg, errmsg) != 1)
+		return lk_pg_err(err, c, NULL, "end COPY");
+	while ((res = PQgetResult(c->pg)) != NULL) {
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0)
+			rc = lk_pg_err(err, c, res, "COPY into target");
+		PQclear(res);
+	}
+	return rc;
+}
+
+/* Streams rows into `into` (a quoted table with column list) with COPY FROM STDIN. */
+static int copy_rows(struct lk_conn *c, const char *into, const struct lk_write_spec *w,
+		     const struct lk_rows *rows, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT, data = LK_BUF_INIT;
+	PGresult *res;
+	int rc = -1;
+
+	lk_buf_addf(&sql, "COPY %s FROM STDIN", into);
+	res = PQexec(c->pg, sql.buf);
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		lk_pg_err(err, c, res, "start COPY");
+		PQclear(res);
+		goto out;
+	}
+	PQclear(res);
+	for (int r = 0; r < rows->nrows; r++) {
+		const struct lk_value *row = LK_ROW(rows, r);
+
+		for (int i = 0; i < w->ncols; i++) {
+			if (i)
+				lk_buf_addch(&data, '\t');
+			if (copy_value(&data, w->types[i], &row[i]) < 0) {
+				char key[160];
+
+				lk_key_describe(key, sizeof(key), w->cols, w->key, w->nkey, row);
+				lk_err_set(err, LK_ERR_VALUE,
+					   "row %s: column '%s': text with a NUL byte cannot be stored "
+					   "in PostgreSQL",
+					   key, w->cols[i]);
+				(void)copy_end(c, "value refused", NULL);
+				goto out;
+			}
+		}
+		lk_buf_addch(&data, '\n');
+		if (data.len >= 256 * 1024 || r == rows->nrows / 2) {
+			if (PQputCopyData(c->pg, data.buf, (int)data.len) != 1) {
+				lk_pg_err(err, c, NULL, "send COPY data");
+				goto out;
+			}
+			lk_buf_reset(&data);
+			if (r == rows->nrows / 2)
+				lk_failpoint("mid_copy");
+		}
+	}
+	if (data.len && PQputCopyData(c->pg, data.buf, (int)data.len) != 1) {
+		lk_pg_err(err, c, NULL, "send COPY data");
+		goto out;
+	}
+	rc = copy_end(c, NULL, err);
+out:
+	lk_buf_release(&sql);
+	lk_buf_release(&data);
+	return rc;
+}
+
+static void add_cols(struct lk_buf *b, const char *prefix, const char *const *cols, int n)
+{
+	for (int i = 0; i < n; i++) {
+		lk_buf_adds(b, i ? ", " : "");
+		lk_buf_adds(b, prefix);
+		lk_quote_ident(b, cols[i]);
+	}
+}
+
+static bool is_key(const struct lk_write_spec *w, int col)
+{
+	for (int k = 0; k < w->nkey; k++) {
+		if (w->key[k] == col)
+			return true;
+	}
+	return false;
+}
+
+/* Finds or creates the stage for this table and column list. */
+static struct pg_stage *stage_for(struct lk_conn *c, const struct lk_write_spec *w,
+				  struct lk_err *err)
+{
+	struct lk_buf key = LK_BUF_INIT, sql = LK_BUF_INIT;
+	struct pg_stage *st = NULL;
+
+	lk_quote_tref(&key, w->table);
+	lk_buf_addch(&key, '(');
+	add_cols(&key, "", w->cols, w->ncols);
+	lk_buf_addch(&key, ')');
+	for (int i = 0; i < c->nstages; i++) {
+		if (strcmp(c->stages[i].key, key.buf) == 0) {
+			lk_buf_release(&key);
+			return &c->stages[i];
+		}
+	}
+	if (c->nstages == LK_PG_MAX_STAGES)
+		lk_pg_stages_reset(c, true); /* temp tables stay; names are never reused */
+	st = &c->stages[c->nstages];
+	(void)snprintf(st->name, sizeof(st->name), "lk_stage_%d", ++c->seq);
+	lk_buf_addf(&sql, "CREATE TEMP TABLE %s ON COMMIT DELETE ROWS AS SELECT ", st->name);
+	add_cols(&sql, "", w->cols, w->ncols);
+	lk_buf_adds(&sql, " FROM ");
+	lk_quote_tref(&sql, w->table);
+	lk_buf_adds(&sql, " WITH NO DATA");
+	if (lk_pg_cmd(c, sql.buf, 0, NULL, NULL, err) < 0) {
+		lk_buf_release(&key);
+		st = NULL;
+	} else {
+		st->key = lk_buf_detach(&key, NULL);
+		st->dirty = false;
+		c->nstages++;
+	}
+	lk_buf_release(&sql);
+	return st;
+}
+
+static void build_merge(struct lk_buf *sql, const struct lk_write_spec *w, const char *stage)
+{
+	int nset = 0;
+
+	lk_buf_adds(sql, "INSERT INTO ");
+	lk_quote_tref(sql, w->table);
+	lk_buf_adds(sql, " AS t (");
+	add_cols(sql, "", w->cols, w->ncols);
+	lk_buf_adds(sql, ") SELECT ");
+	add_cols(sql, "", w->cols, w->ncols);
+	lk_buf_addf(sql, " FROM %s ON CONFLICT (", stage);
+	for (int k = 0; k < w->nkey; k++) {
+		lk_buf_adds(sql, k ? ", " : "");
+		lk_quote_ident(sql, w->cols[w->key[k]]);
+	}
+	lk_buf_adds(sql, ") DO UPDATE SET ");
+	for (int i = 0; i < w->ncols; i++) {
+		if (is_key(w, i))
+			continue;
+		lk_buf_adds(sql, nset++ ? ", " : "");
+		lk_quote_ident(sql, w->cols[i]);
+		lk_buf_adds(sql, " = EXCLUDED.");
+		lk_quote_ident(sql, w->cols[i]);
+	}
+	if (w->soft_column) {
+		lk_buf_adds(sql, nset++ ? ", " : "");
+		lk_quote_ident(sql, w->soft_column);
+		lk_buf_adds(sql, " = NULL");
+	}
+	if (nset == 0) {
+		/* Every column is a key: nothing to update. */
+		lk_buf_setlen(sql, sql->len - strlen(" DO UPDATE SET "));
+		lk_buf_adds(sql, " DO NOTHING");
+		return;
+	}
+	/* Skip rows that would not change: re-reads (lookback, replays) cost no writes. */
+	lk_buf_adds(sql, " WHERE (");
+	for (int i = 0, n = 0; i < w->ncols; i++) {
+		if (is_key(w, i))
+			continue;
+		lk_buf_adds(sql, n++ ? ", " : "");
+		lk_buf_adds(sql, "t.");
+		lk_quote_ident(sql, w->cols[i]);
+	}
+	if (w->soft_column) {
+		lk_buf_adds(sql, ", t.");
+		lk_quote_ident(sql, w->soft_column);
+	}
+	lk_buf_adds(sql, ") IS DISTINCT FROM (");
+	for (int i = 0, n = 0; i < w->ncols; i++) {
+		if (is_key(w, i))
+			continue;
+		lk_buf_adds(sql, n++ ? ", " : "");
+		lk_buf_adds(sql, "EXCLUDED.");
+		lk_quote_ident(sql, w->cols[i]);
+	}
+	if (w->soft_column)
+		lk_buf_adds(sql, ", NULL");
+	lk_buf_adds(sql, ")");
+}
+
+int lk_pg_upsert(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
+		 bool plain, struct lk_err *err)
+{
+	struct lk_buf into = LK_BUF_INIT, sql = LK_BUF_INIT;
+	struct pg_stage *st;
+	int rc = -1;
+
+	if (rows->nrows == 0)
+		return 0;
+	if (plain) {
+		lk_quote_tref(&into, w->table);
+		lk_buf_adds(&into, " (");
+		add_cols(&into, "", w->cols, w->ncols);
+		lk_buf_adds(&into, ")");
+		rc = copy_rows(c, into.buf, w, rows, err);
+		goto out;
+	}
+	st = stage_for(c, w, err);
+	if (!st)
+		goto out;
+	if (st->dirty) {
+		lk_buf_addf(&sql, "TRUNCATE %s", st->name);
+		if (lk_pg_cmd(c, sql.buf, 0, NULL, NULL, err) < 0)
+			goto out;
+		lk_buf_reset(&sql);
+	}
+	if (copy_rows(c, st->name, w, rows, err) < 0)
+		goto out;
+	st->dirty = true;
+	build_merge(&sql, w, st->name);
+	rc = lk_pg_cmd(c, sql.buf, 0, NULL, NULL, err);
+out:
+	lk_buf_release(&into);
+	lk_buf_release(&sql);
+	return rc;
+}
+
+int lk_pg_delete_keys(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
+		      struct lk_err *err)
+{
+	int per = 30000 / (w->nkey ? w->nkey : 1);
+
+	if (per > 1000)
+		per = 1000;
+	for (int start = 0; start < rows->nrows; start += per) {
+		int nrows = rows->nrows - start < per ? rows->nrows - start : per;
+		const char **params = calloc((size_t)nrows * (size_t)w->nkey, sizeof(char *));
+		struct lk_buf sql = LK_BUF_INIT;
+		struct lk_arena scratch;
+		int n = 0, rc;
+
+		if (!params)
+			return lk_err_set(err, LK_ERR_NOMEM, "out of memory");
+		lk_arena_init(&scratch, 16384);
+		if (w->soft_column) {
+			lk_buf_adds(&sql, "UPDATE ");
+			lk_quote_tref(&sql, w->table);
+			lk_buf_adds(&sql, " SET ");
+			lk_quote_ident(&sql, w->soft_column);
+			lk_buf_adds(&sql, " = now() WHERE ");
+			lk_quote_ident(&sql, w->soft_column);
+			lk_buf_adds(&sql, " IS NULL AND ");
+		} else {
+			lk_buf_adds(&sql, "DELETE FROM ");
+			lk_quote_tref(&sql, w->table);
+			lk_buf_adds(&sql, " WHERE ");
+		}
+		lk_pg_key_in(&sql, w->cols, w->key, w->nkey, nrows, 1);
+		for (int r = 0; r < nrows; r++) {
+			const struct lk_value *row = LK_ROW(rows, start + r);
+
+			for (int k = 0; k < w->nkey; k++)
+				params[n++] =
+					lk_pg_param(&scratch, w->types[w->key[k]], &row[w->key[k]]);
+		}
+		rc = lk_pg_cmd(c, sql.buf, n, params, NULL, err);
+		lk_buf_release(&sql);
+		lk_arena_release(&scratch);
+		free(params);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int lk_pg_position_setup(struct lk_conn *c, struct lk_err *err)
+{
+	static const char *const sql =
+		"CREATE SCHEMA IF NOT EXISTS lockstep_sync;"
+		" CREATE TABLE IF NOT EXISTS lockstep_sync.position (job text PRIMARY KEY,"
+		" epoch bigint NOT NULL, pos text NOT NULL,"
+		" updated_at timestamptz NOT NULL DEFAULT now())";
+	PGresult *res = PQexec(c->pg, sql);
+	int rc = 0;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		/* Two first runs racing on CREATE ... IF NOT EXISTS: the loser retries once. */
+		if (state && strcmp(state, "23505") == 0) {
+			PQclear(res);
+			res = PQexec(c->pg, sql);
+			if (PQresultStatus(res) == PGRES_COMMAND_OK)
+				goto out;
+		}
+		rc = lk_pg_err(err, c, res, "create lockstep_sync.position in the target");
+	}
+out:
+	PQclear(res);
+	return rc;
+}
+
+int lk_pg_position_get(struct lk_conn *c, const char *job, int64_t *epoch, char **pos,
+		       struct lk_err *err)
+{
+	const char *params[1] = {job};
+	PGresult *res = PQexecParams(c->pg,
+				     "SELECT epoch, pos FROM lockstep_sync.position WHERE job = $1",
+				     1, NULL, params, NULL, NULL, 0);
+
+	*epoch = 0;
+	*pos = NULL;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		lk_pg_err(err, c, res, "read the job's position");
+		PQclear(res);
+		return -1;
+	}
+	if (PQntuples(res) == 1) {
+		*epoch = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		*pos = strdup(PQgetvalue(res, 0, 1));
+	}
+	PQclear(res);
+	return 0;
+}
+
+int lk_pg_position_put(struct lk_conn *c, const char *job, int64_t epoch, const char *pos,
+		       struct lk_err *err)
+{
+	static const char *const sql =
+		"INSERT INTO lockstep_sync.position AS p (job, epoch, pos, updated_at)"
+		" VALUES ($1, $2, $3, now()) ON CONFLICT (job) DO UPDATE"
+		" SET epoch = EXCLUDED.epoch, pos = EXCLUDED.pos, updated_at = now()"
+		" WHERE p.epoch <= EXCLUDED.epoch";
+	char ebuf[24];
+	const char *params[3] = {job, ebuf, pos};
+	int64_t n = 0;
+
+	(void)snprintf(ebuf, sizeof(ebuf), "%lld", (long long)epoch);
+	if (lk_pg_cmd(c, sql, 3, params, &n, err) < 0)
+		return -1;
+	if (n != 1)
+		return lk_err_set(err, LK_ERR_FENCED,
+				  "position of job '%s' is held by a newer epoch than %lld", job,
+				  (long long)epoch);
+	return 0;
+}

@@ -1,0 +1,53 @@
+/*
+ * buf.h - a growable, always NUL-terminated byte string (git's strbuf).
+ *
+ * Invariants: `buf[len] == '\0'` at all times; `buf` is never NULL once
+ * initialised (LK_BUF_INIT points at a shared empty string until the first
+ * append); `alloc` is 0 exactly when `buf` is that shared string. Growth
+ * failures abort the process: running out of memory while building SQL or
+ * JSON is not a recoverable condition for a daemon with a fixed budget.
+ */
+#ifndef LK_BUF_H
+#define LK_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+extern char lk_buf_empty[];
+
+struct lk_buf {
+	char *buf;
+	size_t len;
+	size_t alloc;
+};
+
+#define LK_BUF_INIT {lk_buf_empty, 0, 0}
+
+void lk_buf_init(struct lk_buf *b);
+/* Frees the storage and re-initialises b. */
+void lk_buf_release(struct lk_buf *b);
+/* Empties b but keeps its storage for reuse. */
+void lk_buf_reset(struct lk_buf *b);
+/* Ensures room for `extra` more bytes plus the NUL. */
+void lk_buf_grow(struct lk_buf *b, size_t extra);
+void lk_buf_add(struct lk_buf *b, const void *data, size_t len);
+void lk_buf_adds(struct lk_buf *b, const char *s);
+void lk_buf_addch(struct lk_buf *b, char c);
+void lk_buf_addf(struct lk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void lk_buf_vaddf(struct lk_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Truncates to `len` bytes (len <= b->len). */
+void lk_buf_setlen(struct lk_buf *b, size_t len);
+/* Returns the heap string and re-initialises b; the caller frees it. */
+char *lk_buf_detach(struct lk_buf *b, size_t *len);
+
+/* Appends a JSON string literal (quotes and escapes) for `len` bytes of UTF-8. */
+void lk_buf_add_json_str(struct lk_buf *b, const char *s, size_t len);
+
+/* Allocation helpers that abort on failure. */
+void *lk_xmalloc(size_t n);
+void *lk_xcalloc(size_t n, size_t size);
+void *lk_xrealloc(void *p, size_t n);
+char *lk_xstrdup(const char *s);
+char *lk_xstrndup(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,39 @@
+/* failpoint.c - LK_FAILPOINT crash points. */
+#include "failpoint.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static atomic_long hits;
+
+void lk_failpoint(const char *name)
+{
+	const char *spec = getenv("LK_FAILPOINT");
+	const char *at;
+	size_t n;
+	long want = 1;
+
+	if (!spec || !*spec)
+		return;
+	at = strchr(spec, '@');
+	n = at ? (size_t)(at - spec) : strlen(spec);
+	if (strlen(name) != n || strncmp(spec, name, n) != 0)
+		return;
+	if (at) {
+		char *end;
+
+		want = strtol(at + 1, &end, 10);
+		if (*end || want < 1)
+			want = 1;
+	}
+	if (atomic_fetch_add(&hits, 1) + 1 < want)
+		return;
+	(void)fprintf(stderr, "lockstep: failpoint %s reached, aborting\n", name);
+	(void)fflush(stderr);
+	(void)signal(SIGABRT, SIG_DFL);
+	_exit(134); /* like a crash: no atexit handlers, no flushing of our own state */
+}

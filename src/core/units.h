@@ -1,0 +1,42 @@
+/*
+ * units.h - durations, sizes, timestamps and clocks.
+ */
+#ifndef LK_UNITS_H
+#define LK_UNITS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Parses "500ms", "30s", "5m", "2h", "1d" (also combined: "1h30m") into milliseconds.
+ * Returns 0, or -1 when the text is not a positive duration. A bare number is refused:
+ * a unit is required so "30" cannot mean seconds to one reader and minutes to another. */
+int lk_duration_parse(const char *s, int64_t *out_ms);
+
+/* Parses "512", "64KiB", "64MiB", "1GiB", "10MB" into bytes. Returns 0 or -1. */
+int lk_size_parse(const char *s, int64_t *out_bytes);
+
+/* Parses a decimal int64 with full-string and range checks. Returns 0 or -1. */
+int lk_int64_parse(const char *s, int64_t *out);
+
+/*
+ * Timestamps in the ISO shape PostgreSQL prints with DateStyle=ISO:
+ * "YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]]" (a 'T' separator and a 'Z' are accepted too).
+ * lk_ts_parse returns microseconds since the epoch (UTC, offset applied) and tells the
+ * suffix shape so lk_ts_shift can print the result in the same shape.
+ */
+int lk_ts_parse(const char *s, int64_t *out_us);
+
+/* Writes s shifted by delta_us into out (size >= 40), in the same shape as s (same separator,
+ * same zone suffix, at UTC when s had one). Returns 0, or -1 when s is not a timestamp. */
+int lk_ts_shift(const char *s, int64_t delta_us, char *out, unsigned out_size);
+
+/* Monotonic and wall clocks. */
+int64_t lk_mono_ms(void);
+int64_t lk_wall_ms(void);
+/* Formats a wall time in ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (size >= 32). */
+void lk_wall_format(int64_t wall_ms, char *out, unsigned out_size);
+
+/* Sleeps for ms milliseconds (restarting on EINTR unless *stop becomes true). */
+void lk_sleep_ms(int64_t ms, volatile const bool *stop);
+
+#endif

@@ -1,0 +1,242 @@
+/* runs.c - run records and job locks with their epochs. */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/units.h"
+
+struct run_params {
+	char read[24], written[24], failed[24], total[24], started[24], updated[24], finished[24],
+		epoch[24], progress[32];
+	const char *p[15];
+};
+
+static void fill_params(struct run_params *rp, const struct lk_run *r)
+{
+	(void)snprintf(rp->read, sizeof(rp->read), "%lld", (long long)r->rows_read);
+	(void)snprintf(rp->written, sizeof(rp->written), "%lld", (long long)r->rows_written);
+	(void)snprintf(rp->failed, sizeof(rp->failed), "%lld", (long long)r->rows_failed);
+	(void)snprintf(rp->total, sizeof(rp->total), "%lld", (long long)r->total_estimate);
+	(void)snprintf(rp->started, sizeof(rp->started), "%lld", (long long)r->started_ms);
+	(void)snprintf(rp->updated, sizeof(rp->updated), "%lld", (long long)lk_wall_ms());
+	(void)snprintf(rp->finished, sizeof(rp->finished), "%lld", (long long)r->finished_ms);
+	(void)snprintf(rp->epoch, sizeof(rp->epoch), "%lld", (long long)r->epoch);
+	(void)snprintf(rp->progress, sizeof(rp->progress), "%.2f", r->progress);
+	rp->p[0] = r->id;
+	rp->p[1] = r->job;
+	rp->p[2] = r->type;
+	rp->p[3] = r->status;
+	rp->p[4] = r->stage;
+	rp->p[5] = r->progress >= 0 ? rp->progress : NULL;
+	rp->p[6] = rp->read;
+	rp->p[7] = rp->written;
+	rp->p[8] = rp->failed;
+	rp->p[9] = r->total_estimate >= 0 ? rp->total : NULL;
+	rp->p[10] = rp->started;
+	rp->p[11] = rp->updated;
+	rp->p[12] = r->finished_ms ? rp->finished : NULL;
+	rp->p[13] = r->error;
+	rp->p[14] = rp->epoch;
+}
+
+int lk_store_run_insert(struct lk_store *s, const struct lk_run *r, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	struct run_params rp;
+	int rc;
+
+	fill_params(&rp, r);
+	lk_buf_addf(&sql,
+		    "INSERT INTO %sruns (id, job, type, status, stage, progress, rows_read,"
+		    " rows_written, rows_failed, total_estimate, started_ms, updated_ms,"
+		    " finished_ms, error, epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+		    " $11, $12, $13, $14, $15)",
+		    s->prefix);
+	rc = lk_store_exec(s, sql.buf, 15, rp.p, NULL, err);
+	lk_buf_release(&sql);
+	return rc;
+}
+
+int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	struct run_params rp;
+	int rc;
+
+	const char *p[11];
+
+	fill_params(&rp, r);
+	p[0] = rp.p[0];                    /* id */
+	memcpy(&p[1], &rp.p[3], 7 * sizeof(char *)); /* status .. total */
+	p[8] = rp.p[11];                   /* updated */
+	p[9] = rp.p[12];                   /* finished */
+	p[10] = rp.p[13];                  /* error */
+	/* Only a holder of the same or a newer epoch may update a run (DESIGN decision 5). */
+	lk_buf_addf(&sql,
+		    "UPDATE %sruns SET status = $2, stage = $3, progress = $4, rows_read = $5,"
+		    " rows_written = $6, rows_failed = $7, total_estimate = $8, updated_ms = $9,"
+		    " finished_ms = $10, error = $11 WHERE id = $1 AND epoch <= %lld",
+		    s->prefix, (long long)r->epoch);
+	rc = lk_store_exec(s, sql.buf, 11, p, NULL, err);
+	lk_buf_release(&sql);
+	return rc;
+}
+
+int lk_store_runs(struct lk_store *s, const char *job, int limit, struct lk_rows *out,
+		  struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	char lim[16];
+	const char *p[2] = {lim, job};
+	int rc;
+
+	(void)snprintf(lim, sizeof(lim), "%d", limit > 0 ? limit : 20);
+	lk_buf_addf(&sql,
+		    "SELECT id, job, type, status, stage, progress, rows_read, rows_written,"
+		    " rows_failed, total_estimate, started_ms, updated_ms, finished_ms, error, epoch"
+		    " FROM %sruns %s ORDER BY started_ms DESC, id DESC LIMIT $1",
+		    s->prefix, job ? "WHERE job = $2" : "");
+	rc = lk_store_exec(s, sql.buf, job ? 2 : 1, p, out, err);
+	lk_buf_release(&sql);
+	return rc;
+}
+
+int lk_store_runs_interrupt_stale(struct lk_store *s, const char *job, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	char now[24];
+	const char *p[2] = {now, job};
+	int rc;
+
+	(void)snprintf(now, sizeof(now), "%lld", (long long)lk_wall_ms());
+	lk_buf_addf(&sql,
+		    "UPDATE %sruns SET status = 'interrupted', finished_ms = $1, updated_ms = $1,"
+		    " error = coalesce(error, 'the process running it stopped before it finished')"
+		    " WHERE status IN ('running', 'queued') %s",
+		    s->prefix, job ? "AND job = $2" : "");
+	rc = lk_store_exec(s, sql.buf, job ? 2 : 1, p, NULL, err);
+	lk_buf_release(&sql);
+	return rc;
+}
+
+struct lk_job_lock {
+	struct lk_store *s;
+	int fd;       /* SQLite store: the flock'd file */
+	char key[24]; /* PostgreSQL store: the advisory lock key */
+};
+
+/* A file-name-safe rendering of a job name. */
+static void safe_name(struct lk_buf *b, const char *job)
+{
+	for (const char *p = job; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		    ch == '-' || ch == '_')
+			lk_buf_addch(b, (char)ch);
+		else
+			lk_buf_addf(b, "%%%02X", ch);
+	}
+}
+
+static int lock_file(struct lk_job_lock *l, const char *job, struct lk_err *err)
+{
+	struct lk_buf path = LK_BUF_INIT;
+	int rc = 0;
+
+	lk_buf_addf(&path, "%s.job.", l->s->lock_base);
+	safe_name(&path, job);
+	lk_buf_adds(&path, ".lock");
+	l->fd = open(path.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (l->fd < 0) {
+		rc = lk_err_set(err, LK_ERR_IO, "cannot open lock file '%s': %s", path.buf,
+				strerror(errno));
+	} else if (flock(l->fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = lk_err_set(err, errno == EWOULDBLOCK ? LK_ERR_BUSY : LK_ERR_IO,
+				"job '%s' is being run by another lockstep process (lock file '%s' "
+				"is held)",
+				job, path.buf);
+		(void)close(l->fd);
+		l->fd = -1;
+	}
+	lk_buf_release(&path);
+	return rc;
+}
+
+static int lock_advisory(struct lk_job_lock *l, const char *job, struct lk_err *err)
+{
+	const char *p[1] = {job};
+	struct lk_rows rows;
+	int rc;
+
+	lk_rows_init(&rows, 1);
+	rc = lk_store_exec(l->s, "SELECT pg_try_advisory_lock(7154239, hashtext($1))", 1, p,
+			   &rows, err);
+	if (rc == 0 && (rows.nrows != 1 || LK_ROW(&rows, 0)[0].p[0] != 't'))
+		rc = lk_err_set(err, LK_ERR_BUSY, "job '%s' is being run by another lockstep process",
+				job);
+	lk_rows_release(&rows);
+	(void)snprintf(l->key, sizeof(l->key), "%s", rc == 0 ? "held" : "");
+	return rc;
+}
+
+/* Sets the job's epoch to max(store, target) + 1 and returns it. */
+static int bump_epoch(struct lk_store *s, const char *job, int64_t target_epoch, int64_t *epoch,
+		      struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	struct lk_rows rows;
+	char te[24];
+	const char *p[2] = {job, te};
+	int rc;
+
+	(void)snprintf(te, sizeof(te), "%lld", (long long)target_epoch);
+	lk_rows_init(&rows, 1);
+	lk_buf_addf(&sql,
+		    "INSERT INTO %sleases AS l (job, epoch) VALUES ($1, CAST($2 AS bigint) + 1)"
+		    " ON CONFLICT (job) DO UPDATE SET epoch ="
+		    " CASE WHEN l.epoch > CAST($2 AS bigint) THEN l.epoch + 1 ELSE CAST($2 AS bigint) + 1 END RETURNING epoch",
+		    s->prefix);
+	rc = lk_store_exec(s, sql.buf, 2, p, &rows, err);
+	if (rc == 0 && (rows.nrows != 1 || lk_int64_parse(LK_ROW(&rows, 0)[0].p, epoch) < 0))
+		rc = lk_err_set(err, LK_ERR_INTERNAL, "cannot read the new epoch of job '%s'", job);
+	lk_rows_release(&rows);
+	lk_buf_release(&sql);
+	return rc;
+}
+
+struct lk_job_lock *lk_store_job_lock(struct lk_store *s, const char *job, int64_t target_epoch,
+				      int64_t *epoch, struct lk_err *err)
+{
+	struct lk_job_lock *l = lk_xcalloc(1, sizeof(*l));
+	int rc;
+
+	l->s = s;
+	l->fd = -1;
+	rc = s->kind == LK_DB_SQLITE ? lock_file(l, job, err) : lock_advisory(l, job, err);
+	if (rc == 0 && bump_epoch(s, job, target_epoch, epoch, err) == 0)
+		return l;
+	lk_store_job_unlock(l);
+	return NULL;
+}
+
+void lk_store_job_unlock(struct lk_job_lock *l)
+{
+	if (!l)
+		return;
+	if (l->fd >= 0)
+		(void)close(l->fd); /* releases the flock */
+	if (l->key[0]) {
+		struct lk_err err = LK_ERR_INIT;
+
+		(void)lk_store_exec(l->s, "SELECT pg_advisory_unlock_all()", 0, NULL, NULL, &err);
+	}
+	free(l);
+}

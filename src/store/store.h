@@ -1,0 +1,105 @@
+/*
+ * store.h - lockstep's own durable state (SPEC §8): runs, the restart counter,
+ * position copies, job locks and epochs, migrations.
+ *
+ * One implementation over the connector's generic exec(): the SQL is the same
+ * for both engines except for table names (schema `lockstep.` on PostgreSQL,
+ * prefix `lockstep_` on SQLite) and the migrations, which are per dialect.
+ * Times are stored as milliseconds since the Unix epoch, so no dialect's
+ * timestamp type leaks into the API. A store handle belongs to one thread.
+ */
+#ifndef LK_STORE_H
+#define LK_STORE_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+#include "connector/connector.h"
+
+struct lk_store;
+
+/* Opens the state store named by cfg->state_url (with retries). Does not migrate. */
+struct lk_store *lk_store_open(const struct lk_config *cfg, struct lk_err *err);
+void lk_store_close(struct lk_store *s);
+
+/*
+ * Applies pending migrations, each in one transaction, serialised between processes
+ * (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory transaction lock). An applied
+ * migration whose checksum differs from the embedded one -> LK_ERR_CONFLICT.
+ * *applied (may be NULL) gets the number applied now.
+ */
+int lk_store_migrate(struct lk_store *s, int *applied, struct lk_err *err);
+
+/* One row per known migration: version, name, checksum, applied_ms (NULL when pending). */
+int lk_store_migration_status(struct lk_store *s, struct lk_rows *out, struct lk_err *err);
+
+/* Records a start of instance `name` and returns its restart count (starts so far - 1). */
+int lk_store_instance_start(struct lk_store *s, const char *name, int64_t *restarts,
+			    struct lk_err *err);
+
+struct lk_run {
+	char id[37];
+	const char *job;
+	const char *type;   /* "full" | "incremental" */
+	const char *status; /* queued | running | succeeded | failed | cancelled | interrupted | skipped */
+	const char *stage;  /* e.g. "snapshot", "poll", "verify" */
+	double progress;    /* 0..100, or -1 when unknown */
+	int64_t rows_read, rows_written, rows_failed, total_estimate;
+	int64_t started_ms, finished_ms; /* finished_ms 0 while running */
+	int64_t epoch;
+	const char *error; /* NULL when none */
+};
+
+int lk_store_run_insert(struct lk_store *s, const struct lk_run *r, struct lk_err *err);
+/* Updates status, stage, progress, counters, error, finished_ms. */
+int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_err *err);
+
+/*
+ * Recent runs, newest first (job NULL = all). Columns: id, job, type, status, stage,
+ * progress, rows_read, rows_written, rows_failed, total_estimate, started_ms, updated_ms,
+ * finished_ms, error, epoch.
+ */
+int lk_store_runs(struct lk_store *s, const char *job, int limit, struct lk_rows *out,
+		  struct lk_err *err);
+enum {
+	LK_RUNCOL_ID,
+	LK_RUNCOL_JOB,
+	LK_RUNCOL_TYPE,
+	LK_RUNCOL_STATUS,
+	LK_RUNCOL_STAGE,
+	LK_RUNCOL_PROGRESS,
+	LK_RUNCOL_READ,
+	LK_RUNCOL_WRITTEN,
+	LK_RUNCOL_FAILED,
+	LK_RUNCOL_TOTAL,
+	LK_RUNCOL_STARTED,
+	LK_RUNCOL_UPDATED,
+	LK_RUNCOL_FINISHED,
+	LK_RUNCOL_ERROR,
+	LK_RUNCOL_EPOCH,
+};
+
+/* Runs left `running` by a crashed process become `interrupted` (for job, or all if NULL). */
+int lk_store_runs_interrupt_stale(struct lk_store *s, const char *job, struct lk_err *err);
+
+/* Keeps the display copy of a job's position (the target's copy is the one resumed from). */
+int lk_store_position_copy(struct lk_store *s, const char *job, int64_t epoch, const char *pos,
+			   struct lk_err *err);
+
+/*
+ * Takes the right to write a job's target. SQLite store: an flock on
+ * "<state>.job.<name>.lock"; PostgreSQL store: a session advisory lock (leases come
+ * later). Held by another process -> LK_ERR_BUSY. Then sets the job's epoch to
+ * max(store epoch, target_epoch) + 1 and returns it in *epoch (DESIGN decision 5).
+ */
+struct lk_job_lock;
+struct lk_job_lock *lk_store_job_lock(struct lk_store *s, const char *job, int64_t target_epoch,
+				      int64_t *epoch, struct lk_err *err);
+void lk_store_job_unlock(struct lk_job_lock *l);
+
+/* "lockstep_" or "lockstep." : the prefix of the store's tables, for callers' queries. */
+const char *lk_store_prefix(const struct lk_store *s);
+/* The underlying connection, for read-only queries by the CLI. */
+struct lk_db *lk_store_db(struct lk_store *s);
+
+#endif

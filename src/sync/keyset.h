@@ -1,0 +1,35 @@
+/*
+ * keyset.h - a sorted set of canonical key strings (lk_key_canon output) with a
+ * 64-bit payload each (a row hash in verify). Built per page, then probed.
+ */
+#ifndef LK_KEYSET_H
+#define LK_KEYSET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+
+struct lk_keyset_item {
+	const char *key;
+	uint64_t payload;
+	bool seen;
+};
+
+struct lk_keyset {
+	struct lk_keyset_item *items;
+	size_t n, cap;
+	bool sorted;
+	struct lk_arena arena;
+};
+
+void lk_keyset_init(struct lk_keyset *ks);
+void lk_keyset_reset(struct lk_keyset *ks);
+void lk_keyset_release(struct lk_keyset *ks);
+/* Adds a copy of key (canonical strings hold no NUL, so they compare with strcmp). */
+void lk_keyset_add(struct lk_keyset *ks, const char *key, size_t len, uint64_t payload);
+/* Finds key (sorting first when needed); NULL when absent. */
+struct lk_keyset_item *lk_keyset_find(struct lk_keyset *ks, const char *key);
+
+#endif

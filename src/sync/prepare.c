@@ -1,0 +1,252 @@
+/*
+ * prepare.c - before any row moves: open both databases, describe both tables,
+ * resolve the synced columns and key, and refuse with one clear error anything
+ * that would otherwise become a stream of failed queries.
+ */
+#include "sync_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LK_LOG_COMPONENT "sync"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/units.h"
+
+static int schema_err(struct lk_err *err, const char *side, const struct lk_dbconf *db,
+		      const struct lk_tref *t, const char *what)
+{
+	char name[256];
+
+	lk_tref_format(t, name, sizeof(name));
+	return lk_err_set(err, LK_ERR_SCHEMA, "%s table %s in database '%s' %s", side, name,
+			  db->name, what);
+}
+
+/* Fills ctx->cols/types/key/cursor from the config and the source description. */
+static int resolve_columns(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	const struct lk_job *job = ctx->job;
+	const struct lk_dbconf *sdb = &ctx->cfg->dbs[job->source.db];
+	int n = job->source.ncolumns ? job->source.ncolumns : ctx->sdesc.ncols;
+	char what[300];
+
+	ctx->cols = lk_xcalloc((size_t)n, sizeof(char *));
+	ctx->types = lk_xcalloc((size_t)n, sizeof(enum lk_type));
+	ctx->ncols = n;
+	for (int i = 0; i < n; i++) {
+		const char *name =
+			job->source.ncolumns ? job->source.columns[i] : ctx->sdesc.cols[i].name;
+		int c = lk_table_col(&ctx->sdesc, name);
+
+		if (c < 0) {
+			(void)snprintf(what, sizeof(what), "has no column '%s'", name);
+			return schema_err(err, "source", sdb, &job->source.table, what);
+		}
+		ctx->cols[i] = ctx->sdesc.cols[c].name;
+		ctx->types[i] = ctx->sdesc.cols[c].type;
+	}
+	ctx->nkey = job->source.nkey ? job->source.nkey : ctx->sdesc.npk;
+	if (ctx->nkey == 0)
+		return schema_err(err, "source", sdb, &job->source.table,
+				  "has no primary key: name the key columns with source.key");
+	ctx->key = lk_xcalloc((size_t)ctx->nkey, sizeof(int));
+	for (int k = 0; k < ctx->nkey; k++) {
+		const char *name = job->source.nkey ? job->source.key[k]
+						    : ctx->sdesc.cols[ctx->sdesc.pk[k]].name;
+
+		ctx->key[k] = -1;
+		for (int i = 0; i < n; i++) {
+			if (strcmp(ctx->cols[i], name) == 0)
+				ctx->key[k] = i;
+		}
+		if (ctx->key[k] < 0) {
+			(void)snprintf(what, sizeof(what),
+				       "has key column '%s', which is missing from source.columns or "
+				       "from the table",
+				       name);
+			return schema_err(err, "source", sdb, &job->source.table, what);
+		}
+	}
+	ctx->cursor = -1;
+	if (job->mode == LK_MODE_POLL) {
+		for (int i = 0; i < n; i++) {
+			if (strcmp(ctx->cols[i], job->cursor) == 0)
+				ctx->cursor = i;
+		}
+		if (ctx->cursor < 0) {
+			(void)snprintf(what, sizeof(what), "has no cursor column '%s' among the synced columns",
+				       job->cursor);
+			return schema_err(err, "source", sdb, &job->source.table, what);
+		}
+	}
+	return 0;
+}
+
+static int create_target(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	struct lk_column *cols = lk_xcalloc((size_t)ctx->ncols, sizeof(*cols));
+	bool same = ctx->src.ops == ctx->dst.ops;
+	int rc;
+
+	for (int i = 0; i < ctx->ncols; i++) {
+		const struct lk_column *sc = &ctx->sdesc.cols[lk_table_col(&ctx->sdesc, ctx->cols[i])];
+
+		cols[i] = *sc;
+		if (!same)
+			cols[i].native = NULL;
+	}
+	rc = ctx->dst.ops->create_table(ctx->dst.conn, &ctx->job->target.table, cols, ctx->ncols,
+					ctx->key, ctx->nkey, err);
+	free(cols);
+	if (rc == 0) {
+		char name[256];
+
+		lk_tref_format(&ctx->job->target.table, name, sizeof(name));
+		lk_log_info("created target table %s in database '%s'", name,
+			    ctx->cfg->dbs[ctx->job->target.db].name);
+		ctx->target_created = true;
+	}
+	return rc;
+}
+
+/* The target must have every synced column and a unique index on the key. */
+static int check_target(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	const struct lk_dbconf *tdb = &ctx->cfg->dbs[ctx->job->target.db];
+	const struct lk_tref *tt = &ctx->job->target.table;
+	const char **keys = lk_xcalloc((size_t)ctx->nkey, sizeof(char *));
+	char what[300];
+	bool unique = false;
+	int rc = 0;
+
+	for (int i = 0; i < ctx->ncols && rc == 0; i++) {
+		if (lk_table_col(&ctx->tdesc, ctx->cols[i]) < 0) {
+			(void)snprintf(what, sizeof(what), "has no column '%s' (synced from the source)",
+				       ctx->cols[i]);
+			rc = schema_err(err, "target", tdb, tt, what);
+		}
+	}
+	if (rc == 0 && ctx->job->target.soft_column &&
+	    lk_table_col(&ctx->tdesc, ctx->job->target.soft_column) < 0) {
+		(void)snprintf(what, sizeof(what), "has no column '%s' for deletes: soft",
+			       ctx->job->target.soft_column);
+		rc = schema_err(err, "target", tdb, tt, what);
+	}
+	for (int k = 0; k < ctx->nkey; k++)
+		keys[k] = ctx->cols[ctx->key[k]];
+	if (rc == 0)
+		rc = ctx->dst.ops->has_unique(ctx->dst.conn, tt, keys, ctx->nkey, &unique, err);
+	if (rc == 0 && !unique) {
+		struct lk_buf b = LK_BUF_INIT;
+
+		for (int k = 0; k < ctx->nkey; k++)
+			lk_buf_addf(&b, "%s%s", k ? ", " : "", keys[k]);
+		(void)snprintf(what, sizeof(what),
+			       "has no primary key or unique index on the key (%s): add one so "
+			       "upserts can match rows",
+			       b.buf);
+		lk_buf_release(&b);
+		rc = schema_err(err, "target", tdb, tt, what);
+	}
+	free(keys);
+	return rc;
+}
+
+static int open_both(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	const struct lk_job *job = ctx->job;
+	volatile const bool *stop = ctx->opts ? ctx->opts->stop : NULL;
+
+	if (lk_db_open(&ctx->src, &ctx->cfg->dbs[job->source.db], &job->retry, stop, err) < 0)
+		return -1;
+	return lk_db_open(&ctx->dst, &ctx->cfg->dbs[job->target.db], &job->retry, stop, err);
+}
+
+int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const struct lk_job *job,
+		   const struct lk_sync_opts *opts, bool for_write, struct lk_err *err)
+{
+	const struct lk_dbconf *sdb = &cfg->dbs[job->source.db];
+	int rc;
+
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->cfg = cfg;
+	ctx->job = job;
+	ctx->opts = opts;
+	ctx->cursor = -1;
+	ctx->start_mono_ms = lk_mono_ms();
+	ctx->prog.job = job->name;
+	ctx->prog.total_estimate = -1;
+	if (open_both(ctx, err) < 0)
+		return -1;
+	if (ctx->src.ops->describe(ctx->src.conn, &job->source.table, &ctx->sdesc, err) < 0) {
+		if (err->code == LK_ERR_NOTFOUND)
+			return schema_err(err, "source", sdb, &job->source.table, "does not exist");
+		return -1;
+	}
+	if (resolve_columns(ctx, err) < 0)
+		return -1;
+	rc = ctx->dst.ops->describe(ctx->dst.conn, &job->target.table, &ctx->tdesc, err);
+	if (rc < 0 && err->code == LK_ERR_NOTFOUND && job->target.create && for_write) {
+		if (create_target(ctx, err) < 0)
+			return -1;
+		rc = ctx->dst.ops->describe(ctx->dst.conn, &job->target.table, &ctx->tdesc, err);
+	}
+	if (rc < 0 && err->code == LK_ERR_NOTFOUND && job->target.create && !for_write) {
+		ctx->target_missing = true; /* a run will create it */
+		lk_err_clear(err);
+		return 0;
+	}
+	if (rc < 0) {
+		if (err->code == LK_ERR_NOTFOUND)
+			return schema_err(err, "target", &cfg->dbs[job->target.db], &job->target.table,
+					  job->target.create ? "does not exist"
+							     : "does not exist (set target.create: "
+							       "true to create it from the source)");
+		return -1;
+	}
+	if (check_target(ctx, err) < 0)
+		return -1;
+	ctx->w.table = &job->target.table;
+	ctx->w.cols = ctx->cols;
+	ctx->w.types = ctx->types;
+	ctx->w.ncols = ctx->ncols;
+	ctx->w.key = ctx->key;
+	ctx->w.nkey = ctx->nkey;
+	ctx->w.soft_column =
+		job->target.deletes == LK_DELETES_SOFT ? job->target.soft_column : NULL;
+	(void)ctx->src.ops->estimate(ctx->src.conn, &job->source.table, &ctx->prog.total_estimate,
+				     err);
+	lk_err_clear(err);
+	return 0;
+}
+
+void lk_job_release(struct lk_job_ctx *ctx)
+{
+	lk_db_close(&ctx->src);
+	lk_db_close(&ctx->dst);
+	lk_table_release(&ctx->sdesc);
+	lk_table_release(&ctx->tdesc);
+	free(ctx->cols);
+	free(ctx->types);
+	free(ctx->key);
+	free(ctx->pos);
+	ctx->cols = NULL;
+	ctx->types = NULL;
+	ctx->key = NULL;
+	ctx->pos = NULL;
+}
+
+void lk_job_report(struct lk_job_ctx *ctx, bool force)
+{
+	int64_t now = lk_mono_ms();
+
+	if (!ctx->opts || !ctx->opts->progress)
+		return;
+	if (!force && now - ctx->last_report_ms < 200)
+		return;
+	ctx->last_report_ms = now;
+	ctx->prog.elapsed_ms = now - ctx->start_mono_ms;
+	ctx->opts->progress(ctx->opts->progress_arg, &ctx->prog);
+}

@@ -1,0 +1,166 @@
+/*
+ * run.c - one recorded run of a sync job: prepare, lock and seal, stream,
+ * record. The run's progress reaches the state store at most once a second
+ * and at every stage change.
+ */
+#include "sync_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LK_LOG_COMPONENT "sync"
+#include "core/failpoint.h"
+#include "core/log.h"
+#include "core/units.h"
+#include "core/uuid7.h"
+
+struct run_state {
+	struct lk_store *store;
+	struct lk_run run;
+	const struct lk_sync_opts *user;
+	const char *last_stage;
+	int64_t last_write_ms;
+};
+
+static void record(struct run_state *st, const struct lk_sync_progress *p, bool force)
+{
+	struct lk_err err = LK_ERR_INIT;
+	int64_t now = lk_mono_ms();
+
+	st->run.rows_read = p->rows_read;
+	st->run.rows_written = p->rows_written + p->rows_deleted;
+	st->run.rows_failed = p->rows_failed;
+	st->run.total_estimate = p->total_estimate;
+	st->run.stage = p->stage;
+	st->run.progress = p->total_estimate > 0
+				   ? 100.0 * (double)p->rows_read / (double)p->total_estimate
+				   : -1;
+	if (st->run.progress > 100)
+		st->run.progress = 100;
+	if (!force && st->last_stage == p->stage && now - st->last_write_ms < 1000)
+		return;
+	st->last_stage = p->stage;
+	st->last_write_ms = now;
+	if (lk_store_run_update(st->store, &st->run, &err) < 0)
+		lk_log_warn_err(&err, "cannot record the progress of run %s", st->run.id);
+}
+
+static void on_progress(void *arg, const struct lk_sync_progress *p)
+{
+	struct run_state *st = arg;
+
+	record(st, p, false);
+	if (st->user && st->user->progress)
+		st->user->progress(st->user->progress_arg, p);
+}
+
+/* Reads the target's position and epoch, takes the job lock with a new epoch, seals it. */
+static struct lk_job_lock *lock_and_seal(struct lk_job_ctx *ctx, struct lk_store *store,
+					 struct lk_err *err)
+{
+	const struct lk_connector_ops *ops = ctx->dst.ops;
+	struct lk_job_lock *lock;
+
+	if (ops->position_setup(ctx->dst.conn, err) < 0 ||
+	    ops->position_get(ctx->dst.conn, ctx->job->name, &ctx->target_epoch, &ctx->pos, err) <
+		    0)
+		return NULL;
+	lock = lk_store_job_lock(store, ctx->job->name, ctx->target_epoch, &ctx->epoch, err);
+	if (!lock)
+		return NULL;
+	/* The seal: the new epoch reaches the target before any batch (DESIGN decision 5). */
+	if (ops->begin(ctx->dst.conn, err) < 0 ||
+	    ops->position_put(ctx->dst.conn, ctx->job->name, ctx->epoch, ctx->pos ? ctx->pos : "{}",
+			      err) < 0 ||
+	    ops->commit(ctx->dst.conn, err) < 0) {
+		ops->rollback(ctx->dst.conn);
+		lk_store_job_unlock(lock);
+		return NULL;
+	}
+	lk_failpoint("after_seal");
+	return lock;
+}
+
+static void finish(struct run_state *st, struct lk_job_ctx *ctx, int rc, const struct lk_err *err,
+		   struct lk_sync_result *res)
+{
+	struct lk_err e2 = LK_ERR_INIT;
+
+	ctx->prog.stage = "done";
+	record(st, &ctx->prog, true);
+	st->run.status = rc == 0 ? "succeeded"
+			 : (err->code == LK_ERR_CANCELLED) ? "interrupted"
+							    : "failed";
+	st->run.error = rc == 0 ? NULL : err->msg;
+	st->run.finished_ms = lk_wall_ms();
+	if (lk_store_run_update(st->store, &st->run, &e2) < 0)
+		lk_log_warn_err(&e2, "cannot record the end of run %s", st->run.id);
+	if (ctx->pos && rc == 0 &&
+	    lk_store_position_copy(st->store, ctx->job->name, ctx->epoch, ctx->pos, &e2) < 0)
+		lk_log_warn_err(&e2, "cannot copy the position of job %s", ctx->job->name);
+	res->status = st->run.status;
+	res->rows_read = ctx->prog.rows_read;
+	res->rows_written = ctx->prog.rows_written;
+	res->rows_deleted = ctx->prog.rows_deleted;
+	res->rows_failed = ctx->prog.rows_failed;
+	res->elapsed_ms = lk_mono_ms() - ctx->start_mono_ms;
+}
+
+int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk_store *store,
+		const struct lk_sync_opts *opts, struct lk_sync_result *res, struct lk_err *err)
+{
+	struct run_state st;
+	struct lk_sync_opts inner = {0};
+	struct lk_job_ctx ctx;
+	struct lk_job_lock *lock = NULL;
+	int rc = -1;
+
+	memset(&st, 0, sizeof(st));
+	memset(res, 0, sizeof(*res));
+	res->status = "failed";
+	st.store = store;
+	st.user = opts;
+	inner.full = opts && opts->full;
+	inner.stop = opts ? opts->stop : NULL;
+	inner.progress = on_progress;
+	inner.progress_arg = &st;
+	lk_uuid7(st.run.id);
+	memcpy(res->run_id, st.run.id, sizeof(res->run_id));
+	st.run.job = job->name;
+	st.run.type = inner.full ? "full" : "incremental";
+	st.run.status = "running";
+	st.run.stage = "connect";
+	st.run.progress = -1;
+	st.run.total_estimate = -1;
+	st.run.started_ms = lk_wall_ms();
+	if (lk_job_prepare(&ctx, cfg, job, &inner, true, err) < 0)
+		goto out_unrecorded;
+	lock = lock_and_seal(&ctx, store, err);
+	if (!lock)
+		goto out_unrecorded;
+	(void)lk_store_runs_interrupt_stale(store, job->name, err); /* their holder is gone */
+	st.run.epoch = ctx.epoch;
+	if (lk_store_run_insert(store, &st.run, err) < 0)
+		goto out;
+	lk_log_info("run %s of job %s started (epoch %lld)", st.run.id, job->name,
+		    (long long)ctx.epoch);
+	rc = job->mode == LK_MODE_POLL ? lk_poll_run(&ctx, err) : lk_snapshot_run(&ctx, err);
+	finish(&st, &ctx, rc, err, res);
+	goto out;
+out_unrecorded:
+	if (err->code != LK_ERR_BUSY) {
+		struct lk_err e2 = LK_ERR_INIT;
+
+		/* A run that failed before it started is still a run the user should see. */
+		st.run.status = "failed";
+		st.run.error = err->msg;
+		st.run.finished_ms = lk_wall_ms();
+		if (lk_store_run_insert(store, &st.run, &e2) < 0)
+			lk_log_warn_err(&e2, "cannot record run %s", st.run.id);
+	}
+out:
+	lk_store_job_unlock(lock);
+	lk_job_release(&ctx);
+	return rc;
+}

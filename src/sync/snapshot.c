@@ -1,0 +1,233 @@
+/*
+ * snapshot.c - copy every source row in key order, keyset-resumable: each batch
+ * commits the last key it wrote, and a restarted run continues after it.
+ */
+#include "sync_int.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LK_LOG_COMPONENT "snapshot"
+#include "core/buf.h"
+#include "core/failpoint.h"
+#include "core/log.h"
+#include "keyset.h"
+
+/* Reads a resumable "last key" from the position, or NULL to start from the beginning. */
+static struct lk_value *resume_key(struct lk_job_ctx *ctx, struct lk_arena *arena)
+{
+	json_t *root, *mode, *done, *last;
+	struct lk_value *after = NULL;
+
+	if (!ctx->pos || (ctx->opts && ctx->opts->full))
+		return NULL;
+	root = json_loads(ctx->pos, 0, NULL);
+	mode = json_object_get(root, "mode");
+	done = json_object_get(root, "done");
+	last = json_object_get(root, "last");
+	if (json_is_string(mode) && strcmp(json_string_value(mode), "snapshot") == 0 &&
+	    json_is_false(done) && json_is_array(last)) {
+		after = lk_arena_alloc(arena, sizeof(*after) * (size_t)ctx->nkey);
+		if (lk_pos_parse_values(last, after, ctx->types, ctx->key, ctx->nkey, arena) < 0)
+			after = NULL;
+	}
+	json_decref(root);
+	return after;
+}
+
+static void snapshot_pos(struct lk_buf *pos, struct lk_job_ctx *ctx, const struct lk_value *row)
+{
+	lk_buf_reset(pos);
+	if (!row) {
+		lk_buf_adds(pos, "{\"v\":1,\"mode\":\"snapshot\",\"done\":true}");
+		return;
+	}
+	lk_buf_adds(pos, "{\"v\":1,\"mode\":\"snapshot\",\"done\":false,\"last\":");
+	lk_pos_add_values(pos, row, ctx->types, ctx->key, ctx->nkey);
+	lk_buf_addch(pos, '}');
+}
+
+static bool stopped(struct lk_job_ctx *ctx)
+{
+	return ctx->opts && ctx->opts->stop && *ctx->opts->stop;
+}
+
+/* Streams the source into the target; `plain` when the target was empty at the start. */
+static int copy_all(struct lk_job_ctx *ctx, const struct lk_value *after, bool plain,
+		    struct lk_err *err)
+{
+	struct lk_scan_spec spec = {
+		.table = &ctx->job->source.table,
+		.cols = ctx->cols,
+		.types = ctx->types,
+		.ncols = ctx->ncols,
+		.order = ctx->key,
+		.norder = ctx->nkey,
+		.after = after,
+		.filter = ctx->job->source.where,
+	};
+	struct lk_buf pos = LK_BUF_INIT;
+	struct lk_rows rows;
+	struct lk_scan *scan;
+	int rc = -1, n;
+
+	scan = ctx->src.ops->scan_open(ctx->src.conn, &spec, err);
+	if (!scan)
+		return -1;
+	lk_rows_init(&rows, ctx->ncols);
+	for (bool first = true;; first = false) {
+		if (stopped(ctx)) {
+			lk_err_set(err, LK_ERR_CANCELLED, "stopped at a batch boundary");
+			goto out;
+		}
+		if (!first)
+			lk_failpoint("between_pages");
+		lk_rows_reset(&rows);
+		n = ctx->src.ops->scan_next(scan, &rows, ctx->job->batch, err);
+		if (n < 0)
+			goto out;
+		if (n == 0)
+			break;
+		ctx->prog.rows_read += n;
+		snapshot_pos(&pos, ctx, LK_ROW(&rows, rows.nrows - 1));
+		if (lk_apply_batch(ctx, &rows, NULL, plain, pos.buf, err) < 0)
+			goto out;
+		lk_job_report(ctx, false);
+	}
+	rc = 0;
+out:
+	ctx->src.ops->scan_close(scan);
+	lk_rows_release(&rows);
+	lk_buf_release(&pos);
+	return rc;
+}
+
+/* Collects into `dels` the target keys of `page` that the source (with where) lacks. */
+static int missing_in_source(struct lk_job_ctx *ctx, const struct lk_scan_spec *keyspec,
+			     const struct lk_rows *page, struct lk_rows *dels, struct lk_err *err)
+{
+	struct lk_rows found;
+	struct lk_keyset have;
+	struct lk_buf k = LK_BUF_INIT;
+	int rc;
+
+	lk_rows_init(&found, ctx->nkey);
+	lk_keyset_init(&have);
+	rc = ctx->src.ops->fetch(ctx->src.conn, keyspec, page, &found, err);
+	for (int r = 0; rc == 0 && r < found.nrows; r++) {
+		lk_buf_reset(&k);
+		lk_key_canon(&k, LK_ROW(&found, r), keyspec->types, keyspec->order, ctx->nkey);
+		lk_keyset_add(&have, k.buf, k.len, 0);
+	}
+	for (int r = 0; rc == 0 && r < page->nrows; r++) {
+		const struct lk_value *row = LK_ROW(page, r);
+
+		lk_buf_reset(&k);
+		lk_key_canon(&k, row, keyspec->types, keyspec->order, ctx->nkey);
+		if (lk_keyset_find(&have, k.buf))
+			continue;
+		lk_rows_add(dels);
+		for (int i = 0; i < ctx->nkey; i++) {
+			if (!row[i].null)
+				lk_rows_set(dels, dels->nrows - 1, ctx->key[i], row[i].p,
+					    row[i].len);
+		}
+	}
+	lk_rows_release(&found);
+	lk_keyset_release(&have);
+	lk_buf_release(&k);
+	return rc;
+}
+
+/* snapshot_deletes: removes target rows whose keys the source (with where) lacks. */
+static int sweep(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	const char **kcols = lk_xcalloc((size_t)ctx->nkey, sizeof(char *));
+	enum lk_type *ktypes = lk_xcalloc((size_t)ctx->nkey, sizeof(enum lk_type));
+	int *korder = lk_xcalloc((size_t)ctx->nkey, sizeof(int));
+	struct lk_scan_spec tspec = {0}, sspec;
+	struct lk_rows page, dels, last;
+	struct lk_buf pos = LK_BUF_INIT;
+	int rc = 0;
+
+	for (int k = 0; k < ctx->nkey; k++) {
+		kcols[k] = ctx->cols[ctx->key[k]];
+		ktypes[k] = ctx->types[ctx->key[k]];
+		korder[k] = k;
+	}
+	tspec = (struct lk_scan_spec){.table = &ctx->job->target.table, .cols = kcols,
+				      .types = ktypes, .ncols = ctx->nkey, .order = korder,
+				      .norder = ctx->nkey};
+	sspec = tspec;
+	sspec.table = &ctx->job->source.table;
+	sspec.filter = ctx->job->source.where;
+	lk_rows_init(&page, ctx->nkey);
+	lk_rows_init(&dels, ctx->ncols);
+	lk_rows_init(&last, ctx->nkey);
+	ctx->prog.stage = "sweep";
+	snapshot_pos(&pos, ctx, NULL);
+	while (rc == 0) {
+		struct lk_scan *scan = ctx->dst.ops->scan_open(ctx->dst.conn, &tspec, err);
+		int n;
+
+		if (!scan)
+			rc = -1;
+		lk_rows_reset(&page);
+		n = scan ? ctx->dst.ops->scan_next(scan, &page, ctx->job->batch, err) : -1;
+		ctx->dst.ops->scan_close(scan);
+		if (n <= 0) {
+			rc = n < 0 ? -1 : 0;
+			break;
+		}
+		lk_rows_reset(&dels);
+		rc = missing_in_source(ctx, &sspec, &page, &dels, err);
+		if (rc == 0 && dels.nrows)
+			rc = lk_apply_batch(ctx, NULL, &dels, false, pos.buf, err);
+		lk_rows_reset(&last);
+		lk_rows_copy_row(&last, &page, page.nrows - 1);
+		tspec.after = LK_ROW(&last, 0);
+		if (n < ctx->job->batch)
+			break;
+	}
+	lk_rows_release(&page);
+	lk_rows_release(&dels);
+	lk_rows_release(&last);
+	lk_buf_release(&pos);
+	free(kcols);
+	free(ktypes);
+	free(korder);
+	return rc;
+}
+
+int lk_snapshot_run(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	struct lk_arena arena;
+	struct lk_value *after;
+	struct lk_buf pos = LK_BUF_INIT;
+	bool plain = false;
+	int rc = -1;
+
+	lk_arena_init(&arena, 4096);
+	after = resume_key(ctx, &arena);
+	if (after) {
+		lk_log_info("job %s: resuming the snapshot after the last committed key",
+			    ctx->job->name);
+	} else if (ctx->dst.ops->is_empty(ctx->dst.conn, &ctx->job->target.table, &plain, err) <
+		   0) {
+		goto out;
+	}
+	ctx->prog.stage = "snapshot";
+	if (copy_all(ctx, after, plain, err) < 0)
+		goto out;
+	if (ctx->job->snapshot_deletes && !plain && sweep(ctx, err) < 0)
+		goto out;
+	snapshot_pos(&pos, ctx, NULL);
+	rc = lk_apply_batch(ctx, NULL, NULL, false, pos.buf, err);
+	free(ctx->pos);
+	ctx->pos = lk_buf_detach(&pos, NULL);
+out:
+	lk_buf_release(&pos);
+	lk_arena_release(&arena);
+	return rc;
+}

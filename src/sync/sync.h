@@ -1,0 +1,93 @@
+/*
+ * sync.h - the sync engine: one run of a sync job (snapshot or poll), and verify.
+ *
+ * A run opens its own connections, checks both schemas, takes the job's lock and
+ * a new epoch, seals it in the target, then streams batches; each batch is one
+ * target transaction whose first statement moves the fenced position (DESIGN
+ * decision 5). Runs on the calling thread; `stop` is polled between batches.
+ */
+#ifndef LK_SYNC_H
+#define LK_SYNC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "store/store.h"
+
+struct lk_sync_progress {
+	const char *job;
+	const char *stage; /* "connect", "snapshot", "poll", "sweep", "done" */
+	int64_t rows_read, rows_written, rows_deleted, rows_failed;
+	int64_t total_estimate; /* -1 when unknown */
+	int64_t elapsed_ms;
+};
+
+typedef void (*lk_sync_progress_cb)(void *arg, const struct lk_sync_progress *p);
+
+struct lk_sync_opts {
+	bool full;                 /* restart from the beginning instead of the position */
+	volatile const bool *stop; /* set by a signal handler: stop at the next batch boundary */
+	lk_sync_progress_cb progress;
+	void *progress_arg;
+};
+
+struct lk_sync_result {
+	char run_id[37];
+	const char *status; /* succeeded | failed | interrupted */
+	int64_t rows_read, rows_written, rows_deleted, rows_failed;
+	int64_t elapsed_ms;
+};
+
+/*
+ * Runs `job` once and records the run in the store. Returns 0 on success, -1 with err
+ * (and res->status "failed" or "interrupted") otherwise. err codes: LK_ERR_BUSY when
+ * another process holds the job, LK_ERR_UNAVAILABLE when a database stayed unreachable,
+ * LK_ERR_SCHEMA for a missing table, column or unique key, LK_ERR_FENCED when a newer
+ * epoch took over, LK_ERR_CANCELLED when stopped.
+ */
+int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk_store *store,
+		const struct lk_sync_opts *opts, struct lk_sync_result *res, struct lk_err *err);
+
+#define LK_VERIFY_MAX_DIFFS 20
+
+enum lk_diff_kind { LK_DIFF_MISSING, LK_DIFF_EXTRA, LK_DIFF_CHANGED };
+
+struct lk_verify_diff {
+	enum lk_diff_kind kind;
+	char *key_json; /* the key as a JSON array of text values */
+};
+
+struct lk_verify_result {
+	bool equal;
+	int64_t source_rows, target_rows;
+	int64_t chunks, chunks_differing;
+	int64_t differences; /* total found; at most LK_VERIFY_MAX_DIFFS are listed */
+	struct lk_verify_diff diffs[LK_VERIFY_MAX_DIFFS];
+	int ndiffs;
+	int64_t elapsed_ms;
+};
+
+/*
+ * Compares source (rows matching `where`) and target over the job's columns: counts,
+ * chunk checksums over the canonical encoding (docs/types.md), then the differing keys.
+ * Chunk boundaries come from the source; the target is read by explicit key lists.
+ */
+int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
+		  const struct lk_sync_opts *opts, struct lk_verify_result *res, struct lk_err *err);
+void lk_verify_result_release(struct lk_verify_result *res);
+
+/* What check-config learns about one sync job without writing anything. */
+struct lk_check_result {
+	int ncols;
+	bool target_missing; /* create: true and the target is not there yet */
+	bool poll_capped;    /* poll: pg_stat_activity is readable, the cursor is capped */
+	bool poll_cap_applies; /* poll on a PostgreSQL source with a timestamp cursor */
+	int64_t source_estimate;
+};
+
+/* Connects, describes and checks both tables of a sync job (read-only). */
+int lk_sync_check(const struct lk_config *cfg, const struct lk_job *job,
+		  struct lk_check_result *out, struct lk_err *err);
+
+#endif

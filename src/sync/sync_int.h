@@ -1,0 +1,62 @@
+/* sync_int.h - the per-run context shared by the engine's files. */
+#ifndef LK_SYNC_INT_H
+#define LK_SYNC_INT_H
+
+#include "connector/connector.h"
+#include "sync.h"
+
+struct lk_job_ctx {
+	const struct lk_config *cfg;
+	const struct lk_job *job;
+	const struct lk_sync_opts *opts;
+	struct lk_db src, dst;
+	struct lk_table sdesc, tdesc;
+	bool target_created; /* create: true made the table in this run */
+	bool target_missing; /* read-only prepare: the target does not exist yet (create: true) */
+	/* The synced columns (source names; the target has the same names). */
+	const char **cols;
+	enum lk_type *types;
+	int ncols;
+	int *key; /* indexes into cols */
+	int nkey;
+	int cursor; /* poll: index into cols of the cursor column, else -1 */
+	struct lk_write_spec w;
+	int64_t epoch;          /* this run's fencing token */
+	int64_t target_epoch;   /* read from the target before the seal */
+	char *pos;              /* the position JSON read from the target, or NULL */
+	struct lk_sync_progress prog;
+	int64_t start_mono_ms, last_report_ms;
+};
+
+/* Opens both databases (with retries), describes and checks both tables, resolves the
+ * columns and creates the target when asked. */
+int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const struct lk_job *job,
+		   const struct lk_sync_opts *opts, bool for_write, struct lk_err *err);
+void lk_job_release(struct lk_job_ctx *ctx);
+
+/*
+ * Commits one batch: the fenced position first, then upserts (`plain`: COPY into an
+ * empty target) and deletes, in one target transaction. Either may be NULL.
+ */
+int lk_apply_batch(struct lk_job_ctx *ctx, const struct lk_rows *upserts,
+		   const struct lk_rows *deletes, bool plain, const char *pos, struct lk_err *err);
+
+/* Reports progress to the caller's callback, at most every 200 ms unless `force`. */
+void lk_job_report(struct lk_job_ctx *ctx, bool force);
+
+int lk_snapshot_run(struct lk_job_ctx *ctx, struct lk_err *err);
+int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err);
+
+/* Position JSON: arrays of text values (bytes as hex) <-> struct lk_value. */
+struct lk_buf;
+void lk_pos_add_values(struct lk_buf *b, const struct lk_value *v, const enum lk_type *types,
+		       const int *idx, int n);
+/* Parses a JSON array of n values into out (strings stay valid while `arena` lives). */
+int lk_pos_parse_values(const void *json_array, struct lk_value *out, const enum lk_type *types,
+			const int *idx, int n, struct lk_arena *arena);
+
+/* Appends an unambiguous canonical string of the values at idx (for matching keys). */
+void lk_key_canon(struct lk_buf *b, const struct lk_value *row, const enum lk_type *types,
+		  const int *idx, int n);
+
+#endif
