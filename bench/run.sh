@@ -71,7 +71,8 @@ seed() {
 	  (ARRAY['active','inactive','pending'])[1 + i % 3],
 	  timestamptz '2020-01-01' + i * interval '1 minute', timestamptz '2023-01-01' + i * interval '1 second',
 	  jsonb_build_object('plan', (ARRAY['free','pro','team'])[1 + i % 3], 'score', i % 1000)
-	  FROM generate_series(1, $1) i; VACUUM ANALYZE users; CHECKPOINT;"
+	  FROM generate_series(1, $1) i"
+	src -c "VACUUM ANALYZE users" -c "CHECKPOINT"
 }
 
 report="$W/report.md"
@@ -82,14 +83,13 @@ for rows in $ROWS_LIST; do
 	seed "$rows"
 	lk_rates=(); base_rates=(); rss=()
 	for ((r = 1; r <= RUNS; r++)); do
-		dst -c "TRUNCATE users; DELETE FROM lockstep_sync.position" 2>/dev/null || dst -c "TRUNCATE users"
-		dst -c "CHECKPOINT"
+		dst -c "TRUNCATE users" -c "CHECKPOINT"
 		t0=$(now)
 		"$PSQL" -h 127.0.0.1 -p "$SP" -U postgres -d bench -qX -c "COPY users TO STDOUT (FORMAT binary)" |
 			"$PSQL" -h 127.0.0.1 -p "$DP" -U postgres -d bench -qX -c "COPY users FROM STDIN (FORMAT binary)"
 		t1=$(now)
 		base_rates+=("$(echo "$rows / $(secs "$t0" "$t1")" | bc -l)")
-		dst -c "TRUNCATE users; CHECKPOINT"
+		dst -c "TRUNCATE users" -c "CHECKPOINT"
 		t0=$(now)
 		/usr/bin/time -v -o "$W/time.txt" "$LK" -c "$W/lockstep.yaml" sync snap --full --json >"$W/out.json" 2>"$W/err.txt" ||
 			{ cat "$W/err.txt" >&2; exit 1; }
@@ -116,7 +116,7 @@ dst -c "TRUNCATE users"
 lk_rates=(); base_rates=(); rss=()
 for ((r = 1; r <= RUNS; r++)); do
 	src -c "UPDATE users SET updated_at = now() + interval '$r hours', status = status || 'x'
-	        WHERE id <= $POLL_ROWS; CHECKPOINT"
+	        WHERE id <= $POLL_ROWS" -c "CHECKPOINT"
 	since=$(dst -c "SELECT max(updated_at) FROM users")
 	t0=$(now)
 	"$PSQL" -h 127.0.0.1 -p "$SP" -U postgres -d bench -qX \
@@ -130,7 +130,7 @@ for ((r = 1; r <= RUNS; r++)); do
 	t1=$(now)
 	base_rates+=("$(echo "$POLL_ROWS / $(secs "$t0" "$t1")" | bc -l)")
 	# The baseline applied the change already; make the target stale again for lockstep.
-	dst -c "UPDATE users SET status = 'stale' WHERE id <= $POLL_ROWS; CHECKPOINT"
+	dst -c "UPDATE users SET status = 'stale' WHERE id <= $POLL_ROWS" -c "CHECKPOINT"
 	t0=$(now)
 	/usr/bin/time -v -o "$W/time.txt" "$LK" -c "$W/lockstep.yaml" sync poll --json >"$W/out.json" 2>"$W/err.txt" ||
 		{ cat "$W/err.txt" >&2; exit 1; }

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CONFIG_MAX_BYTES (16 * 1024 * 1024)
+#define CONFIG_MAX_BYTES ((size_t)16 << 20)
 
 /* The config's folder as an absolute path, found lexically (the file need not exist). */
 static char *config_dir(const char *path)
@@ -99,8 +99,8 @@ static char *read_file(const char *path, size_t *len, struct lk_err *err)
 		lk_buf_add(&b, chunk, n);
 		if (b.len > CONFIG_MAX_BYTES) {
 			lk_err_set(err, LK_ERR_CONFIG,
-				   "cannot read config '%s': larger than %d MiB", path,
-				   CONFIG_MAX_BYTES / (1024 * 1024));
+				   "cannot read config '%s': larger than %zu MiB", path,
+				   CONFIG_MAX_BYTES >> 20);
 			goto fail;
 		}
 	}

@@ -37,10 +37,13 @@ struct lk_interp {
 };
 
 /*
- * Replaces ${VAR} and ${VAR:-default} from the environment and $$ by $, in `text` (len
- * bytes, borrowed until lk_interp_release). Comments (a '#' at the start of a line or after
- * a blank, outside quotes) are copied untouched. On error fills err ("FILE:L:C: ...", code
- * LK_ERR_CONFIG) and returns -1; ip must still be released.
+ * Replaces ${VAR} and ${VAR:-default} from the environment and $$ by $. Comments (a '#' at
+ * the start of a line or after a blank, outside quotes) are copied untouched.
+ *   ip    out: initialised here; release it with lk_interp_release, even after an error
+ *   text  the file's text, borrowed until lk_interp_release
+ *   len   bytes of text; a NUL byte inside is an error
+ *   file  the path, for messages
+ * Returns 0, or -1 with err set ("FILE:L:C: ...", code LK_ERR_CONFIG).
  */
 int lk_interp_run(struct lk_interp *ip, const char *text, size_t len, const char *file,
 		  struct lk_err *err);
@@ -141,6 +144,10 @@ struct lk_kenum {
 };
 
 struct lk_key;
+/*
+ * A custom parser: reads `val` (never null) for key `k` into obj, the struct of k's
+ * section (fields at k->off and k->off2). Returns 0, or -1 with c->err set at val.
+ */
 typedef int (*lk_key_parse_cb)(struct lk_cfgctx *c, const struct lk_key *k,
 			       const struct lk_ynode *val, void *obj);
 
@@ -170,15 +177,27 @@ const char *lk_config_sect_name(enum lk_ksect s);
 int lk_cfg_defaults(struct lk_cfgctx *c, enum lk_ksect sect, void *obj);
 
 /*
- * Fills obj from the mapping `map` by the table of `sect`: unknown keys (with a did-you-mean
- * hint), "not supported yet" keys, bad values and missing required keys are errors. `owner`
- * is where a missing key is reported (the key that introduced the mapping); `what` names
- * the mapping in that message ("source", "job 'users'"). Returns 0 or -1.
+ * Fills obj from a mapping by the table of `sect`: unknown keys (with a did-you-mean hint),
+ * "not supported yet" keys, bad values and missing required keys are errors; a null value
+ * keeps the default of an optional key.
+ *   sect   whose keys are allowed
+ *   map    the value to read; anything but a mapping is an error
+ *   owner  where a missing key is reported (the key that introduced the mapping), or NULL
+ *   what   the mapping in messages: "source", "job 'users'"
+ *   obj    the struct the section fills
+ * Returns 0, or -1 with c->err set.
  */
 int lk_cfg_parse_map(struct lk_cfgctx *c, enum lk_ksect sect, const struct lk_ynode *map,
-		     const struct lk_ynode *owner, const char *what, void *obj);
+		     const struct lk_ynode *owner, const char *what,
+		     void *obj); /* the struct the section fills */
 
-/* ---- value converters (config_values.c): 0 or -1 with c->err set at val ---- */
+/*
+ * ---- value converters (config_values.c) ----
+ * Each takes the load context `c`, the value node `val` (which may be of any type, or NULL),
+ * the bounds or wording it needs, and the place to store the result; it returns 0, or -1
+ * with c->err set to "FILE:L:C: expected ..., found ..." at val. Strings and lists stored
+ * replace (and free) what the field held.
+ */
 
 int lk_cfg_string(struct lk_cfgctx *c, const struct lk_ynode *val, const char *expect, char **out);
 int lk_cfg_bool(struct lk_cfgctx *c, const struct lk_ynode *val, bool *out);
@@ -201,7 +220,7 @@ int lk_cfg_tref(struct lk_cfgctx *c, const struct lk_ynode *val, struct lk_tref 
  * for tests. */
 int lk_tref_parse(const char *s, struct lk_tref *out, char *why, size_t why_size);
 
-/* ---- custom parsers (config_sections.c) ---- */
+/* ---- custom parsers (config_sections.c), each an lk_key_parse_cb ---- */
 
 int lk_cfg_parse_state(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
 		       void *obj);
@@ -224,9 +243,17 @@ int lk_cfg_parse_key(struct lk_cfgctx *c, const struct lk_key *k, const struct l
 int lk_cfg_parse_deletes(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
 			 void *obj);
 
-/* Classifies a database URL: 0 with *kind (and for SQLite the absolute *path, owned by the
- * caller), or -1 when it is neither a PostgreSQL URL/keyword string nor sqlite:PATH. */
-int lk_cfg_db_kind(const char *url, const char *dir, enum lk_db_kind *kind, char **path);
+/*
+ * Classifies a database URL: postgres:// or postgresql:// or a libpq keyword string (text
+ * with '=' and no "://") is PostgreSQL; sqlite:PATH is SQLite.
+ *   url   as written
+ *   dir   base of a relative SQLite path; NULL keeps the path as written
+ *   kind  out: the engine
+ *   path  out: the SQLite file path (absolute when dir is), caller frees; NULL otherwise
+ * Returns 0, or -1 when url is none of these.
+ */
+int lk_cfg_db_kind(const char *url, const char *dir, enum lk_db_kind *kind,
+		   char **path); /* out: SQLite file path (caller frees), else NULL */
 
 /* ---- cross-checks (config_validate.c) ---- */
 

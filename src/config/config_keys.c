@@ -43,7 +43,7 @@ static const struct lk_kenum priorities[] = {
 #define RETRY(f) offsetof(struct lk_retry_conf, f)
 #define NOTYET(s, n, t, d)                                                                         \
 	{                                                                                          \
-		.sect = LK_SECT_##s, .name = n, .type = LK_KT_##t, .def = d                        \
+		.sect = LK_SECT_##s, .name = (n), .type = LK_KT_##t, .def = (d)                    \
 	}
 
 static const struct lk_key keys[] = {
@@ -489,7 +489,7 @@ int lk_cfg_parse_map(struct lk_cfgctx *c, enum lk_ksect sect, const struct lk_yn
 			continue; /* `key:` or `key: null` keeps the default */
 		if (val->type == LK_Y_NULL) {
 			lk_ynode_describe(val, found, sizeof(found));
-			return lk_cfg_fail(c, val, "expected %s for '%s', found %s",
+			return lk_cfg_fail(c, key, "expected %s for '%s', found %s",
 					   k->expect ? k->expect : "a value", k->name, found);
 		}
 		if (apply(c, k, key, val, obj) < 0)

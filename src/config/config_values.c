@@ -202,15 +202,15 @@ int lk_cfg_enum(struct lk_cfgctx *c, const struct lk_ynode *val, const char *wha
 
 	for (; enums[n].name && n < 16; n++) {
 		names[n] = enums[n].name;
-		if (val && val->type == LK_Y_SCALAR && strcmp(val->text, enums[n].name) == 0) {
-			if (!enums[n].built)
-				return lk_cfg_fail(c, val, "%s '%s' is not supported yet", what,
-						   val->text);
-			*out = enums[n].value;
-			return 0;
-		}
-		lk_buf_addf(&list, "%s%s", n ? " | " : "", enums[n].name);
+		if (!val || val->type != LK_Y_SCALAR || strcmp(val->text, enums[n].name) != 0)
+			continue;
+		if (!enums[n].built)
+			return lk_cfg_fail(c, val, "%s '%s' is not supported yet", what, val->text);
+		*out = enums[n].value;
+		return 0;
 	}
+	for (int i = 0; i < n; i++)
+		lk_buf_addf(&list, "%s%s", i ? " | " : "", names[i]);
 	if (val && val->type == LK_Y_SCALAR)
 		hint = lk_cfg_suggest(val->text, names, n);
 	lk_ynode_describe(val, found, sizeof(found));

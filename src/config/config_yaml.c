@@ -79,7 +79,8 @@ static struct lk_ynode *node_new(struct yparse *p, struct fy_event *e, enum lk_y
 	struct lk_ynode *n = lk_xcalloc(1, sizeof(*n));
 
 	n->type = type;
-	mark_pos(p, fy_event_start_mark(e), &n->line, &n->col);
+	if (fy_event_start_mark(e)) /* empty scalars have none: build_children fills it */
+		mark_pos(p, fy_event_start_mark(e), &n->line, &n->col);
 	return n;
 }
 
@@ -96,7 +97,7 @@ void lk_ynode_free(struct lk_ynode *n)
 
 static void node_add(struct lk_ynode *n, struct lk_ynode *kid)
 {
-	n->kids = lk_xrealloc(n->kids, sizeof(*n->kids) * (size_t)(n->nkids + 1));
+	n->kids = lk_xrealloc(n->kids, sizeof(struct lk_ynode *) * (size_t)(n->nkids + 1));
 	n->kids[n->nkids++] = kid;
 }
 
@@ -137,7 +138,11 @@ static int check_props(struct yparse *p, struct fy_event *e)
 		return 0;
 	t = (e->type == FYET_ALIAS || anchor) ? anchor : tag;
 	txt = t ? fy_token_get_text(t, &len) : NULL;
-	mark_pos(p, t ? fy_token_start_mark(t) : fy_event_start_mark(e), &line, &col);
+	if (t && fy_token_start_mark(t) && fy_token_start_mark(t)->input_pos > 0 && t == anchor)
+		lk_interp_pos(p->ip, fy_token_start_mark(t)->input_pos - 1, &line,
+			      &col); /* & or * */
+	else
+		mark_pos(p, t ? fy_token_start_mark(t) : fy_event_start_mark(e), &line, &col);
 	return lk_err_set(p->c->err, LK_ERR_CONFIG,
 			  "%s:%d:%d: expected a plain value (anchors, aliases and tags are not "
 			  "supported), found %s%.*s'",
@@ -177,6 +182,12 @@ static int build_children(struct yparse *p, struct lk_ynode *n, enum fy_event_ty
 		kid = build_node(p, e);
 		if (!kid)
 			return -1;
+		if (kid->line == 0) { /* an empty value: report it at its key (or item's list) */
+			const struct lk_ynode *prev = n->nkids ? n->kids[n->nkids - 1] : n;
+
+			kid->line = prev->line;
+			kid->col = prev->col;
+		}
 		if (n->type == LK_Y_MAP && n->nkids % 2 == 0) {
 			char found[96];
 
@@ -198,12 +209,16 @@ static int build_children(struct yparse *p, struct lk_ynode *n, enum fy_event_ty
 static struct lk_ynode *build_scalar(struct yparse *p, struct fy_event *e)
 {
 	struct lk_ynode *n = node_new(p, e, LK_Y_SCALAR);
+	enum fy_scalar_style style = fy_token_scalar_style(e->scalar.value);
+	const struct fy_mark *m = fy_event_start_mark(e);
 	size_t len = 0;
 	const char *txt = fy_token_get_text(e->scalar.value, &len);
 
 	n->text = lk_xstrndup(txt ? txt : "", txt ? len : 0);
 	n->len = txt ? len : 0;
-	n->quoted = fy_token_scalar_style(e->scalar.value) != FYSS_PLAIN;
+	n->quoted = style != FYSS_PLAIN;
+	if ((style == FYSS_SINGLE_QUOTED || style == FYSS_DOUBLE_QUOTED) && m && m->input_pos > 0)
+		lk_interp_pos(p->ip, m->input_pos - 1, &n->line, &n->col); /* at the quote */
 	if (!n->quoted && is_null_text(n->text))
 		n->type = LK_Y_NULL;
 	return n;
@@ -292,6 +307,8 @@ static struct lk_ynode *parse_stream(struct yparse *p)
 	root = build_node(p, e);
 	if (!root)
 		return NULL;
+	if (root->line == 0)
+		root->line = root->col = 1;
 	if (expect_event(p, FYET_DOCUMENT_END, "the end of the document") < 0 ||
 	    expect_event(p, FYET_STREAM_END, "one YAML document") < 0) {
 		lk_ynode_free(root);

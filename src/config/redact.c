@@ -34,18 +34,14 @@ static void redact_query(const char *s, struct lk_buf *out)
 	}
 }
 
-/* The '@' that ends the user info of a URL whose authority starts at `start`, or NULL. */
+/*
+ * The '@' that ends the user info of a URL whose authority starts at `start`, or NULL.
+ * The last '@' of the whole URL: a password may hold unescaped '@', '/' or '?', and
+ * hiding too much (an '@' in a query value) is better than showing part of a password.
+ */
 static const char *userinfo_end(const char *start)
 {
-	const char *q = strchr(start, '?'), *at = NULL;
-
-	for (const char *p = start; *p && (!q || p < q); p++) {
-		if (*p == '@')
-			at = p;
-	}
-	if (!at && q) /* a password holding '?': take the last '@' anywhere */
-		at = strrchr(start, '@');
-	return at;
+	return strrchr(start, '@');
 }
 
 /* scheme://user:password@host/path?password=... */

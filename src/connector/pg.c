@@ -209,7 +209,9 @@ static const char *schema_of(const struct lk_tref *t)
 static const char *const describe_sql =
 	"SELECT a.attname, format_type(a.atttypid, a.atttypmod),"
 	" CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END, a.attnotnull,"
-	" coalesce(array_position(i.indkey::int2[], a.attnum), 0)"
+	/* int2vector subscripts start at 0: count key positions with ORDINALITY instead. */
+	" coalesce((SELECT k.n FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(att, n)"
+	" WHERE k.att = a.attnum), 0)"
 	" FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
 	" JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid"
 	" LEFT JOIN pg_type bt ON bt.oid = t.typbasetype"

@@ -10,8 +10,10 @@ struct lk_scan {
 	char cursor[32];
 	enum lk_type *types; /* per output column; the match column is LK_T_BOOL */
 	int ncols;
-	bool began; /* we opened the transaction and must end it */
+	bool began;   /* we opened the transaction and must end it */
 	bool done;
+	bool pending; /* a FETCH is in flight: the server reads ahead while we write */
+	int pending_max;
 };
 
 static int hexval(char ch)
@@ -188,9 +190,39 @@ fail:
 	return NULL;
 }
 
-int lk_pg_scan_next(struct lk_scan *s, struct lk_rows *out, int max, struct lk_err *err)
+static int send_fetch(struct lk_scan *s, int max, struct lk_err *err)
 {
 	char sql[80];
+
+	(void)snprintf(sql, sizeof(sql), "FETCH FORWARD %d FROM %s", max, s->cursor);
+	if (!PQsendQuery(s->c->pg, sql))
+		return lk_pg_err(err, s->c, NULL, "read source rows");
+	s->pending = true;
+	s->pending_max = max;
+	return 0;
+}
+
+/* Collects the in-flight FETCH; returns its result (the caller clears it) or NULL. */
+static PGresult *collect(struct lk_scan *s)
+{
+	PGresult *res = NULL, *r;
+
+	while ((r = PQgetResult(s->c->pg)) != NULL) {
+		if (res)
+			PQclear(res);
+		res = r;
+	}
+	s->pending = false;
+	return res;
+}
+
+/*
+ * Returns the next rows and, unless the cursor is drained, sends the FETCH after them
+ * before returning: the source server produces page N+1 while the caller writes page N.
+ * While a scan is open its connection runs nothing else.
+ */
+int lk_pg_scan_next(struct lk_scan *s, struct lk_rows *out, int max, struct lk_err *err)
+{
 	PGresult *res;
 	int n;
 
@@ -198,18 +230,28 @@ int lk_pg_scan_next(struct lk_scan *s, struct lk_rows *out, int max, struct lk_e
 		return 0;
 	if (out->nrows == 0)
 		lk_rows_set_ncols(out, s->ncols);
-	(void)snprintf(sql, sizeof(sql), "FETCH FORWARD %d FROM %s", max, s->cursor);
-	res = PQexec(s->c->pg, sql);
+	if (s->pending && s->pending_max != max) {
+		/* Batch size changed: take what is in flight, at most `max` fit the contract. */
+		max = s->pending_max;
+	}
+	if (!s->pending && send_fetch(s, max, err) < 0)
+		return -1;
+	res = collect(s);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		lk_pg_err(err, s->c, res, "read source rows");
 		PQclear(res);
+		s->done = true;
 		return -1;
 	}
 	n = PQntuples(res);
-	typed_rows(res, s->types, out);
-	PQclear(res);
 	if (n < max)
 		s->done = true;
+	else if (send_fetch(s, max, err) < 0) {
+		PQclear(res);
+		return -1;
+	}
+	typed_rows(res, s->types, out);
+	PQclear(res);
 	return n;
 }
 
@@ -217,6 +259,8 @@ void lk_pg_scan_close(struct lk_scan *s)
 {
 	if (!s)
 		return;
+	if (s->pending)
+		PQclear(collect(s));
 	if (s->began && s->c->in_txn) {
 		PGresult *res = PQexec(s->c->pg, "COMMIT"); /* read-only: ends the snapshot */
 

@@ -132,12 +132,37 @@ struct ts_parts {
 	int zone;        /* 0 none, 1 "+00"-style, 2 "Z", 3 "+00:00"-style */
 };
 
+/* Days in month m (1-12) of year y, Gregorian. */
+static int month_days(int y, int m)
+{
+	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* The value of exactly n decimal digits at s (no sign, no blanks), or -1. */
+static int fixed_digits(const char *s, int n)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
 static int ts_parse_parts(const char *s, struct ts_parts *p)
 {
-	int Y, M, D, h, mi, sec, n = 0;
+	int Y, M, D, h, mi, sec;
 	int64_t frac = 0, off_s = 0;
 
-	if (sscanf(s, "%4d-%2d-%2d%n", &Y, &M, &D, &n) != 3 || n != 10)
+	Y = fixed_digits(s, 4);
+	M = Y < 0 || s[4] != '-' ? -1 : fixed_digits(s + 5, 2);
+	D = M < 0 || s[7] != '-' ? -1 : fixed_digits(s + 8, 2);
+	if (D < 0)
 		return -1;
 	s += 10;
 	p->sep = ' ';
@@ -145,7 +170,10 @@ static int ts_parse_parts(const char *s, struct ts_parts *p)
 	p->zone = 0;
 	if (*s == ' ' || *s == 'T') {
 		p->sep = *s;
-		if (sscanf(s + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 || n != 8)
+		h = fixed_digits(s + 1, 2);
+		mi = h < 0 || s[3] != ':' ? -1 : fixed_digits(s + 4, 2);
+		sec = mi < 0 || s[6] != ':' ? -1 : fixed_digits(s + 7, 2);
+		if (sec < 0)
 			return -1;
 		s += 9;
 	} else if (*s == '\0') {
@@ -190,7 +218,7 @@ static int ts_parse_parts(const char *s, struct ts_parts *p)
 	}
 	if (*s)
 		return -1;
-	if (M < 1 || M > 12 || D < 1 || D > 31 || h > 24 || mi > 59 || sec > 60)
+	if (M < 1 || M > 12 || D < 1 || D > month_days(Y, M) || h > 24 || mi > 59 || sec > 60)
 		return -1;
 	p->us = ((days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + mi * 60 + sec -
 		  off_s) *
@@ -228,8 +256,18 @@ int lk_ts_shift(const char *s, int64_t delta_us, char *out, unsigned out_size)
 	if (p.sep == '\0') {
 		n = snprintf(out, out_size, "%04lld-%02u-%02u", (long long)y, m, d);
 	} else if (p.frac_digits || frac) {
-		n = snprintf(out, out_size, "%04lld-%02u-%02u%c%02d:%02d:%02d.%06d%s", (long long)y,
-			     m, d, p.sep, rem / 3600, rem / 60 % 60, rem % 60, frac, zone[p.zone]);
+		/* As many fraction digits as s had, or more when the shift needs them. */
+		int digits = p.frac_digits ? p.frac_digits : 1, scale = 1;
+
+		for (int i = digits; i < 6; i++)
+			scale *= 10;
+		while (frac % scale != 0) {
+			digits++;
+			scale /= 10;
+		}
+		n = snprintf(out, out_size, "%04lld-%02u-%02u%c%02d:%02d:%02d.%0*d%s", (long long)y,
+			     m, d, p.sep, rem / 3600, rem / 60 % 60, rem % 60, digits, frac / scale,
+			     zone[p.zone]);
 	} else {
 		n = snprintf(out, out_size, "%04lld-%02u-%02u%c%02d:%02d:%02d%s", (long long)y, m,
 			     d, p.sep, rem / 3600, rem / 60 % 60, rem % 60, zone[p.zone]);

@@ -21,15 +21,31 @@ struct poll_bounds {
 	int norder;
 	struct lk_value *after;    /* resume after (cursor, key) */
 	struct lk_value min_first; /* cursor >= position - lookback */
-	struct lk_value max_first; /* cursor < cap */
-	bool has_min, has_max;
+	bool has_min;
+	bool has_cap;   /* the position may not pass cap (an open transaction started there) */
+	int64_t cap_us; /* cap as microseconds since the epoch */
 	char min_buf[64], cap_buf[64];
 };
 
-/* Reads the stored (cursor, key) and turns it into scan bounds. */
+/* Sets min_first to `from` minus the look-back (time cursors), or to `from` itself. */
+static void set_min(struct lk_job_ctx *ctx, struct poll_bounds *b, const char *from)
+{
+	int64_t back = lk_type_is_time(ctx->types[ctx->cursor]) ? ctx->job->lookback_ms * 1000 : 0;
+
+	if (lk_ts_shift(from, -back, b->min_buf, sizeof(b->min_buf)) < 0)
+		(void)snprintf(b->min_buf, sizeof(b->min_buf), "%s", from);
+	b->min_first = (struct lk_value){b->min_buf, strlen(b->min_buf), false};
+	b->has_min = true;
+}
+
+/*
+ * Reads the stored position and turns it into scan bounds: {"after": [cursor, key...]}
+ * resumes after that row; {"from": cursor} (a capped position) re-reads from that value.
+ * With a look-back on a time cursor, either becomes "cursor >= value - lookback".
+ */
 static void resume_bounds(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_arena *arena)
 {
-	json_t *root, *mode, *vals;
+	json_t *root, *mode, *vals, *from;
 	const struct lk_value *cur;
 
 	if (!ctx->pos || (ctx->opts && ctx->opts->full))
@@ -37,8 +53,14 @@ static void resume_bounds(struct lk_job_ctx *ctx, struct poll_bounds *b, struct 
 	root = json_loads(ctx->pos, 0, NULL);
 	mode = json_object_get(root, "mode");
 	vals = json_object_get(root, "after");
-	if (json_is_string(mode) && strcmp(json_string_value(mode), "poll") == 0 &&
-	    json_is_array(vals)) {
+	from = json_object_get(root, "from");
+	if (!json_is_string(mode) || strcmp(json_string_value(mode), "poll") != 0) {
+		json_decref(root);
+		return;
+	}
+	if (json_is_string(from)) {
+		set_min(ctx, b, json_string_value(from));
+	} else if (json_is_array(vals)) {
 		b->after = lk_arena_alloc(arena, sizeof(*b->after) * (size_t)b->norder);
 		if (lk_pos_parse_values(vals, b->after, ctx->types, b->order, b->norder, arena) < 0)
 			b->after = NULL;
@@ -47,12 +69,12 @@ static void resume_bounds(struct lk_job_ctx *ctx, struct poll_bounds *b, struct 
 	if (!b->after)
 		return;
 	cur = &b->after[0];
-	if (ctx->job->lookback_ms > 0 && lk_type_is_time(ctx->types[ctx->cursor]) && !cur->null &&
-	    lk_ts_shift(cur->p, -ctx->job->lookback_ms * 1000, b->min_buf, sizeof(b->min_buf)) ==
-		    0) {
+	if (ctx->job->lookback_ms > 0 && lk_type_is_time(ctx->types[ctx->cursor]) && !cur->null) {
 		/* Re-read the look-back window from its start; upserts make repeats harmless. */
-		b->min_first = (struct lk_value){b->min_buf, strlen(b->min_buf), false};
-		b->has_min = true;
+		char start[64];
+
+		(void)snprintf(start, sizeof(start), "%.*s", (int)cur->len, cur->p);
+		set_min(ctx, b, start);
 		b->after = NULL;
 	}
 }
@@ -68,9 +90,8 @@ static int cap_bound(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_er
 	if (ctx->src.ops->poll_cap(ctx->src.conn, &readable, b->cap_buf, sizeof(b->cap_buf), err) <
 	    0)
 		return -1;
-	if (readable) {
-		b->max_first = (struct lk_value){b->cap_buf, strlen(b->cap_buf), false};
-		b->has_max = true;
+	if (readable && lk_ts_parse(b->cap_buf, &b->cap_us) == 0) {
+		b->has_cap = true;
 	} else {
 		lk_log_debug("job %s: pg_stat_activity is not readable; relying on lookback",
 			     ctx->job->name);
@@ -78,10 +99,24 @@ static int cap_bound(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_er
 	return 0;
 }
 
+/*
+ * The position after `row`. Rows at or past the cap are applied (they are committed and
+ * visible), but the position stops at the cap: the open transaction that began there may
+ * still commit rows with smaller cursor values than `row`.
+ */
 static void poll_pos(struct lk_buf *pos, struct lk_job_ctx *ctx, const struct poll_bounds *b,
 		     const struct lk_value *row)
 {
+	const struct lk_value *cur = &row[ctx->cursor];
+	int64_t us;
+
 	lk_buf_reset(pos);
+	if (b->has_cap && lk_ts_parse(cur->p, &us) == 0 && us >= b->cap_us) {
+		lk_buf_adds(pos, "{\"v\":1,\"mode\":\"poll\",\"from\":");
+		lk_buf_add_json_str(pos, b->cap_buf, strlen(b->cap_buf));
+		lk_buf_addch(pos, '}');
+		return;
+	}
 	lk_buf_adds(pos, "{\"v\":1,\"mode\":\"poll\",\"after\":");
 	lk_pos_add_values(pos, row, ctx->types, b->order, b->norder);
 	lk_buf_addch(pos, '}');
@@ -153,6 +188,7 @@ int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	struct lk_arena arena;
 	struct lk_scan_spec spec;
 	struct lk_scan *scan;
+	struct lk_buf notnull = LK_BUF_INIT;
 	int rc = -1;
 
 	memset(&b, 0, sizeof(b));
@@ -164,6 +200,9 @@ int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	resume_bounds(ctx, &b, &arena);
 	if (cap_bound(ctx, &b, err) < 0)
 		goto out;
+	/* A NULL cursor sorts outside every position: such rows are never polled (docs). */
+	lk_quote_ident(&notnull, ctx->cols[ctx->cursor]);
+	lk_buf_adds(&notnull, " IS NOT NULL");
 	spec = (struct lk_scan_spec){
 		.table = &ctx->job->source.table,
 		.cols = ctx->cols,
@@ -173,7 +212,7 @@ int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 		.norder = b.norder,
 		.after = b.after,
 		.min_first = b.has_min ? &b.min_first : NULL,
-		.max_first = b.has_max ? &b.max_first : NULL,
+		.filter = notnull.buf,
 		.match = ctx->job->source.where,
 	};
 	ctx->prog.stage = "poll";
@@ -184,6 +223,7 @@ int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	ctx->src.ops->scan_close(scan);
 out:
 	free(b.order);
+	lk_buf_release(&notnull);
 	lk_arena_release(&arena);
 	return rc;
 }

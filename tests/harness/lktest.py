@@ -385,7 +385,7 @@ def sync(t, cfg, job, *more, env=None, timeout=600, expect=0):
     success, the summary line) with Suite t; returns (rc, summary dict or None, stderr)."""
     rc, out, err = run_lockstep(["sync", job, "--json"] + list(more), cfg, env=env, timeout=timeout)
     summary = last_json(out)
-    t.check(rc == expect, "sync %s %s exits %d" % (job, " ".join(more), expect), show(rc, out, err))
+    t.check(rc == expect, "sync %s exits %d" % (" ".join((job,) + more), expect), show(rc, out, err))
     if rc == 0 and expect == 0:
         t.check(summary is not None and summary.get("status") == "succeeded"
                 and summary.get("job") == job,
@@ -1017,6 +1017,13 @@ class Suite:
         self.failed = 0
         self.t0 = time.monotonic()
         sys.stdout.reconfigure(line_buffering=True)
+        sys.excepthook = self._uncaught
+
+    def _uncaught(self, kind, value, tb):
+        """An error outside case() (in set-up) is one more failure; the summary still comes last."""
+        traceback.print_exception(kind, value, tb, file=sys.stdout)
+        self.failed += 1
+        self.finish()
 
     def log(self, msg):
         print("[%6.1fs] %s" % (time.monotonic() - self.t0, msg))

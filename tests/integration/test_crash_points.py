@@ -24,7 +24,7 @@ L.execute(src, "INSERT INTO users SELECT i, 'name ' || i || ' ' || chr(1024 + i 
                "CASE WHEN i % 10 = 0 THEN NULL ELSE (i % 100000) / 7.0 END, i % 3 = 0, "
                "'2022-01-01 00:00:00+00'::timestamptz + i * interval '1 millisecond', "
                "CASE WHEN i % 4 = 0 THEN NULL ELSE md5(i::text) END "
-               "FROM generate_series(1, %d) i" % N)
+               "FROM generate_series(1, " + str(N) + ") i")
 L.execute(src, "ANALYZE users")
 SRC_MD5 = L.pg_md5(src, "users", ["id"], COLS)
 t.log("source: %d rows, batch %d, crash at pass %d of about %d" % (N, BATCH, K, BATCHES))

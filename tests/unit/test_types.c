@@ -95,8 +95,6 @@ static void test_type_mapping(void **state)
 		if (t == LK_T_TEXT)
 			continue;
 		assert_int_equal(lk_type_from_sqlite(lk_type_sqlite_decl((enum lk_type)t)), t);
-		assert_int_equal(lk_type_from_pg(lk_type_pg_decl((enum lk_type)t)) == LK_T_OTHER,
-				 0);
 	}
 	assert_true(lk_type_is_time(LK_T_DATE));
 	assert_false(lk_type_is_time(LK_T_INT));
@@ -113,7 +111,8 @@ static void test_canonical_values(void **state)
 	assert_same_canon(LK_T_FLOAT, "1e+300", "1e300");
 	assert_same_canon(LK_T_FLOAT, "Infinity", "inf");
 	assert_same_canon(LK_T_FLOAT, "-0", "0");
-	assert_diff_canon(LK_T_FLOAT, "0.1", "0.10000000000000001");
+	assert_same_canon(LK_T_FLOAT, "0.1", "0.10000000000000001"); /* one double */
+	assert_diff_canon(LK_T_FLOAT, "0.1", "0.10000000000000002");
 	assert_same_canon(LK_T_NUMERIC, "12.3400", "12.34");
 	assert_same_canon(LK_T_NUMERIC, "5.000", "5");
 	assert_diff_canon(LK_T_NUMERIC, "500", "5");
