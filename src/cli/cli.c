@@ -1,15 +1,15 @@
 /* cli.c - global options, the command table, and helpers every command uses. */
 #include "cli.h"
 
+#include "cli_int.h"
+#include "core/units.h"
+
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "cli_int.h"
-#include "core/units.h"
 
 volatile bool lk_cli_stop;
 

@@ -2,12 +2,12 @@
 #ifndef LK_CLI_INT_H
 #define LK_CLI_INT_H
 
-#include <stdbool.h>
-
 #include "config/config.h"
 #include "core/err.h"
 #include "store/store.h"
 #include "sync/sync.h"
+
+#include <stdbool.h>
 
 struct lk_cli {
 	const char *config_path;
@@ -17,8 +17,14 @@ struct lk_cli {
 };
 
 /* Exit codes (SPEC §2). */
-enum { LK_EXIT_OK = 0, LK_EXIT_FAILED = 1, LK_EXIT_USAGE = 2, LK_EXIT_UNAVAILABLE = 69,
-       LK_EXIT_TEMPFAIL = 75, LK_EXIT_CONFIG = 78 };
+enum {
+	LK_EXIT_OK = 0,
+	LK_EXIT_FAILED = 1,
+	LK_EXIT_USAGE = 2,
+	LK_EXIT_UNAVAILABLE = 69,
+	LK_EXIT_TEMPFAIL = 75,
+	LK_EXIT_CONFIG = 78
+};
 
 /* Loads cli->cfg from the config path; prints the error and returns its exit code on failure,
  * 0 on success. Also applies the log settings. */

@@ -1,10 +1,10 @@
 /* cmd_check_config.c - `lockstep check-config`: config, databases, tables, columns. */
-#include <stdio.h>
-#include <string.h>
-
 #include "cli_int.h"
 #include "connector/connector.h"
 #include "core/buf.h"
+
+#include <stdio.h>
+#include <string.h>
 
 static const char *const help =
 	"usage: lockstep check-config\n"
@@ -54,12 +54,14 @@ static int check_job(struct lk_cli *cli, const struct lk_job *job)
 			(void)printf("  poll: pg_stat_activity is readable: the cursor never moves "
 				     "past an open transaction\n");
 		else if (r.poll_cap_applies)
-			(void)printf("  poll: pg_stat_activity is not readable (grant "
-				     "pg_read_all_stats): a row committed more than lookback after "
-				     "its cursor value can be missed; run verify to find such rows\n");
+			(void)printf(
+				"  poll: pg_stat_activity is not readable (grant "
+				"pg_read_all_stats): a row committed more than lookback after "
+				"its cursor value can be missed; run verify to find such rows\n");
 		else
-			(void)printf("  poll: no hard deletes are seen; rows committed out of cursor "
-				     "order rely on lookback (time cursors only)\n");
+			(void)printf(
+				"  poll: no hard deletes are seen; rows committed out of cursor "
+				"order rely on lookback (time cursors only)\n");
 	}
 	return 0;
 }

@@ -3,14 +3,14 @@
  * source with 100,000 sample users and an empty target in ./lockstep-demo/, syncs,
  * verifies, and (without --once) keeps changing and polling until Ctrl-C.
  */
+#include "cli_int.h"
+#include "connector/connector.h"
+#include "core/units.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#include "cli_int.h"
-#include "connector/connector.h"
-#include "core/units.h"
 
 #define DEMO_DIR "lockstep-demo"
 #define DEMO_ROWS 100000
@@ -46,7 +46,8 @@ static const char *const demo_data =
 	"\"Kowalski\",\"Haddad\",\"Novak\",\"Larsen\",\"García\",\"Rossi\",\"Dubois\",\"Kim\","
 	"\"Popescu\",\"Andersson\",\"Yılmaz\",\"Smith\"]'))"
 	" INSERT INTO users SELECT i,"
-	" json_extract(f.a, '$[' || (i % 20) || ']'), json_extract(l.a, '$[' || (i * 7 % 17) || ']'),"
+	" json_extract(f.a, '$[' || (i % 20) || ']'), json_extract(l.a, '$[' || (i * 7 % 17) || "
+	"']'),"
 	" 'user' || i || '@example.com', '+1-555-' || printf('%04d', i % 10000),"
 	" CASE i % 10 WHEN 0 THEN 'inactive' WHEN 1 THEN 'banned' ELSE 'active' END,"
 	" round((i * 37 % 1000) / 10.0, 1), i % 3 <> 0,"
@@ -86,7 +87,8 @@ static int prepare_files(struct lk_err *err)
 	FILE *f;
 
 	if (mkdir(DEMO_DIR, 0755) < 0 && errno != EEXIST)
-		return lk_err_set(err, LK_ERR_IO, "cannot create %s/: %s", DEMO_DIR, strerror(errno));
+		return lk_err_set(err, LK_ERR_IO, "cannot create %s/: %s", DEMO_DIR,
+				  strerror(errno));
 	(void)remove(DEMO_DIR "/target.db");
 	(void)remove(DEMO_DIR "/state.db");
 	f = fopen(DEMO_DIR "/lockstep.yaml", "w");
@@ -162,9 +164,8 @@ int lk_cmd_demo(struct lk_cli *cli)
 		code = lk_cli_fail(&err);
 		goto out;
 	}
-	(void)printf("verify: source %lld rows, target %lld rows: %s\n",
-		     (long long)v.source_rows, (long long)v.target_rows,
-		     v.equal ? "equal" : "DIFFERENT");
+	(void)printf("verify: source %lld rows, target %lld rows: %s\n", (long long)v.source_rows,
+		     (long long)v.target_rows, v.equal ? "equal" : "DIFFERENT");
 	code = v.equal ? 0 : LK_EXIT_FAILED;
 	lk_verify_result_release(&v);
 	(void)printf("\nnext: cd %s && lockstep status && lockstep verify users\n", DEMO_DIR);

@@ -1,8 +1,8 @@
 /* cmd_migrate.c - `lockstep migrate [--status]`. */
+#include "cli_int.h"
+
 #include <stdio.h>
 #include <string.h>
-
-#include "cli_int.h"
 
 int lk_cmd_migrate(struct lk_cli *cli)
 {
@@ -16,7 +16,7 @@ int lk_cmd_migrate(struct lk_cli *cli)
 		(void)fputs("usage: lockstep migrate [--status]\n  Applies the state store's "
 			    "pending migrations (--status: lists them).\n",
 			    cli->argc == 2 && strcmp(cli->argv[1], "--help") == 0 ? stdout
-										    : stderr);
+										  : stderr);
 		return cli->argc == 2 && strcmp(cli->argv[1], "--help") == 0 ? 0 : LK_EXIT_USAGE;
 	}
 	store = lk_store_open(cli->cfg, &err);

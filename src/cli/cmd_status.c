@@ -1,10 +1,10 @@
 /* cmd_status.c - `lockstep status [--json]`: jobs, their last runs, the restart count. */
+#include "cli_int.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "cli_int.h"
 
 static const char *const mode_names[] = {"snapshot", "poll", "realtime", "logical"};
 
@@ -35,18 +35,18 @@ static json_t *run_json(const struct lk_value *v)
 	(void)json_object_set_new(o, "runId", json_string(v[LK_RUNCOL_ID].p));
 	(void)json_object_set_new(o, "type", json_string(v[LK_RUNCOL_TYPE].p));
 	(void)json_object_set_new(o, "status", json_string(v[LK_RUNCOL_STATUS].p));
-	(void)json_object_set_new(o, "stage", v[LK_RUNCOL_STAGE].null
-						      ? json_null()
-						      : json_string(v[LK_RUNCOL_STAGE].p));
+	(void)json_object_set_new(o, "stage",
+				  v[LK_RUNCOL_STAGE].null ? json_null()
+							  : json_string(v[LK_RUNCOL_STAGE].p));
 	(void)json_object_set_new(o, "rowsRead", num_or_null(&v[LK_RUNCOL_READ]));
 	(void)json_object_set_new(o, "rowsWritten", num_or_null(&v[LK_RUNCOL_WRITTEN]));
 	(void)json_object_set_new(o, "rowsFailed", num_or_null(&v[LK_RUNCOL_FAILED]));
 	(void)json_object_set_new(o, "startTime", time_or_null(&v[LK_RUNCOL_STARTED]));
 	(void)json_object_set_new(o, "finishTime", time_or_null(&v[LK_RUNCOL_FINISHED]));
 	(void)json_object_set_new(o, "epoch", num_or_null(&v[LK_RUNCOL_EPOCH]));
-	(void)json_object_set_new(o, "error", v[LK_RUNCOL_ERROR].null
-						      ? json_null()
-						      : json_string(v[LK_RUNCOL_ERROR].p));
+	(void)json_object_set_new(o, "error",
+				  v[LK_RUNCOL_ERROR].null ? json_null()
+							  : json_string(v[LK_RUNCOL_ERROR].p));
 	return o;
 }
 

@@ -1,11 +1,11 @@
 /* cmd_sync.c - `lockstep sync JOB [--full] [--json]`: one run in the foreground. */
+#include "cli_int.h"
+
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "cli_int.h"
 
 static const char *const help =
 	"usage: lockstep sync JOB [--full] [--json]\n"

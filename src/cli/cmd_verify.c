@@ -1,10 +1,10 @@
 /* cmd_verify.c - `lockstep verify JOB [--json]`: compare source and target. */
+#include "cli_int.h"
+
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-#include "cli_int.h"
 
 static const char *const help =
 	"usage: lockstep verify JOB [--json]\n"
@@ -17,20 +17,21 @@ static const char *const kind_names[] = {"missing", "extra", "changed"};
 
 static void print_json(const struct lk_verify_result *r, const char *job)
 {
-	json_t *o = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:f}", "job", job, "equal",
-			      r->equal, "sourceRows", (json_int_t)r->source_rows, "targetRows",
-			      (json_int_t)r->target_rows, "chunks", (json_int_t)r->chunks,
-			      "chunksDiffering", (json_int_t)r->chunks_differing, "differenceCount",
-			      (json_int_t)r->differences, "seconds", (double)r->elapsed_ms / 1000.0);
+	json_t *o =
+		json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:f}", "job", job, "equal", r->equal,
+			  "sourceRows", (json_int_t)r->source_rows, "targetRows",
+			  (json_int_t)r->target_rows, "chunks", (json_int_t)r->chunks,
+			  "chunksDiffering", (json_int_t)r->chunks_differing, "differenceCount",
+			  (json_int_t)r->differences, "seconds", (double)r->elapsed_ms / 1000.0);
 	json_t *diffs = json_array();
 	char *s;
 
 	for (int i = 0; i < r->ndiffs; i++) {
 		json_t *key = json_loads(r->diffs[i].key_json, 0, NULL);
 
-		(void)json_array_append_new(diffs, json_pack("{s:o, s:s}", "key",
-							     key ? key : json_null(), "kind",
-							     kind_names[r->diffs[i].kind]));
+		(void)json_array_append_new(diffs,
+					    json_pack("{s:o, s:s}", "key", key ? key : json_null(),
+						      "kind", kind_names[r->diffs[i].kind]));
 	}
 	(void)json_object_set_new(o, "differences", diffs);
 	s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));

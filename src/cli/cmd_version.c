@@ -1,9 +1,9 @@
 /* cmd_version.c - `lockstep version`. */
+#include "cli_int.h"
+
 #include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
-
-#include "cli_int.h"
 
 int lk_cmd_version(struct lk_cli *cli)
 {

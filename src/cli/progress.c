@@ -1,10 +1,10 @@
 /* progress.c - a progress bar on a terminal, plain lines otherwise (SPEC §2). */
+#include "cli_int.h"
+#include "core/buf.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-#include "cli_int.h"
-#include "core/buf.h"
 
 struct lk_progress_view {
 	const char *verb;
@@ -50,8 +50,8 @@ void lk_progress_view_cb(void *arg, const struct lk_sync_progress *p)
 	if (p->elapsed_ms - v->last_line_ms < 2000)
 		return;
 	v->last_line_ms = p->elapsed_ms;
-	(void)fprintf(stderr, "progress job=%s stage=%s rows_read=%lld rows_written=%lld",
-		      p->job, p->stage, (long long)p->rows_read, (long long)p->rows_written);
+	(void)fprintf(stderr, "progress job=%s stage=%s rows_read=%lld rows_written=%lld", p->job,
+		      p->stage, (long long)p->rows_read, (long long)p->rows_written);
 	if (p->total_estimate > 0)
 		(void)fprintf(stderr, " estimate=%lld", (long long)p->total_estimate);
 	(void)fprintf(stderr, " elapsed=%.1fs rate=%.0f/s\n", secs, rate);

@@ -14,13 +14,13 @@
 #ifndef LK_CONNECTOR_H
 #define LK_CONNECTOR_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-
 #include "config/config.h"
 #include "core/arena.h"
 #include "core/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* The logical type of a column: what the value means, whatever the engine. */
 enum lk_type {
@@ -109,9 +109,12 @@ struct lk_scan_spec {
 	int ncols;
 	const int *order; /* scan: indexes into cols forming ORDER BY; fetch: the key columns */
 	int norder;
-	const struct lk_value *after;     /* scan: exclusive lower bound on the ORDER BY tuple, or NULL */
-	const struct lk_value *min_first; /* scan: inclusive lower bound on order[0] alone, or NULL */
-	const struct lk_value *max_first; /* scan: exclusive upper bound on order[0] alone, or NULL */
+	const struct lk_value
+		*after; /* scan: exclusive lower bound on the ORDER BY tuple, or NULL */
+	const struct lk_value
+		*min_first; /* scan: inclusive lower bound on order[0] alone, or NULL */
+	const struct lk_value
+		*max_first; /* scan: exclusive upper bound on order[0] alone, or NULL */
 	const char *filter; /* SQL boolean expression ANDed into WHERE, or NULL */
 	const char *match;  /* SQL boolean expression selected as one more column, "t"/"f" */
 };
@@ -161,13 +164,15 @@ struct lk_connector_ops {
 	 * verbatim when not NULL (the caller sets it only when source and target are the same
 	 * engine); otherwise the logical type is mapped (lk_type_pg_decl / lk_type_sqlite_decl).
 	 */
-	int (*create_table)(struct lk_conn *c, const struct lk_tref *t, const struct lk_column *cols,
-			    int ncols, const int *key, int nkey, struct lk_err *err);
+	int (*create_table)(struct lk_conn *c, const struct lk_tref *t,
+			    const struct lk_column *cols, int ncols, const int *key, int nkey,
+			    struct lk_err *err);
 	/* Rough row count for progress (may be -1 when unknown). */
 	int (*estimate)(struct lk_conn *c, const struct lk_tref *t, int64_t *rows,
 			struct lk_err *err);
 	/* Sets *empty when the table has no rows. */
-	int (*is_empty)(struct lk_conn *c, const struct lk_tref *t, bool *empty, struct lk_err *err);
+	int (*is_empty)(struct lk_conn *c, const struct lk_tref *t, bool *empty,
+			struct lk_err *err);
 
 	/*
 	 * Streams rows in ORDER BY order inside one read-only snapshot on this connection.

@@ -1,10 +1,9 @@
 /* ident.c - identifier quoting (DESIGN decision 12) shared by both engines. */
 #include "connector.h"
+#include "core/buf.h"
 
 #include <stdio.h>
 #include <string.h>
-
-#include "core/buf.h"
 
 void lk_quote_ident(struct lk_buf *b, const char *name)
 {

@@ -2,13 +2,12 @@
  * pg.c - the PostgreSQL connector: connections with pinned session settings,
  * generic statements, table description and streaming reads.
  */
+#include "core/units.h"
 #include "pg_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/units.h"
 
 /* Settings every session pins (DESIGN decision 8). */
 static const char *const session_setup =
@@ -46,9 +45,9 @@ int lk_pg_err(struct lk_err *err, struct lk_conn *c, const PGresult *res, const 
 
 static struct lk_conn *pg_open(const struct lk_dbconf *db, struct lk_err *err)
 {
-	const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
-			      "keepalives_interval", "keepalives_count", "application_name",
-			      "dbname", NULL};
+	const char *keys[] = {
+		"connect_timeout",  "keepalives",	"keepalives_idle", "keepalives_interval",
+		"keepalives_count", "application_name", "dbname",	   NULL};
 	const char *vals[] = {"10", "1", "30", "10", "3", "lockstep", db->url, NULL};
 	struct lk_conn *c = calloc(1, sizeof(*c));
 	PGresult *res;
@@ -235,8 +234,9 @@ static int pg_describe(struct lk_conn *c, const struct lk_tref *t, struct lk_tab
 	n = PQntuples(res);
 	if (n == 0) {
 		PQclear(res);
-		return lk_err_set(err, LK_ERR_NOTFOUND, "table %s.%s does not exist in database '%s'",
-				  schema_of(t), t->name, c->dbname);
+		return lk_err_set(err, LK_ERR_NOTFOUND,
+				  "table %s.%s does not exist in database '%s'", schema_of(t),
+				  t->name, c->dbname);
 	}
 	out->schema = strdup(schema_of(t));
 	out->name = strdup(t->name);
@@ -265,7 +265,8 @@ static int pg_has_unique(struct lk_conn *c, const struct lk_tref *t, const char 
 {
 	static const char *const sql =
 		"SELECT i.indexrelid, a.attname FROM pg_index i"
-		" JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+		" JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = "
+		"c.relnamespace"
 		" JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey::int2[])"
 		" WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL"
 		" AND i.indexprs IS NULL AND i.indnkeyatts = $3::int ORDER BY 1";
@@ -317,7 +318,8 @@ static int pg_create_table(struct lk_conn *c, const struct lk_tref *t, const str
 		lk_buf_adds(&sql, i ? ", " : "");
 		lk_quote_ident(&sql, cols[i].name);
 		/* Same engine: the exact native type; across engines: the mapped meaning. */
-		lk_buf_addf(&sql, " %s%s", cols[i].native ? cols[i].native : lk_type_pg_decl(cols[i].type),
+		lk_buf_addf(&sql, " %s%s",
+			    cols[i].native ? cols[i].native : lk_type_pg_decl(cols[i].type),
 			    cols[i].not_null ? " NOT NULL" : "");
 	}
 	lk_buf_adds(&sql, ", PRIMARY KEY (");

@@ -2,16 +2,16 @@
 #ifndef LK_PG_INT_H
 #define LK_PG_INT_H
 
-#include <libpq-fe.h>
-
 #include "connector.h"
 #include "core/buf.h"
+
+#include <libpq-fe.h>
 
 #define LK_PG_MAX_STAGES 16
 
 /* A temporary staging table for COPY + merge upserts, one per (table, columns). */
 struct pg_stage {
-	char *key;  /* quoted table + column list: identifies the stage */
+	char *key; /* quoted table + column list: identifies the stage */
 	char name[32];
 	bool dirty; /* rows copied in the current transaction */
 };
@@ -39,8 +39,8 @@ int lk_pg_cmd(struct lk_conn *c, const char *sql, int n, const char *const *para
 const char *lk_pg_param(struct lk_arena *scratch, enum lk_type t, const struct lk_value *v);
 
 /* Appends "(k1, k2) IN ((..),(..))"-style key matching for nkeys keys starting at $first. */
-void lk_pg_key_in(struct lk_buf *sql, const char *const *cols, const int *key, int nkey,
-		  int nrows, int first);
+void lk_pg_key_in(struct lk_buf *sql, const char *const *cols, const int *key, int nkey, int nrows,
+		  int first);
 
 void lk_pg_stages_reset(struct lk_conn *c, bool forget);
 
@@ -60,6 +60,5 @@ int lk_pg_position_get(struct lk_conn *c, const char *job, int64_t *epoch, char 
 		       struct lk_err *err);
 int lk_pg_position_put(struct lk_conn *c, const char *job, int64_t epoch, const char *pos,
 		       struct lk_err *err);
-
 
 #endif

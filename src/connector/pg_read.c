@@ -10,21 +10,22 @@ struct lk_scan {
 	char cursor[32];
 	enum lk_type *types; /* per output column; the match column is LK_T_BOOL */
 	int ncols;
-	bool began;   /* we opened the transaction and must end it */
+	bool began; /* we opened the transaction and must end it */
 	bool done;
 	bool pending; /* a FETCH is in flight: the server reads ahead while we write */
 	int pending_max;
 };
 
-static int hexval(char ch)
+/* Hex digit value; 0 for anything else (inputs come from our own or PostgreSQL's hex). */
+static unsigned hexval(char ch)
 {
 	if (ch >= '0' && ch <= '9')
-		return ch - '0';
+		return (unsigned)(ch - '0');
 	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
+		return (unsigned)(ch - 'a' + 10);
 	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
+		return (unsigned)(ch - 'A' + 10);
+	return 0;
 }
 
 const char *lk_pg_param(struct lk_arena *scratch, enum lk_type t, const struct lk_value *v)
@@ -105,8 +106,8 @@ static void add_select(struct lk_buf *sql, const struct lk_scan_spec *spec)
 }
 
 /* Builds the scan query and its parameters; returns the number of parameters. */
-static int build_scan(struct lk_buf *sql, const struct lk_scan_spec *spec,
-		      struct lk_arena *scratch, const char **params)
+static int build_scan(struct lk_buf *sql, const struct lk_scan_spec *spec, struct lk_arena *scratch,
+		      const char **params)
 {
 	int n = 0;
 
@@ -119,7 +120,8 @@ static int build_scan(struct lk_buf *sql, const struct lk_scan_spec *spec,
 		}
 		lk_buf_adds(sql, ") > (");
 		for (int i = 0; i < spec->norder; i++) {
-			params[n] = lk_pg_param(scratch, spec->types[spec->order[i]], &spec->after[i]);
+			params[n] =
+				lk_pg_param(scratch, spec->types[spec->order[i]], &spec->after[i]);
 			lk_buf_addf(sql, "%s$%d", i ? ", " : "", ++n);
 		}
 		lk_buf_adds(sql, ")");
@@ -271,8 +273,8 @@ void lk_pg_scan_close(struct lk_scan *s)
 	free(s);
 }
 
-void lk_pg_key_in(struct lk_buf *sql, const char *const *cols, const int *key, int nkey,
-		  int nrows, int first)
+void lk_pg_key_in(struct lk_buf *sql, const char *const *cols, const int *key, int nkey, int nrows,
+		  int first)
 {
 	int p = first;
 
@@ -307,14 +309,13 @@ int lk_pg_fetch(struct lk_conn *c, const struct lk_scan_spec *spec_in, const str
 		lk_rows_set_ncols(out, spec->ncols);
 	for (int start = 0; start < keys->nrows && rc == 0; start += per) {
 		int nrows = keys->nrows - start < per ? keys->nrows - start : per;
-		const char **params = calloc((size_t)nrows * (size_t)spec->norder, sizeof(char *));
+		const char **params =
+			lk_xcalloc((size_t)nrows * (size_t)spec->norder, sizeof(char *));
 		struct lk_buf sql = LK_BUF_INIT;
 		struct lk_arena scratch;
 		PGresult *res;
 		int n = 0;
 
-		if (!params)
-			return lk_err_set(err, LK_ERR_NOMEM, "out of memory");
 		lk_arena_init(&scratch, 16384);
 		add_select(&sql, spec);
 		lk_buf_adds(&sql, " AND ");
@@ -323,8 +324,8 @@ int lk_pg_fetch(struct lk_conn *c, const struct lk_scan_spec *spec_in, const str
 			const struct lk_value *row = LK_ROW(keys, start + r);
 
 			for (int i = 0; i < spec->norder; i++)
-				params[n++] = lk_pg_param(&scratch, spec->types[spec->order[i]],
-							  &row[i]);
+				params[n++] =
+					lk_pg_param(&scratch, spec->types[spec->order[i]], &row[i]);
 		}
 		res = PQexecParams(c->pg, sql.buf, n, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)

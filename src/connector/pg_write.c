@@ -3,13 +3,12 @@
  * stage plus one INSERT ... ON CONFLICT merge (or COPY straight into an empty
  * target), deletes by key list, and the fenced position row.
  */
+#include "core/failpoint.h"
 #include "pg_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/failpoint.h"
 
 /* Appends one value in COPY text format; refuses what PostgreSQL cannot hold. */
 static int copy_value(struct lk_buf *b, enum lk_type t, const struct lk_value *v)
@@ -98,7 +97,8 @@ static int copy_rows(struct lk_conn *c, const char *into, const struct lk_write_
 
 				lk_key_describe(key, sizeof(key), w->cols, w->key, w->nkey, row);
 				lk_err_set(err, LK_ERR_VALUE,
-					   "row %s: column '%s': text with a NUL byte cannot be stored "
+					   "row %s: column '%s': text with a NUL byte cannot be "
+					   "stored "
 					   "in PostgreSQL",
 					   key, w->cols[i]);
 				(void)copy_end(c, "value refused", NULL);
@@ -106,7 +106,7 @@ static int copy_rows(struct lk_conn *c, const char *into, const struct lk_write_
 			}
 		}
 		lk_buf_addch(&data, '\n');
-		if (data.len >= 256 * 1024 || r == rows->nrows / 2) {
+		if (data.len >= (size_t)256 * 1024 || r == rows->nrows / 2) {
 			if (PQputCopyData(c->pg, data.buf, (int)data.len) != 1) {
 				lk_pg_err(err, c, NULL, "send COPY data");
 				goto out;
@@ -290,13 +290,11 @@ int lk_pg_delete_keys(struct lk_conn *c, const struct lk_write_spec *w, const st
 		per = 1000;
 	for (int start = 0; start < rows->nrows; start += per) {
 		int nrows = rows->nrows - start < per ? rows->nrows - start : per;
-		const char **params = calloc((size_t)nrows * (size_t)w->nkey, sizeof(char *));
+		const char **params = lk_xcalloc((size_t)nrows * (size_t)w->nkey, sizeof(char *));
 		struct lk_buf sql = LK_BUF_INIT;
 		struct lk_arena scratch;
 		int n = 0, rc;
 
-		if (!params)
-			return lk_err_set(err, LK_ERR_NOMEM, "out of memory");
 		lk_arena_init(&scratch, 16384);
 		if (w->soft_column) {
 			lk_buf_adds(&sql, "UPDATE ");
@@ -360,9 +358,9 @@ int lk_pg_position_get(struct lk_conn *c, const char *job, int64_t *epoch, char 
 		       struct lk_err *err)
 {
 	const char *params[1] = {job};
-	PGresult *res = PQexecParams(c->pg,
-				     "SELECT epoch, pos FROM lockstep_sync.position WHERE job = $1",
-				     1, NULL, params, NULL, NULL, 0);
+	PGresult *res =
+		PQexecParams(c->pg, "SELECT epoch, pos FROM lockstep_sync.position WHERE job = $1",
+			     1, NULL, params, NULL, NULL, 0);
 
 	*epoch = 0;
 	*pos = NULL;

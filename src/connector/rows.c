@@ -1,11 +1,10 @@
 /* rows.c - batches of rows whose bytes live in one arena, reused across batches. */
 #include "connector.h"
+#include "core/buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/buf.h"
 #define LK_LOG_COMPONENT "rows"
 #include "core/log.h"
 
@@ -15,7 +14,7 @@ void lk_rows_init(struct lk_rows *r, int ncols)
 	r->nrows = 0;
 	r->cap = 0;
 	r->v = NULL;
-	lk_arena_init(&r->arena, 256 * 1024);
+	lk_arena_init(&r->arena, (size_t)256 * 1024);
 }
 
 void lk_rows_reset(struct lk_rows *r)
@@ -52,8 +51,8 @@ struct lk_value *lk_rows_add(struct lk_rows *r)
 	if (r->nrows == r->cap) {
 		int cap = r->cap ? r->cap * 2 : 64;
 
-		r->v = lk_xrealloc(r->v, (size_t)cap * (size_t)(r->ncols ? r->ncols : 1) *
-						 sizeof(*r->v));
+		r->v = lk_xrealloc(r->v,
+				   (size_t)cap * (size_t)(r->ncols ? r->ncols : 1) * sizeof(*r->v));
 		r->cap = cap;
 	}
 	row = LK_ROW(r, r->nrows);

@@ -4,6 +4,8 @@
  * the canonical encoding verify hashes on both sides.
  */
 #include "connector.h"
+#include "core/buf.h"
+#include "core/units.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,15 +16,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/buf.h"
-#include "core/units.h"
-
 static const char *const type_names[] = {
-	[LK_T_OTHER] = "other",	  [LK_T_INT] = "int",
-	[LK_T_FLOAT] = "float",	  [LK_T_NUMERIC] = "numeric",
-	[LK_T_BOOL] = "bool",	  [LK_T_TEXT] = "text",
-	[LK_T_UUID] = "uuid",	  [LK_T_JSON] = "json",
-	[LK_T_BYTES] = "bytes",	  [LK_T_TIMESTAMPTZ] = "timestamptz",
+	[LK_T_OTHER] = "other",		[LK_T_INT] = "int",
+	[LK_T_FLOAT] = "float",		[LK_T_NUMERIC] = "numeric",
+	[LK_T_BOOL] = "bool",		[LK_T_TEXT] = "text",
+	[LK_T_UUID] = "uuid",		[LK_T_JSON] = "json",
+	[LK_T_BYTES] = "bytes",		[LK_T_TIMESTAMPTZ] = "timestamptz",
 	[LK_T_TIMESTAMP] = "timestamp", [LK_T_DATE] = "date",
 	[LK_T_TIME] = "time",
 };

@@ -1,10 +1,10 @@
 /* arena.c - bump allocation with reset for batch memory. */
 #include "arena.h"
 
+#include "buf.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "buf.h"
 
 struct lk_arena_chunk {
 	struct lk_arena_chunk *next;
@@ -15,7 +15,7 @@ struct lk_arena_chunk {
 void lk_arena_init(struct lk_arena *a, size_t chunk_size)
 {
 	a->head = NULL;
-	a->chunk_size = chunk_size ? chunk_size : 64 * 1024;
+	a->chunk_size = chunk_size ? chunk_size : (size_t)64 * 1024;
 	a->total = 0;
 }
 

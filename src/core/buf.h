@@ -21,7 +21,10 @@ struct lk_buf {
 	size_t alloc;
 };
 
-#define LK_BUF_INIT {lk_buf_empty, 0, 0}
+#define LK_BUF_INIT                                                                                \
+	{                                                                                          \
+		lk_buf_empty, 0, 0                                                                 \
+	}
 
 void lk_buf_init(struct lk_buf *b);
 /* Frees the storage and re-initialises b. */
@@ -34,7 +37,8 @@ void lk_buf_add(struct lk_buf *b, const void *data, size_t len);
 void lk_buf_adds(struct lk_buf *b, const char *s);
 void lk_buf_addch(struct lk_buf *b, char c);
 void lk_buf_addf(struct lk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void lk_buf_vaddf(struct lk_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void lk_buf_vaddf(struct lk_buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 /* Truncates to `len` bytes (len <= b->len). */
 void lk_buf_setlen(struct lk_buf *b, size_t len);
 /* Returns the heap string and re-initialises b; the caller frees it. */

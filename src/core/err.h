@@ -12,16 +12,16 @@
 
 enum lk_errcode {
 	LK_OK = 0,
-	LK_ERR_CONFIG,      /* invalid configuration: exit 78 */
-	LK_ERR_USAGE,       /* bad command line: exit 2 */
-	LK_ERR_IO,          /* file or system call failure */
-	LK_ERR_PG,          /* PostgreSQL reported an error */
-	LK_ERR_SQLITE,      /* SQLite reported an error */
+	LK_ERR_CONFIG,	    /* invalid configuration: exit 78 */
+	LK_ERR_USAGE,	    /* bad command line: exit 2 */
+	LK_ERR_IO,	    /* file or system call failure */
+	LK_ERR_PG,	    /* PostgreSQL reported an error */
+	LK_ERR_SQLITE,	    /* SQLite reported an error */
 	LK_ERR_UNAVAILABLE, /* a database stayed unreachable: exit 69 */
-	LK_ERR_BUSY,        /* another instance holds the job or the store: exit 75 */
-	LK_ERR_FENCED,      /* a write carried an older fencing epoch */
-	LK_ERR_SCHEMA,      /* a table, column or key is missing or unfit */
-	LK_ERR_VALUE,       /* a value the target cannot hold exactly */
+	LK_ERR_BUSY,	    /* another instance holds the job or the store: exit 75 */
+	LK_ERR_FENCED,	    /* a write carried an older fencing epoch */
+	LK_ERR_SCHEMA,	    /* a table, column or key is missing or unfit */
+	LK_ERR_VALUE,	    /* a value the target cannot hold exactly */
 	LK_ERR_CONFLICT,    /* a state conflict, e.g. a changed migration checksum */
 	LK_ERR_NOTFOUND,    /* a named object does not exist */
 	LK_ERR_CANCELLED,   /* stopped on request (signal) */
@@ -33,12 +33,15 @@ enum lk_errcode {
 
 struct lk_err {
 	enum lk_errcode code;
-	bool transient;   /* a retry may succeed: lost connection, 40001, 40P01, 57P01, SQLITE_BUSY */
-	char sqlstate[6]; /* PostgreSQL SQLSTATE, "" when not from PostgreSQL */
+	bool transient; /* a retry may succeed: lost connection, 40001, 40P01, 57P01, SQLITE_BUSY */
+	char sqlstate[6];	  /* PostgreSQL SQLSTATE, "" when not from PostgreSQL */
 	char msg[LK_ERR_MSG_MAX]; /* lower-case, no final period */
 };
 
-#define LK_ERR_INIT {LK_OK, false, "", ""}
+#define LK_ERR_INIT                                                                                \
+	{                                                                                          \
+		LK_OK, false, "", ""                                                               \
+	}
 
 /* Fills err (if not NULL) and returns -1, so callers can `return lk_err_set(...)`. */
 int lk_err_set(struct lk_err *err, enum lk_errcode code, const char *fmt, ...)

@@ -1,13 +1,13 @@
 /* log.c - structured log lines on stderr. */
 #include "log.h"
 
+#include "buf.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "buf.h"
 
 enum lk_log_level lk_log_min_level = LK_LOG_INFO;
 static enum lk_log_format log_format = LK_LOG_TEXT;
@@ -51,9 +51,9 @@ void lk_log_write(enum lk_log_level level, const char *comp, const struct lk_err
 	va_end(ap);
 	(void)clock_gettime(CLOCK_REALTIME, &ts);
 	(void)gmtime_r(&ts.tv_sec, &tm);
-	(void)snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		       ts.tv_nsec / 1000000);
+	(void)snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+		       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		       tm.tm_sec, ts.tv_nsec / 1000000);
 	if (log_format == LK_LOG_JSON) {
 		lk_buf_addf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"comp\":", when,
 			    level_names[level]);

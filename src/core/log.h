@@ -8,9 +8,9 @@
 #ifndef LK_LOG_H
 #define LK_LOG_H
 
-#include <stdbool.h>
-
 #include "err.h"
+
+#include <stdbool.h>
 
 enum lk_log_level { LK_LOG_DEBUG = 0, LK_LOG_INFO, LK_LOG_WARN, LK_LOG_ERROR, LK_LOG_OFF };
 enum lk_log_format { LK_LOG_TEXT = 0, LK_LOG_JSON };

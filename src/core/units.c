@@ -28,8 +28,7 @@ int lk_duration_parse(const char *s, int64_t *out_ms)
 	static const struct {
 		const char *unit;
 		int64_t ms;
-	} units[] = {{"ms", 1},        {"s", 1000},        {"m", 60000},
-		     {"h", 3600000LL}, {"d", 86400000LL}};
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000LL}, {"d", 86400000LL}};
 	int64_t total = 0;
 	bool any = false;
 
@@ -71,9 +70,14 @@ int lk_size_parse(const char *s, int64_t *out_bytes)
 	static const struct {
 		const char *unit;
 		int64_t mult;
-	} units[] = {{"KiB", 1024LL},      {"MiB", 1048576LL}, {"GiB", 1073741824LL},
-		     {"KB", 1000LL},       {"MB", 1000000LL},  {"GB", 1000000000LL},
-		     {"B", 1},             {"", 1}};
+	} units[] = {{"KiB", 1024LL},
+		     {"MiB", 1048576LL},
+		     {"GiB", 1073741824LL},
+		     {"KB", 1000LL},
+		     {"MB", 1000000LL},
+		     {"GB", 1000000000LL},
+		     {"B", 1},
+		     {"", 1}};
 	char *end;
 	long long v;
 
@@ -126,10 +130,10 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 }
 
 struct ts_parts {
-	int64_t us;      /* microseconds since epoch, UTC */
-	char sep;        /* ' ' or 'T' */
+	int64_t us;	 /* microseconds since epoch, UTC */
+	char sep;	 /* ' ' or 'T' */
 	int frac_digits; /* digits printed after the point, 0 = none */
-	int zone;        /* 0 none, 1 "+00"-style, 2 "Z", 3 "+00:00"-style */
+	int zone;	 /* 0 none, 1 "+00"-style, 2 "Z", 3 "+00:00"-style */
 };
 
 /* Days in month m (1-12) of year y, Gregorian. */
@@ -214,15 +218,15 @@ static int ts_parse_parts(const char *s, struct ts_parts *p)
 			s += 3;
 			p->zone = 3;
 		}
-		off_s = sign * (oh * 3600 + om * 60);
+		off_s = (int64_t)sign * (oh * 3600 + om * 60);
 	}
 	if (*s)
 		return -1;
 	if (M < 1 || M > 12 || D < 1 || D > month_days(Y, M) || h > 24 || mi > 59 || sec > 60)
 		return -1;
-	p->us = ((days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + mi * 60 + sec -
-		  off_s) *
-			 1000000) +
+	p->us = ((days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + (int64_t)h * 3600 +
+		  (int64_t)mi * 60 + sec - off_s) *
+		 1000000) +
 		frac;
 	return 0;
 }

@@ -23,7 +23,8 @@ static const struct lk_migration sqlite_migrations[] = {
 	 " key TEXT NOT NULL, change TEXT NOT NULL, op TEXT NOT NULL, sqlstate TEXT, message TEXT,"
 	 " row TEXT, attempts INTEGER NOT NULL DEFAULT 1, created_ms INTEGER NOT NULL,"
 	 " resolved_ms INTEGER, UNIQUE (job, key, change));"
-	 "CREATE TABLE lockstep_usage_daily (day TEXT NOT NULL, job TEXT NOT NULL, db TEXT NOT NULL,"
+	 "CREATE TABLE lockstep_usage_daily (day TEXT NOT NULL, job TEXT NOT NULL, db TEXT NOT "
+	 "NULL,"
 	 " runs INTEGER NOT NULL DEFAULT 0, rows INTEGER NOT NULL DEFAULT 0,"
 	 " queries INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, job, db));"},
 };
@@ -47,7 +48,8 @@ static const struct lk_migration pg_migrations[] = {
 	 " key text NOT NULL, change text NOT NULL, op text NOT NULL, sqlstate text, message text,"
 	 " row text, attempts integer NOT NULL DEFAULT 1, created_ms bigint NOT NULL,"
 	 " resolved_ms bigint, UNIQUE (job, key, change));"
-	 "CREATE TABLE lockstep.usage_daily (day date NOT NULL, job text NOT NULL, db text NOT NULL,"
+	 "CREATE TABLE lockstep.usage_daily (day date NOT NULL, job text NOT NULL, db text NOT "
+	 "NULL,"
 	 " runs bigint NOT NULL DEFAULT 0, rows bigint NOT NULL DEFAULT 0,"
 	 " queries bigint NOT NULL DEFAULT 0, PRIMARY KEY (day, job, db));"},
 };

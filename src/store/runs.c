@@ -1,4 +1,6 @@
 /* runs.c - run records and job locks with their epochs. */
+#include "core/buf.h"
+#include "core/units.h"
 #include "store_int.h"
 
 #include <errno.h>
@@ -8,9 +10,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
-
-#include "core/buf.h"
-#include "core/units.h"
 
 struct run_params {
 	char read[24], written[24], failed[24], total[24], started[24], updated[24], finished[24],
@@ -73,11 +72,11 @@ int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_er
 	const char *p[11];
 
 	fill_params(&rp, r);
-	p[0] = rp.p[0];                    /* id */
+	p[0] = rp.p[0];				     /* id */
 	memcpy(&p[1], &rp.p[3], 7 * sizeof(char *)); /* status .. total */
-	p[8] = rp.p[11];                   /* updated */
-	p[9] = rp.p[12];                   /* finished */
-	p[10] = rp.p[13];                  /* error */
+	p[8] = rp.p[11];			     /* updated */
+	p[9] = rp.p[12];			     /* finished */
+	p[10] = rp.p[13];			     /* error */
 	/* Only a holder of the same or a newer epoch may update a run (DESIGN decision 5). */
 	lk_buf_addf(&sql,
 		    "UPDATE %sruns SET status = $2, stage = $3, progress = $4, rows_read = $5,"
@@ -98,11 +97,12 @@ int lk_store_runs(struct lk_store *s, const char *job, int limit, struct lk_rows
 	int rc;
 
 	(void)snprintf(lim, sizeof(lim), "%d", limit > 0 ? limit : 20);
-	lk_buf_addf(&sql,
-		    "SELECT id, job, type, status, stage, progress, rows_read, rows_written,"
-		    " rows_failed, total_estimate, started_ms, updated_ms, finished_ms, error, epoch"
-		    " FROM %sruns %s ORDER BY started_ms DESC, id DESC LIMIT $1",
-		    s->prefix, job ? "WHERE job = $2" : "");
+	lk_buf_addf(
+		&sql,
+		"SELECT id, job, type, status, stage, progress, rows_read, rows_written,"
+		" rows_failed, total_estimate, started_ms, updated_ms, finished_ms, error, epoch"
+		" FROM %sruns %s ORDER BY started_ms DESC, id DESC LIMIT $1",
+		s->prefix, job ? "WHERE job = $2" : "");
 	rc = lk_store_exec(s, sql.buf, job ? 2 : 1, p, out, err);
 	lk_buf_release(&sql);
 	return rc;
@@ -128,7 +128,7 @@ int lk_store_runs_interrupt_stale(struct lk_store *s, const char *job, struct lk
 
 struct lk_job_lock {
 	struct lk_store *s;
-	int fd;       /* SQLite store: the flock'd file */
+	int fd;	      /* SQLite store: the flock'd file */
 	char key[24]; /* PostgreSQL store: the advisory lock key */
 };
 
@@ -138,8 +138,8 @@ static void safe_name(struct lk_buf *b, const char *job)
 	for (const char *p = job; *p; p++) {
 		unsigned char ch = (unsigned char)*p;
 
-		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		    ch == '-' || ch == '_')
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')
 			lk_buf_addch(b, (char)ch);
 		else
 			lk_buf_addf(b, "%%%02X", ch);
@@ -177,11 +177,11 @@ static int lock_advisory(struct lk_job_lock *l, const char *job, struct lk_err *
 	int rc;
 
 	lk_rows_init(&rows, 1);
-	rc = lk_store_exec(l->s, "SELECT pg_try_advisory_lock(7154239, hashtext($1))", 1, p,
-			   &rows, err);
+	rc = lk_store_exec(l->s, "SELECT pg_try_advisory_lock(7154239, hashtext($1))", 1, p, &rows,
+			   err);
 	if (rc == 0 && (rows.nrows != 1 || LK_ROW(&rows, 0)[0].p[0] != 't'))
-		rc = lk_err_set(err, LK_ERR_BUSY, "job '%s' is being run by another lockstep process",
-				job);
+		rc = lk_err_set(err, LK_ERR_BUSY,
+				"job '%s' is being run by another lockstep process", job);
 	lk_rows_release(&rows);
 	(void)snprintf(l->key, sizeof(l->key), "%s", rc == 0 ? "held" : "");
 	return rc;
@@ -202,7 +202,8 @@ static int bump_epoch(struct lk_store *s, const char *job, int64_t target_epoch,
 	lk_buf_addf(&sql,
 		    "INSERT INTO %sleases AS l (job, epoch) VALUES ($1, CAST($2 AS bigint) + 1)"
 		    " ON CONFLICT (job) DO UPDATE SET epoch ="
-		    " CASE WHEN l.epoch > CAST($2 AS bigint) THEN l.epoch + 1 ELSE CAST($2 AS bigint) + 1 END RETURNING epoch",
+		    " CASE WHEN l.epoch > CAST($2 AS bigint) THEN l.epoch + 1 ELSE CAST($2 AS "
+		    "bigint) + 1 END RETURNING epoch",
 		    s->prefix);
 	rc = lk_store_exec(s, sql.buf, 2, p, &rows, err);
 	if (rc == 0 && (rows.nrows != 1 || lk_int64_parse(LK_ROW(&rows, 0)[0].p, epoch) < 0))

@@ -72,8 +72,10 @@ static int ensure_meta(struct lk_store *s, struct lk_err *err)
 			? "CREATE SCHEMA IF NOT EXISTS lockstep; CREATE TABLE IF NOT EXISTS"
 			  " lockstep.migrations (version integer PRIMARY KEY, name text NOT NULL,"
 			  " checksum text NOT NULL, applied_ms bigint NOT NULL)"
-			: "CREATE TABLE IF NOT EXISTS lockstep_migrations (version INTEGER PRIMARY KEY,"
-			  " name TEXT NOT NULL, checksum TEXT NOT NULL, applied_ms INTEGER NOT NULL)";
+			: "CREATE TABLE IF NOT EXISTS lockstep_migrations (version INTEGER PRIMARY "
+			  "KEY,"
+			  " name TEXT NOT NULL, checksum TEXT NOT NULL, applied_ms INTEGER NOT "
+			  "NULL)";
 
 	if (lk_store_exec(s, sql, 0, NULL, NULL, err) == 0)
 		return 0;
@@ -107,11 +109,12 @@ static int apply_one(struct lk_store *s, const struct lk_migration *m, int *appl
 		goto fail;
 	if (rows.nrows == 1) {
 		if (strcmp(LK_ROW(&rows, 0)[0].p, sum) != 0) {
-			lk_err_set(err, LK_ERR_CONFLICT,
-				   "state store migration %d (%s) was applied with checksum %s but "
-				   "this binary has %s: the store was migrated by a different build; "
-				   "restore the matching binary or a backup of the store",
-				   m->version, m->name, LK_ROW(&rows, 0)[0].p, sum);
+			lk_err_set(
+				err, LK_ERR_CONFLICT,
+				"state store migration %d (%s) was applied with checksum %s but "
+				"this binary has %s: the store was migrated by a different build; "
+				"restore the matching binary or a backup of the store",
+				m->version, m->name, LK_ROW(&rows, 0)[0].p, sum);
 			goto fail;
 		}
 		rc = s->db.ops->commit(s->db.conn, err);

@@ -11,10 +11,10 @@
 #ifndef LK_STORE_H
 #define LK_STORE_H
 
-#include <stdint.h>
-
 #include "config/config.h"
 #include "connector/connector.h"
+
+#include <stdint.h>
 
 struct lk_store;
 
@@ -41,7 +41,8 @@ struct lk_run {
 	char id[37];
 	const char *job;
 	const char *type;   /* "full" | "incremental" */
-	const char *status; /* queued | running | succeeded | failed | cancelled | interrupted | skipped */
+	const char *status; /* queued | running | succeeded | failed | cancelled | interrupted |
+			       skipped */
 	const char *stage;  /* e.g. "snapshot", "poll", "verify" */
 	double progress;    /* 0..100, or -1 when unknown */
 	int64_t rows_read, rows_written, rows_failed, total_estimate;

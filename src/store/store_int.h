@@ -14,7 +14,7 @@ const struct lk_migration *lk_store_migration_list(enum lk_db_kind kind, int *n)
 
 struct lk_store {
 	struct lk_dbconf conf; /* a synthetic database entry for the store */
-	char name[8];          /* "state": conf.name points here */
+	char name[8];	       /* "state": conf.name points here */
 	struct lk_db db;
 	enum lk_db_kind kind;
 	const char *prefix; /* "lockstep_" or "lockstep." */

@@ -1,15 +1,15 @@
 /* keyset.c - a sorted set of canonical key strings for matching one page of keys. */
 #include "keyset.h"
 
+#include "core/buf.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/buf.h"
 
 void lk_keyset_init(struct lk_keyset *ks)
 {
 	memset(ks, 0, sizeof(*ks));
-	lk_arena_init(&ks->arena, 64 * 1024);
+	lk_arena_init(&ks->arena, (size_t)64 * 1024);
 }
 
 void lk_keyset_reset(struct lk_keyset *ks)

@@ -5,11 +5,11 @@
 #ifndef LK_KEYSET_H
 #define LK_KEYSET_H
 
+#include "core/arena.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "core/arena.h"
 
 struct lk_keyset_item {
 	const char *key;

@@ -19,10 +19,10 @@
 struct poll_bounds {
 	int *order; /* cursor, then the key */
 	int norder;
-	struct lk_value *after;    /* resume after (cursor, key) */
+	struct lk_value *after;	   /* resume after (cursor, key) */
 	struct lk_value min_first; /* cursor >= position - lookback */
 	bool has_min;
-	bool has_cap;   /* the position may not pass cap (an open transaction started there) */
+	bool has_cap;	/* the position may not pass cap (an open transaction started there) */
 	int64_t cap_us; /* cap as microseconds since the epoch */
 	char min_buf[64], cap_buf[64];
 };

@@ -1,17 +1,17 @@
 /* position.c - key and cursor values inside the position JSON. */
+#include "core/buf.h"
 #include "sync_int.h"
 
 #include <jansson.h>
 #include <string.h>
 
-#include "core/buf.h"
-
-static int hexval(char ch)
+/* Hex digit value; 0 for anything else (inputs come from our own or PostgreSQL's hex). */
+static unsigned hexval(char ch)
 {
 	if (ch >= '0' && ch <= '9')
-		return ch - '0';
+		return (unsigned)(ch - '0');
 	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
+		return (unsigned)(ch - 'a' + 10);
 	return -1;
 }
 

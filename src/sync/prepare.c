@@ -62,10 +62,11 @@ static int resolve_columns(struct lk_job_ctx *ctx, struct lk_err *err)
 				ctx->key[k] = i;
 		}
 		if (ctx->key[k] < 0) {
-			(void)snprintf(what, sizeof(what),
-				       "has key column '%s', which is missing from source.columns or "
-				       "from the table",
-				       name);
+			(void)snprintf(
+				what, sizeof(what),
+				"has key column '%s', which is missing from source.columns or "
+				"from the table",
+				name);
 			return schema_err(err, "source", sdb, &job->source.table, what);
 		}
 	}
@@ -76,7 +77,8 @@ static int resolve_columns(struct lk_job_ctx *ctx, struct lk_err *err)
 				ctx->cursor = i;
 		}
 		if (ctx->cursor < 0) {
-			(void)snprintf(what, sizeof(what), "has no cursor column '%s' among the synced columns",
+			(void)snprintf(what, sizeof(what),
+				       "has no cursor column '%s' among the synced columns",
 				       job->cursor);
 			return schema_err(err, "source", sdb, &job->source.table, what);
 		}
@@ -91,7 +93,8 @@ static int create_target(struct lk_job_ctx *ctx, struct lk_err *err)
 	int rc;
 
 	for (int i = 0; i < ctx->ncols; i++) {
-		const struct lk_column *sc = &ctx->sdesc.cols[lk_table_col(&ctx->sdesc, ctx->cols[i])];
+		const struct lk_column *sc =
+			&ctx->sdesc.cols[lk_table_col(&ctx->sdesc, ctx->cols[i])];
 
 		cols[i] = *sc;
 		if (!same)
@@ -123,8 +126,8 @@ static int check_target(struct lk_job_ctx *ctx, struct lk_err *err)
 
 	for (int i = 0; i < ctx->ncols && rc == 0; i++) {
 		if (lk_table_col(&ctx->tdesc, ctx->cols[i]) < 0) {
-			(void)snprintf(what, sizeof(what), "has no column '%s' (synced from the source)",
-				       ctx->cols[i]);
+			(void)snprintf(what, sizeof(what),
+				       "has no column '%s' (synced from the source)", ctx->cols[i]);
 			rc = schema_err(err, "target", tdb, tt, what);
 		}
 	}
@@ -200,10 +203,11 @@ int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const st
 	}
 	if (rc < 0) {
 		if (err->code == LK_ERR_NOTFOUND)
-			return schema_err(err, "target", &cfg->dbs[job->target.db], &job->target.table,
-					  job->target.create ? "does not exist"
-							     : "does not exist (set target.create: "
-							       "true to create it from the source)");
+			return schema_err(
+				err, "target", &cfg->dbs[job->target.db], &job->target.table,
+				job->target.create ? "does not exist"
+						   : "does not exist (set target.create: "
+						     "true to create it from the source)");
 		return -1;
 	}
 	if (check_target(ctx, err) < 0)

@@ -89,9 +89,9 @@ static void finish(struct run_state *st, struct lk_job_ctx *ctx, int rc, const s
 
 	ctx->prog.stage = "done";
 	record(st, &ctx->prog, true);
-	st->run.status = rc == 0 ? "succeeded"
+	st->run.status = rc == 0			   ? "succeeded"
 			 : (err->code == LK_ERR_CANCELLED) ? "interrupted"
-							    : "failed";
+							   : "failed";
 	st->run.error = rc == 0 ? NULL : err->msg;
 	st->run.finished_ms = lk_wall_ms();
 	if (lk_store_run_update(st->store, &st->run, &e2) < 0)

@@ -156,8 +156,11 @@ static int sweep(struct lk_job_ctx *ctx, struct lk_err *err)
 		ktypes[k] = ctx->types[ctx->key[k]];
 		korder[k] = k;
 	}
-	tspec = (struct lk_scan_spec){.table = &ctx->job->target.table, .cols = kcols,
-				      .types = ktypes, .ncols = ctx->nkey, .order = korder,
+	tspec = (struct lk_scan_spec){.table = &ctx->job->target.table,
+				      .cols = kcols,
+				      .types = ktypes,
+				      .ncols = ctx->nkey,
+				      .order = korder,
 				      .norder = ctx->nkey};
 	sspec = tspec;
 	sspec.table = &ctx->job->source.table;
@@ -171,8 +174,6 @@ static int sweep(struct lk_job_ctx *ctx, struct lk_err *err)
 		struct lk_scan *scan = ctx->dst.ops->scan_open(ctx->dst.conn, &tspec, err);
 		int n;
 
-		if (!scan)
-			rc = -1;
 		lk_rows_reset(&page);
 		n = scan ? ctx->dst.ops->scan_next(scan, &page, ctx->job->batch, err) : -1;
 		ctx->dst.ops->scan_close(scan);

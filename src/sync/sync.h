@@ -9,11 +9,11 @@
 #ifndef LK_SYNC_H
 #define LK_SYNC_H
 
-#include <stdbool.h>
-#include <stdint.h>
-
 #include "config/config.h"
 #include "store/store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
 
 struct lk_sync_progress {
 	const char *job;
@@ -26,7 +26,7 @@ struct lk_sync_progress {
 typedef void (*lk_sync_progress_cb)(void *arg, const struct lk_sync_progress *p);
 
 struct lk_sync_opts {
-	bool full;                 /* restart from the beginning instead of the position */
+	bool full;		   /* restart from the beginning instead of the position */
 	volatile const bool *stop; /* set by a signal handler: stop at the next batch boundary */
 	lk_sync_progress_cb progress;
 	void *progress_arg;
@@ -74,14 +74,15 @@ struct lk_verify_result {
  * Chunk boundaries come from the source; the target is read by explicit key lists.
  */
 int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
-		  const struct lk_sync_opts *opts, struct lk_verify_result *res, struct lk_err *err);
+		  const struct lk_sync_opts *opts, struct lk_verify_result *res,
+		  struct lk_err *err);
 void lk_verify_result_release(struct lk_verify_result *res);
 
 /* What check-config learns about one sync job without writing anything. */
 struct lk_check_result {
 	int ncols;
-	bool target_missing; /* create: true and the target is not there yet */
-	bool poll_capped;    /* poll: pg_stat_activity is readable, the cursor is capped */
+	bool target_missing;   /* create: true and the target is not there yet */
+	bool poll_capped;      /* poll: pg_stat_activity is readable, the cursor is capped */
 	bool poll_cap_applies; /* poll on a PostgreSQL source with a timestamp cursor */
 	int64_t source_estimate;
 };

@@ -21,9 +21,9 @@ struct lk_job_ctx {
 	int nkey;
 	int cursor; /* poll: index into cols of the cursor column, else -1 */
 	struct lk_write_spec w;
-	int64_t epoch;          /* this run's fencing token */
-	int64_t target_epoch;   /* read from the target before the seal */
-	char *pos;              /* the position JSON read from the target, or NULL */
+	int64_t epoch;	      /* this run's fencing token */
+	int64_t target_epoch; /* read from the target before the seal */
+	char *pos;	      /* the position JSON read from the target, or NULL */
 	struct lk_sync_progress prog;
 	int64_t start_mono_ms, last_report_ms;
 };

@@ -51,8 +51,11 @@ static void add_diff(struct verify_state *vs, enum lk_diff_kind kind, const stru
 static int compare_page(struct verify_state *vs, const struct lk_rows *page, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = vs->ctx;
-	struct lk_scan_spec tspec = {.table = &ctx->job->target.table, .cols = ctx->cols,
-				     .types = ctx->types, .ncols = ctx->ncols, .order = ctx->key,
+	struct lk_scan_spec tspec = {.table = &ctx->job->target.table,
+				     .cols = ctx->cols,
+				     .types = ctx->types,
+				     .ncols = ctx->ncols,
+				     .order = ctx->key,
 				     .norder = ctx->nkey};
 	struct lk_rows keys, trows;
 	uint64_t hs = 0, ht = 0;
@@ -106,9 +109,13 @@ static int compare_page(struct verify_state *vs, const struct lk_rows *page, str
 static int pass_source(struct verify_state *vs, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = vs->ctx;
-	struct lk_scan_spec spec = {.table = &ctx->job->source.table, .cols = ctx->cols,
-				    .types = ctx->types, .ncols = ctx->ncols, .order = ctx->key,
-				    .norder = ctx->nkey, .filter = ctx->job->source.where};
+	struct lk_scan_spec spec = {.table = &ctx->job->source.table,
+				    .cols = ctx->cols,
+				    .types = ctx->types,
+				    .ncols = ctx->ncols,
+				    .order = ctx->key,
+				    .norder = ctx->nkey,
+				    .filter = ctx->job->source.where};
 	struct lk_scan *scan = ctx->src.ops->scan_open(ctx->src.conn, &spec, err);
 	struct lk_rows page;
 	int n, rc = 0;
@@ -150,8 +157,12 @@ static int pass_target(struct verify_state *vs, struct lk_err *err)
 		kt[k] = ctx->types[ctx->key[k]];
 		ko[k] = k;
 	}
-	tspec = (struct lk_scan_spec){.table = &ctx->job->target.table, .cols = kcols, .types = kt,
-				      .ncols = nk, .order = ko, .norder = nk};
+	tspec = (struct lk_scan_spec){.table = &ctx->job->target.table,
+				      .cols = kcols,
+				      .types = kt,
+				      .ncols = nk,
+				      .order = ko,
+				      .norder = nk};
 	sspec = tspec;
 	sspec.table = &ctx->job->source.table;
 	sspec.filter = ctx->job->source.where;
@@ -208,8 +219,9 @@ int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
 		char name[256];
 
 		lk_tref_format(&job->target.table, name, sizeof(name));
-		lk_err_set(err, LK_ERR_SCHEMA, "target table %s does not exist yet: run 'lockstep sync %s' first",
-			   name, job->name);
+		lk_err_set(err, LK_ERR_SCHEMA,
+			   "target table %s does not exist yet: run 'lockstep sync %s' first", name,
+			   job->name);
 		goto out;
 	}
 	vs.ctx = &ctx;

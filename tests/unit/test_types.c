@@ -1,26 +1,33 @@
 /* test_types.c - identifier quoting, type mapping, canonical values, position values. */
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
-
 #include <cmocka.h>
-#include <jansson.h>
-
+// clang-format on
 #include "connector/connector.h"
 #include "core/buf.h"
 #include "sync/keyset.h"
 #include "sync/sync_int.h"
 
-static struct lk_value V(const char *s)
-{
+#include <cmocka.h>
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+static struct lk_value V(const char *s) {
 	struct lk_value v = {s, strlen(s), false};
 
 	return v;
 }
 
-static void canon(struct lk_buf *b, enum lk_type t, const char *s)
+static void
+canon(struct lk_buf *b, enum lk_type t, const char *s)
 {
 	struct lk_value v = V(s);
 
@@ -116,7 +123,8 @@ static void test_canonical_values(void **state)
 	assert_same_canon(LK_T_NUMERIC, "12.3400", "12.34");
 	assert_same_canon(LK_T_NUMERIC, "5.000", "5");
 	assert_diff_canon(LK_T_NUMERIC, "500", "5");
-	assert_same_canon(LK_T_TIMESTAMPTZ, "2024-02-29 23:59:59.5+00", "2024-02-29T23:59:59.500000Z");
+	assert_same_canon(LK_T_TIMESTAMPTZ, "2024-02-29 23:59:59.5+00",
+			  "2024-02-29T23:59:59.500000Z");
 	assert_same_canon(LK_T_TIMESTAMPTZ, "2024-03-01 01:00:00+01", "2024-03-01 00:00:00+00");
 	assert_diff_canon(LK_T_TIMESTAMPTZ, "2024-03-01 00:00:00.000001+00",
 			  "2024-03-01 00:00:00+00");
@@ -153,8 +161,7 @@ static void test_position_values_roundtrip(void **state)
 {
 	enum lk_type types[3] = {LK_T_TEXT, LK_T_BYTES, LK_T_INT};
 	int idx[3] = {0, 1, 2};
-	struct lk_value in[3] = {V("quote\" and \\ and \n"), {"\0\1\xff", 3, false},
-				 {"", 0, true}};
+	struct lk_value in[3] = {V("quote\" and \\ and \n"), {"\0\1\xff", 3, false}, {"", 0, true}};
 	struct lk_value out[3];
 	struct lk_buf b = LK_BUF_INIT;
 	struct lk_arena arena;
