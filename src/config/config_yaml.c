@@ -59,8 +59,12 @@ static void *syntax_error(struct yparse *p, const struct fy_mark *fallback)
 
 		lk_interp_pos(p->ip, off, &line, &col);
 	}
-	lk_err_set(p->c->err, LK_ERR_CONFIG, "%s:%d:%d: invalid YAML: %s", p->c->file, line, col,
-		   de->msg ? de->msg : "syntax error");
+	lk_err_set(p->c->err, LK_ERR_CONFIG, "%s:%d:%d: invalid YAML: %s%s", p->c->file, line, col,
+		   de->msg ? de->msg : "syntax error",
+		   de->msg && strstr(de->msg, "mapping on the same line")
+			   ? " (quote a value that holds ': ' or ends in ':', like "
+			     "'sqlite::memory:')"
+			   : "");
 	return NULL;
 }
 

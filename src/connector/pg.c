@@ -2,6 +2,8 @@
  * pg.c - the PostgreSQL connector: connections with pinned session settings,
  * generic statements, table description and streaming reads.
  */
+#define LK_LOG_COMPONENT "postgres"
+#include "core/log.h"
 #include "core/units.h"
 #include "pg_int.h"
 
@@ -43,6 +45,17 @@ int lk_pg_err(struct lk_err *err, struct lk_conn *c, const PGresult *res, const 
 	return -1;
 }
 
+/* Server NOTICEs ("relation already exists, skipping") go to the debug log, not stderr. */
+static void on_notice(void *arg, const char *message)
+{
+	const struct lk_conn *c = arg;
+	size_t n = strlen(message);
+
+	while (n && message[n - 1] == '\n')
+		n--;
+	lk_log_debug("notice from database '%s': %.*s", c->dbname, (int)n, message);
+}
+
 static struct lk_conn *pg_open(const struct lk_dbconf *db, struct lk_err *err)
 {
 	const char *keys[] = {
@@ -74,6 +87,7 @@ static struct lk_conn *pg_open(const struct lk_dbconf *db, struct lk_err *err)
 		free(c);
 		return NULL;
 	}
+	(void)PQsetNoticeProcessor(c->pg, on_notice, c);
 	res = PQexec(c->pg, session_setup);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		lk_pg_err(err, c, res, "session setup");

@@ -29,28 +29,33 @@ static int copy_value(struct lk_buf *b, enum lk_type t, const struct lk_value *v
 		b->buf[b->len] = '\0';
 		return 0;
 	}
-	lk_buf_grow(b, v->len + 8);
-	for (size_t i = 0; i < v->len; i++) {
-		char ch = v->p[i];
+	for (size_t i = 0, run = 0; i <= v->len; i++) {
+		char ch = i < v->len ? v->p[i] : '\n';
+		const char *esc;
 
 		switch (ch) {
-		case '\0':
-			return -1;
 		case '\\':
-			lk_buf_add(b, "\\\\", 2);
+			esc = "\\\\";
 			break;
 		case '\n':
-			lk_buf_add(b, "\\n", 2);
+			esc = "\\n";
 			break;
 		case '\r':
-			lk_buf_add(b, "\\r", 2);
+			esc = "\\r";
 			break;
 		case '\t':
-			lk_buf_add(b, "\\t", 2);
+			esc = "\\t";
 			break;
+		case '\0':
+			return -1;
 		default:
-			lk_buf_addch(b, ch);
+			continue;
 		}
+		/* Copy the plain run before the special byte in one go, then its escape. */
+		lk_buf_add(b, v->p + run, i - run);
+		if (i < v->len)
+			lk_buf_add(b, esc, 2);
+		run = i + 1;
 	}
 	return 0;
 }

@@ -15,6 +15,7 @@ struct lk_arena_chunk {
 void lk_arena_init(struct lk_arena *a, size_t chunk_size)
 {
 	a->head = NULL;
+	a->spare = NULL;
 	a->chunk_size = chunk_size ? chunk_size : (size_t)64 * 1024;
 	a->total = 0;
 }
@@ -29,12 +30,17 @@ void *lk_arena_alloc(struct lk_arena *a, size_t n)
 	if (!c || c->size - c->used < n) {
 		size_t size = n > a->chunk_size ? n : a->chunk_size;
 
-		c = lk_xmalloc(sizeof(*c) + size);
-		c->size = size;
+		if (size == a->chunk_size && a->spare) {
+			c = a->spare;
+			a->spare = c->next;
+		} else {
+			c = lk_xmalloc(sizeof(*c) + size);
+			c->size = size;
+			a->total += size;
+		}
 		c->used = 0;
 		c->next = a->head;
 		a->head = c;
-		a->total += size;
 	}
 	p = (char *)c->data + c->used;
 	c->used += n;
@@ -53,35 +59,41 @@ char *lk_arena_memdup(struct lk_arena *a, const void *p, size_t n)
 
 void lk_arena_reset(struct lk_arena *a)
 {
-	struct lk_arena_chunk *keep = NULL, *c = a->head;
+	struct lk_arena_chunk *c = a->head;
 
-	/* Keep the oldest chunk of the standard size; free the others. */
+	/* Standard chunks go to the spare list for the next batch (no malloc/mmap churn:
+	 * a steady stream of batches reuses the same pages); oversized ones are freed. */
 	while (c) {
 		struct lk_arena_chunk *next = c->next;
 
-		if (!next && c->size == a->chunk_size) {
-			keep = c;
+		if (c->size == a->chunk_size) {
+			c->used = 0;
+			c->next = a->spare;
+			a->spare = c;
 		} else {
 			a->total -= c->size;
 			free(c);
 		}
 		c = next;
 	}
-	if (keep)
-		keep->used = 0;
-	a->head = keep;
+	a->head = NULL;
 }
 
-void lk_arena_release(struct lk_arena *a)
+static void free_list(struct lk_arena_chunk *c)
 {
-	struct lk_arena_chunk *c = a->head;
-
 	while (c) {
 		struct lk_arena_chunk *next = c->next;
 
 		free(c);
 		c = next;
 	}
+}
+
+void lk_arena_release(struct lk_arena *a)
+{
+	free_list(a->head);
+	free_list(a->spare);
 	a->head = NULL;
+	a->spare = NULL;
 	a->total = 0;
 }

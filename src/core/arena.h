@@ -2,8 +2,9 @@
  * arena.h - a bump allocator for one batch of rows.
  *
  * Memory is taken in chunks and handed out in order; lk_arena_reset keeps the
- * first chunk and frees the rest, so a steady stream of batches reuses the same
- * memory and the resident set stays flat (DESIGN decision 9).
+ * standard-size chunks for reuse and frees oversized ones, so a steady stream of
+ * batches reuses the same memory and the resident set stays flat (DESIGN
+ * decision 9): it holds what the largest batch needed.
  */
 #ifndef LK_ARENA_H
 #define LK_ARENA_H
@@ -13,7 +14,8 @@
 struct lk_arena_chunk;
 
 struct lk_arena {
-	struct lk_arena_chunk *head; /* newest chunk first */
+	struct lk_arena_chunk *head;  /* newest chunk first */
+	struct lk_arena_chunk *spare; /* standard chunks kept by reset for reuse */
 	size_t chunk_size;
 	size_t total; /* bytes held, for the memory watchdog */
 };

@@ -31,6 +31,7 @@ import uuid
 
 try:
     import psycopg2
+    import psycopg2.errors
     import psycopg2.extensions
     import psycopg2.extras
     from psycopg2 import sql as pgsql

@@ -420,6 +420,8 @@ static const struct bad_case {
 	{"tab indentation", "log:\n\tlevel: info\n", "2:1",
 	 "invalid YAML: tab character may not be used as indentation"},
 	{"bad indentation", "log:\n  level: info\n    format: text\n", "2:10", "invalid YAML"},
+	{"unquoted memory url", "state: sqlite::memory:\n", "1:22",
+	 "invalid YAML: invalid nested block mapping on the same line (quote a value"},
 	{"unclosed flow", "log: {level: info\n", "2:1", "invalid YAML"},
 	{"duplicate key", JOB SRC TGT "  j:\n" SRC TGT, "8:3",
 	 "expected each key once, found 'j' again (first at line 5)"},

@@ -27,7 +27,7 @@ static void duration_bad(const char *s)
 	int64_t v = -42;
 
 	if (lk_duration_parse(s, &v) == 0)
-		fail_msg("duration '%s' accepted as %lld", s, (long long)v);
+		fail_msg("duration '%s' accepted as %lld", s ? s : "(null)", (long long)v);
 	assert_int_equal(v, -42); /* untouched on failure */
 }
 
@@ -76,7 +76,7 @@ static void size_bad(const char *s)
 	int64_t v = -42;
 
 	if (lk_size_parse(s, &v) == 0)
-		fail_msg("size '%s' accepted as %lld", s, (long long)v);
+		fail_msg("size '%s' accepted as %lld", s ? s : "(null)", (long long)v);
 }
 
 static void test_size(void **state)
