@@ -152,18 +152,18 @@ typedef int (*lk_key_parse_cb)(struct lk_cfgctx *c, const struct lk_key *k,
 			       const struct lk_ynode *val, void *obj);
 
 struct lk_key {
-	enum lk_ksect sect;
 	const char *name;
-	enum lk_ktype type;
-	bool built;	     /* false: the key is known but refused as "not supported yet" */
-	bool required;	     /* must be present (and not null) */
-	const char *def;     /* default as written in YAML, or NULL */
-	int64_t min, max;    /* INT/DURATION/NUMBER bounds; min > max means none */
-	size_t off, off2;    /* field offsets in the section's struct */
-	enum lk_ksect child; /* LK_KT_MAP: the nested section */
+	const char *def;  /* default as written in YAML, or NULL */
+	int64_t min, max; /* INT/DURATION/NUMBER bounds; min > max means none */
+	size_t off, off2; /* field offsets in the section's struct */
 	const struct lk_kenum *enums;
 	lk_key_parse_cb parse; /* LK_KT_CUSTOM */
 	const char *expect;    /* "expected ..." wording for a bad value */
+	enum lk_ksect sect;
+	enum lk_ktype type;
+	enum lk_ksect child; /* LK_KT_MAP: the nested section */
+	bool built;	     /* false: the key is known but refused as "not supported yet" */
+	bool required;	     /* must be present (and not null) */
 };
 
 /* The whole table, in documentation order; *n receives its length. */

@@ -76,8 +76,8 @@ int lk_cfg_parse_state(struct lk_cfgctx *c, const struct lk_key *k, const struct
 		       void *obj)
 {
 	struct lk_config *cfg = obj;
-	enum lk_db_kind kind;
-	char *url, *path;
+	enum lk_db_kind kind = LK_DB_SQLITE;
+	char *url = NULL, *path = NULL;
 
 	(void)k;
 	if (url_value(c, val, &url, &kind, &path) < 0)

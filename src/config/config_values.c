@@ -200,7 +200,7 @@ int lk_cfg_enum(struct lk_cfgctx *c, const struct lk_ynode *val, const char *wha
 	char found[96];
 	int n = 0;
 
-	for (; enums[n].name && n < 16; n++) {
+	for (; n < 16 && enums[n].name; n++) {
 		names[n] = enums[n].name;
 		if (!val || val->type != LK_Y_SCALAR || strcmp(val->text, enums[n].name) != 0)
 			continue;

@@ -121,8 +121,7 @@ void lk_buf_vaddf(struct lk_buf *b, const char *fmt, va_list ap)
 
 	lk_buf_grow(b, 64);
 	va_copy(cp, ap);
-	/* ap is initialised by the caller's va_start; the analyzer cannot see through. */
-	n = vsnprintf(b->buf + b->len, b->alloc - b->len, fmt, cp); /* NOLINT */
+	n = vsnprintf(b->buf + b->len, b->alloc - b->len, fmt, cp);
 	va_end(cp);
 	if (n < 0)
 		return;

@@ -63,6 +63,7 @@ struct lk_verify_result {
 	int64_t source_rows, target_rows;
 	int64_t chunks, chunks_differing;
 	int64_t differences; /* total found; at most LK_VERIFY_MAX_DIFFS are listed */
+	int64_t missing;     /* of which: source keys absent from the target */
 	struct lk_verify_diff diffs[LK_VERIFY_MAX_DIFFS];
 	int ndiffs;
 	int64_t elapsed_ms;
