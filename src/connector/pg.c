@@ -26,6 +26,8 @@ int lk_pg_err(struct lk_err *err, struct lk_conn *c, const PGresult *res, const 
 	char clean[LK_ERR_MSG_MAX];
 	size_t n;
 
+	if (!err) /* the caller already holds the error it will report */
+		return -1;
 	if (!msg)
 		msg = c && c->pg ? PQerrorMessage(c->pg) : "no connection";
 	(void)snprintf(clean, sizeof(clean), "%s", msg);
