@@ -253,6 +253,11 @@ struct lk_buf;
 void lk_quote_ident(struct lk_buf *b, const char *name);
 /* Appends "schema"."name" (or just "name" when schema is NULL). */
 void lk_quote_tref(struct lk_buf *b, const struct lk_tref *t);
+/*
+ * The same, as the engine resolves it: on PostgreSQL a missing schema is "public", never
+ * left to search_path (DESIGN decision 1); on SQLite a missing schema stays absent.
+ */
+void lk_quote_tref_for(struct lk_buf *b, const struct lk_tref *t, enum lk_db_kind kind);
 /* The table as the user reads it, for messages: schema.name or name (unquoted). */
 void lk_tref_format(const struct lk_tref *t, char *out, size_t out_size);
 

@@ -25,6 +25,16 @@ void lk_quote_tref(struct lk_buf *b, const struct lk_tref *t)
 	lk_quote_ident(b, t->name);
 }
 
+void lk_quote_tref_for(struct lk_buf *b, const struct lk_tref *t, enum lk_db_kind kind)
+{
+	struct lk_tref q = *t;
+	char public_schema[] = "public";
+
+	if (kind == LK_DB_POSTGRES && !q.schema)
+		q.schema = public_schema;
+	lk_quote_tref(b, &q);
+}
+
 void lk_tref_format(const struct lk_tref *t, char *out, size_t out_size)
 {
 	if (t->schema)

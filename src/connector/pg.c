@@ -15,7 +15,10 @@
 static const char *const session_setup =
 	"SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601';"
 	" SET extra_float_digits = 3; SET bytea_output = 'hex'; SET client_encoding = 'UTF8';"
-	" SET standard_conforming_strings = on";
+	" SET standard_conforming_strings = on;"
+	/* No call may hang (DESIGN decision 10): a zombie holding the position row's lock
+	 * fails the new holder's seal after a minute instead of blocking it forever. */
+	" SET lock_timeout = '60s'; SET statement_timeout = '15min'";
 
 int lk_pg_err(struct lk_err *err, struct lk_conn *c, const PGresult *res, const char *context)
 {
@@ -283,9 +286,11 @@ static int pg_has_unique(struct lk_conn *c, const struct lk_tref *t, const char 
 		"SELECT i.indexrelid, a.attname FROM pg_index i"
 		" JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = "
 		"c.relnamespace"
-		" JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey::int2[])"
+		" JOIN pg_attribute a ON a.attrelid = c.oid"
+		" AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts - 1])" /* not INCLUDE */
 		" WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL"
-		" AND i.indexprs IS NULL AND i.indnkeyatts = $3::int ORDER BY 1";
+		" AND i.indexprs IS NULL AND i.indimmediate AND i.indisvalid"
+		" AND i.indnkeyatts = $3::int ORDER BY 1";
 	char nbuf[16];
 	const char *params[3] = {schema_of(t), t->name, nbuf};
 	PGresult *res;
@@ -328,7 +333,7 @@ static int pg_create_table(struct lk_conn *c, const struct lk_tref *t, const str
 		lk_buf_adds(&sql, "; ");
 	}
 	lk_buf_adds(&sql, "CREATE TABLE IF NOT EXISTS ");
-	lk_quote_tref(&sql, t);
+	lk_quote_tref_for(&sql, t, LK_DB_POSTGRES);
 	lk_buf_adds(&sql, " (");
 	for (int i = 0; i < ncols; i++) {
 		lk_buf_adds(&sql, i ? ", " : "");
@@ -376,7 +381,7 @@ static int pg_is_empty(struct lk_conn *c, const struct lk_tref *t, bool *empty, 
 	int rc;
 
 	lk_buf_adds(&sql, "SELECT 1 FROM ");
-	lk_quote_tref(&sql, t);
+	lk_quote_tref_for(&sql, t, LK_DB_POSTGRES);
 	lk_buf_adds(&sql, " LIMIT 1");
 	lk_rows_init(&out, 1);
 	rc = pg_exec(c, sql.buf, 0, NULL, &out, NULL, err);
@@ -392,10 +397,13 @@ static int pg_poll_cap(struct lk_conn *c, bool *readable, char *out, size_t out_
 	static const char *const sql =
 		"SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
 		" OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER'),"
-		" coalesce((SELECT min(xact_start) FROM pg_stat_activity"
+		/* Every other open transaction here (background workers too) and every prepared
+		 * transaction: the oldest start is as far as the position may go. */
+		" coalesce(least((SELECT min(xact_start) FROM pg_stat_activity"
 		"  WHERE datname = current_database() AND pid <> pg_backend_pid()"
-		"  AND xact_start IS NOT NULL AND state <> 'idle'"
-		"  AND backend_type = 'client backend'), clock_timestamp())::text";
+		"  AND xact_start IS NOT NULL AND state <> 'idle'),"
+		"  (SELECT min(prepared) FROM pg_prepared_xacts"
+		"  WHERE database = current_database())), clock_timestamp())::text";
 	struct lk_rows rows;
 	int rc;
 

@@ -97,12 +97,12 @@ static void add_select(struct lk_buf *sql, const struct lk_scan_spec *spec)
 		lk_quote_ident(sql, spec->cols[i]);
 	}
 	if (spec->match)
-		lk_buf_addf(sql, ", coalesce((%s), false) AS lk_match", spec->match);
+		lk_buf_addf(sql, ", coalesce((%s\n), false) AS lk_match", spec->match);
 	lk_buf_adds(sql, " FROM ");
-	lk_quote_tref(sql, spec->table);
+	lk_quote_tref_for(sql, spec->table, LK_DB_POSTGRES);
 	lk_buf_adds(sql, " WHERE true");
 	if (spec->filter)
-		lk_buf_addf(sql, " AND (%s)", spec->filter);
+		lk_buf_addf(sql, " AND (%s\n)", spec->filter); /* \n: a trailing -- comment */
 }
 
 /* Builds the scan query and its parameters; returns the number of parameters. */

@@ -157,7 +157,7 @@ static struct pg_stage *stage_for(struct lk_conn *c, const struct lk_write_spec 
 	struct lk_buf key = LK_BUF_INIT, sql = LK_BUF_INIT;
 	struct pg_stage *st = NULL;
 
-	lk_quote_tref(&key, w->table);
+	lk_quote_tref_for(&key, w->table, LK_DB_POSTGRES);
 	lk_buf_addch(&key, '(');
 	add_cols(&key, "", w->cols, w->ncols);
 	lk_buf_addch(&key, ')');
@@ -174,7 +174,7 @@ static struct pg_stage *stage_for(struct lk_conn *c, const struct lk_write_spec 
 	lk_buf_addf(&sql, "CREATE TEMP TABLE %s ON COMMIT DELETE ROWS AS SELECT ", st->name);
 	add_cols(&sql, "", w->cols, w->ncols);
 	lk_buf_adds(&sql, " FROM ");
-	lk_quote_tref(&sql, w->table);
+	lk_quote_tref_for(&sql, w->table, LK_DB_POSTGRES);
 	lk_buf_adds(&sql, " WITH NO DATA");
 	if (lk_pg_cmd(c, sql.buf, 0, NULL, NULL, err) < 0) {
 		lk_buf_release(&key);
@@ -188,12 +188,25 @@ static struct pg_stage *stage_for(struct lk_conn *c, const struct lk_write_spec 
 	return st;
 }
 
+/* Appends a column for the no-op check: cast to text where the type may lack "=" (json,
+ * xml, geometric and other types lockstep passes through as text). */
+static void add_cmp_col(struct lk_buf *sql, const char *prefix, const struct lk_write_spec *w,
+			int i)
+{
+	bool as_text = w->types[i] == LK_T_JSON || w->types[i] == LK_T_OTHER;
+
+	lk_buf_adds(sql, as_text ? "(" : "");
+	lk_buf_adds(sql, prefix);
+	lk_quote_ident(sql, w->cols[i]);
+	lk_buf_adds(sql, as_text ? ")::text" : "");
+}
+
 static void build_merge(struct lk_buf *sql, const struct lk_write_spec *w, const char *stage)
 {
 	int nset = 0;
 
 	lk_buf_adds(sql, "INSERT INTO ");
-	lk_quote_tref(sql, w->table);
+	lk_quote_tref_for(sql, w->table, LK_DB_POSTGRES);
 	lk_buf_adds(sql, " AS t (");
 	add_cols(sql, "", w->cols, w->ncols);
 	lk_buf_adds(sql, ") SELECT ");
@@ -229,8 +242,7 @@ static void build_merge(struct lk_buf *sql, const struct lk_write_spec *w, const
 		if (is_key(w, i))
 			continue;
 		lk_buf_adds(sql, n++ ? ", " : "");
-		lk_buf_adds(sql, "t.");
-		lk_quote_ident(sql, w->cols[i]);
+		add_cmp_col(sql, "t.", w, i);
 	}
 	if (w->soft_column) {
 		lk_buf_adds(sql, ", t.");
@@ -241,8 +253,7 @@ static void build_merge(struct lk_buf *sql, const struct lk_write_spec *w, const
 		if (is_key(w, i))
 			continue;
 		lk_buf_adds(sql, n++ ? ", " : "");
-		lk_buf_adds(sql, "EXCLUDED.");
-		lk_quote_ident(sql, w->cols[i]);
+		add_cmp_col(sql, "EXCLUDED.", w, i);
 	}
 	if (w->soft_column)
 		lk_buf_adds(sql, ", NULL");
@@ -258,8 +269,10 @@ int lk_pg_upsert(struct lk_conn *c, const struct lk_write_spec *w, const struct 
 
 	if (rows->nrows == 0)
 		return 0;
+	if (!c->in_txn) /* the stage is ON COMMIT DELETE ROWS: autocommit would lose the rows */
+		return lk_err_set(err, LK_ERR_INTERNAL, "upsert outside a transaction");
 	if (plain) {
-		lk_quote_tref(&into, w->table);
+		lk_quote_tref_for(&into, w->table, LK_DB_POSTGRES);
 		lk_buf_adds(&into, " (");
 		add_cols(&into, "", w->cols, w->ncols);
 		lk_buf_adds(&into, ")");
@@ -303,7 +316,7 @@ int lk_pg_delete_keys(struct lk_conn *c, const struct lk_write_spec *w, const st
 		lk_arena_init(&scratch, 16384);
 		if (w->soft_column) {
 			lk_buf_adds(&sql, "UPDATE ");
-			lk_quote_tref(&sql, w->table);
+			lk_quote_tref_for(&sql, w->table, LK_DB_POSTGRES);
 			lk_buf_adds(&sql, " SET ");
 			lk_quote_ident(&sql, w->soft_column);
 			lk_buf_adds(&sql, " = now() WHERE ");
@@ -311,7 +324,7 @@ int lk_pg_delete_keys(struct lk_conn *c, const struct lk_write_spec *w, const st
 			lk_buf_adds(&sql, " IS NULL AND ");
 		} else {
 			lk_buf_adds(&sql, "DELETE FROM ");
-			lk_quote_tref(&sql, w->table);
+			lk_quote_tref_for(&sql, w->table, LK_DB_POSTGRES);
 			lk_buf_adds(&sql, " WHERE ");
 		}
 		lk_pg_key_in(&sql, w->cols, w->key, w->nkey, nrows, 1);
@@ -339,9 +352,15 @@ int lk_pg_position_setup(struct lk_conn *c, struct lk_err *err)
 		" CREATE TABLE IF NOT EXISTS lockstep_sync.position (job text PRIMARY KEY,"
 		" epoch bigint NOT NULL, pos text NOT NULL,"
 		" updated_at timestamptz NOT NULL DEFAULT now())";
-	PGresult *res = PQexec(c->pg, sql);
+	PGresult *res = PQexec(c->pg, "SELECT to_regclass('lockstep_sync.position') IS NOT NULL");
 	int rc = 0;
 
+	/* An admin may have created it for a role without CREATE: then just use it. */
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    PQgetvalue(res, 0, 0)[0] == 't')
+		goto out;
+	PQclear(res);
+	res = PQexec(c->pg, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 

@@ -242,13 +242,13 @@ static void add_select(struct lk_buf *sql, const struct lk_scan_spec *spec)
 		lk_quote_ident(sql, spec->cols[i]);
 	}
 	if (spec->match)
-		lk_buf_addf(sql, ", CASE WHEN (%s) THEN 1 ELSE 0 END AS lk_match", spec->match);
+		lk_buf_addf(sql, ", CASE WHEN (%s\n) THEN 1 ELSE 0 END AS lk_match", spec->match);
 	lk_buf_adds(sql, " FROM ");
 	lk_quote_tref(sql, spec->table);
 	lk_buf_adds(sql, " WHERE ");
 	lk_buf_adds(sql, spec->filter ? "(" : "1");
 	if (spec->filter)
-		lk_buf_addf(sql, "%s)", spec->filter);
+		lk_buf_addf(sql, "%s\n)", spec->filter);
 }
 
 /* Appends "(o1, o2, ...)" or, for one column, "o1". */

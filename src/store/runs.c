@@ -81,8 +81,10 @@ int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_er
 	lk_buf_addf(&sql,
 		    "UPDATE %sruns SET status = $2, stage = $3, progress = $4, rows_read = $5,"
 		    " rows_written = $6, rows_failed = $7, total_estimate = $8, updated_ms = $9,"
-		    " finished_ms = $10, error = $11 WHERE id = $1 AND epoch <= %lld",
-		    s->prefix, (long long)r->epoch);
+		    " finished_ms = $10, error = $11 WHERE id = $1"
+		    " AND %lld >= (SELECT coalesce(max(l.epoch), 0) FROM %sleases l"
+		    " WHERE l.job = %sruns.job)",
+		    s->prefix, (long long)r->epoch, s->prefix, s->prefix);
 	rc = lk_store_exec(s, sql.buf, 11, p, NULL, err);
 	lk_buf_release(&sql);
 	return rc;
@@ -128,8 +130,8 @@ int lk_store_runs_interrupt_stale(struct lk_store *s, const char *job, struct lk
 
 struct lk_job_lock {
 	struct lk_store *s;
-	int fd;	      /* SQLite store: the flock'd file */
-	char key[24]; /* PostgreSQL store: the advisory lock key */
+	int fd;	   /* SQLite store: the flock'd file */
+	char *job; /* PostgreSQL store: the job whose advisory lock we hold */
 };
 
 /* A file-name-safe rendering of a job name. */
@@ -177,13 +179,14 @@ static int lock_advisory(struct lk_job_lock *l, const char *job, struct lk_err *
 	int rc;
 
 	lk_rows_init(&rows, 1);
-	rc = lk_store_exec(l->s, "SELECT pg_try_advisory_lock(7154239, hashtext($1))", 1, p, &rows,
-			   err);
+	rc = lk_store_exec(l->s, "SELECT pg_try_advisory_lock(hashtextextended($1, 7154239))", 1, p,
+			   &rows, err);
 	if (rc == 0 && (rows.nrows != 1 || LK_ROW(&rows, 0)[0].p[0] != 't'))
 		rc = lk_err_set(err, LK_ERR_BUSY,
 				"job '%s' is being run by another lockstep process", job);
 	lk_rows_release(&rows);
-	(void)snprintf(l->key, sizeof(l->key), "%s", rc == 0 ? "held" : "");
+	if (rc == 0)
+		l->job = lk_xstrdup(job);
 	return rc;
 }
 
@@ -234,10 +237,17 @@ void lk_store_job_unlock(struct lk_job_lock *l)
 		return;
 	if (l->fd >= 0)
 		(void)close(l->fd); /* releases the flock */
-	if (l->key[0]) {
+	if (l->job) {
 		struct lk_err err = LK_ERR_INIT;
+		const char *p[1] = {l->job};
+		struct lk_rows rows;
 
-		(void)lk_store_exec(l->s, "SELECT pg_advisory_unlock_all()", 0, NULL, NULL, &err);
+		lk_rows_init(&rows, 1);
+		(void)lk_store_exec(l->s,
+				    "SELECT pg_advisory_unlock(hashtextextended($1, 7154239))", 1,
+				    p, &rows, &err);
+		lk_rows_release(&rows);
+		free(l->job);
 	}
 	free(l);
 }

@@ -16,8 +16,7 @@ int lk_sync_check(const struct lk_config *cfg, const struct lk_job *job,
 	out->target_missing = ctx.target_missing;
 	out->source_estimate = ctx.prog.total_estimate;
 	if (job->mode == LK_MODE_POLL && ctx.src.ops->poll_cap &&
-	    (ctx.types[ctx.cursor] == LK_T_TIMESTAMPTZ ||
-	     ctx.types[ctx.cursor] == LK_T_TIMESTAMP)) {
+	    ctx.types[ctx.cursor] == LK_T_TIMESTAMPTZ) {
 		char cap[64];
 
 		out->poll_cap_applies = true;

@@ -24,7 +24,7 @@ struct poll_bounds {
 	bool has_min;
 	bool has_cap;	/* the position may not pass cap (an open transaction started there) */
 	int64_t cap_us; /* cap as microseconds since the epoch */
-	char min_buf[64], cap_buf[64];
+	char min_buf[64], cap_buf[64], margin_buf[64]; /* margin_buf: cap - 1 s */
 };
 
 /* Sets min_first to `from` minus the look-back (time cursors), or to `from` itself. */
@@ -85,12 +85,15 @@ static int cap_bound(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_er
 	enum lk_type t = ctx->types[ctx->cursor];
 	bool readable = false;
 
-	if (!ctx->src.ops->poll_cap || (t != LK_T_TIMESTAMPTZ && t != LK_T_TIMESTAMP))
+	/* Only timestamptz: a timestamp column's values depend on each writer's TimeZone,
+	 * which lockstep cannot see, so such cursors rely on lookback (check-config says so). */
+	if (!ctx->src.ops->poll_cap || t != LK_T_TIMESTAMPTZ)
 		return 0;
 	if (ctx->src.ops->poll_cap(ctx->src.conn, &readable, b->cap_buf, sizeof(b->cap_buf), err) <
 	    0)
 		return -1;
-	if (readable && lk_ts_parse(b->cap_buf, &b->cap_us) == 0) {
+	if (readable && lk_ts_parse(b->cap_buf, &b->cap_us) == 0 &&
+	    lk_ts_shift(b->cap_buf, -1000000, b->margin_buf, sizeof(b->margin_buf)) == 0) {
 		b->has_cap = true;
 	} else {
 		lk_log_debug("job %s: pg_stat_activity is not readable; relying on lookback",
@@ -111,13 +114,15 @@ static void poll_pos(struct lk_buf *pos, struct lk_job_ctx *ctx, const struct po
 	int64_t us;
 
 	lk_buf_reset(pos);
-	if (b->has_cap && lk_ts_parse(cur->p, &us) == 0 && us >= b->cap_us) {
-		lk_buf_adds(pos, "{\"v\":1,\"mode\":\"poll\",\"from\":");
-		lk_buf_add_json_str(pos, b->cap_buf, strlen(b->cap_buf));
+	/* One second of margin: a column of lower precision rounds the open transaction's
+	 * now() (e.g. 12:00:06.04 stored as 12:00:06) below the cap itself. */
+	if (b->has_cap && lk_ts_parse(cur->p, &us) == 0 && us >= b->cap_us - 1000000) {
+		lk_buf_addf(pos, "{\"v\":1,\"fp\":\"%s\",\"mode\":\"poll\",\"from\":", ctx->fp);
+		lk_buf_add_json_str(pos, b->margin_buf, strlen(b->margin_buf));
 		lk_buf_addch(pos, '}');
 		return;
 	}
-	lk_buf_adds(pos, "{\"v\":1,\"mode\":\"poll\",\"after\":");
+	lk_buf_addf(pos, "{\"v\":1,\"fp\":\"%s\",\"mode\":\"poll\",\"after\":", ctx->fp);
 	lk_pos_add_values(pos, row, ctx->types, b->order, b->norder);
 	lk_buf_addch(pos, '}');
 }

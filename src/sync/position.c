@@ -12,7 +12,9 @@ static unsigned hexval(char ch)
 		return (unsigned)(ch - '0');
 	if (ch >= 'a' && ch <= 'f')
 		return (unsigned)(ch - 'a' + 10);
-	return -1;
+	if (ch >= 'A' && ch <= 'F')
+		return (unsigned)(ch - 'A' + 10);
+	return 0;
 }
 
 void lk_pos_add_values(struct lk_buf *b, const struct lk_value *v, const enum lk_type *types,
@@ -84,6 +86,12 @@ int lk_pos_parse_values(const void *json_array, struct lk_value *out, const enum
 void lk_key_canon(struct lk_buf *b, const struct lk_value *row, const enum lk_type *types,
 		  const int *idx, int n)
 {
+	lk_row_canon(b, row, types, idx, n, false);
+}
+
+void lk_row_canon(struct lk_buf *b, const struct lk_value *row, const enum lk_type *types,
+		  const int *idx, int n, bool raw_json)
+{
 	for (int i = 0; i < n; i++) {
 		const struct lk_value *v = &row[idx[i]];
 		size_t before;
@@ -101,6 +109,8 @@ void lk_key_canon(struct lk_buf *b, const struct lk_value *row, const enum lk_ty
 				lk_buf_addch(b, hex[(unsigned char)v->p[k] >> 4]);
 				lk_buf_addch(b, hex[(unsigned char)v->p[k] & 15]);
 			}
+		} else if (raw_json && types[idx[i]] == LK_T_JSON) {
+			lk_buf_add(b, v->p, v->len);
 		} else {
 			lk_value_canonical(b, types[idx[i]], v);
 		}

@@ -14,6 +14,8 @@
 #include "core/log.h"
 #include "core/units.h"
 
+#include <xxhash.h>
+
 static int schema_err(struct lk_err *err, const char *side, const struct lk_dbconf *db,
 		      const struct lk_tref *t, const char *what)
 {
@@ -167,6 +169,31 @@ static int open_both(struct lk_job_ctx *ctx, struct lk_err *err)
 	return lk_db_open(&ctx->dst, &ctx->cfg->dbs[job->target.db], &job->retry, stop, err);
 }
 
+/*
+ * A position is only meaningful for the tables, key, cursor, filter and mode it was made
+ * with: its fingerprint is stored in it, and a run whose configuration differs starts over
+ * instead of resuming at a cursor that belongs to another table.
+ */
+static void fingerprint(struct lk_job_ctx *ctx)
+{
+	const struct lk_job *job = ctx->job;
+	struct lk_buf b = LK_BUF_INIT;
+
+	lk_buf_addf(&b, "v1|%d|", (int)job->mode);
+	lk_quote_tref_for(&b, &job->source.table, ctx->cfg->dbs[job->source.db].kind);
+	lk_buf_addch(&b, '|');
+	lk_quote_tref_for(&b, &job->target.table, ctx->cfg->dbs[job->target.db].kind);
+	for (int k = 0; k < ctx->nkey; k++) {
+		lk_buf_addch(&b, '|');
+		lk_quote_ident(&b, ctx->cols[ctx->key[k]]);
+	}
+	lk_buf_addf(&b, "|%s|%s", job->cursor ? job->cursor : "",
+		    job->source.where ? job->source.where : "");
+	(void)snprintf(ctx->fp, sizeof(ctx->fp), "%016llx",
+		       (unsigned long long)XXH64(b.buf, b.len, 0));
+	lk_buf_release(&b);
+}
+
 int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const struct lk_job *job,
 		   const struct lk_sync_opts *opts, bool for_write, struct lk_err *err)
 {
@@ -190,6 +217,7 @@ int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const st
 	}
 	if (resolve_columns(ctx, err) < 0)
 		return -1;
+	fingerprint(ctx);
 	rc = ctx->dst.ops->describe(ctx->dst.conn, &job->target.table, &ctx->tdesc, err);
 	if (rc < 0 && err->code == LK_ERR_NOTFOUND && job->target.create && for_write) {
 		if (create_target(ctx, err) < 0)

@@ -5,6 +5,7 @@
  */
 #include "sync_int.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,28 @@ static void on_progress(void *arg, const struct lk_sync_progress *p)
 		st->user->progress(st->user->progress_arg, p);
 }
 
+/* Forgets a position made for other tables/key/cursor/where, or for a table just created. */
+static void check_fingerprint(struct lk_job_ctx *ctx)
+{
+	json_t *root;
+	const char *fp;
+
+	if (!ctx->pos)
+		return;
+	root = json_loads(ctx->pos, 0, NULL);
+	fp = json_string_value(json_object_get(root, "fp"));
+	if (json_object_size(root) > 0 &&
+	    (ctx->target_created || !fp || strcmp(fp, ctx->fp) != 0)) {
+		lk_log_warn("job %s: the stored position was made for a different source, target, "
+			    "key, cursor or where (or the target was just created): starting from "
+			    "the beginning",
+			    ctx->job->name);
+		free(ctx->pos);
+		ctx->pos = NULL;
+	}
+	json_decref(root);
+}
+
 /* Reads the target's position and epoch, takes the job lock with a new epoch, seals it. */
 static struct lk_job_lock *lock_and_seal(struct lk_job_ctx *ctx, struct lk_store *store,
 					 struct lk_err *err)
@@ -69,6 +92,22 @@ static struct lk_job_lock *lock_and_seal(struct lk_job_ctx *ctx, struct lk_store
 	lock = lk_store_job_lock(store, ctx->job->name, ctx->target_epoch, &ctx->epoch, err);
 	if (!lock)
 		return NULL;
+	/* Read again under the lock: the previous holder may have committed in between. */
+	free(ctx->pos);
+	ctx->pos = NULL;
+	if (ops->position_get(ctx->dst.conn, ctx->job->name, &ctx->target_epoch, &ctx->pos, err) <
+	    0) {
+		lk_store_job_unlock(lock);
+		return NULL;
+	}
+	if (ctx->target_epoch >= ctx->epoch) {
+		lk_err_set(err, LK_ERR_FENCED,
+			   "job '%s': the target holds epoch %lld, newer than ours (%lld)",
+			   ctx->job->name, (long long)ctx->target_epoch, (long long)ctx->epoch);
+		lk_store_job_unlock(lock);
+		return NULL;
+	}
+	check_fingerprint(ctx);
 	/* The seal: the new epoch reaches the target before any batch (DESIGN decision 5). */
 	if (ops->begin(ctx->dst.conn, err) < 0 ||
 	    ops->position_put(ctx->dst.conn, ctx->job->name, ctx->epoch, ctx->pos ? ctx->pos : "{}",

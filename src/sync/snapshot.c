@@ -39,11 +39,12 @@ static struct lk_value *resume_key(struct lk_job_ctx *ctx, struct lk_arena *aren
 static void snapshot_pos(struct lk_buf *pos, struct lk_job_ctx *ctx, const struct lk_value *row)
 {
 	lk_buf_reset(pos);
+	lk_buf_addf(pos, "{\"v\":1,\"fp\":\"%s\",\"mode\":\"snapshot\",", ctx->fp);
 	if (!row) {
-		lk_buf_adds(pos, "{\"v\":1,\"mode\":\"snapshot\",\"done\":true}");
+		lk_buf_adds(pos, "\"done\":true}");
 		return;
 	}
-	lk_buf_adds(pos, "{\"v\":1,\"mode\":\"snapshot\",\"done\":false,\"last\":");
+	lk_buf_adds(pos, "\"done\":false,\"last\":");
 	lk_pos_add_values(pos, row, ctx->types, ctx->key, ctx->nkey);
 	lk_buf_addch(pos, '}');
 }

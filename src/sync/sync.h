@@ -84,7 +84,7 @@ struct lk_check_result {
 	int ncols;
 	bool target_missing;   /* create: true and the target is not there yet */
 	bool poll_capped;      /* poll: pg_stat_activity is readable, the cursor is capped */
-	bool poll_cap_applies; /* poll on a PostgreSQL source with a timestamp cursor */
+	bool poll_cap_applies; /* poll on a PostgreSQL source with a timestamptz cursor */
 	int64_t source_estimate;
 };
 

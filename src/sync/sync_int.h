@@ -21,6 +21,7 @@ struct lk_job_ctx {
 	int nkey;
 	int cursor; /* poll: index into cols of the cursor column, else -1 */
 	struct lk_write_spec w;
+	char fp[17];	      /* fingerprint: what a position means (tables, key, cursor, where) */
 	int64_t epoch;	      /* this run's fencing token */
 	int64_t target_epoch; /* read from the target before the seal */
 	char *pos;	      /* the position JSON read from the target, or NULL */
@@ -58,5 +59,12 @@ int lk_pos_parse_values(const void *json_array, struct lk_value *out, const enum
 /* Appends an unambiguous canonical string of the values at idx (for matching keys). */
 void lk_key_canon(struct lk_buf *b, const struct lk_value *row, const enum lk_type *types,
 		  const int *idx, int n);
+/*
+ * The same, for verify's row hashes. raw_json: compare JSON as its text (same engine on
+ * both sides: PostgreSQL's jsonb text is already normal and keeps every digit of a
+ * number, which parsing into doubles would not).
+ */
+void lk_row_canon(struct lk_buf *b, const struct lk_value *row, const enum lk_type *types,
+		  const int *idx, int n, bool raw_json);
 
 #endif

@@ -1,0 +1,107 @@
+"""Regressions from review: what a position means, where names resolve, odd column types.
+
+- json, xml and point columns (no "=" operator) survive the upsert path of a second run;
+- a table named without a schema is read and written in public even when search_path
+  finds a same-named table first;
+- changing the job's target table starts over instead of resuming a foreign position;
+- a role without CREATE can run once an admin created lockstep_sync.position for it;
+- verify (PG->PG) sees a jsonb number difference beyond double precision.
+"""
+import lktest as L
+
+L.require_pg()
+t = L.Suite("test_positions_and_names")
+
+
+def job(src_table, dst_table, **more):
+    j = {"source": {"db": "src", "table": src_table}, "target": {"db": "dst", "table": dst_table,
+                                                                  "create": True}}
+    j.update(more)
+    return j
+
+
+def test_types_without_equality():
+    src, dst = L.new_db("noeq_src"), L.new_db("noeq_dst")
+    L.execute(src, "CREATE TABLE g (id int PRIMARY KEY, j json, x xml, p point, updated_at timestamptz)")
+    L.execute(src, "INSERT INTO g SELECT i, json_build_object('i', i), ('<a>' || i || '</a>')::xml,"
+                   " point(i, i), now() FROM generate_series(1, 200) i")
+    cfg = L.sync_config(L.Workdir("noeq"), {"src": src, "dst": dst},
+                        {"snap": job("g", "g"), "poll": job("g", "g2", mode="poll", cursor="updated_at")})
+    for j in ("snap", "snap", "poll"):
+        L.sync(t, cfg, j)
+    L.execute(src, "UPDATE g SET j = '{\"changed\": true}', updated_at = now() + interval '1 hour' WHERE id = 5")
+    for j in ("snap", "poll"):
+        L.sync(t, cfg, j)
+    for tbl in ("g", "g2"):
+        got = L.execute(dst, "SELECT j::text FROM %s WHERE id = 5" % tbl)
+        t.eq(got, [('{"changed": true}',)], "the json change reached %s through the upsert path" % tbl)
+
+
+def test_unqualified_name_is_public():
+    src, dst = L.new_db("sp_src"), L.new_db("sp_dst")
+    for url in (src, dst):
+        # search_path is "$user", public: a schema named after the user would win.
+        L.execute(url, "CREATE SCHEMA postgres")
+        L.execute(url, "CREATE TABLE postgres.t (id int PRIMARY KEY, v text)")
+        L.execute(url, "CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+    L.execute(src, "INSERT INTO public.t SELECT i, 'p' || i FROM generate_series(1, 5) i")
+    L.execute(src, "INSERT INTO postgres.t SELECT i, 'decoy' FROM generate_series(100, 102) i")
+    cfg = L.sync_config(L.Workdir("sp"), {"src": src, "dst": dst}, {"t": job("t", "t")})
+    L.sync(t, cfg, "t")
+    t.eq(L.count_rows(dst, "public.t"), 5, "rows went to public.t")
+    t.eq(L.count_rows(dst, "postgres.t"), 0, "nothing went to the search_path decoy")
+    L.verify(t, cfg, "t", expect=0)
+
+
+def test_changed_target_starts_over():
+    src, dst = L.new_db("fp_src"), L.new_db("fp_dst")
+    L.execute(src, "CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamptz DEFAULT now())")
+    L.execute(src, "INSERT INTO t (id, v) SELECT i, 'v' FROM generate_series(1, 10) i")
+    w = L.Workdir("fp")
+    cfg = L.sync_config(w, {"src": src, "dst": dst}, {"j": job("t", "t", mode="poll", cursor="updated_at")})
+    L.sync(t, cfg, "j")
+    cfg = L.sync_config(w, {"src": src, "dst": dst}, {"j": job("t", "t2", mode="poll", cursor="updated_at")})
+    rc, s, _ = L.sync(t, cfg, "j")
+    t.eq(L.count_rows(dst, "t2"), 10, "a new target table gets every row, not the old job's position")
+
+
+def test_role_without_create():
+    src, dst = L.new_db("role_src"), L.new_db("role_dst")
+    role = "lk_syncer_%d" % __import__("os").getpid()
+    L.execute(L.pg_url(), "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%s') "
+                          "THEN CREATE ROLE \"%s\" LOGIN; END IF; END$$" % (role, role))
+    L.execute(src, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    L.execute(src, "INSERT INTO t SELECT i, 'v' FROM generate_series(1, 20) i")
+    L.execute(src, 'GRANT SELECT ON t TO "%s"' % role)
+    L.execute(dst, "REVOKE CREATE ON DATABASE %s FROM PUBLIC" % dst.rsplit("/", 1)[1])
+    L.execute(dst, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    L.execute(dst, "CREATE SCHEMA lockstep_sync; CREATE TABLE lockstep_sync.position (job text PRIMARY KEY,"
+                   " epoch bigint NOT NULL, pos text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())")
+    L.execute(dst, 'GRANT USAGE ON SCHEMA lockstep_sync TO "{r}"; GRANT SELECT, INSERT, UPDATE ON '
+                   'lockstep_sync.position TO "{r}"; GRANT SELECT, INSERT, UPDATE, DELETE ON t TO "{r}"; '
+                   'GRANT TEMPORARY ON DATABASE {d} TO "{r}"'.format(r=role, d=dst.rsplit("/", 1)[1]))
+    as_role = lambda u: u.replace("postgresql://postgres@", "postgresql://%s@" % role)
+    cfg = L.sync_config(L.Workdir("role"), {"src": as_role(src), "dst": as_role(dst)},
+                        {"t": {"source": {"db": "src", "table": "t"}, "target": {"db": "dst"}}})
+    rc, s, _ = L.sync(t, cfg, "t")
+    t.eq(L.count_rows(dst, "t"), 20, "a role with only DML rights on a pre-created position table syncs")
+
+
+def test_verify_sees_json_digits():
+    src, dst = L.new_db("jd_src"), L.new_db("jd_dst")
+    for url in (src, dst):
+        L.execute(url, "CREATE TABLE t (id int PRIMARY KEY, doc jsonb)")
+    L.execute(src, "INSERT INTO t VALUES (1, '{\"a\": 0.1000000000000000000001}')")
+    L.execute(dst, "INSERT INTO t VALUES (1, '{\"a\": 0.1}')")
+    cfg = L.sync_config(L.Workdir("jd"), {"src": src, "dst": dst}, {"t": job("t", "t")})
+    v = L.verify(t, cfg, "t", expect=1)
+    t.eq([d.get("kind") for d in (v.get("differences") or [])], ["changed"],
+         "a jsonb number differing past double precision is a difference")
+
+
+t.case(test_types_without_equality)
+t.case(test_unqualified_name_is_public)
+t.case(test_changed_target_starts_over)
+t.case(test_role_without_create)
+t.case(test_verify_sees_json_digits)
+t.finish()
