@@ -16,35 +16,19 @@ struct lk_scan {
 	int pending_max;
 };
 
-/* Hex digit value; 0 for anything else (inputs come from our own or PostgreSQL's hex). */
-static unsigned hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return (unsigned)(ch - '0');
-	if (ch >= 'a' && ch <= 'f')
-		return (unsigned)(ch - 'a' + 10);
-	if (ch >= 'A' && ch <= 'F')
-		return (unsigned)(ch - 'A' + 10);
-	return 0;
-}
-
 const char *lk_pg_param(struct lk_arena *scratch, enum lk_type t, const struct lk_value *v)
 {
-	static const char hex[] = "0123456789abcdef";
+	struct lk_buf b = LK_BUF_INIT;
 	char *p;
 
 	if (v->null)
 		return NULL;
 	if (t != LK_T_BYTES)
 		return v->p;
-	p = lk_arena_alloc(scratch, 2 * v->len + 3);
-	p[0] = '\\';
-	p[1] = 'x';
-	for (size_t i = 0; i < v->len; i++) {
-		p[2 + 2 * i] = hex[(unsigned char)v->p[i] >> 4];
-		p[3 + 2 * i] = hex[(unsigned char)v->p[i] & 15];
-	}
-	p[2 + 2 * v->len] = '\0';
+	lk_buf_add(&b, "\\x", 2);
+	lk_buf_add_hex(&b, v->p, v->len);
+	p = lk_arena_memdup(scratch, b.buf, b.len);
+	lk_buf_release(&b);
 	return p;
 }
 
@@ -55,8 +39,7 @@ static void set_bytea(struct lk_rows *out, int row, int col, const char *s, size
 	size_t n = len >= 2 ? (len - 2) / 2 : 0;
 	char *p = lk_arena_alloc(&out->arena, n + 1);
 
-	for (size_t i = 0; i < n; i++)
-		p[i] = (char)(hexval(s[2 + 2 * i]) << 4 | hexval(s[3 + 2 * i]));
+	(void)lk_hex_decode(p, s + 2, 2 * n); /* PostgreSQL's bytea_output = hex */
 	p[n] = '\0';
 	v->p = p;
 	v->len = n;

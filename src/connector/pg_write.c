@@ -13,20 +13,13 @@
 /* Appends one value in COPY text format; refuses what PostgreSQL cannot hold. */
 static int copy_value(struct lk_buf *b, enum lk_type t, const struct lk_value *v)
 {
-	static const char hex[] = "0123456789abcdef";
-
 	if (v->null) {
 		lk_buf_add(b, "\\N", 2);
 		return 0;
 	}
 	if (t == LK_T_BYTES) {
-		lk_buf_grow(b, 3 + 2 * v->len);
-		lk_buf_add(b, "\\\\x", 3);
-		for (size_t i = 0; i < v->len; i++) {
-			b->buf[b->len++] = hex[(unsigned char)v->p[i] >> 4];
-			b->buf[b->len++] = hex[(unsigned char)v->p[i] & 15];
-		}
-		b->buf[b->len] = '\0';
+		lk_buf_add(b, "\\\\x", 3); /* COPY text escapes the backslash of \x */
+		lk_buf_add_hex(b, v->p, v->len);
 		return 0;
 	}
 	for (size_t i = 0, run = 0; i <= v->len; i++) {

@@ -166,6 +166,42 @@ char *lk_buf_detach(struct lk_buf *b, size_t *len)
 	return p;
 }
 
+void lk_buf_add_hex(struct lk_buf *b, const void *data, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = data;
+
+	lk_buf_grow(b, 2 * len);
+	for (size_t i = 0; i < len; i++) {
+		b->buf[b->len++] = hex[p[i] >> 4];
+		b->buf[b->len++] = hex[p[i] & 15];
+	}
+	b->buf[b->len] = '\0';
+}
+
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+long lk_hex_decode(char *out, const char *hex, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i += 2) {
+		int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i / 2] = (char)(hi << 4 | lo);
+	}
+	return (long)(len / 2);
+}
+
 void lk_buf_add_json_str(struct lk_buf *b, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";

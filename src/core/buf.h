@@ -47,6 +47,12 @@ char *lk_buf_detach(struct lk_buf *b, size_t *len);
 /* Appends a JSON string literal (quotes and escapes) for `len` bytes of UTF-8. */
 void lk_buf_add_json_str(struct lk_buf *b, const char *s, size_t len);
 
+/* Appends 2*len lower-case hex digits for len bytes. */
+void lk_buf_add_hex(struct lk_buf *b, const void *data, size_t len);
+/* Writes the len/2 bytes that len hex digits encode (either case) into out; returns the
+ * number of bytes, or -1 when a character is not a hex digit. */
+long lk_hex_decode(char *out, const char *hex, size_t len);
+
 /* Allocation helpers that abort on failure. */
 void *lk_xmalloc(size_t n);
 void *lk_xcalloc(size_t n, size_t size);

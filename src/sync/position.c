@@ -5,23 +5,9 @@
 #include <jansson.h>
 #include <string.h>
 
-/* Hex digit value; 0 for anything else (inputs come from our own or PostgreSQL's hex). */
-static unsigned hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return (unsigned)(ch - '0');
-	if (ch >= 'a' && ch <= 'f')
-		return (unsigned)(ch - 'a' + 10);
-	if (ch >= 'A' && ch <= 'F')
-		return (unsigned)(ch - 'A' + 10);
-	return 0;
-}
-
 void lk_pos_add_values(struct lk_buf *b, const struct lk_value *v, const enum lk_type *types,
 		       const int *idx, int n)
 {
-	static const char hex[] = "0123456789abcdef";
-
 	lk_buf_addch(b, '[');
 	for (int i = 0; i < n; i++) {
 		const struct lk_value *x = &v[idx[i]];
@@ -32,10 +18,7 @@ void lk_pos_add_values(struct lk_buf *b, const struct lk_value *v, const enum lk
 			lk_buf_adds(b, "null");
 		} else if (types[idx[i]] == LK_T_BYTES) {
 			lk_buf_addch(b, '"');
-			for (size_t k = 0; k < x->len; k++) {
-				lk_buf_addch(b, hex[(unsigned char)x->p[k] >> 4]);
-				lk_buf_addch(b, hex[(unsigned char)x->p[k] & 15]);
-			}
+			lk_buf_add_hex(b, x->p, x->len);
 			lk_buf_addch(b, '"');
 		} else {
 			lk_buf_add_json_str(b, x->p, x->len);
@@ -70,8 +53,8 @@ int lk_pos_parse_values(const void *json_array, struct lk_value *out, const enum
 		if (types[idx[i]] == LK_T_BYTES) {
 			char *p = lk_arena_alloc(arena, len / 2 + 1);
 
-			for (size_t k = 0; k + 1 < len; k += 2)
-				p[k / 2] = (char)(hexval(s[k]) << 4 | hexval(s[k + 1]));
+			if (lk_hex_decode(p, s, len) < 0)
+				return -1;
 			p[len / 2] = '\0';
 			out[i].p = p;
 			out[i].len = len / 2;
@@ -103,12 +86,7 @@ void lk_row_canon(struct lk_buf *b, const struct lk_value *row, const enum lk_ty
 		lk_buf_addch(b, 'V');
 		before = b->len;
 		if (types[idx[i]] == LK_T_BYTES) { /* hex: keep the string free of NUL bytes */
-			static const char hex[] = "0123456789abcdef";
-
-			for (size_t k = 0; k < v->len; k++) {
-				lk_buf_addch(b, hex[(unsigned char)v->p[k] >> 4]);
-				lk_buf_addch(b, hex[(unsigned char)v->p[k] & 15]);
-			}
+			lk_buf_add_hex(b, v->p, v->len);
 		} else if (raw_json && types[idx[i]] == LK_T_JSON) {
 			lk_buf_add(b, v->p, v->len);
 		} else {

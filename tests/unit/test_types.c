@@ -214,6 +214,20 @@ static void test_keyset(void **state)
 	lk_keyset_release(&ks);
 }
 
+static void test_hex(void **state)
+{
+	struct lk_buf b = LK_BUF_INIT;
+	char out[8];
+
+	(void)state;
+	lk_buf_add_hex(&b, "\0\x01\xab\xff", 4);
+	assert_string_equal(b.buf, "0001abff");
+	assert_int_equal(lk_hex_decode(out, "0001ABff", 8), 4);
+	assert_memory_equal(out, "\0\x01\xab\xff", 4);
+	assert_int_equal(lk_hex_decode(out, "0g", 2), -1);
+	lk_buf_release(&b);
+}
+
 static void test_rows_reuse(void **state)
 {
 	struct lk_rows r;
@@ -242,6 +256,7 @@ int main(void)
 		cmocka_unit_test(test_key_canon_unambiguous),
 		cmocka_unit_test(test_position_values_roundtrip),
 		cmocka_unit_test(test_keyset),
+		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_rows_reuse),
 	};
 
