@@ -16,7 +16,7 @@ from psycopg2 import sql as pgsql
 
 L.require_pg()
 t = L.Suite("test_identifiers_and_keys")
-N = L.scale(3000)
+N = max(L.scale(3000), 1500)  # tenants 0..2 even at LK_SCALE=0.1
 
 SRC_T = pgsql.SQL("{}.{}").format(pgsql.Identifier("Odd.Schema"), pgsql.Identifier("User Table"))
 DST_T = pgsql.SQL("{}.{}").format(pgsql.Identifier("Tgt"), pgsql.Identifier('Copy "Q"'))
