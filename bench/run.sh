@@ -81,7 +81,7 @@ echo "|---|---:|---:|---:|---:|---:|---|---:|" >>"$report"
 
 for rows in $ROWS_LIST; do
 	seed "$rows"
-	lk_rates=(); base_rates=(); rss=()
+	lk_rates=(); base_rates=(); text_rates=(); rss=()
 	for ((r = 1; r <= RUNS; r++)); do
 		dst -c "TRUNCATE users" -c "CHECKPOINT"
 		t0=$(now)
@@ -89,6 +89,12 @@ for rows in $ROWS_LIST; do
 			"$PSQL" -h 127.0.0.1 -p "$DP" -U postgres -d bench -qX -c "COPY users FROM STDIN (FORMAT binary)"
 		t1=$(now)
 		base_rates+=("$(echo "$rows / $(secs "$t0" "$t1")" | bc -l)")
+		dst -c "TRUNCATE users" -c "CHECKPOINT"
+		t0=$(now)
+		"$PSQL" -h 127.0.0.1 -p "$SP" -U postgres -d bench -qX -c "COPY users TO STDOUT" |
+			"$PSQL" -h 127.0.0.1 -p "$DP" -U postgres -d bench -qX -c "COPY users FROM STDIN"
+		t1=$(now)
+		text_rates+=("$(echo "$rows / $(secs "$t0" "$t1")" | bc -l)")
 		dst -c "TRUNCATE users" -c "CHECKPOINT"
 		t0=$(now)
 		/usr/bin/time -v -o "$W/time.txt" "$LK" -c "$W/lockstep.yaml" sync snap --full --json >"$W/out.json" 2>"$W/err.txt" ||
@@ -100,9 +106,14 @@ for rows in $ROWS_LIST; do
 		rss+=("$(rss_kb "$W/time.txt")")
 	done
 	lk=$(printf '%s\n' "${lk_rates[@]}" | median); base=$(printf '%s\n' "${base_rates[@]}" | median)
+	text=$(printf '%s\n' "${text_rates[@]}" | median)
 	peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
 	ratio=$(echo "$lk / $base" | bc -l)
 	met=$(echo "$ratio >= 0.8" | bc -l)
+	printf '| snapshot, text COPY pipe vs binary (like-for-like format, info) | %d | %.0f | %.0f | %.2f | - | - | - |\n' \
+		"$rows" "$text" "$base" "$(echo "$text / $base" | bc -l)" >>"$report"
+	printf '| snapshot vs the text COPY pipe (info) | %d | %.0f | %.0f | %.2f | - | - | - |\n' \
+		"$rows" "$lk" "$text" "$(echo "$lk / $text" | bc -l)" >>"$report"
 	printf '| snapshot, empty target (rows/s) | %d | %.0f | %.0f (COPY binary pipe) | %.2f | ≥ 0.80 | %s | %.1f MiB |\n' \
 		"$rows" "$lk" "$base" "$ratio" "$([[ $met == 1 ]] && echo yes || echo no)" \
 		"$(echo "$peak / 1024" | bc -l)" >>"$report"

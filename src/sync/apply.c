@@ -11,6 +11,18 @@
 int lk_apply_batch(struct lk_job_ctx *ctx, const struct lk_rows *upserts,
 		   const struct lk_rows *deletes, bool plain, const char *pos, struct lk_err *err)
 {
+	if (lk_apply_commit(ctx, upserts, deletes, plain, pos, err) < 0)
+		return -1;
+	if (upserts)
+		ctx->prog.rows_written += upserts->nrows;
+	if (deletes)
+		ctx->prog.rows_deleted += deletes->nrows;
+	return 0;
+}
+
+int lk_apply_commit(struct lk_job_ctx *ctx, const struct lk_rows *upserts,
+		    const struct lk_rows *deletes, bool plain, const char *pos, struct lk_err *err)
+{
 	const struct lk_connector_ops *ops = ctx->dst.ops;
 	struct lk_conn *c = ctx->dst.conn;
 
@@ -25,10 +37,6 @@ int lk_apply_batch(struct lk_job_ctx *ctx, const struct lk_rows *upserts,
 	if (ops->commit(c, err) < 0)
 		goto fail;
 	lk_failpoint("after_target_commit");
-	if (upserts)
-		ctx->prog.rows_written += upserts->nrows;
-	if (deletes)
-		ctx->prog.rows_deleted += deletes->nrows;
 	return 0;
 fail:
 	ops->rollback(c);

@@ -10,7 +10,6 @@
 
 #define LK_LOG_COMPONENT "snapshot"
 #include "core/buf.h"
-#include "core/failpoint.h"
 #include "core/log.h"
 #include "keyset.h"
 
@@ -69,37 +68,47 @@ static int copy_all(struct lk_job_ctx *ctx, const struct lk_value *after, bool p
 		.filter = ctx->job->source.where,
 	};
 	struct lk_buf pos = LK_BUF_INIT;
-	struct lk_rows rows;
+	struct lk_rows rows[2]; /* one being read while the other commits */
+	struct lk_pipeline *pipe;
 	struct lk_scan *scan;
-	int rc = -1, n;
+	int rc = -1, n, cur = 0;
 
 	scan = ctx->src.ops->scan_open(ctx->src.conn, &spec, err);
 	if (!scan)
 		return -1;
-	lk_rows_init(&rows, ctx->ncols);
-	for (bool first = true;; first = false) {
+	pipe = lk_pipeline_start(ctx, plain, err);
+	if (!pipe) {
+		ctx->src.ops->scan_close(scan);
+		return -1;
+	}
+	lk_rows_init(&rows[0], ctx->ncols);
+	lk_rows_init(&rows[1], ctx->ncols);
+	for (;; cur ^= 1) {
 		if (stopped(ctx)) {
 			lk_err_set(err, LK_ERR_CANCELLED, "stopped at a batch boundary");
 			goto out;
 		}
-		if (!first)
-			lk_failpoint("between_pages");
-		lk_rows_reset(&rows);
-		n = ctx->src.ops->scan_next(scan, &rows, ctx->job->batch, err);
+		/* rows[cur] is free: the writer finished it before the last submit returned. */
+		lk_rows_reset(&rows[cur]);
+		n = ctx->src.ops->scan_next(scan, &rows[cur], ctx->job->batch, err);
 		if (n < 0)
 			goto out;
 		if (n == 0)
 			break;
 		ctx->prog.rows_read += n;
-		snapshot_pos(&pos, ctx, LK_ROW(&rows, rows.nrows - 1));
-		if (lk_apply_batch(ctx, &rows, NULL, plain, pos.buf, err) < 0)
+		snapshot_pos(&pos, ctx, LK_ROW(&rows[cur], rows[cur].nrows - 1));
+		if (lk_pipeline_submit(pipe, &rows[cur], pos.buf, err) < 0)
 			goto out;
 		lk_job_report(ctx, false);
 	}
 	rc = 0;
 out:
+	/* On our own error keep err; otherwise report the writer's. */
+	if (lk_pipeline_finish(pipe, rc == 0 ? err : NULL) < 0)
+		rc = -1;
 	ctx->src.ops->scan_close(scan);
-	lk_rows_release(&rows);
+	lk_rows_release(&rows[0]);
+	lk_rows_release(&rows[1]);
 	lk_buf_release(&pos);
 	return rc;
 }

@@ -42,6 +42,32 @@ void lk_job_release(struct lk_job_ctx *ctx);
 int lk_apply_batch(struct lk_job_ctx *ctx, const struct lk_rows *upserts,
 		   const struct lk_rows *deletes, bool plain, const char *pos, struct lk_err *err);
 
+/*
+ * The same without touching ctx->prog: it reads ctx (job, epoch, write spec) and uses only
+ * the target connection, so the pipeline's writer thread may call it.
+ */
+int lk_apply_commit(struct lk_job_ctx *ctx, const struct lk_rows *upserts,
+		    const struct lk_rows *deletes, bool plain, const char *pos, struct lk_err *err);
+
+/*
+ * A writer thread for one stream of batches: the caller reads page N+1 from the source
+ * while the writer commits page N to the target. At most one batch is in flight, so
+ * memory stays at two batches. While the pipeline runs, only the writer uses the target
+ * connection; everything else (source, store, progress) stays on the caller's thread.
+ */
+struct lk_pipeline;
+struct lk_pipeline *lk_pipeline_start(struct lk_job_ctx *ctx, bool plain, struct lk_err *err);
+/*
+ * Hands `rows` with its position to the writer after the previous batch is committed.
+ * The caller must not touch `rows` until its next submit or finish returns. Returns -1
+ * with the writer's error when a batch failed. Updates ctx->prog.rows_written.
+ */
+int lk_pipeline_submit(struct lk_pipeline *p, const struct lk_rows *rows, const char *pos,
+		       struct lk_err *err);
+/* Waits for the last batch, stops the thread, frees p. Returns -1 with the writer's error
+ * when a batch failed (err may be NULL after an earlier error of the caller's own). */
+int lk_pipeline_finish(struct lk_pipeline *p, struct lk_err *err);
+
 /* Reports progress to the caller's callback, at most every 200 ms unless `force`. */
 void lk_job_report(struct lk_job_ctx *ctx, bool force);
 
