@@ -31,7 +31,7 @@ static const struct cli_cmd commands[] = {
 	{"migrate", lk_cmd_migrate, LK_NEEDS_CONFIG,
 	 "migrate [--status]          apply (or list) the state store's migrations"},
 	{"status", lk_cmd_status, LK_NEEDS_CONFIG,
-	 "status [--json]             jobs, last runs, positions"},
+	 "status [--json]             jobs and their last runs"},
 	{"demo", lk_cmd_demo, 0, "demo [--once]               the embedded SQLite quickstart"},
 	{"version", lk_cmd_version, 0, "version                     print the version"},
 };
