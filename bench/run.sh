@@ -75,6 +75,17 @@ seed() {
 	src -c "VACUUM ANALYZE users" -c "CHECKPOINT"
 }
 
+# Rows/s of the physical-limit baseline: COPY TO STDOUT | COPY FROM STDIN into an empty target.
+copy_pipe_rate() {
+	local t0 t1
+	dst -c "TRUNCATE users" -c "CHECKPOINT"
+	t0=$(now)
+	"$PSQL" -h 127.0.0.1 -p "$SP" -U postgres -d bench -qX -c "COPY users TO STDOUT $2" |
+		"$PSQL" -h 127.0.0.1 -p "$DP" -U postgres -d bench -qX -c "COPY users FROM STDIN $2"
+	t1=$(now)
+	echo "$1 / $(secs "$t0" "$t1")" | bc -l
+}
+
 report="$W/report.md"
 echo "| figure | rows | lockstep | baseline | ratio | target | met | lockstep peak RSS |" >"$report"
 echo "|---|---:|---:|---:|---:|---:|---|---:|" >>"$report"
@@ -83,18 +94,8 @@ for rows in $ROWS_LIST; do
 	seed "$rows"
 	lk_rates=(); base_rates=(); text_rates=(); rss=()
 	for ((r = 1; r <= RUNS; r++)); do
-		dst -c "TRUNCATE users" -c "CHECKPOINT"
-		t0=$(now)
-		"$PSQL" -h 127.0.0.1 -p "$SP" -U postgres -d bench -qX -c "COPY users TO STDOUT (FORMAT binary)" |
-			"$PSQL" -h 127.0.0.1 -p "$DP" -U postgres -d bench -qX -c "COPY users FROM STDIN (FORMAT binary)"
-		t1=$(now)
-		base_rates+=("$(echo "$rows / $(secs "$t0" "$t1")" | bc -l)")
-		dst -c "TRUNCATE users" -c "CHECKPOINT"
-		t0=$(now)
-		"$PSQL" -h 127.0.0.1 -p "$SP" -U postgres -d bench -qX -c "COPY users TO STDOUT" |
-			"$PSQL" -h 127.0.0.1 -p "$DP" -U postgres -d bench -qX -c "COPY users FROM STDIN"
-		t1=$(now)
-		text_rates+=("$(echo "$rows / $(secs "$t0" "$t1")" | bc -l)")
+		base_rates+=("$(copy_pipe_rate "$rows" "(FORMAT binary)")")
+		text_rates+=("$(copy_pipe_rate "$rows" "")")
 		dst -c "TRUNCATE users" -c "CHECKPOINT"
 		t0=$(now)
 		/usr/bin/time -v -o "$W/time.txt" "$LK" -c "$W/lockstep.yaml" sync snap --full --json >"$W/out.json" 2>"$W/err.txt" ||
