@@ -5,8 +5,13 @@
   finds a same-named table first;
 - changing the job's target table starts over instead of resuming a foreign position;
 - a role without CREATE can run once an admin created lockstep_sync.position for it;
-- verify (PG->PG) sees a jsonb number difference beyond double precision.
+- verify (PG->PG) sees a jsonb number difference beyond double precision;
+- a unique index with INCLUDE columns is a usable key; a deferrable unique constraint is not
+  (ON CONFLICT cannot use it), and the refusal names the table;
+- with a PostgreSQL state store the job lock is an advisory lock on its own 64-bit key:
+  held elsewhere -> exit 75, released -> the run goes ahead.
 """
+import psycopg2
 import lktest as L
 
 L.require_pg()
@@ -99,9 +104,53 @@ def test_verify_sees_json_digits():
          "a jsonb number differing past double precision is a difference")
 
 
+def test_unique_index_kinds():
+    src, dst = L.new_db("uq_src"), L.new_db("uq_dst")
+    L.execute(src, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    L.execute(src, "INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 30) i")
+    L.execute(dst, "CREATE TABLE inc (id int NOT NULL, v text)")
+    L.execute(dst, "CREATE UNIQUE INDEX inc_id ON inc (id) INCLUDE (v)")
+    L.execute(dst, "CREATE TABLE defer (id int NOT NULL, v text,"
+                   " CONSTRAINT defer_id UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)")
+    cfg = L.sync_config(L.Workdir("uq"), {"src": src, "dst": dst},
+                        {"inc": job("t", "inc"), "defer": job("t", "defer")})
+    L.sync(t, cfg, "inc")
+    t.eq(L.count_rows(dst, "inc"), 30, "a unique index with INCLUDE columns serves as the key")
+    rc, out, err = L.run_lockstep(["sync", "defer"], cfg)
+    t.eq(rc, 1, "a deferrable unique constraint is refused", L.show(rc, out, err))
+    t.check("defer" in err and "unique" in err, "the refusal names the table and the missing "
+            "unique key", L.show(rc, out, err))
+    t.eq(L.count_rows(dst, "defer"), 0, "nothing was written to it")
+
+
+def test_pg_store_job_lock():
+    src, dst, store = L.new_db("lk_src"), L.new_db("lk_dst"), L.new_db("lk_store")
+    L.execute(src, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    L.execute(src, "INSERT INTO t SELECT i, 'v' FROM generate_series(1, 10) i")
+    cfg = L.sync_config(L.Workdir("pglock"), {"src": src, "dst": dst}, {"t": job("t", "t")},
+                        state=store)
+    holder = psycopg2.connect(store)
+    holder.autocommit = True
+    try:
+        cur = holder.cursor()
+        cur.execute("SELECT pg_try_advisory_lock(hashtextextended('t', 7154239))")
+        t.eq(cur.fetchone()[0], True, "another session holds the job's lock")
+        rc, out, err = L.run_lockstep(["sync", "t"], cfg)
+        t.eq(rc, 75, "sync of a job locked elsewhere exits 75", L.show(rc, out, err))
+        t.check("another lockstep process" in err, "the message says who holds it", err)
+        cur.execute("SELECT pg_advisory_unlock(hashtextextended('t', 7154239))")
+    finally:
+        holder.close()
+    L.sync(t, cfg, "t")
+    t.eq(L.count_rows(dst, "t"), 10, "once released the run goes ahead")
+    L.sync(t, cfg, "t")  # our own lock was released at the end of the first run
+
+
 t.case(test_types_without_equality)
 t.case(test_unqualified_name_is_public)
 t.case(test_changed_target_starts_over)
 t.case(test_role_without_create)
 t.case(test_verify_sees_json_digits)
+t.case(test_unique_index_kinds)
+t.case(test_pg_store_job_lock)
 t.finish()
