@@ -92,6 +92,8 @@ const char *lk_err_code_name(enum lk_errcode code)
 		return "notfound";
 	case LK_ERR_CANCELLED:
 		return "cancelled";
+	case LK_ERR_PERMISSION:
+		return "permission";
 	case LK_ERR_NOMEM:
 		return "nomem";
 	case LK_ERR_INTERNAL:

@@ -25,6 +25,7 @@ enum lk_errcode {
 	LK_ERR_CONFLICT,    /* a state conflict, e.g. a changed migration checksum */
 	LK_ERR_NOTFOUND,    /* a named object does not exist */
 	LK_ERR_CANCELLED,   /* stopped on request (signal) */
+	LK_ERR_PERMISSION,  /* the role lacks a privilege; the message names it */
 	LK_ERR_NOMEM,
 	LK_ERR_INTERNAL,
 };
