@@ -247,6 +247,8 @@ struct lk_db {
 int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_retry_conf *retry,
 	       volatile const bool *stop, struct lk_err *err);
 void lk_db_close(struct lk_db *db);
+/* Full jitter: a uniform pick in [0, min(max, initial * multiplier^attempt)] milliseconds. */
+int64_t lk_backoff_ms(const struct lk_retry_conf *r, int attempt);
 
 /* Identifier quoting: appends "name" with embedded quotes doubled (both engines). */
 struct lk_buf;

@@ -9,7 +9,7 @@
 #include "core/units.h"
 
 /* Full jitter (AWS architecture blog): a uniform pick in [0, min(max, initial*mult^n)]. */
-static int64_t backoff_ms(const struct lk_retry_conf *r, int attempt)
+int64_t lk_backoff_ms(const struct lk_retry_conf *r, int attempt)
 {
 	double cap = (double)r->initial_ms;
 	unsigned char rnd[16];
@@ -47,7 +47,7 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 			return -1;
 		if (i + 1 == attempts || (stop && *stop))
 			break;
-		wait = backoff_ms(retry, i);
+		wait = lk_backoff_ms(retry, i);
 		lk_log_warn_err(err, "database '%s' unreachable, retry %d of %d in %lld ms",
 				conf->name, i + 1, attempts - 1, (long long)wait);
 		lk_sleep_ms(wait, stop);

@@ -1,7 +1,8 @@
 /*
  * sqlite_int.h - declarations shared by the SQLite connector's files:
  * sqlite.c (connection, transactions, exec, schema), sqlite_scan.c (scans,
- * fetches, value conversion) and sqlite_write.c (upserts, deletes, position).
+ * fetches, value conversion), sqlite_write.c (upserts, deletes, position) and
+ * sqlite_cdc.c (change capture).
  */
 #ifndef LK_SQLITE_INT_H
 #define LK_SQLITE_INT_H
@@ -40,6 +41,9 @@ struct lk_conn {
 	char *label;			/* the database in messages: config name, else path */
 	struct lk_sqlite_cached *cache; /* most recently used first */
 	int ncache;
+	/* Change capture: PRAGMA data_version as listen() or the last wake-up saw it. */
+	int64_t data_version;
+	bool listening;
 };
 
 /*

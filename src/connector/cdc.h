@@ -1,0 +1,145 @@
+/*
+ * cdc.h - change capture on a source (SPEC §4 realtime, DESIGN decisions 1-4).
+ *
+ * The changelog holds keys, not row images: (seq, xid, relid, key, op), the key
+ * as a JSON array of its values as text in key order (bytes as hex). The applier
+ * reads entries from finished transactions only, then reads the current source
+ * rows for their keys; replays and reordering therefore converge.
+ *
+ * PostgreSQL: schema lockstep_cdc (changelog, tables, consumers, meta), row and
+ * TRUNCATE triggers, a statement-level NOTIFY on channel "lockstep_cdc_<relid>".
+ * Entries are read by transaction horizon: in one REPEATABLE READ transaction
+ * h = pg_snapshot_xmin(pg_current_snapshot()); every transaction with xid < h has
+ * finished, so entries with xid < h are final.
+ *
+ * SQLite: tables lockstep_cdc_changelog / _tables / _consumers / _meta and row
+ * triggers; SQLite serialises writers, so `seq` alone is an exact position (xid
+ * and horizon stay 0). Woken by polling PRAGMA data_version.
+ *
+ * Every call runs on the connection of its caller's thread.
+ */
+#ifndef LK_CDC_H
+#define LK_CDC_H
+
+#include "connector.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* What change capture is installed for: one source table and its key columns. */
+struct lk_cdc_table {
+	const struct lk_tref *table;
+	const char *const *key_cols;
+	const enum lk_type *key_types;
+	int nkey;
+};
+
+/*
+ * A position in a changelog. PostgreSQL: every entry with xid < horizon and, when
+ * xid > 0, every entry with (xid, seq) <= (xid, seq) is applied. SQLite: every entry
+ * with seq <= seq is applied (horizon and xid are 0).
+ */
+struct lk_cdc_pos {
+	int64_t horizon, xid, seq;
+};
+
+/* Columns of the rows cdc read() returns. */
+enum { LK_CDC_XID, LK_CDC_SEQ, LK_CDC_OP, LK_CDC_KEY, LK_CDC_NCOLS };
+
+/* Operation letters in the changelog: insert, update, delete, truncate. */
+#define LK_CDC_OP_TRUNCATE 'T'
+
+/* What `status` shows about a consumer. */
+struct lk_cdc_lag {
+	bool installed;	      /* the changelog exists on the source */
+	bool registered;      /* the job is a registered consumer */
+	int64_t pending;      /* entries of committed transactions not yet applied */
+	double oldest_age_s;  /* age of the oldest pending entry; -1 when none */
+	double horizon_age_s; /* how long the oldest open writing transaction has run; 0 if none */
+	int holder_pid;	      /* its backend pid; 0 when none (SQLite: always 0) */
+	double idle_s;	      /* since the consumer last advanced; -1 when not registered */
+	int64_t entries;      /* changelog entries of this table, applied or not */
+};
+
+struct lk_cdc_ops {
+	/*
+	 * Installs, idempotently and versioned, the changelog, the registry and the table's
+	 * triggers, in one transaction that it commits. The caller must not be inside a
+	 * transaction. Sets *relid (PostgreSQL: the table's oid; SQLite: its id in the
+	 * tables registry). A table already captured with other key columns -> LK_ERR_CONFLICT;
+	 * a missing privilege -> LK_ERR_PERMISSION naming it and the GRANT that fixes it.
+	 */
+	int (*install)(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
+		       struct lk_err *err);
+
+	/*
+	 * Registers (or re-registers) job as a consumer of relid at the current horizon and
+	 * commits; *h gets that position: PostgreSQL {xmin of a fresh snapshot, 0, 0};
+	 * SQLite {0, 0, max(seq)}. Every change committed after the call is at or after *h.
+	 */
+	int (*register_consumer)(struct lk_conn *c, const char *job, int64_t relid,
+				 struct lk_cdc_pos *h, struct lk_err *err);
+
+	/* Sets *found when job is registered as a consumer of relid. */
+	int (*consumer_get)(struct lk_conn *c, const char *job, int64_t relid, bool *found,
+			    struct lk_err *err);
+
+	/* Records that job has applied everything up to p (autocommit). */
+	int (*consumer_advance)(struct lk_conn *c, const char *job, const struct lk_cdc_pos *p,
+				struct lk_err *err);
+
+	/*
+	 * Opens a read transaction on c (PostgreSQL: REPEATABLE READ READ ONLY) and appends
+	 * to out (ncols LK_CDC_NCOLS) up to max entries of relid after `from`, from finished
+	 * transactions only, in (xid, seq) order. *h gets the current horizon (PostgreSQL) or
+	 * 0. The transaction stays open: the caller reads the rows for the keys in it, then
+	 * commits (or rolls back).
+	 */
+	int (*read)(struct lk_conn *c, int64_t relid, const struct lk_cdc_pos *from, int max,
+		    struct lk_rows *out, int64_t *h, struct lk_err *err);
+
+	/*
+	 * Deletes up to max entries of relid that every consumer of relid has applied
+	 * (autocommit); *deleted gets how many. Never touches a table without consumers.
+	 */
+	int (*prune)(struct lk_conn *c, int64_t relid, int max, int64_t *deleted,
+		     struct lk_err *err);
+
+	/*
+	 * Other consumers of relid that have not advanced for stall_s seconds while entries
+	 * wait for them: appends one row (job, idle seconds, pending) per consumer to out.
+	 */
+	int (*stalled)(struct lk_conn *c, int64_t relid, const char *self, double stall_s,
+		       struct lk_rows *out, struct lk_err *err);
+
+	/* Subscribes c to the table's wake-ups (PostgreSQL: LISTEN; SQLite: data_version). */
+	int (*listen)(struct lk_conn *c, int64_t relid, struct lk_err *err);
+
+	/*
+	 * Waits up to timeout_ms for a wake-up on a connection that listen() subscribed.
+	 * *woken tells whether one came (false on timeout). Connection loss -> -1, transient.
+	 */
+	int (*wait)(struct lk_conn *c, int timeout_ms, bool *woken, struct lk_err *err);
+
+	/*
+	 * Deregisters job. When no consumer of the table is left, drops its triggers, its
+	 * functions and its entries; when no captured table is left, drops every lockstep
+	 * change-capture object. Commits. *found: the job was registered; *dropped: the
+	 * table's triggers were dropped; *all_gone: no lockstep object is left on the source.
+	 * `t` names the table (used when the job was never registered).
+	 */
+	int (*uninstall)(struct lk_conn *c, const char *job, const struct lk_tref *t, bool *found,
+			 bool *dropped, bool *all_gone, struct lk_err *err);
+
+	/* Fills *out for job's consumer on table t (read-only; nothing installed is fine). */
+	int (*lag)(struct lk_conn *c, const char *job, const struct lk_tref *t,
+		   struct lk_cdc_lag *out, struct lk_err *err);
+};
+
+extern const struct lk_cdc_ops lk_pg_cdc_ops;
+extern const struct lk_cdc_ops lk_sqlite_cdc_ops;
+
+/* The change-capture ops for a connector (by its ops table). */
+const struct lk_cdc_ops *lk_cdc_for(const struct lk_connector_ops *ops);
+
+#endif

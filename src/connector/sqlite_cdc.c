@@ -1,0 +1,758 @@
+/*
+ * sqlite_cdc.c - change capture on a SQLite source (cdc.h, DESIGN decisions 1-4):
+ * tables main.lockstep_cdc_{meta,tables,changelog,consumers}, three row triggers
+ * per captured table, and wake-ups by polling PRAGMA data_version.
+ */
+#include "cdc.h"
+#include "core/buf.h"
+#include "core/units.h"
+#include "sqlite_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/*
+ * Everything lives in `main`, always qualified so a TEMP table of the same name
+ * cannot shadow it. Triggers can only write to their own database, and most ops
+ * know just a relid, so tables of attached databases are refused at install.
+ */
+#define CDC "main.lockstep_cdc_"
+#define CDC_SCHEMA "main"
+#define CDC_VERSION 1
+#define POLL_MS 20
+
+static const char create_sql[] =
+	"CREATE TABLE IF NOT EXISTS " CDC "meta (version INTEGER NOT NULL);"
+	/* NOCASE: SQLite resolves table names case-insensitively, so must the registry. */
+	"CREATE TABLE IF NOT EXISTS " CDC "tables (relid INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" schema_name TEXT, table_name TEXT NOT NULL COLLATE NOCASE, key_cols TEXT NOT NULL,"
+	" installed_ms INTEGER, UNIQUE (schema_name, table_name));"
+	/* AUTOINCREMENT: a seq is never handed out twice, even after pruning. */
+	"CREATE TABLE IF NOT EXISTS " CDC "changelog (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" xid INTEGER NOT NULL DEFAULT 0, relid INTEGER NOT NULL, key TEXT, op TEXT NOT NULL,"
+	" at_ms INTEGER NOT NULL"
+	" DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)));"
+	"CREATE INDEX IF NOT EXISTS " CDC "changelog_relid ON lockstep_cdc_changelog (relid, seq);"
+	"CREATE TABLE IF NOT EXISTS " CDC "consumers (job TEXT PRIMARY KEY,"
+	" relid INTEGER NOT NULL, horizon INTEGER NOT NULL DEFAULT 0,"
+	" xid INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL DEFAULT 0,"
+	" registered_ms INTEGER, updated_ms INTEGER);";
+
+/* ---- statements ---- */
+
+static void done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/*
+ * Sets *st to the connection's cached statement for sql with ?1..?n bound from the
+ * arguments, one per letter of fmt: 't' a const char * (NULL binds SQL NULL), 'i'
+ * an int64_t. The caller ends with done(*st).
+ */
+static int vprep(struct lk_conn *c, sqlite3_stmt **st, struct lk_err *err, const char *sql,
+		 const char *fmt, va_list ap)
+{
+	struct lk_sqlite_cached *e;
+	int rc = SQLITE_OK;
+
+	if (lk_sqlite_cache_get(c, sql, &e, err) < 0)
+		return -1;
+	*st = e->stmt;
+	for (int i = 0; fmt[i] && rc == SQLITE_OK; i++) {
+		if (fmt[i] == 't')
+			rc = sqlite3_bind_text(*st, i + 1, va_arg(ap, const char *), -1,
+					       SQLITE_STATIC);
+		else
+			rc = sqlite3_bind_int64(*st, i + 1, va_arg(ap, int64_t));
+	}
+	if (rc == SQLITE_OK)
+		return 0;
+	done(*st);
+	return lk_sqlite_fail(c, rc, err, "change capture on %s", c->label);
+}
+
+static int prep(struct lk_conn *c, sqlite3_stmt **st, struct lk_err *err, const char *sql,
+		const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vprep(c, st, err, sql, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/*
+ * Runs a query and reads the first n columns of its first row into out as integers;
+ * a NULL reads as -1 (no value read here is ever negative). *found (if not NULL) tells
+ * whether there was a row; without one, out is all -1.
+ */
+static int get_ints(struct lk_conn *c, int n, int64_t *out, bool *found, struct lk_err *err,
+		    const char *sql, const char *fmt, ...)
+{
+	sqlite3_stmt *st;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vprep(c, &st, err, sql, fmt, ap);
+	va_end(ap);
+	if (rc < 0)
+		return -1;
+	rc = sqlite3_step(st);
+	for (int i = 0; i < n; i++)
+		out[i] = rc == SQLITE_ROW && sqlite3_column_type(st, i) != SQLITE_NULL
+				 ? sqlite3_column_int64(st, i)
+				 : -1;
+	if (found)
+		*found = rc == SQLITE_ROW;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		lk_sqlite_fail(c, rc, err, "change capture on %s", c->label);
+	done(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Runs a statement that returns no rows; *changes (if not NULL) gets the rows it changed. */
+static int put(struct lk_conn *c, int64_t *changes, struct lk_err *err, const char *sql,
+	       const char *fmt, ...)
+{
+	sqlite3_stmt *st;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vprep(c, &st, err, sql, fmt, ap);
+	va_end(ap);
+	if (rc < 0)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		lk_sqlite_fail(c, rc, err, "change capture on %s", c->label);
+	else if (changes)
+		*changes = sqlite3_changes64(c->db);
+	done(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Runs SQL text without parameters or results (DDL, transaction control). */
+static int run(struct lk_conn *c, const char *sql, struct lk_err *err)
+{
+	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		return lk_sqlite_fail(c, rc, err, "change capture on %s", c->label);
+	return 0;
+}
+
+/* Ends a transaction begun here: commits when rc is 0, else (or when COMMIT fails) rolls back. */
+static int finish(struct lk_conn *c, int rc, struct lk_err *err)
+{
+	if (rc == 0)
+		rc = run(c, "COMMIT", err);
+	if (rc < 0 && !sqlite3_get_autocommit(c->db))
+		(void)sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* ---- registry ---- */
+
+/* Sets *n to how many of the four lockstep_cdc_ tables exist (install makes all four at once). */
+static int count_tables(struct lk_conn *c, int64_t *n, struct lk_err *err)
+{
+	return get_ints(c, 1, n, NULL, err,
+			"SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name IN"
+			" ('lockstep_cdc_meta', 'lockstep_cdc_tables', 'lockstep_cdc_changelog',"
+			" 'lockstep_cdc_consumers')",
+			"");
+}
+
+/* Refuses objects a newer lockstep made: this one does not know their layout. */
+static int check_version(struct lk_conn *c, struct lk_err *err)
+{
+	int64_t v;
+
+	if (get_ints(c, 1, &v, NULL, err, "SELECT max(version) FROM " CDC "meta", "") < 0)
+		return -1;
+	if (v > CDC_VERSION)
+		return lk_err_set(
+			err, LK_ERR_CONFLICT,
+			"change capture on %s was installed by a newer lockstep (version %lld)",
+			c->label, (long long)v);
+	if (v < 0)
+		return put(c, NULL, err, "INSERT INTO " CDC "meta (version) VALUES (?1)", "i",
+			   (int64_t)CDC_VERSION);
+	return 0;
+}
+
+/* The relid of table `name` in the registry; *found false when it is not captured. */
+static int lookup_relid(struct lk_conn *c, const char *schema, const char *name, int64_t *relid,
+			bool *found, struct lk_err *err)
+{
+	return get_ints(c, 1, relid, found, err,
+			"SELECT relid FROM " CDC "tables"
+			" WHERE schema_name = ?1 AND table_name = ?2",
+			"tt", schema, name);
+}
+
+/* ---- install ---- */
+
+/* The table's schema as the registry spells it: "main" however the config wrote it. */
+static const char *schema_of(const struct lk_tref *t)
+{
+	return !t->schema || strcasecmp(t->schema, CDC_SCHEMA) == 0 ? CDC_SCHEMA : t->schema;
+}
+
+/* Appends the key columns as a JSON array of names: the registry's key_cols. */
+static void add_key_names(struct lk_buf *b, const struct lk_cdc_table *t)
+{
+	lk_buf_addch(b, '[');
+	for (int i = 0; i < t->nkey; i++) {
+		lk_buf_adds(b, i ? "," : "");
+		lk_buf_add_json_str(b, t->key_cols[i], strlen(t->key_cols[i]));
+	}
+	lk_buf_addch(b, ']');
+}
+
+/*
+ * Checks that the table exists and has every key column. A trigger naming a missing
+ * column is accepted by CREATE TRIGGER and would then fail every write to the table.
+ */
+static int check_table(struct lk_conn *c, const struct lk_cdc_table *t, struct lk_err *err)
+{
+	char name[256];
+	int64_t n;
+	bool found;
+
+	lk_tref_format(t->table, name, sizeof(name));
+	if (get_ints(c, 1, &n, &found, err,
+		     "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?1"
+		     " COLLATE NOCASE",
+		     "t", t->table->name) < 0)
+		return -1;
+	if (!found)
+		return lk_err_set(err, LK_ERR_NOTFOUND, "table '%s' does not exist in %s", name,
+				  c->label);
+	if (t->nkey < 1)
+		return lk_err_set(err, LK_ERR_SCHEMA, "change capture on '%s' needs a key", name);
+	for (int i = 0; i < t->nkey; i++) {
+		if (get_ints(c, 1, &n, NULL, err,
+			     "SELECT count(*) FROM pragma_table_info(?1, 'main')"
+			     " WHERE name = ?2 COLLATE NOCASE",
+			     "tt", t->table->name, t->key_cols[i]) < 0)
+			return -1;
+		if (n == 0)
+			return lk_err_set(err, LK_ERR_SCHEMA,
+					  "key column '%s' does not exist in table '%s' in %s",
+					  t->key_cols[i], name, c->label);
+	}
+	return 0;
+}
+
+/* Finds or adds the table's registry row; another key -> LK_ERR_CONFLICT naming both. */
+static int register_table(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
+			  struct lk_err *err)
+{
+	static const char sel[] = "SELECT relid, key_cols FROM " CDC "tables"
+				  " WHERE schema_name = ?1 AND table_name = ?2";
+	struct lk_buf keys = LK_BUF_INIT;
+	sqlite3_stmt *st;
+	char name[256];
+	int rc, ret = -1;
+
+	add_key_names(&keys, t);
+	lk_tref_format(t->table, name, sizeof(name));
+	if (prep(c, &st, err, sel, "tt", CDC_SCHEMA, t->table->name) < 0)
+		goto out;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *have = (const char *)sqlite3_column_text(st, 1);
+
+		*relid = sqlite3_column_int64(st, 0);
+		if (have && strcmp(have, keys.buf) == 0)
+			ret = 0;
+		else
+			lk_err_set(err, LK_ERR_CONFLICT,
+				   "table '%s' in %s is already captured with key %s, not %s", name,
+				   c->label, have ? have : "?", keys.buf);
+	} else if (rc != SQLITE_DONE) {
+		lk_sqlite_fail(c, rc, err, "change capture on %s", c->label);
+	}
+	done(st);
+	if (rc != SQLITE_DONE)
+		goto out;
+	if (put(c, NULL, err,
+		"INSERT INTO " CDC "tables (schema_name, table_name, key_cols, installed_ms)"
+		" VALUES (?1, ?2, ?3, ?4)",
+		"ttti", CDC_SCHEMA, t->table->name, keys.buf, lk_wall_ms()) < 0)
+		goto out;
+	*relid = sqlite3_last_insert_rowid(c->db);
+	ret = 0;
+out:
+	lk_buf_release(&keys);
+	return ret;
+}
+
+/*
+ * Appends json_array() of the key of row `row` (NEW or OLD), each value as text the
+ * way the applier decodes it (lk_pos_parse_values): a bytes column always as
+ * lower-case hex (as PostgreSQL's encode(..., 'hex') prints it, whatever SQLite
+ * stored), a blob in another column as hex too, a real with 15 significant digits
+ * when those read back as the same double, else with 17, and NULL as JSON null.
+ */
+static void add_key_expr(struct lk_buf *b, const struct lk_cdc_table *t, const char *row)
+{
+	struct lk_buf col = LK_BUF_INIT;
+
+	lk_buf_adds(b, "json_array(");
+	for (int i = 0; i < t->nkey; i++) {
+		const char *v;
+
+		lk_buf_reset(&col);
+		lk_buf_addf(&col, "%s.", row);
+		lk_quote_ident(&col, t->key_cols[i]);
+		v = col.buf;
+		lk_buf_adds(b, i ? ", " : "");
+		if (t->key_types && t->key_types[i] == LK_T_BYTES)
+			lk_buf_addf(b, "CASE WHEN %s IS NULL THEN NULL ELSE lower(hex(%s)) END", v,
+				    v);
+		else
+			lk_buf_addf(b,
+				    "CASE typeof(%s) WHEN 'blob' THEN lower(hex(%s))"
+				    " WHEN 'real' THEN"
+				    " CASE WHEN CAST(printf('%%!.15g', %s) AS REAL) = %s"
+				    " THEN printf('%%!.15g', %s) ELSE printf('%%!.17g', %s) END"
+				    " WHEN 'null' THEN NULL ELSE CAST(%s AS TEXT) END",
+				    v, v, v, v, v, v, v);
+	}
+	lk_buf_addch(b, ')');
+	lk_buf_release(&col);
+}
+
+enum trig { TRIG_INS, TRIG_UPD, TRIG_DEL, TRIG_N };
+
+static const char *const trig_suffix[TRIG_N] = {"ins", "upd", "del"};
+
+/* Appends the CREATE TRIGGER statement of one of the table's three triggers. */
+static void add_trigger(struct lk_buf *b, const struct lk_cdc_table *t, int64_t relid, enum trig k)
+{
+	static const char *const event[TRIG_N] = {"INSERT", "UPDATE", "DELETE"};
+	static const char insert[] = " INSERT INTO lockstep_cdc_changelog (relid, key, op)";
+
+	/* The body's table is unqualified: a trigger writes to its own database (main). */
+	lk_buf_addf(b, "CREATE TRIGGER " CDC_SCHEMA ".\"lockstep_cdc_%lld_%s\" AFTER %s ON ",
+		    (long long)relid, trig_suffix[k], event[k]);
+	lk_quote_ident(b, t->table->name);
+	lk_buf_adds(b, " FOR EACH ROW BEGIN");
+	if (k == TRIG_UPD) {
+		/* A changed key: the old key is gone (D), the new one is upserted (U). */
+		lk_buf_addf(b, "%s SELECT %lld, ", insert, (long long)relid);
+		add_key_expr(b, t, "OLD");
+		lk_buf_adds(b, ", 'D' WHERE ");
+		add_key_expr(b, t, "OLD");
+		lk_buf_adds(b, " IS NOT ");
+		add_key_expr(b, t, "NEW");
+		lk_buf_adds(b, ";");
+	}
+	lk_buf_addf(b, "%s VALUES (%lld, ", insert, (long long)relid);
+	add_key_expr(b, t, k == TRIG_DEL ? "OLD" : "NEW");
+	lk_buf_addf(b, ", '%c'); END", k == TRIG_INS ? 'I' : k == TRIG_UPD ? 'U' : 'D');
+}
+
+/* Creates those of the table's triggers that are missing. */
+static int create_triggers(struct lk_conn *c, const struct lk_cdc_table *t, int64_t relid,
+			   struct lk_err *err)
+{
+	struct lk_buf name = LK_BUF_INIT, sql = LK_BUF_INIT;
+	int ret = 0;
+
+	for (int k = 0; k < TRIG_N && ret == 0; k++) {
+		bool found;
+		int64_t one;
+
+		lk_buf_reset(&name);
+		lk_buf_addf(&name, "lockstep_cdc_%lld_%s", (long long)relid, trig_suffix[k]);
+		ret = get_ints(c, 1, &one, &found, err,
+			       "SELECT 1 FROM main.sqlite_master WHERE type = 'trigger'"
+			       " AND name = ?1",
+			       "t", name.buf);
+		if (ret < 0 || found)
+			continue;
+		lk_buf_reset(&sql);
+		add_trigger(&sql, t, relid, (enum trig)k);
+		ret = run(c, sql.buf, err);
+	}
+	lk_buf_release(&name);
+	lk_buf_release(&sql);
+	return ret;
+}
+
+static int install_in_txn(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
+			  struct lk_err *err)
+{
+	if (run(c, create_sql, err) < 0 || check_version(c, err) < 0 ||
+	    check_table(c, t, err) < 0 || register_table(c, t, relid, err) < 0)
+		return -1;
+	return create_triggers(c, t, *relid, err);
+}
+
+static int sc_install(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
+		      struct lk_err *err)
+{
+	char name[256];
+
+	if (strcmp(schema_of(t->table), CDC_SCHEMA) != 0) {
+		lk_tref_format(t->table, name, sizeof(name));
+		return lk_err_set(err, LK_ERR_SCHEMA,
+				  "change capture on '%s': SQLite captures tables of the main"
+				  " database only",
+				  name);
+	}
+	if (run(c, "BEGIN IMMEDIATE", err) < 0)
+		return -1;
+	return finish(c, install_in_txn(c, t, relid, err), err);
+}
+
+/* ---- consumers ---- */
+
+static int register_in_txn(struct lk_conn *c, const char *job, int64_t relid, struct lk_cdc_pos *h,
+			   struct lk_err *err)
+{
+	int64_t n, now = lk_wall_ms();
+	bool found = false;
+
+	if (count_tables(c, &n, err) < 0)
+		return -1;
+	if (n == 4 && get_ints(c, 1, &n, &found, err,
+			       "SELECT 1 FROM " CDC "tables WHERE relid = ?1", "i", relid) < 0)
+		return -1;
+	if (!found)
+		return lk_err_set(err, LK_ERR_NOTFOUND,
+				  "change capture is not installed for table id %lld in %s",
+				  (long long)relid, c->label);
+	/* Every change committed after this one gets a larger seq (serialised writers). */
+	if (get_ints(c, 1, &h->seq, NULL, err, "SELECT COALESCE(max(seq), 0) FROM " CDC "changelog",
+		     "") < 0)
+		return -1;
+	return put(c, NULL, err,
+		   "INSERT INTO " CDC "consumers (job, relid, horizon, xid, seq, registered_ms,"
+		   " updated_ms) VALUES (?1, ?2, 0, 0, ?3, ?4, ?4) ON CONFLICT (job) DO UPDATE"
+		   " SET relid = excluded.relid, horizon = 0, xid = 0, seq = excluded.seq,"
+		   " registered_ms = excluded.registered_ms, updated_ms = excluded.updated_ms",
+		   "tiii", job, relid, h->seq, now);
+}
+
+static int sc_register_consumer(struct lk_conn *c, const char *job, int64_t relid,
+				struct lk_cdc_pos *h, struct lk_err *err)
+{
+	h->horizon = h->xid = h->seq = 0;
+	if (run(c, "BEGIN IMMEDIATE", err) < 0)
+		return -1;
+	return finish(c, register_in_txn(c, job, relid, h, err), err);
+}
+
+static int sc_consumer_get(struct lk_conn *c, const char *job, int64_t relid, bool *found,
+			   struct lk_err *err)
+{
+	int64_t n;
+
+	*found = false;
+	if (count_tables(c, &n, err) < 0)
+		return -1;
+	if (n < 4)
+		return 0;
+	return get_ints(c, 1, &n, found, err,
+			"SELECT 1 FROM " CDC "consumers WHERE job = ?1 AND relid = ?2", "ti", job,
+			relid);
+}
+
+static int sc_consumer_advance(struct lk_conn *c, const char *job, const struct lk_cdc_pos *p,
+			       struct lk_err *err)
+{
+	int64_t changed = 0;
+
+	if (put(c, &changed, err,
+		"UPDATE " CDC "consumers SET seq = ?2, horizon = ?3, xid = ?4, updated_ms = ?5"
+		" WHERE job = ?1",
+		"tiiii", job, p->seq, p->horizon, p->xid, lk_wall_ms()) < 0)
+		return -1;
+	/* Gone (uninstalled): pruning no longer waits for this job, so it must not go on. */
+	if (changed == 0)
+		return lk_err_set(err, LK_ERR_NOTFOUND,
+				  "job '%s' is not a registered change-capture consumer in %s", job,
+				  c->label);
+	return 0;
+}
+
+/* ---- read, prune, stalled ---- */
+
+/* Appends the rows of a stepped statement to out as text (NULL stays NULL). */
+static int add_rows(struct lk_conn *c, sqlite3_stmt *st, struct lk_rows *out, struct lk_err *err)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		lk_rows_add(out);
+		for (int i = 0; i < out->ncols; i++)
+			lk_sqlite_read(out, out->nrows - 1, i, st, i, LK_T_OTHER);
+	}
+	if (rc != SQLITE_DONE)
+		return lk_sqlite_fail(c, rc, err, "change capture on %s", c->label);
+	return 0;
+}
+
+/* Gives an empty out `ncols` columns; a non-empty one must have them already. */
+static int shape(struct lk_rows *out, int ncols, struct lk_err *err)
+{
+	if (out->nrows == 0)
+		lk_rows_set_ncols(out, ncols);
+	if (out->ncols != ncols)
+		return lk_err_set(err, LK_ERR_INTERNAL,
+				  "change capture rows need %d columns, not %d", ncols, out->ncols);
+	return 0;
+}
+
+static int sc_read(struct lk_conn *c, int64_t relid, const struct lk_cdc_pos *from, int max,
+		   struct lk_rows *out, int64_t *h, struct lk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*h = 0;
+	if (shape(out, LK_CDC_NCOLS, err) < 0)
+		return -1;
+	/* Deferred: the SELECT starts the read snapshot, which lasts until the caller ends it. */
+	if (run(c, "BEGIN", err) < 0)
+		return -1;
+	rc = prep(c, &st, err,
+		  "SELECT xid, seq, op, key FROM " CDC "changelog WHERE relid = ?1 AND seq > ?2"
+		  " ORDER BY seq LIMIT ?3",
+		  "iii", relid, from->seq, (int64_t)(max > 0 ? max : 0));
+	if (rc == 0) {
+		rc = add_rows(c, st, out, err);
+		done(st);
+	}
+	if (rc < 0)
+		(void)sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+static int sc_prune(struct lk_conn *c, int64_t relid, int max, int64_t *deleted, struct lk_err *err)
+{
+	*deleted = 0;
+	if (max <= 0)
+		return 0;
+	/* Without consumers min() is NULL and `seq <= NULL` matches nothing. */
+	return put(c, deleted, err,
+		   "DELETE FROM " CDC "changelog WHERE seq IN (SELECT seq FROM " CDC "changelog"
+		   " WHERE relid = ?1 AND seq <= (SELECT min(seq) FROM " CDC "consumers"
+		   " WHERE relid = ?1) ORDER BY seq LIMIT ?2)",
+		   "ii", relid, (int64_t)max);
+}
+
+static int sc_stalled(struct lk_conn *c, int64_t relid, const char *self, double stall_s,
+		      struct lk_rows *out, struct lk_err *err)
+{
+	int64_t now = lk_wall_ms();
+	sqlite3_stmt *st;
+	int rc;
+
+	if (shape(out, 3, err) < 0)
+		return -1;
+	if (prep(c, &st, err,
+		 "SELECT job, idle_s, pending FROM (SELECT job, (?3 - COALESCE(updated_ms, 0))"
+		 " / 1000 AS idle_s, (SELECT count(*) FROM " CDC "changelog l"
+		 " WHERE l.relid = k.relid AND l.seq > k.seq) AS pending,"
+		 " COALESCE(updated_ms, 0) AS upd FROM " CDC "consumers k"
+		 " WHERE relid = ?1 AND job IS NOT ?2)"
+		 " WHERE upd <= ?3 - ?4 AND pending > 0 ORDER BY job",
+		 "itii", relid, self, now, (int64_t)(stall_s * 1000)) < 0)
+		return -1;
+	rc = add_rows(c, st, out, err);
+	done(st);
+	return rc;
+}
+
+/* ---- wake-ups ---- */
+
+/* PRAGMA data_version: changes whenever another connection commits to the database. */
+static int data_version(struct lk_conn *c, int64_t *v, struct lk_err *err)
+{
+	return get_ints(c, 1, v, NULL, err, "PRAGMA main.data_version", "");
+}
+
+static int sc_listen(struct lk_conn *c, int64_t relid, struct lk_err *err)
+{
+	(void)relid; /* data_version covers the whole database */
+	if (data_version(c, &c->data_version, err) < 0)
+		return -1;
+	c->listening = true;
+	return 0;
+}
+
+static int sc_wait(struct lk_conn *c, int timeout_ms, bool *woken, struct lk_err *err)
+{
+	int64_t deadline = lk_mono_ms() + timeout_ms, v, left;
+
+	*woken = false;
+	if (!c->listening)
+		return lk_err_set(err, LK_ERR_INTERNAL, "change capture wait on %s before listen",
+				  c->label);
+	/* Inside a transaction the snapshot hides other commits: the wait could never end. */
+	if (!sqlite3_get_autocommit(c->db))
+		return lk_err_set(err, LK_ERR_INTERNAL,
+				  "change capture wait on %s inside a transaction", c->label);
+	for (;;) {
+		if (data_version(c, &v, err) < 0)
+			return -1;
+		if (v != c->data_version) {
+			c->data_version = v;
+			*woken = true;
+			return 0;
+		}
+		left = deadline - lk_mono_ms();
+		if (left <= 0)
+			return 0;
+		lk_sleep_ms(left < POLL_MS ? left : POLL_MS, NULL);
+	}
+}
+
+/* ---- uninstall, lag ---- */
+
+/* Drops the table's triggers and entries when it has no consumer left. */
+static int drop_table_capture(struct lk_conn *c, int64_t relid, bool *dropped, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	int64_t n;
+	int ret;
+
+	if (get_ints(c, 1, &n, NULL, err, "SELECT count(*) FROM " CDC "consumers WHERE relid = ?1",
+		     "i", relid) < 0)
+		return -1;
+	if (n > 0)
+		return 0;
+	for (int k = 0; k < TRIG_N; k++)
+		lk_buf_addf(&sql, "DROP TRIGGER IF EXISTS " CDC_SCHEMA ".\"lockstep_cdc_%lld_%s\";",
+			    (long long)relid, trig_suffix[k]);
+	ret = run(c, sql.buf, err);
+	lk_buf_release(&sql);
+	if (ret == 0)
+		ret = put(c, NULL, err, "DELETE FROM " CDC "changelog WHERE relid = ?1", "i",
+			  relid);
+	if (ret == 0)
+		ret = put(c, NULL, err, "DELETE FROM " CDC "tables WHERE relid = ?1", "i", relid);
+	*dropped = ret == 0;
+	return ret;
+}
+
+/* Drops the four tables when no captured table and no consumer is left. */
+static int drop_all_if_unused(struct lk_conn *c, bool *all_gone, struct lk_err *err)
+{
+	int64_t n;
+
+	if (get_ints(c, 1, &n, NULL, err,
+		     "SELECT (SELECT count(*) FROM " CDC "tables)"
+		     " + (SELECT count(*) FROM " CDC "consumers)",
+		     "") < 0)
+		return -1;
+	if (n > 0)
+		return 0;
+	if (run(c,
+		"DROP TABLE " CDC "consumers; DROP TABLE " CDC "changelog;"
+		" DROP TABLE " CDC "tables; DROP TABLE " CDC "meta;",
+		err) < 0)
+		return -1;
+	*all_gone = true;
+	return 0;
+}
+
+static int uninstall_in_txn(struct lk_conn *c, const char *job, const struct lk_tref *t,
+			    bool *found, bool *dropped, bool *all_gone, struct lk_err *err)
+{
+	int64_t n, relid;
+	bool known;
+
+	if (count_tables(c, &n, err) < 0)
+		return -1;
+	if (n == 0) {
+		*all_gone = true;
+		return 0;
+	}
+	if (check_version(c, err) < 0 ||
+	    get_ints(c, 1, &relid, found, err, "SELECT relid FROM " CDC "consumers WHERE job = ?1",
+		     "t", job) < 0)
+		return -1;
+	known = *found;
+	if (*found &&
+	    put(c, NULL, err, "DELETE FROM " CDC "consumers WHERE job = ?1", "t", job) < 0)
+		return -1;
+	if (!known && lookup_relid(c, schema_of(t), t->name, &relid, &known, err) < 0)
+		return -1;
+	if (known && drop_table_capture(c, relid, dropped, err) < 0)
+		return -1;
+	return drop_all_if_unused(c, all_gone, err);
+}
+
+static int sc_uninstall(struct lk_conn *c, const char *job, const struct lk_tref *t, bool *found,
+			bool *dropped, bool *all_gone, struct lk_err *err)
+{
+	*found = *dropped = *all_gone = false;
+	if (run(c, "BEGIN IMMEDIATE", err) < 0)
+		return -1;
+	return finish(c, uninstall_in_txn(c, job, t, found, dropped, all_gone, err), err);
+}
+
+static int sc_lag(struct lk_conn *c, const char *job, const struct lk_tref *t,
+		  struct lk_cdc_lag *out, struct lk_err *err)
+{
+	int64_t n, relid, now = lk_wall_ms();
+	int64_t v[4]; /* seq, updated_ms, pending, oldest at_ms */
+	bool known;
+
+	memset(out, 0, sizeof(*out));
+	out->oldest_age_s = out->idle_s = -1;
+	if (count_tables(c, &n, err) < 0)
+		return -1;
+	if (n < 4)
+		return 0;
+	out->installed = true;
+	if (lookup_relid(c, schema_of(t), t->name, &relid, &known, err) < 0)
+		return -1;
+	if (!known)
+		return 0;
+	if (get_ints(c, 1, &out->entries, NULL, err,
+		     "SELECT count(*) FROM " CDC "changelog WHERE relid = ?1", "i", relid) < 0 ||
+	    get_ints(c, 4, v, &out->registered, err,
+		     "SELECT k.seq, k.updated_ms, count(l.seq), min(l.at_ms) FROM " CDC
+		     "consumers k"
+		     " LEFT JOIN " CDC "changelog l ON l.relid = k.relid AND l.seq > k.seq"
+		     " WHERE k.job = ?1 AND k.relid = ?2 GROUP BY k.job",
+		     "ti", job, relid) < 0)
+		return -1;
+	if (!out->registered)
+		return 0;
+	out->pending = v[2];
+	if (v[1] >= 0)
+		out->idle_s = now > v[1] ? (double)(now - v[1]) / 1000 : 0;
+	if (v[3] >= 0)
+		out->oldest_age_s = now > v[3] ? (double)(now - v[3]) / 1000 : 0;
+	return 0;
+}
+
+const struct lk_cdc_ops lk_sqlite_cdc_ops = {
+	.install = sc_install,
+	.register_consumer = sc_register_consumer,
+	.consumer_get = sc_consumer_get,
+	.consumer_advance = sc_consumer_advance,
+	.read = sc_read,
+	.prune = sc_prune,
+	.stalled = sc_stalled,
+	.listen = sc_listen,
+	.wait = sc_wait,
+	.uninstall = sc_uninstall,
+	.lag = sc_lag,
+};
