@@ -27,7 +27,7 @@ static const struct lk_kenum job_kinds[] = {{"sync", LK_JOB_SYNC, true},
 					    {NULL, 0, false}};
 static const struct lk_kenum modes[] = {{"snapshot", LK_MODE_SNAPSHOT, true},
 					{"poll", LK_MODE_POLL, true},
-					{"realtime", LK_MODE_REALTIME, false},
+					{"realtime", LK_MODE_REALTIME, true},
 					{"logical", LK_MODE_LOGICAL, false},
 					{NULL, 0, false}};
 static const struct lk_kenum overlaps[] = {

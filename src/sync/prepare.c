@@ -163,10 +163,12 @@ static int open_both(struct lk_job_ctx *ctx, struct lk_err *err)
 {
 	const struct lk_job *job = ctx->job;
 	volatile const bool *stop = ctx->opts ? ctx->opts->stop : NULL;
+	const struct lk_retry_conf *retry =
+		ctx->opts && ctx->opts->retry ? ctx->opts->retry : &job->retry;
 
-	if (lk_db_open(&ctx->src, &ctx->cfg->dbs[job->source.db], &job->retry, stop, err) < 0)
+	if (lk_db_open(&ctx->src, &ctx->cfg->dbs[job->source.db], retry, stop, err) < 0)
 		return -1;
-	return lk_db_open(&ctx->dst, &ctx->cfg->dbs[job->target.db], &job->retry, stop, err);
+	return lk_db_open(&ctx->dst, &ctx->cfg->dbs[job->target.db], retry, stop, err);
 }
 
 /*

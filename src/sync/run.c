@@ -131,7 +131,8 @@ static void finish(struct run_state *st, struct lk_job_ctx *ctx, int rc, const s
 	st->run.status = rc == 0			   ? "succeeded"
 			 : (err->code == LK_ERR_CANCELLED) ? "interrupted"
 							   : "failed";
-	st->run.error = rc == 0 ? NULL : err->msg;
+	/* A stop on request is not an error (a real-time run ends only that way). */
+	st->run.error = rc == 0 || err->code == LK_ERR_CANCELLED ? NULL : err->msg;
 	st->run.finished_ms = lk_wall_ms();
 	if (lk_store_run_update(st->store, &st->run, &e2) < 0)
 		lk_log_warn_err(&e2, "cannot record the end of run %s", st->run.id);
@@ -162,6 +163,8 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 	st.user = opts;
 	inner.full = opts && opts->full;
 	inner.stop = opts ? opts->stop : NULL;
+	inner.follow = opts && opts->follow;
+	inner.retry = opts ? opts->retry : NULL;
 	inner.progress = on_progress;
 	inner.progress_arg = &st;
 	lk_uuid7(st.run.id);
@@ -184,7 +187,17 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 		goto out;
 	lk_log_info("run %s of job %s started (epoch %lld)", st.run.id, job->name,
 		    (long long)ctx.epoch);
-	rc = job->mode == LK_MODE_POLL ? lk_poll_run(&ctx, err) : lk_snapshot_run(&ctx, err);
+	switch (job->mode) {
+	case LK_MODE_POLL:
+		rc = lk_poll_run(&ctx, err);
+		break;
+	case LK_MODE_REALTIME:
+		rc = lk_realtime_run(&ctx, err);
+		break;
+	default:
+		rc = lk_snapshot_run(&ctx, err);
+		break;
+	}
 	finish(&st, &ctx, rc, err, res);
 	goto out;
 out_unrecorded:

@@ -25,8 +25,14 @@ static struct lk_value *resume_key(struct lk_job_ctx *ctx, struct lk_arena *aren
 	mode = json_object_get(root, "mode");
 	done = json_object_get(root, "done");
 	last = json_object_get(root, "last");
-	if (json_is_string(mode) && strcmp(json_string_value(mode), "snapshot") == 0 &&
-	    json_is_false(done) && json_is_array(last)) {
+	/* A real-time job's snapshot phase resumes the same way (DESIGN decision 4). */
+	if (json_is_string(mode) &&
+	    (ctx->rt ? strcmp(json_string_value(mode), "realtime") == 0 &&
+			       json_is_string(json_object_get(root, "phase")) &&
+			       strcmp(json_string_value(json_object_get(root, "phase")),
+				      "snapshot") == 0
+		     : strcmp(json_string_value(mode), "snapshot") == 0 && json_is_false(done)) &&
+	    json_is_array(last)) {
 		after = lk_arena_alloc(arena, sizeof(*after) * (size_t)ctx->nkey);
 		if (lk_pos_parse_values(last, after, ctx->types, ctx->key, ctx->nkey, arena) < 0)
 			after = NULL;
@@ -38,6 +44,17 @@ static struct lk_value *resume_key(struct lk_job_ctx *ctx, struct lk_arena *aren
 static void snapshot_pos(struct lk_buf *pos, struct lk_job_ctx *ctx, const struct lk_value *row)
 {
 	lk_buf_reset(pos);
+	if (ctx->rt) {
+		/* A real-time job keeps the horizon taken before its snapshot began. */
+		lk_rt_pos_json(pos, ctx, row ? "snapshot" : "sweep", &ctx->rt_start);
+		if (row) {
+			pos->len--; /* reopen the object */
+			lk_buf_adds(pos, ",\"last\":");
+			lk_pos_add_values(pos, row, ctx->types, ctx->key, ctx->nkey);
+			lk_buf_addch(pos, '}');
+		}
+		return;
+	}
 	lk_buf_addf(pos, "{\"v\":1,\"fp\":\"%s\",\"mode\":\"snapshot\",", ctx->fp);
 	if (!row) {
 		lk_buf_adds(pos, "\"done\":true}");
@@ -211,11 +228,10 @@ static int sweep(struct lk_job_ctx *ctx, struct lk_err *err)
 	return rc;
 }
 
-int lk_snapshot_run(struct lk_job_ctx *ctx, struct lk_err *err)
+int lk_snapshot_copy(struct lk_job_ctx *ctx, bool deletes, struct lk_err *err)
 {
 	struct lk_arena arena;
 	struct lk_value *after;
-	struct lk_buf pos = LK_BUF_INIT;
 	bool plain = false;
 	int rc = -1;
 
@@ -231,7 +247,25 @@ int lk_snapshot_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	ctx->prog.stage = "snapshot";
 	if (copy_all(ctx, after, plain, err) < 0)
 		goto out;
-	if (ctx->job->snapshot_deletes && !plain && sweep(ctx, err) < 0)
+	if (deletes && !plain && sweep(ctx, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	lk_arena_release(&arena);
+	return rc;
+}
+
+int lk_snapshot_sweep(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	return sweep(ctx, err);
+}
+
+int lk_snapshot_run(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	struct lk_buf pos = LK_BUF_INIT;
+	int rc = -1;
+
+	if (lk_snapshot_copy(ctx, ctx->job->snapshot_deletes, err) < 0)
 		goto out;
 	snapshot_pos(&pos, ctx, NULL);
 	rc = lk_apply_batch(ctx, NULL, NULL, false, pos.buf, err);
@@ -239,6 +273,5 @@ int lk_snapshot_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	ctx->pos = lk_buf_detach(&pos, NULL);
 out:
 	lk_buf_release(&pos);
-	lk_arena_release(&arena);
 	return rc;
 }

@@ -17,7 +17,7 @@
 
 struct lk_sync_progress {
 	const char *job;
-	const char *stage; /* "connect", "snapshot", "poll", "sweep", "done" */
+	const char *stage; /* "connect", "snapshot", "poll", "sweep", "stream", "done" */
 	int64_t rows_read, rows_written, rows_deleted, rows_failed;
 	int64_t total_estimate; /* -1 when unknown */
 	int64_t elapsed_ms;
@@ -28,6 +28,9 @@ typedef void (*lk_sync_progress_cb)(void *arg, const struct lk_sync_progress *p)
 struct lk_sync_opts {
 	bool full;		   /* restart from the beginning instead of the position */
 	volatile const bool *stop; /* set by a signal handler: stop at the next batch boundary */
+	bool follow; /* realtime: keep streaming until stop (lockstep run); else stop when
+			caught up with the changelog (lockstep sync) */
+	const struct lk_retry_conf *retry; /* connection retries; NULL: the job's retry */
 	lk_sync_progress_cb progress;
 	void *progress_arg;
 };

@@ -2,7 +2,9 @@
 #ifndef LK_SYNC_INT_H
 #define LK_SYNC_INT_H
 
+#include "connector/cdc.h"
 #include "connector/connector.h"
+#include "core/buf.h"
 #include "sync.h"
 
 struct lk_job_ctx {
@@ -25,6 +27,10 @@ struct lk_job_ctx {
 	int64_t epoch;	      /* this run's fencing token */
 	int64_t target_epoch; /* read from the target before the seal */
 	char *pos;	      /* the position JSON read from the target, or NULL */
+	/* realtime: the snapshot phase writes realtime positions carrying rt_start, the
+	 * changelog position taken before the snapshot began (DESIGN decision 4). */
+	bool rt;
+	struct lk_cdc_pos rt_start;
 	struct lk_sync_progress prog;
 	int64_t start_mono_ms, last_report_ms;
 };
@@ -72,6 +78,19 @@ int lk_pipeline_finish(struct lk_pipeline *p, struct lk_err *err);
 void lk_job_report(struct lk_job_ctx *ctx, bool force);
 
 int lk_snapshot_run(struct lk_job_ctx *ctx, struct lk_err *err);
+/*
+ * The snapshot without its final position: copies every source row (resuming after the
+ * position's last key), then, when `deletes` and the target was not empty, removes the
+ * target rows the source lacks. Positions of a real-time job (ctx->rt) carry rt_start.
+ */
+int lk_snapshot_copy(struct lk_job_ctx *ctx, bool deletes, struct lk_err *err);
+/* Only the delete sweep (a real-time job resuming in phase "sweep"). */
+int lk_snapshot_sweep(struct lk_job_ctx *ctx, struct lk_err *err);
+/* Real-time: snapshot (when needed), then stream the changelog (realtime.c). */
+int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err);
+/* Writes a real-time position {"v","fp","mode":"realtime","phase","h","xid","seq"}. */
+void lk_rt_pos_json(struct lk_buf *b, const struct lk_job_ctx *ctx, const char *phase,
+		    const struct lk_cdc_pos *p);
 int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err);
 
 /* Position JSON: arrays of text values (bytes as hex) <-> struct lk_value. */

@@ -389,8 +389,6 @@ static const struct bad_case {
 	{"missing source", JOB TGT, "5:3", "expected key 'source' in job 'j', found none"},
 	{"missing target.db", JOB SRC "    target:\n      table: x\n", "7:5",
 	 "expected key 'db' in target, found none"},
-	{"mode realtime", JOB SRC TGT "    mode: realtime\n", "8:11",
-	 "mode 'realtime' is not supported yet"},
 	{"mode logical", JOB SRC TGT "    mode: logical\n", "8:11", "not supported yet"},
 	{"bad mode", JOB SRC TGT "    mode: snapshots\n", "8:11",
 	 "expected snapshot | poll | realtime | logical, found 'snapshots'; did you mean "

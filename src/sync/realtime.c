@@ -1,0 +1,531 @@
+/*
+ * realtime.c - mode realtime (SPEC §4, DESIGN decisions 2-4): install change
+ * capture, snapshot behind a horizon taken first, then apply the changelog by
+ * transaction horizon. Each page reads the current source rows for its keys in
+ * the same snapshot and commits them with the position in the target, so a
+ * crash, a replay or a reordering converges on the source's state.
+ *
+ * Positions (JSON in the target): {"mode":"realtime","phase":P,"h","xid","seq"}
+ * with P = "snapshot" (plus "last": the last key copied), "sweep" or "stream".
+ * h/xid/seq are the changelog position (struct lk_cdc_pos): in phases snapshot
+ * and sweep the one taken before the snapshot began, in phase stream how far
+ * the changelog is applied.
+ */
+#include "sync_int.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LK_LOG_COMPONENT "realtime"
+#include "core/failpoint.h"
+#include "core/log.h"
+#include "core/units.h"
+#include "keyset.h"
+
+#define RT_WAIT_MS 1000		/* the fallback poll when no NOTIFY wakes us */
+#define RT_WAIT_SLICE_MS 200	/* how often a wait checks the stop flag */
+#define RT_ADVANCE_MS 1000	/* consumer horizon updates on the source, at most this often */
+#define RT_PRUNE_MS 10000	/* pruning pass interval */
+#define RT_PRUNE_BATCH 1000	/* entries deleted per prune statement */
+#define RT_PRUNE_ROUNDS 20	/* statements per pass, so a pass stays short */
+#define RT_STALL_CHECK_MS 60000 /* how often other consumers are checked */
+#define RT_STALL_S 300.0	/* a consumer idle this long with entries waiting is stalled */
+
+struct rt {
+	struct lk_job_ctx *ctx;
+	const struct lk_cdc_ops *cdc;
+	struct lk_db lis; /* a direct listener (listen_url), else unused */
+	struct lk_dbconf lis_conf;
+	struct lk_conn *wake; /* the connection that LISTENs: lis.conn or the source's */
+	int64_t relid;
+	struct lk_cdc_pos pos;	    /* applied (and committed in the target) up to here */
+	struct lk_cdc_pos advanced; /* what the consumer registry last heard */
+	int64_t last_advance_ms, last_prune_ms, last_stall_ms;
+	struct lk_scan_spec fetch;
+	struct lk_rows ent, keys, rows, dels;
+	struct lk_keyset seen;
+	struct lk_buf kb, pb;
+	struct lk_arena scratch;
+};
+
+void lk_rt_pos_json(struct lk_buf *b, const struct lk_job_ctx *ctx, const char *phase,
+		    const struct lk_cdc_pos *p)
+{
+	lk_buf_addf(b,
+		    "{\"v\":1,\"fp\":\"%s\",\"mode\":\"realtime\",\"phase\":\"%s\",\"h\":\"%" PRId64
+		    "\",\"xid\":\"%" PRId64 "\",\"seq\":\"%" PRId64 "\"}",
+		    ctx->fp, phase, p->horizon, p->xid, p->seq);
+}
+
+static bool stopped(const struct lk_job_ctx *ctx)
+{
+	return ctx->opts && ctx->opts->stop && *ctx->opts->stop;
+}
+
+static int64_t json_i64(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? strtoll(s, NULL, 10) : 0;
+}
+
+/* Reads the phase and changelog position of a realtime position; "" when there is none. */
+static void parse_pos(const char *json, char *phase, size_t size, struct lk_cdc_pos *p)
+{
+	json_t *root = json ? json_loads(json, 0, NULL) : NULL;
+	const char *mode = json_string_value(json_object_get(root, "mode"));
+	const char *ph = json_string_value(json_object_get(root, "phase"));
+
+	phase[0] = '\0';
+	memset(p, 0, sizeof(*p));
+	if (mode && strcmp(mode, "realtime") == 0 && ph) {
+		(void)snprintf(phase, size, "%s", ph);
+		p->horizon = json_i64(root, "h");
+		p->xid = json_i64(root, "xid");
+		p->seq = json_i64(root, "seq");
+	}
+	json_decref(root);
+}
+
+/* Commits a position with no rows (a phase change) and keeps it as ctx->pos. */
+static int commit_pos(struct rt *rt, const char *phase, const struct lk_cdc_pos *p,
+		      struct lk_err *err)
+{
+	struct lk_buf b = LK_BUF_INIT;
+	int rc;
+
+	lk_rt_pos_json(&b, rt->ctx, phase, p);
+	rc = lk_apply_batch(rt->ctx, NULL, NULL, false, b.buf, err);
+	if (rc == 0) {
+		free(rt->ctx->pos);
+		rt->ctx->pos = lk_buf_detach(&b, NULL);
+	}
+	lk_buf_release(&b);
+	return rc;
+}
+
+static int install(struct rt *rt, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	const char **kcols = lk_xcalloc((size_t)ctx->nkey, sizeof(char *));
+	enum lk_type *ktypes = lk_xcalloc((size_t)ctx->nkey, sizeof(enum lk_type));
+	struct lk_cdc_table t = {&ctx->job->source.table, kcols, ktypes, ctx->nkey};
+	int rc;
+
+	for (int i = 0; i < ctx->nkey; i++) {
+		kcols[i] = ctx->cols[ctx->key[i]];
+		ktypes[i] = ctx->types[ctx->key[i]];
+	}
+	rc = rt->cdc->install(ctx->src.conn, &t, &rt->relid, err);
+	free(kcols);
+	free(ktypes);
+	return rc;
+}
+
+/* Opens the direct listener when the database names one (url may go through pgbouncer). */
+static int open_listener(struct rt *rt, struct lk_err *err)
+{
+	const struct lk_dbconf *src = rt->ctx->src.conf;
+
+	rt->wake = rt->ctx->src.conn;
+	if (!src->listen_url)
+		return rt->cdc->listen(rt->wake, rt->relid, err);
+	rt->lis_conf = *src;
+	rt->lis_conf.url = src->listen_url;
+	if (lk_db_open(&rt->lis, &rt->lis_conf,
+		       rt->ctx->opts->retry ? rt->ctx->opts->retry : &rt->ctx->job->retry,
+		       rt->ctx->opts->stop, err) < 0)
+		return lk_err_prefix(err, "listener for database '%s'", src->name);
+	rt->wake = rt->lis.conn;
+	return rt->cdc->listen(rt->wake, rt->relid, err);
+}
+
+/* Snapshot (resumable), then the sweep, keeping the horizon taken before it began. */
+static int snapshot_phase(struct rt *rt, bool sweep_only, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	bool deletes = ctx->job->target.deletes != LK_DELETES_IGNORE;
+	int rc;
+
+	if (sweep_only)
+		rc = deletes ? lk_snapshot_sweep(ctx, err) : 0;
+	else
+		rc = lk_snapshot_copy(ctx, deletes, err);
+	if (rc < 0)
+		return -1;
+	rt->pos = ctx->rt_start;
+	return commit_pos(rt, "stream", &rt->pos, err);
+}
+
+/* Starts over: registers at the current horizon, records it, then snapshots. */
+static int start_over(struct rt *rt, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+
+	if (rt->cdc->register_consumer(ctx->src.conn, ctx->job->name, rt->relid, &ctx->rt_start,
+				       err) < 0)
+		return -1;
+	rt->advanced = ctx->rt_start;
+	if (commit_pos(rt, "snapshot", &ctx->rt_start, err) < 0)
+		return -1;
+	lk_log_info("job %s: snapshot first, then the changes from before it began",
+		    ctx->job->name);
+	return snapshot_phase(rt, false, err);
+}
+
+/* Where to start: the target's position, unless the registry forgot us or --full. */
+static int resume(struct rt *rt, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	char phase[16];
+	bool found = false;
+
+	parse_pos(ctx->pos, phase, sizeof(phase), &ctx->rt_start);
+	if (!phase[0] || (ctx->opts && ctx->opts->full))
+		return start_over(rt, err);
+	if (rt->cdc->consumer_get(ctx->src.conn, ctx->job->name, rt->relid, &found, err) < 0)
+		return -1;
+	if (!found) {
+		/* Entries it still needed may be gone (uninstall, a dropped changelog). */
+		lk_log_warn("job %s: its change capture was removed since its last run; taking a "
+			    "fresh snapshot",
+			    ctx->job->name);
+		return start_over(rt, err);
+	}
+	rt->advanced = ctx->rt_start;
+	if (strcmp(phase, "snapshot") == 0)
+		return snapshot_phase(rt, false, err);
+	if (strcmp(phase, "sweep") == 0)
+		return snapshot_phase(rt, true, err);
+	rt->pos = ctx->rt_start;
+	return 0;
+}
+
+/* Parses an entry's key into keys (deduplicated within the page). */
+static int add_key(struct rt *rt, const struct lk_value *k)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	json_t *a = json_loadb(k->p, k->len, 0, NULL);
+	struct lk_value *v = lk_arena_alloc(&rt->scratch, sizeof(*v) * (size_t)ctx->nkey);
+	int rc = -1;
+
+	if (a && lk_pos_parse_values(a, v, ctx->types, ctx->key, ctx->nkey, &rt->scratch) == 0) {
+		lk_buf_reset(&rt->kb);
+		for (int i = 0; i < ctx->nkey; i++) /* canonical form over positions 0..n-1 */
+			lk_row_canon(&rt->kb, &v[i], &ctx->types[ctx->key[i]], (int[]){0}, 1,
+				     false);
+		if (!lk_keyset_find(&rt->seen, rt->kb.buf)) {
+			lk_keyset_add(&rt->seen, rt->kb.buf, rt->kb.len, 0);
+			lk_rows_add(&rt->keys);
+			for (int i = 0; i < ctx->nkey; i++) {
+				if (!v[i].null)
+					lk_rows_set(&rt->keys, rt->keys.nrows - 1, i, v[i].p,
+						    v[i].len);
+			}
+		}
+		rc = 0;
+	}
+	json_decref(a);
+	return rc;
+}
+
+/* Keys of the page that the fetch did not return: deleted, or no longer matching where. */
+static void collect_deletes(struct rt *rt)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+
+	lk_keyset_reset(&rt->seen);
+	for (int r = 0; r < rt->rows.nrows; r++) {
+		lk_buf_reset(&rt->kb);
+		lk_key_canon(&rt->kb, LK_ROW(&rt->rows, r), ctx->types, ctx->key, ctx->nkey);
+		lk_keyset_add(&rt->seen, rt->kb.buf, rt->kb.len, 0);
+	}
+	if (ctx->job->target.deletes == LK_DELETES_IGNORE)
+		return;
+	for (int r = 0; r < rt->keys.nrows; r++) {
+		const struct lk_value *k = LK_ROW(&rt->keys, r);
+
+		lk_buf_reset(&rt->kb);
+		for (int i = 0; i < ctx->nkey; i++)
+			lk_row_canon(&rt->kb, &k[i], &ctx->types[ctx->key[i]], (int[]){0}, 1,
+				     false);
+		if (lk_keyset_find(&rt->seen, rt->kb.buf))
+			continue;
+		lk_rows_add(&rt->dels);
+		for (int i = 0; i < ctx->nkey; i++) {
+			if (!k[i].null)
+				lk_rows_set(&rt->dels, rt->dels.nrows - 1, ctx->key[i], k[i].p,
+					    k[i].len);
+		}
+	}
+}
+
+static void reset_page(struct rt *rt)
+{
+	lk_rows_reset(&rt->ent);
+	lk_rows_reset(&rt->keys);
+	lk_rows_reset(&rt->rows);
+	lk_rows_reset(&rt->dels);
+	lk_keyset_reset(&rt->seen);
+	lk_arena_reset(&rt->scratch);
+}
+
+/*
+ * One page: entries after rt->pos from finished transactions, the current rows for their
+ * keys in the same snapshot, then one target transaction with the new position.
+ * Returns the number of entries, or -1. *truncated: a TRUNCATE was met (nothing applied).
+ */
+static int page(struct rt *rt, bool *truncated, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	const struct lk_connector_ops *ops = ctx->src.ops;
+	struct lk_cdc_pos next;
+	int64_t h = 0;
+	int n;
+
+	reset_page(rt);
+	*truncated = false;
+	if (rt->cdc->read(ctx->src.conn, rt->relid, &rt->pos, ctx->job->batch, &rt->ent, &h, err) <
+	    0)
+		goto fail;
+	n = rt->ent.nrows;
+	for (int r = 0; r < n; r++) {
+		const struct lk_value *e = LK_ROW(&rt->ent, r);
+
+		if (e[LK_CDC_OP].p[0] == LK_CDC_OP_TRUNCATE) {
+			ops->rollback(ctx->src.conn);
+			/* Every transaction below h has finished, the TRUNCATE included: a snapshot
+			 * from now on, streamed from h, covers everything after it. */
+			ctx->rt_start = (struct lk_cdc_pos){h, 0, 0};
+			*truncated = true;
+			return 0;
+		}
+		if (e[LK_CDC_KEY].null || add_key(rt, &e[LK_CDC_KEY]) < 0) {
+			lk_err_set(err, LK_ERR_INTERNAL,
+				   "changelog entry seq %s has a malformed key", e[LK_CDC_SEQ].p);
+			goto fail;
+		}
+	}
+	if (rt->keys.nrows && ops->fetch(ctx->src.conn, &rt->fetch, &rt->keys, &rt->rows, err) < 0)
+		goto fail;
+	if (ops->commit(ctx->src.conn, err) < 0)
+		goto fail;
+	if (n == ctx->job->batch) {
+		const struct lk_value *last = LK_ROW(&rt->ent, n - 1);
+
+		next = (struct lk_cdc_pos){rt->pos.horizon, strtoll(last[LK_CDC_XID].p, NULL, 10),
+					   strtoll(last[LK_CDC_SEQ].p, NULL, 10)};
+	} else if (h > 0) {
+		next = (struct lk_cdc_pos){h, 0, 0}; /* the window is drained */
+	} else {
+		next = rt->pos; /* SQLite: seq alone is exact */
+		if (n)
+			next.seq = strtoll(LK_ROW(&rt->ent, n - 1)[LK_CDC_SEQ].p, NULL, 10);
+	}
+	if (n == 0) {
+		rt->pos = next; /* nothing of ours below h: no target write needed */
+		return 0;
+	}
+	collect_deletes(rt);
+	ctx->prog.rows_read += n;
+	lk_buf_reset(&rt->pb);
+	lk_rt_pos_json(&rt->pb, ctx, "stream", &next);
+	if (lk_apply_batch(ctx, &rt->rows, &rt->dels, false, rt->pb.buf, err) < 0)
+		return -1;
+	rt->pos = next;
+	free(ctx->pos);
+	ctx->pos = lk_xstrdup(rt->pb.buf);
+	return n;
+fail:
+	ops->rollback(ctx->src.conn);
+	return -1;
+}
+
+/* Tells the registry how far we are (after the target commit), at most once a second. */
+static int advance(struct rt *rt, bool force, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	int64_t now = lk_mono_ms();
+
+	if (memcmp(&rt->pos, &rt->advanced, sizeof(rt->pos)) == 0)
+		return 0;
+	if (!force && now - rt->last_advance_ms < RT_ADVANCE_MS)
+		return 0;
+	if (rt->cdc->consumer_advance(ctx->src.conn, ctx->job->name, &rt->pos, err) < 0)
+		return -1;
+	rt->advanced = rt->pos;
+	rt->last_advance_ms = now;
+	return 0;
+}
+
+/* Deletes, in small statements, the entries every consumer of the table has applied. */
+static int prune(struct rt *rt, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	int64_t now = lk_mono_ms(), n = 0, total = 0;
+
+	if (now - rt->last_prune_ms < RT_PRUNE_MS)
+		return 0;
+	rt->last_prune_ms = now;
+	for (int i = 0; i < RT_PRUNE_ROUNDS && !stopped(ctx); i++) {
+		if (rt->cdc->prune(ctx->src.conn, rt->relid, RT_PRUNE_BATCH, &n, err) < 0)
+			return -1;
+		total += n;
+		if (n > 0)
+			lk_failpoint("mid_prune");
+		if (n < RT_PRUNE_BATCH)
+			break;
+	}
+	if (total)
+		lk_log_debug("job %s: pruned %" PRId64 " changelog entries", ctx->job->name, total);
+	return 0;
+}
+
+/* Reports other consumers of the table that stopped advancing (like an abandoned slot). */
+static int check_stalled(struct rt *rt, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	int64_t now = lk_mono_ms();
+	struct lk_rows out;
+	int rc;
+
+	if (rt->last_stall_ms && now - rt->last_stall_ms < RT_STALL_CHECK_MS)
+		return 0;
+	rt->last_stall_ms = now;
+	lk_rows_init(&out, 3);
+	rc = rt->cdc->stalled(ctx->src.conn, rt->relid, ctx->job->name, RT_STALL_S, &out, err);
+	for (int r = 0; rc == 0 && r < out.nrows; r++) {
+		const struct lk_value *v = LK_ROW(&out, r);
+
+		lk_log_warn("consumer '%s' of %s's source table has not advanced for %s s and "
+			    "holds %s changelog entries: pruning waits for it (run it, or "
+			    "`lockstep uninstall %s`)",
+			    v[0].p, ctx->job->name, v[1].p, v[2].p, v[0].p);
+	}
+	lk_rows_release(&out);
+	return rc;
+}
+
+/* Waits up to RT_WAIT_MS for a NOTIFY (or data_version change), checking stop. */
+static int wait_change(struct rt *rt, struct lk_err *err)
+{
+	int64_t deadline = lk_mono_ms() + RT_WAIT_MS;
+	bool woken = false;
+
+	while (!woken && !stopped(rt->ctx)) {
+		int64_t left = deadline - lk_mono_ms();
+
+		if (left <= 0)
+			break;
+		if (rt->cdc->wait(rt->wake, left < RT_WAIT_SLICE_MS ? (int)left : RT_WAIT_SLICE_MS,
+				  &woken, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Streams until stop (follow) or until the changelog is drained. 1: a TRUNCATE came. */
+static int stream(struct rt *rt, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	bool follow = ctx->opts && ctx->opts->follow;
+
+	ctx->prog.stage = "stream";
+	lk_job_report(ctx, true);
+	for (;;) {
+		bool truncated;
+		int n;
+
+		if (stopped(ctx)) {
+			(void)advance(rt, true, err);
+			return lk_err_set(err, LK_ERR_CANCELLED, "stopped at a page boundary");
+		}
+		n = page(rt, &truncated, err);
+		if (n < 0)
+			return -1;
+		if (truncated)
+			return 1;
+		lk_failpoint("between_pages");
+		if (advance(rt, n < ctx->job->batch, err) < 0 || prune(rt, err) < 0 ||
+		    check_stalled(rt, err) < 0)
+			return -1;
+		lk_job_report(ctx, false);
+		if (n == ctx->job->batch)
+			continue;
+		if (!follow)
+			return 0;
+		if (wait_change(rt, err) < 0)
+			return -1;
+	}
+}
+
+static void rt_init(struct rt *rt, struct lk_job_ctx *ctx)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->ctx = ctx;
+	rt->cdc = lk_cdc_for(ctx->src.ops);
+	rt->fetch = (struct lk_scan_spec){
+		.table = &ctx->job->source.table,
+		.cols = ctx->cols,
+		.types = ctx->types,
+		.ncols = ctx->ncols,
+		.order = ctx->key,
+		.norder = ctx->nkey,
+		.filter = ctx->job->source.where,
+	};
+	lk_rows_init(&rt->ent, LK_CDC_NCOLS);
+	lk_rows_init(&rt->keys, ctx->nkey);
+	lk_rows_init(&rt->rows, ctx->ncols);
+	lk_rows_init(&rt->dels, ctx->ncols);
+	lk_keyset_init(&rt->seen);
+	lk_arena_init(&rt->scratch, 16384);
+}
+
+static void rt_release(struct rt *rt)
+{
+	lk_rows_release(&rt->ent);
+	lk_rows_release(&rt->keys);
+	lk_rows_release(&rt->rows);
+	lk_rows_release(&rt->dels);
+	lk_keyset_release(&rt->seen);
+	lk_buf_release(&rt->kb);
+	lk_buf_release(&rt->pb);
+	lk_arena_release(&rt->scratch);
+	lk_db_close(&rt->lis);
+}
+
+int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	struct rt rt;
+	int rc = -1;
+
+	ctx->rt = true;
+	rt_init(&rt, ctx);
+	if (!rt.cdc) {
+		lk_err_set(err, LK_ERR_SCHEMA, "mode realtime is not available on this source");
+		goto out;
+	}
+	ctx->prog.stage = "install";
+	if (install(&rt, err) < 0 || open_listener(&rt, err) < 0 || resume(&rt, err) < 0)
+		goto out;
+	for (;;) {
+		rc = stream(&rt, err);
+		if (rc != 1)
+			break;
+		/* A TRUNCATE: record the new start first, then tell the registry. */
+		lk_log_info("job %s: the source table was truncated; re-snapshotting",
+			    ctx->job->name);
+		rc = -1;
+		if (commit_pos(&rt, "snapshot", &ctx->rt_start, err) < 0)
+			break;
+		rt.pos = ctx->rt_start;
+		if (advance(&rt, true, err) < 0 || snapshot_phase(&rt, false, err) < 0)
+			break;
+	}
+out:
+	rt_release(&rt);
+	return rc;
+}
