@@ -32,11 +32,15 @@ static const struct cli_cmd commands[] = {
 	 "migrate [--status]          apply (or list) the state store's migrations"},
 	{"status", lk_cmd_status, LK_NEEDS_CONFIG,
 	 "status [--json]             jobs and their last runs"},
+	{"run", lk_cmd_run, LK_NEEDS_CONFIG,
+	 "run                         the daemon: real-time jobs until SIGTERM/SIGINT"},
+	{"uninstall", lk_cmd_uninstall, LK_NEEDS_CONFIG,
+	 "uninstall JOB               remove the job's change capture from its source"},
 	{"demo", lk_cmd_demo, 0, "demo [--once]               the embedded SQLite quickstart"},
 	{"version", lk_cmd_version, 0, "version                     print the version"},
 };
 
-static const char *const not_yet[] = {"run", "errors", "uninstall"};
+static const char *const not_yet[] = {"errors"};
 
 static void usage(FILE *f)
 {

@@ -55,6 +55,8 @@ int lk_cmd_check_config(struct lk_cli *cli);
 int lk_cmd_migrate(struct lk_cli *cli);
 int lk_cmd_status(struct lk_cli *cli);
 int lk_cmd_demo(struct lk_cli *cli);
+int lk_cmd_run(struct lk_cli *cli);
+int lk_cmd_uninstall(struct lk_cli *cli);
 int lk_cmd_version(struct lk_cli *cli);
 
 #endif

@@ -1,5 +1,6 @@
 /* cmd_status.c - `lockstep status [--json]`: jobs, their last runs, the restart count. */
 #include "cli_int.h"
+#include "connector/cdc.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -48,6 +49,61 @@ static json_t *run_json(const struct lk_value *v)
 				  v[LK_RUNCOL_ERROR].null ? json_null()
 							  : json_string(v[LK_RUNCOL_ERROR].p));
 	return o;
+}
+
+/* A real-time job's lag, read from its source (one connection attempt). */
+static int job_lag(const struct lk_cli *cli, const struct lk_job *job, struct lk_cdc_lag *lag,
+		   struct lk_err *err)
+{
+	const struct lk_retry_conf once = {1, 0, 0, 1.0};
+	struct lk_db src = {0};
+	int rc;
+
+	if (lk_db_open(&src, &cli->cfg->dbs[job->source.db], &once, NULL, err) < 0)
+		return -1;
+	rc = lk_cdc_for(src.ops)->lag(src.conn, job->name, &job->source.table, lag, err);
+	lk_db_close(&src);
+	return rc;
+}
+
+static json_t *secs_or_null(double s)
+{
+	return s < 0 ? json_null() : json_real(s);
+}
+
+static json_t *lag_json(const struct lk_cdc_lag *l)
+{
+	json_t *o = json_object();
+
+	(void)json_object_set_new(o, "installed", json_boolean(l->installed));
+	(void)json_object_set_new(o, "registered", json_boolean(l->registered));
+	(void)json_object_set_new(o, "pending", json_integer(l->pending));
+	(void)json_object_set_new(o, "oldestPendingSeconds", secs_or_null(l->oldest_age_s));
+	(void)json_object_set_new(o, "horizonAgeSeconds", json_real(l->horizon_age_s));
+	(void)json_object_set_new(o, "horizonHeldByPid",
+				  l->holder_pid ? json_integer(l->holder_pid) : json_null());
+	(void)json_object_set_new(o, "consumerIdleSeconds", secs_or_null(l->idle_s));
+	(void)json_object_set_new(o, "entries", json_integer(l->entries));
+	return o;
+}
+
+static void print_text_lag(const struct lk_cdc_lag *l, const struct lk_err *err)
+{
+	if (err->code != LK_OK) {
+		(void)printf("%22slag: unknown (%s)\n", "", err->msg);
+		return;
+	}
+	if (!l->registered) {
+		(void)printf("%22slag: not registered on its source yet\n", "");
+		return;
+	}
+	(void)printf("%22slag: %lld changes pending", "", (long long)l->pending);
+	if (l->oldest_age_s >= 0)
+		(void)printf(", oldest %.1f s", l->oldest_age_s);
+	if (l->holder_pid)
+		(void)printf("; horizon held %.1f s by the open transaction of pid %d",
+			     l->horizon_age_s, l->holder_pid);
+	(void)printf("; consumer advanced %.1f s ago\n", l->idle_s);
 }
 
 static void print_text_job(const struct lk_job *job, const struct lk_rows *runs)
@@ -106,9 +162,26 @@ int lk_cmd_status(struct lk_cli *cli)
 			(void)json_object_set_new(j, "lastRun",
 						  runs.nrows ? run_json(LK_ROW(&runs, 0))
 							     : json_null());
+			if (job->mode == LK_MODE_REALTIME) {
+				struct lk_cdc_lag lag = {0};
+				struct lk_err e2 = LK_ERR_INIT;
+
+				if (job_lag(cli, job, &lag, &e2) == 0)
+					(void)json_object_set_new(j, "lag", lag_json(&lag));
+				else
+					(void)json_object_set_new(j, "lagError",
+								  json_string(e2.msg));
+			}
 			(void)json_array_append_new(jobs, j);
 		} else {
 			print_text_job(job, &runs);
+			if (job->mode == LK_MODE_REALTIME) {
+				struct lk_cdc_lag lag = {0};
+				struct lk_err e2 = LK_ERR_INIT;
+
+				(void)job_lag(cli, job, &lag, &e2);
+				print_text_lag(&lag, &e2);
+			}
 		}
 		lk_rows_release(&runs);
 	}
@@ -117,7 +190,7 @@ int lk_cmd_status(struct lk_cli *cli)
 
 		(void)json_object_set_new(root, "jobs", jobs);
 		jobs = NULL;
-		s = json_dumps(root, JSON_COMPACT);
+		s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6));
 		(void)printf("%s\n", s ? s : "{}");
 		free(s);
 	}

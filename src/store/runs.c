@@ -172,6 +172,34 @@ static int lock_file(struct lk_job_lock *l, const char *job, struct lk_err *err)
 	return rc;
 }
 
+struct lk_job_lock *lk_store_daemon_lock(struct lk_store *s, struct lk_err *err)
+{
+	struct lk_job_lock *l = lk_xcalloc(1, sizeof(*l));
+	struct lk_buf path = LK_BUF_INIT;
+
+	l->s = s;
+	l->fd = -1;
+	if (s->kind != LK_DB_SQLITE)
+		return l; /* several instances share a PostgreSQL store (leases come later) */
+	lk_buf_addf(&path, "%s.lock", s->lock_base);
+	l->fd = open(path.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (l->fd < 0) {
+		lk_err_set(err, LK_ERR_IO, "cannot open lock file '%s': %s", path.buf,
+			   strerror(errno));
+	} else if (flock(l->fd, LOCK_EX | LOCK_NB) < 0) {
+		lk_err_set(err, errno == EWOULDBLOCK ? LK_ERR_BUSY : LK_ERR_IO,
+			   "another `lockstep run` uses this state store (lock file '%s' is held); "
+			   "several instances need a PostgreSQL state store",
+			   path.buf);
+	} else {
+		lk_buf_release(&path);
+		return l;
+	}
+	lk_buf_release(&path);
+	lk_store_job_unlock(l);
+	return NULL;
+}
+
 static int lock_advisory(struct lk_job_lock *l, const char *job, struct lk_err *err)
 {
 	const char *p[1] = {job};

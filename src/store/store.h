@@ -97,6 +97,12 @@ struct lk_job_lock;
 struct lk_job_lock *lk_store_job_lock(struct lk_store *s, const char *job, int64_t target_epoch,
 				      int64_t *epoch, struct lk_err *err);
 void lk_store_job_unlock(struct lk_job_lock *l);
+/*
+ * `lockstep run`'s right to the store. SQLite store: an flock on "<state>.lock", held by
+ * another process -> LK_ERR_BUSY. PostgreSQL store: always granted (instances share it).
+ * Released with lk_store_job_unlock().
+ */
+struct lk_job_lock *lk_store_daemon_lock(struct lk_store *s, struct lk_err *err);
 
 /* "lockstep_" or "lockstep." : the prefix of the store's tables, for callers' queries. */
 const char *lk_store_prefix(const struct lk_store *s);
