@@ -63,6 +63,9 @@ static int check_job(struct lk_cli *cli, const struct lk_job *job)
 				"  poll: no hard deletes are seen; rows committed out of cursor "
 				"order rely on lookback (time cursors only)\n");
 	}
+	if (job->mode == LK_MODE_REALTIME)
+		(void)printf("  realtime: the role may install change capture on the source "
+			     "table (docs/realtime.md)\n");
 	return 0;
 }
 

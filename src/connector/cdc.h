@@ -72,6 +72,9 @@ struct lk_cdc_ops {
 	int (*install)(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
 		       struct lk_err *err);
 
+	/* Read-only: refuses (as install would) a table whose capture cannot be installed. */
+	int (*check)(struct lk_conn *c, const struct lk_cdc_table *t, struct lk_err *err);
+
 	/*
 	 * Registers (or re-registers) job as a consumer of relid at the current horizon and
 	 * commits; *h gets that position: PostgreSQL {xmin of a fresh snapshot, 0, 0};

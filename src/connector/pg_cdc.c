@@ -409,6 +409,17 @@ out:
 	return rc;
 }
 
+static int pg_cdc_check(struct lk_conn *c, const struct lk_cdc_table *t, struct lk_err *err)
+{
+	char oid[32], name[300];
+
+	lk_tref_format(t->table, name, sizeof(name));
+	if (table_oid(c, t->table, oid, sizeof(oid), err) < 0 ||
+	    check_privileges(c, name, oid, err) < 0)
+		return lk_err_prefix(err, "change capture on %s", name);
+	return 0;
+}
+
 static int pg_cdc_register(struct lk_conn *c, const char *job, int64_t relid, struct lk_cdc_pos *h,
 			   struct lk_err *err)
 {
@@ -816,6 +827,7 @@ out:
 
 const struct lk_cdc_ops lk_pg_cdc_ops = {
 	.install = pg_cdc_install,
+	.check = pg_cdc_check,
 	.register_consumer = pg_cdc_register,
 	.consumer_get = pg_cdc_consumer_get,
 	.consumer_advance = pg_cdc_advance,

@@ -417,6 +417,20 @@ static int sc_install(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *
 	return finish(c, install_in_txn(c, t, relid, err), err);
 }
 
+static int sc_check(struct lk_conn *c, const struct lk_cdc_table *t, struct lk_err *err)
+{
+	char name[256];
+
+	if (strcmp(schema_of(t->table), CDC_SCHEMA) != 0) {
+		lk_tref_format(t->table, name, sizeof(name));
+		return lk_err_set(err, LK_ERR_SCHEMA,
+				  "change capture on '%s': SQLite captures tables of the main"
+				  " database only",
+				  name);
+	}
+	return check_table(c, t, err); /* SQLite has no privileges to miss */
+}
+
 /* ---- consumers ---- */
 
 static int register_in_txn(struct lk_conn *c, const char *job, int64_t relid, struct lk_cdc_pos *h,
@@ -745,6 +759,7 @@ static int sc_lag(struct lk_conn *c, const char *job, const struct lk_tref *t,
 
 const struct lk_cdc_ops lk_sqlite_cdc_ops = {
 	.install = sc_install,
+	.check = sc_check,
 	.register_consumer = sc_register_consumer,
 	.consumer_get = sc_consumer_get,
 	.consumer_advance = sc_consumer_advance,
