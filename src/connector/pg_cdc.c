@@ -364,11 +364,76 @@ static int create_triggers(struct lk_conn *c, const char *relid, const struct lk
 	return rc;
 }
 
+/* Sets *current when this build's objects are installed already (nothing to create). */
+static int installed_version(struct lk_conn *c, bool *current, struct lk_err *err)
+{
+	char v[32];
+
+	*current = false;
+	if (one_value(c, "SELECT pg_catalog.to_regclass('lockstep_cdc.meta') IS NOT NULL", 0, NULL,
+		      v, sizeof(v), err) < 0)
+		return -1;
+	if (v[0] != 't')
+		return 0;
+	if (one_value(c, "SELECT max(version) FROM lockstep_cdc.meta", 0, NULL, v, sizeof(v), err) <
+	    0)
+		return -1;
+	*current = v[0] && atoi(v) == CDC_VERSION;
+	return 0;
+}
+
+/*
+ * One install attempt in one transaction. DDL waits behind open transactions on the
+ * table and new writers queue behind the DDL, so each attempt gives up after 2 s
+ * (55P03) rather than stall the application; the caller retries.
+ */
+static int install_once(struct lk_conn *c, const struct lk_cdc_table *t, const char *oid,
+			int64_t relid, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	char have[8];
+	bool current = false;
+	int rc = -1;
+
+	if (installed_version(c, &current, err) < 0 ||
+	    lk_pg_cmd(c, "BEGIN", 0, NULL, NULL, err) < 0)
+		return -1;
+	c->in_txn = true;
+	if (cmd(c,
+		"SET LOCAL lock_timeout = '2s';"
+		" SELECT pg_catalog.pg_advisory_xact_lock(" CDC_LOCK ")",
+		0, NULL, err) < 0)
+		goto out;
+	/* CREATE INDEX IF NOT EXISTS locks the changelog against writers even when the
+	 * index exists: an up-to-date install creates nothing. */
+	if (!current && (cmd(c, base_objects, 0, NULL, err) < 0 || check_version(c, err) < 0))
+		goto out;
+	if (register_table(c, oid, t, err) < 0 ||
+	    one_value(c,
+		      "SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = "
+		      "'lockstep_cdc'::regnamespace AND proname = 'capture_' || $1",
+		      1, (const char *[]){oid}, have, sizeof(have), err) < 0)
+		goto out;
+	if (!have[0]) {
+		capture_function(&sql, relid, t);
+		if (cmd(c, sql.buf, 0, NULL, err) < 0)
+			goto out;
+	}
+	if (create_triggers(c, oid, t, relid, err) < 0)
+		goto out;
+	rc = lk_pg_cmd(c, "COMMIT", 0, NULL, NULL, err);
+	c->in_txn = false;
+out:
+	if (rc < 0)
+		abort_txn(c);
+	lk_buf_release(&sql);
+	return rc;
+}
+
 static int pg_cdc_install(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
 			  struct lk_err *err)
 {
-	struct lk_buf sql = LK_BUF_INIT;
-	char oid[32], name[300], have[8];
+	char oid[32], name[300];
 	int rc = -1;
 
 	lk_tref_format(t->table, name, sizeof(name));
@@ -376,36 +441,24 @@ static int pg_cdc_install(struct lk_conn *c, const struct lk_cdc_table *t, int64
 	    check_privileges(c, name, oid, err) < 0)
 		return -1;
 	*relid = strtoll(oid, NULL, 10);
-	if (lk_pg_cmd(c, "BEGIN", 0, NULL, NULL, err) < 0)
-		return -1;
-	c->in_txn = true;
-	if (cmd(c, "SELECT pg_catalog.pg_advisory_xact_lock(" CDC_LOCK ")", 0, NULL, err) < 0 ||
-	    cmd(c, base_objects, 0, NULL, err) < 0 || check_version(c, err) < 0 ||
-	    register_table(c, oid, t, err) < 0)
-		goto out;
-	if (one_value(c,
-		      "SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = "
-		      "'lockstep_cdc'::regnamespace AND proname = 'capture_' || $1",
-		      1, (const char *[]){oid}, have, sizeof(have), err) < 0)
-		goto out;
-	if (!have[0]) {
-		capture_function(&sql, *relid, t);
-		if (cmd(c, sql.buf, 0, NULL, err) < 0)
-			goto out;
+	for (int attempt = 0; attempt < 30; attempt++) {
+		lk_err_clear(err);
+		rc = install_once(c, t, oid, *relid, err);
+		if (rc == 0 || strcmp(err->sqlstate, "55P03") != 0)
+			break;
+		if (attempt == 0)
+			lk_log_info("waiting for open transactions on %s to end to install change "
+				    "capture (retrying every second)",
+				    name);
+		lk_sleep_ms(1000, NULL);
 	}
-	if (create_triggers(c, oid, t, *relid, err) < 0)
-		goto out;
-	rc = lk_pg_cmd(c, "COMMIT", 0, NULL, NULL, err);
-	c->in_txn = false;
-out:
 	if (rc < 0) {
-		abort_txn(c);
-		if (err->sqlstate[0] == '4' && err->sqlstate[1] == '2' && err->code == LK_ERR_PG &&
-		    strcmp(err->sqlstate, "42501") == 0)
+		if (strcmp(err->sqlstate, "42501") == 0)
 			err->code = LK_ERR_PERMISSION;
+		if (strcmp(err->sqlstate, "55P03") == 0)
+			err->transient = true;
 		lk_err_prefix(err, "cannot install change capture on %s", name);
 	}
-	lk_buf_release(&sql);
 	return rc;
 }
 

@@ -3,12 +3,30 @@
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static atomic_long hits;
+static atomic_bool checked;
+
+/* Every point the code passes; a misspelt LK_FAILPOINT would otherwise never fire. */
+static const char *const known[] = {"after_target_commit", "mid_copy", "between_pages", "mid_prune",
+				    "after_seal"};
+
+static void check_name(const char *spec, size_t n)
+{
+	if (atomic_exchange(&checked, true))
+		return;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		if (strlen(known[i]) == n && strncmp(spec, known[i], n) == 0)
+			return;
+	}
+	(void)fprintf(stderr, "lockstep: warning: LK_FAILPOINT names no known point: '%.*s'\n",
+		      (int)n, spec);
+}
 
 void lk_failpoint(const char *name)
 {
@@ -21,6 +39,7 @@ void lk_failpoint(const char *name)
 		return;
 	at = strchr(spec, '@');
 	n = at ? (size_t)(at - spec) : strlen(spec);
+	check_name(spec, n);
 	if (strlen(name) != n || strncmp(spec, name, n) != 0)
 		return;
 	if (at) {

@@ -23,6 +23,7 @@ struct verify_state {
 	bool raw_json; /* both sides on one engine: JSON compared as stored text */
 	struct lk_buf tmp;
 	struct lk_keyset ks;
+	const char *live; /* deletes: soft:COL -> "COL IS NULL": soft-deleted rows are absent */
 };
 
 static uint64_t row_hash(struct verify_state *vs, const struct lk_value *row)
@@ -59,7 +60,8 @@ static int compare_page(struct verify_state *vs, const struct lk_rows *page, str
 				     .types = ctx->types,
 				     .ncols = ctx->ncols,
 				     .order = ctx->key,
-				     .norder = ctx->nkey};
+				     .norder = ctx->nkey,
+				     .filter = vs->live};
 	struct lk_rows keys, trows;
 	uint64_t hs = 0, ht = 0;
 	int rc;
@@ -165,7 +167,8 @@ static int pass_target(struct verify_state *vs, struct lk_err *err)
 				      .types = kt,
 				      .ncols = nk,
 				      .order = ko,
-				      .norder = nk};
+				      .norder = nk,
+				      .filter = vs->live};
 	sspec = tspec;
 	sspec.table = &ctx->job->source.table;
 	sspec.filter = ctx->job->source.where;
@@ -207,7 +210,7 @@ static int pass_target(struct verify_state *vs, struct lk_err *err)
 }
 
 /* Counts the target's rows; -1 on error. */
-static int64_t count_target(struct lk_job_ctx *ctx, struct lk_err *err)
+static int64_t count_target(struct lk_job_ctx *ctx, const char *live, struct lk_err *err)
 {
 	struct lk_buf sql = LK_BUF_INIT;
 	struct lk_rows out;
@@ -215,6 +218,8 @@ static int64_t count_target(struct lk_job_ctx *ctx, struct lk_err *err)
 
 	lk_buf_adds(&sql, "SELECT count(*) FROM ");
 	lk_quote_tref_for(&sql, &ctx->job->target.table, ctx->cfg->dbs[ctx->job->target.db].kind);
+	if (live)
+		lk_buf_addf(&sql, " WHERE %s", live);
 	lk_rows_init(&out, 1);
 	if (ctx->dst.ops->exec(ctx->dst.conn, sql.buf, 0, NULL, &out, NULL, err) == 0 &&
 	    out.nrows == 1 && lk_int64_parse(LK_ROW(&out, 0)[0].p, &n) < 0)
@@ -229,6 +234,7 @@ int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
 {
 	struct lk_job_ctx ctx;
 	struct verify_state vs;
+	struct lk_buf live = LK_BUF_INIT;
 	int rc = -1;
 
 	memset(res, 0, sizeof(*res));
@@ -253,6 +259,11 @@ int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
 		vs.all[i] = i;
 	lk_buf_init(&vs.tmp);
 	lk_keyset_init(&vs.ks);
+	if (ctx.w.soft_column) {
+		lk_quote_ident(&live, ctx.w.soft_column);
+		lk_buf_adds(&live, " IS NULL");
+		vs.live = live.buf;
+	}
 	ctx.prog.stage = "verify";
 	if (pass_source(&vs, err) < 0)
 		goto out;
@@ -261,7 +272,7 @@ int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
 	 * exactly as many rows, it can hold no other key, and the extras pass is skipped.
 	 */
 	if (res->missing == 0) {
-		int64_t n = count_target(&ctx, err);
+		int64_t n = count_target(&ctx, vs.live, err);
 
 		if (n < 0)
 			goto out;
@@ -279,6 +290,7 @@ int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
 	res->elapsed_ms = lk_mono_ms() - ctx.start_mono_ms;
 	rc = 0;
 out:
+	lk_buf_release(&live);
 	free(vs.all);
 	lk_buf_release(&vs.tmp);
 	lk_keyset_release(&vs.ks);
