@@ -536,9 +536,12 @@ static int pg_cdc_read(struct lk_conn *c, int64_t relid, const struct lk_cdc_pos
 		       struct lk_rows *out, int64_t *h, struct lk_err *err)
 {
 	static const char *const sql =
-		"SELECT xid::text, seq::text, op::text, key::text FROM lockstep_cdc.changelog"
-		" WHERE relid = $1::oid AND (xid, seq) > ($2::xid8, $3::bigint) AND xid < $4::xid8"
-		" ORDER BY xid, seq LIMIT $5";
+		/* ORDER BY names the table's columns: a bare "seq" would sort by the output
+		 * column seq::text, where "10000" < "6875". */
+		"SELECT l.xid::text, l.seq::text, l.op::text, l.key::text"
+		" FROM lockstep_cdc.changelog l WHERE l.relid = $1::oid"
+		" AND (l.xid, l.seq) > ($2::xid8, $3::bigint) AND l.xid < $4::xid8"
+		" ORDER BY l.xid, l.seq LIMIT $5";
 	char id[32], x[32], s[32], hv[32], lim[16];
 	const char *params[] = {id, x, s, hv, lim};
 	PGresult *res;

@@ -292,6 +292,8 @@ static int page(struct rt *rt, bool *truncated, struct lk_err *err)
 	    0)
 		goto fail;
 	n = rt->ent.nrows;
+	lk_log_debug("job %s: %d entries after (%" PRId64 ", %" PRId64 ", %" PRId64 "), h %" PRId64,
+		     ctx->job->name, n, rt->pos.horizon, rt->pos.xid, rt->pos.seq, h);
 	for (int r = 0; r < n; r++) {
 		const struct lk_value *e = LK_ROW(&rt->ent, r);
 
