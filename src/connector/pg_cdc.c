@@ -293,11 +293,17 @@ static int register_table(struct lk_conn *c, const char *relid, const struct lk_
 		4, params, err) < 0)
 		goto out;
 	if (one_value(c,
-		      "SELECT CASE WHEN key_cols = $2::text[] THEN '' ELSE key_cols::text END"
+		      "SELECT CASE WHEN key_cols = $2::text[] THEN '' ELSE"
+		      " '(' || pg_catalog.array_to_string(key_cols, ', ') || ')' END"
 		      " FROM lockstep_cdc.tables WHERE relid = $1",
 		      2, (const char *[]){relid, keys.buf}, have, sizeof(have), err) < 0)
 		goto out;
 	if (have[0]) {
+		lk_buf_reset(&keys); /* the same form as `have`: (a, b) */
+		lk_buf_addch(&keys, '(');
+		for (int i = 0; i < t->nkey; i++)
+			lk_buf_addf(&keys, "%s%s", i ? ", " : "", t->key_cols[i]);
+		lk_buf_addch(&keys, ')');
 		lk_tref_format(t->table, name, sizeof(name));
 		lk_err_set(err, LK_ERR_CONFLICT,
 			   "%s is already captured with key %s; this job's key is %s (jobs reading "

@@ -45,14 +45,14 @@ static void on_progress(void *arg, const struct lk_sync_progress *p)
 	w->last_msg[0] = '\0';
 }
 
-/* Logs a failure once per outage (again only when the error changes). */
+/* Logs a failure once per outage. */
 static void note_failure(struct worker *w, const struct lk_err *err)
 {
 	if (!w->outage) {
 		w->outage = true;
 		w->outage_ms = lk_mono_ms();
 	}
-	if (strcmp(w->last_msg, err->msg) == 0) {
+	if (w->last_msg[0]) { /* one line per outage; the rest at debug level */
 		lk_log_debug("job %s: still failing: %s", w->job->name, err->msg);
 		return;
 	}

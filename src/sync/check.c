@@ -1,7 +1,6 @@
 /* check.c - the read-only checks behind `lockstep check-config` for one sync job. */
 #include "sync_int.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 int lk_sync_check(const struct lk_config *cfg, const struct lk_job *job,
@@ -25,23 +24,8 @@ int lk_sync_check(const struct lk_config *cfg, const struct lk_job *job,
 		    0)
 			goto out;
 	}
-	if (job->mode == LK_MODE_REALTIME) {
-		const struct lk_cdc_ops *cdc = lk_cdc_for(ctx.src.ops);
-		const char **kc = lk_xcalloc((size_t)ctx.nkey, sizeof(char *));
-		enum lk_type *kt = lk_xcalloc((size_t)ctx.nkey, sizeof(enum lk_type));
-		struct lk_cdc_table t = {&job->source.table, kc, kt, ctx.nkey};
-		int crc;
-
-		for (int i = 0; i < ctx.nkey; i++) {
-			kc[i] = ctx.cols[ctx.key[i]];
-			kt[i] = ctx.types[ctx.key[i]];
-		}
-		crc = cdc->check(ctx.src.conn, &t, err);
-		free(kc);
-		free(kt);
-		if (crc < 0)
-			goto out;
-	}
+	if (job->mode == LK_MODE_REALTIME && lk_job_check_capture(&ctx, err) < 0)
+		goto out;
 	rc = 0;
 out:
 	lk_job_release(&ctx);

@@ -88,11 +88,34 @@ static int resolve_columns(struct lk_job_ctx *ctx, struct lk_err *err)
 	return 0;
 }
 
+/* A real-time job whose source refuses change capture should not leave a new target. */
+int lk_job_check_capture(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	const struct lk_cdc_ops *cdc = lk_cdc_for(ctx->src.ops);
+	const char **kc = lk_xcalloc((size_t)ctx->nkey, sizeof(char *));
+	enum lk_type *kt = lk_xcalloc((size_t)ctx->nkey, sizeof(enum lk_type));
+	struct lk_cdc_table t = {&ctx->job->source.table, kc, kt, ctx->nkey};
+	int rc;
+
+	for (int i = 0; i < ctx->nkey; i++) {
+		kc[i] = ctx->cols[ctx->key[i]];
+		kt[i] = ctx->types[ctx->key[i]];
+	}
+	rc = cdc ? cdc->check(ctx->src.conn, &t, err) : 0;
+	free(kc);
+	free(kt);
+	return rc;
+}
+
 static int create_target(struct lk_job_ctx *ctx, struct lk_err *err)
 {
-	struct lk_column *cols = lk_xcalloc((size_t)ctx->ncols, sizeof(*cols));
+	struct lk_column *cols;
 	bool same = ctx->src.ops == ctx->dst.ops;
 	int rc;
+
+	if (ctx->job->mode == LK_MODE_REALTIME && lk_job_check_capture(ctx, err) < 0)
+		return -1;
+	cols = lk_xcalloc((size_t)ctx->ncols, sizeof(*cols));
 
 	for (int i = 0; i < ctx->ncols; i++) {
 		const struct lk_column *sc =

@@ -40,6 +40,8 @@ struct lk_job_ctx {
 int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const struct lk_job *job,
 		   const struct lk_sync_opts *opts, bool for_write, struct lk_err *err);
 void lk_job_release(struct lk_job_ctx *ctx);
+/* Read-only: the source allows installing the job's change capture (realtime). */
+int lk_job_check_capture(struct lk_job_ctx *ctx, struct lk_err *err);
 
 /*
  * Commits one batch: the fenced position first, then upserts (`plain`: COPY into an
