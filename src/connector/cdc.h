@@ -102,6 +102,13 @@ struct lk_cdc_ops {
 		    struct lk_rows *out, int64_t *h, struct lk_err *err);
 
 	/*
+	 * The horizon a catch-up must reach to include every transaction that has begun
+	 * writing by now (PostgreSQL: pg_snapshot_xmax of a fresh snapshot); 0 when any
+	 * drained read is complete (SQLite).
+	 */
+	int (*catch_up_target)(struct lk_conn *c, int64_t *target, struct lk_err *err);
+
+	/*
 	 * Deletes up to max entries of relid that every consumer of relid has applied
 	 * (autocommit); *deleted gets how many. Never touches a table without consumers.
 	 */

@@ -588,6 +588,17 @@ out:
 	return rc;
 }
 
+static int pg_cdc_catch_up_target(struct lk_conn *c, int64_t *target, struct lk_err *err)
+{
+	char v[32];
+
+	if (one_value(c, "SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())", 0,
+		      NULL, v, sizeof(v), err) < 0)
+		return -1;
+	*target = strtoll(v, NULL, 10);
+	return 0;
+}
+
 static int pg_cdc_prune(struct lk_conn *c, int64_t relid, int max, int64_t *deleted,
 			struct lk_err *err)
 {
@@ -894,6 +905,7 @@ const struct lk_cdc_ops lk_pg_cdc_ops = {
 	.consumer_get = pg_cdc_consumer_get,
 	.consumer_advance = pg_cdc_advance,
 	.read = pg_cdc_read,
+	.catch_up_target = pg_cdc_catch_up_target,
 	.prune = pg_cdc_prune,
 	.stalled = pg_cdc_stalled,
 	.listen = pg_cdc_listen,

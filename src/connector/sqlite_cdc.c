@@ -431,6 +431,14 @@ static int sc_check(struct lk_conn *c, const struct lk_cdc_table *t, struct lk_e
 	return check_table(c, t, err); /* SQLite has no privileges to miss */
 }
 
+static int sc_catch_up_target(struct lk_conn *c, int64_t *target, struct lk_err *err)
+{
+	(void)c;
+	(void)err;
+	*target = 0; /* writers are serialised: a drained read has seen every commit */
+	return 0;
+}
+
 /* ---- consumers ---- */
 
 static int register_in_txn(struct lk_conn *c, const char *job, int64_t relid, struct lk_cdc_pos *h,
@@ -760,6 +768,7 @@ static int sc_lag(struct lk_conn *c, const char *job, const struct lk_tref *t,
 const struct lk_cdc_ops lk_sqlite_cdc_ops = {
 	.install = sc_install,
 	.check = sc_check,
+	.catch_up_target = sc_catch_up_target,
 	.register_consumer = sc_register_consumer,
 	.consumer_get = sc_consumer_get,
 	.consumer_advance = sc_consumer_advance,

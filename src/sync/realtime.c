@@ -435,6 +435,12 @@ static int stream(struct rt *rt, struct lk_err *err)
 	struct lk_job_ctx *ctx = rt->ctx;
 	bool follow = ctx->opts && ctx->opts->follow;
 
+	int64_t target = 0, wait_from = 0;
+
+	/* A catch-up (lockstep sync) ends once every transaction that had begun writing when
+	 * it started is applied, even if an open one holds the horizon for a while. */
+	if (!follow && rt->cdc->catch_up_target(ctx->src.conn, &target, err) < 0)
+		return -1;
 	ctx->prog.stage = "stream";
 	lk_job_report(ctx, true);
 	for (;;) {
@@ -457,8 +463,16 @@ static int stream(struct rt *rt, struct lk_err *err)
 		lk_job_report(ctx, false);
 		if (n == ctx->job->batch)
 			continue;
-		if (!follow)
+		if (!follow && rt->pos.horizon >= target)
 			return 0;
+		if (!follow && !wait_from) {
+			wait_from = lk_mono_ms();
+		} else if (!follow && wait_from > 0 && lk_mono_ms() - wait_from > 5000) {
+			lk_log_info("job %s: waiting for transactions open on the source since the "
+				    "start of this run to finish (`lockstep status` shows the pid)",
+				    ctx->job->name);
+			wait_from = -1;
+		}
 		if (wait_change(rt, err) < 0)
 			return -1;
 	}
