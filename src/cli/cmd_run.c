@@ -47,11 +47,9 @@ int lk_cmd_run(struct lk_cli *cli)
 		(void)gethostname(host, sizeof(host) - 1);
 		name = host[0] ? host : "lockstep";
 	}
-	if (lk_store_instance_start(store, name, &restarts, &err) < 0) {
+	if (lk_store_instance_start(store, name, &restarts, &err) < 0 ||
+	    lk_daemon_run(cli->cfg, &lk_cli_stop, &err) < 0)
 		code = lk_cli_fail(&err);
-	} else if (lk_daemon_run(cli->cfg, &lk_cli_stop, &err) < 0) {
-		code = lk_cli_fail(&err);
-	}
 	lk_store_job_unlock(lock);
 	lk_store_close(store);
 	return code;

@@ -27,9 +27,11 @@
 static int one_value(struct lk_conn *c, const char *sql, int n, const char *const *params,
 		     char *out, size_t out_size, struct lk_err *err)
 {
-	PGresult *res = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	PGresult *res;
 	int rc = 0;
 
+	out[0] = '\0';
+	res = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		rc = lk_pg_err(err, c, res, "change capture");
 	else if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
