@@ -457,8 +457,7 @@ static int stream(struct rt *rt, struct lk_err *err)
 		if (truncated)
 			return 1;
 		lk_failpoint("between_pages");
-		if (advance(rt, false, err) < 0 || prune(rt, err) < 0 ||
-		    check_stalled(rt, err) < 0)
+		if (advance(rt, false, err) < 0 || prune(rt, err) < 0 || check_stalled(rt, err) < 0)
 			return -1;
 		lk_job_report(ctx, false);
 		if (n == ctx->job->batch)
