@@ -92,19 +92,9 @@ static int resolve_columns(struct lk_job_ctx *ctx, struct lk_err *err)
 int lk_job_check_capture(struct lk_job_ctx *ctx, struct lk_err *err)
 {
 	const struct lk_cdc_ops *cdc = lk_cdc_for(ctx->src.ops);
-	const char **kc = lk_xcalloc((size_t)ctx->nkey, sizeof(char *));
-	enum lk_type *kt = lk_xcalloc((size_t)ctx->nkey, sizeof(enum lk_type));
-	struct lk_cdc_table t = {&ctx->job->source.table, kc, kt, ctx->nkey};
-	int rc;
+	struct lk_cdc_table t = lk_job_cdc_table(ctx);
 
-	for (int i = 0; i < ctx->nkey; i++) {
-		kc[i] = ctx->cols[ctx->key[i]];
-		kt[i] = ctx->types[ctx->key[i]];
-	}
-	rc = cdc ? cdc->check(ctx->src.conn, &t, err) : 0;
-	free(kc);
-	free(kt);
-	return rc;
+	return cdc ? cdc->check(ctx->src.conn, &t, err) : 0;
 }
 
 static int create_target(struct lk_job_ctx *ctx, struct lk_err *err)
@@ -242,6 +232,12 @@ int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const st
 	}
 	if (resolve_columns(ctx, err) < 0)
 		return -1;
+	ctx->key_cols = lk_xcalloc((size_t)ctx->nkey, sizeof(char *));
+	ctx->key_types = lk_xcalloc((size_t)ctx->nkey, sizeof(enum lk_type));
+	for (int i = 0; i < ctx->nkey; i++) {
+		ctx->key_cols[i] = ctx->cols[ctx->key[i]];
+		ctx->key_types[i] = ctx->types[ctx->key[i]];
+	}
 	fingerprint(ctx);
 	rc = ctx->dst.ops->describe(ctx->dst.conn, &job->target.table, &ctx->tdesc, err);
 	if (rc < 0 && err->code == LK_ERR_NOTFOUND && job->target.create && for_write) {
@@ -288,7 +284,11 @@ void lk_job_release(struct lk_job_ctx *ctx)
 	free(ctx->cols);
 	free(ctx->types);
 	free(ctx->key);
+	free(ctx->key_cols);
+	free(ctx->key_types);
 	free(ctx->pos);
+	ctx->key_cols = NULL;
+	ctx->key_types = NULL;
 	ctx->cols = NULL;
 	ctx->types = NULL;
 	ctx->key = NULL;

@@ -109,20 +109,9 @@ static int commit_pos(struct rt *rt, const char *phase, const struct lk_cdc_pos 
 
 static int install(struct rt *rt, struct lk_err *err)
 {
-	struct lk_job_ctx *ctx = rt->ctx;
-	const char **kcols = lk_xcalloc((size_t)ctx->nkey, sizeof(char *));
-	enum lk_type *ktypes = lk_xcalloc((size_t)ctx->nkey, sizeof(enum lk_type));
-	struct lk_cdc_table t = {&ctx->job->source.table, kcols, ktypes, ctx->nkey};
-	int rc;
+	struct lk_cdc_table t = lk_job_cdc_table(rt->ctx);
 
-	for (int i = 0; i < ctx->nkey; i++) {
-		kcols[i] = ctx->cols[ctx->key[i]];
-		ktypes[i] = ctx->types[ctx->key[i]];
-	}
-	rc = rt->cdc->install(ctx->src.conn, &t, &rt->relid, err);
-	free(kcols);
-	free(ktypes);
-	return rc;
+	return rt->cdc->install(rt->ctx->src.conn, &t, &rt->relid, err);
 }
 
 /* Opens the direct listener when the database names one (url may go through pgbouncer). */
@@ -204,6 +193,19 @@ static int resume(struct rt *rt, struct lk_err *err)
 	return 0;
 }
 
+/*
+ * rt->kb = the canonical form of a key held as nkey values in key order, equal to
+ * lk_key_canon() of a full row with the same key (each value encoded on its own).
+ */
+static void packed_key_canon(struct rt *rt, const struct lk_value *v)
+{
+	const struct lk_job_ctx *ctx = rt->ctx;
+
+	lk_buf_reset(&rt->kb);
+	for (int i = 0; i < ctx->nkey; i++)
+		lk_row_canon(&rt->kb, &v[i], &ctx->key_types[i], (int[]){0}, 1, false);
+}
+
 /* Parses an entry's key into keys (deduplicated within the page). */
 static int add_key(struct rt *rt, const struct lk_value *k)
 {
@@ -213,10 +215,7 @@ static int add_key(struct rt *rt, const struct lk_value *k)
 	int rc = -1;
 
 	if (a && lk_pos_parse_values(a, v, ctx->types, ctx->key, ctx->nkey, &rt->scratch) == 0) {
-		lk_buf_reset(&rt->kb);
-		for (int i = 0; i < ctx->nkey; i++) /* canonical form over positions 0..n-1 */
-			lk_row_canon(&rt->kb, &v[i], &ctx->types[ctx->key[i]], (int[]){0}, 1,
-				     false);
+		packed_key_canon(rt, v);
 		if (!lk_keyset_find(&rt->seen, rt->kb.buf)) {
 			lk_keyset_add(&rt->seen, rt->kb.buf, rt->kb.len, 0);
 			lk_rows_add(&rt->keys);
@@ -248,10 +247,7 @@ static void collect_deletes(struct rt *rt)
 	for (int r = 0; r < rt->keys.nrows; r++) {
 		const struct lk_value *k = LK_ROW(&rt->keys, r);
 
-		lk_buf_reset(&rt->kb);
-		for (int i = 0; i < ctx->nkey; i++)
-			lk_row_canon(&rt->kb, &k[i], &ctx->types[ctx->key[i]], (int[]){0}, 1,
-				     false);
+		packed_key_canon(rt, k);
 		if (lk_keyset_find(&rt->seen, rt->kb.buf))
 			continue;
 		lk_rows_add(&rt->dels);

@@ -21,7 +21,9 @@ struct lk_job_ctx {
 	int ncols;
 	int *key; /* indexes into cols */
 	int nkey;
-	int cursor; /* poll: index into cols of the cursor column, else -1 */
+	const char **key_cols;	 /* the key's names and types in key order: the shape in */
+	enum lk_type *key_types; /* which change capture logs a key */
+	int cursor;		 /* poll: index into cols of the cursor column, else -1 */
 	struct lk_write_spec w;
 	char fp[17];	      /* fingerprint: what a position means (tables, key, cursor, where) */
 	int64_t epoch;	      /* this run's fencing token */
@@ -40,6 +42,13 @@ struct lk_job_ctx {
 int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const struct lk_job *job,
 		   const struct lk_sync_opts *opts, bool for_write, struct lk_err *err);
 void lk_job_release(struct lk_job_ctx *ctx);
+/* The job's source table and key, as change capture installs it. */
+static inline struct lk_cdc_table lk_job_cdc_table(const struct lk_job_ctx *ctx)
+{
+	return (struct lk_cdc_table){&ctx->job->source.table, ctx->key_cols, ctx->key_types,
+				     ctx->nkey};
+}
+
 /* Read-only: the source allows installing the job's change capture (realtime). */
 int lk_job_check_capture(struct lk_job_ctx *ctx, struct lk_err *err);
 
