@@ -30,11 +30,10 @@ Equality is the md5 oracle (each server hashes its rows as text); changelog and
 registry facts are read from lockstep_cdc's tables and pg_catalog directly.
 """
 import os
-import signal
-import subprocess
 import time
 
 import lktest as L
+import rtwriters as W
 
 L.require_pg()
 t = L.Suite("test_realtime_consumers")
@@ -68,41 +67,21 @@ def config(wd, name, databases, jobs):
                           name)
 
 
-class Run:
-    """`lockstep -c CFG run` in the background, its output in a file."""
+class Run(W.Daemon):
+    """`lockstep -c CFG run` in the background (rtwriters.Daemon), with a checked stop."""
 
     def __init__(self, cfg, log_path):
-        self.log_path = log_path
-        self.logf = open(log_path, "w")
-        env = dict(os.environ)
-        env.pop("LK_FAILPOINT", None)
-        env["NO_COLOR"] = "1"
-        self.proc = subprocess.Popen([L.lk_bin(), "-c", cfg, "run"], env=env, stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+        super().__init__(cfg, log_path)
+        self.start()
 
     def text(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        return self.output()
 
     def stop(self, what):
         """SIGTERM; checks that it was still running and exits 0."""
-        t.check(self.proc.poll() is None, "%s: lockstep run was still running" % what, self.text()[-3000:])
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.logf.close()
-        t.eq(rc, 0, "%s: SIGTERM stops lockstep run with exit 0" % what, self.text()[-3000:])
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if not self.logf.closed:
-            self.logf.close()
+        t.check(self.alive(), "%s: lockstep run was still running" % what, self.tail(3000))
+        rc = self.term(60)
+        t.eq(rc, 0, "%s: SIGTERM stops lockstep run with exit 0" % what, self.tail(3000))
 
 
 def wait_for(cond, deadline=120, step=0.3):

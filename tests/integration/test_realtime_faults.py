@@ -35,6 +35,7 @@ import threading
 import time
 
 import lktest as L
+import rtwriters as W
 
 L.require_pg()
 t = L.Suite("test_realtime_faults")
@@ -211,21 +212,19 @@ SELECT id, prev, version FROM (
 WHERE version < prev ORDER BY id LIMIT 10"""
 
 
-class Run:
-    """`lockstep run` in the background, its stderr in a file."""
+class Run(W.Daemon):
+    """`lockstep run` in the background (rtwriters.Daemon)."""
 
     def __init__(self, cfg, log_path):
-        self.log_path = log_path
-        self.logf = open(log_path, "w")
-        env = dict(os.environ)
-        env.pop("LK_FAILPOINT", None)
-        env["NO_COLOR"] = "1"
-        self.proc = subprocess.Popen([L.lk_bin(), "-c", cfg, "run"], env=env, stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+        super().__init__(cfg, log_path)
+        self.start()
+
+    @property
+    def proc(self):
+        return self.p
 
     def text(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        return self.output()
 
     def tail(self, n=60):
         return "\n".join(self.text().splitlines()[-n:])
@@ -403,7 +402,6 @@ def main():
             if run.proc.poll() is None:
                 run.proc.kill()
                 run.proc.wait()
-            run.logf.close()
             if t.failed:
                 print("---- lockstep log (tail) ----\n%s" % run.tail(80))
         for c in (src_cluster, dst_cluster):
