@@ -18,20 +18,20 @@ struct lk_job_ctx {
 	/* The synced columns (source names; the target has the same names). */
 	const char **cols;
 	enum lk_type *types;
-	int ncols;
-	int *key; /* indexes into cols */
-	int nkey;
+	int *key;		 /* indexes into cols */
 	const char **key_cols;	 /* the key's names and types in key order: the shape in */
 	enum lk_type *key_types; /* which change capture logs a key */
-	int cursor;		 /* poll: index into cols of the cursor column, else -1 */
+	int ncols;
+	int nkey;
+	int cursor; /* poll: index into cols of the cursor column, else -1 */
+	bool rt;    /* realtime: the snapshot phase writes realtime positions (rt_start) */
 	struct lk_write_spec w;
 	char fp[17];	      /* fingerprint: what a position means (tables, key, cursor, where) */
 	int64_t epoch;	      /* this run's fencing token */
 	int64_t target_epoch; /* read from the target before the seal */
 	char *pos;	      /* the position JSON read from the target, or NULL */
-	/* realtime: the snapshot phase writes realtime positions carrying rt_start, the
-	 * changelog position taken before the snapshot began (DESIGN decision 4). */
-	bool rt;
+	/* realtime: the changelog position taken before the snapshot began (DESIGN
+	 * decision 4), carried by the snapshot phase's positions. */
 	struct lk_cdc_pos rt_start;
 	struct lk_sync_progress prog;
 	int64_t start_mono_ms, last_report_ms;
