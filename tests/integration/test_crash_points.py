@@ -59,6 +59,18 @@ def crash_and_resume(point):
     L.drop_one(dst)
 
 
+def misspelt_point():
+    """A failpoint name no code passes is reported, not silently ignored."""
+    cfg = L.sync_config(L.Workdir("crash_misspelt"), {"src": src, "dst": L.new_db("crash_dst_misspelt")},
+                        {"users": {"source": {"db": "src", "table": "users"},
+                                   "target": {"db": "dst", "table": "users", "create": True}}})
+    rc, out, err = L.run_lockstep(["sync", "users", "--json"], cfg, env={"LK_FAILPOINT": "after_comit@2"})
+    t.eq(rc, 0, "LK_FAILPOINT=after_comit@2: the run is not crashed", L.show(rc, out, err))
+    t.check("names no known point: 'after_comit'" in err, "the misspelt name is reported",
+            L.show(rc, out, err))
+
+
 for p in ("after_target_commit", "mid_copy", "between_pages"):
     t.case(crash_and_resume, p)
+t.case(misspelt_point)
 t.finish()

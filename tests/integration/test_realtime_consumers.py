@@ -25,6 +25,11 @@ Cases (each on its own databases in the shared cluster):
   with `deletes: delete` and stays (as it was) with `deletes: ignore`.
 - transaction_spanning_pages: one transaction of 2500 changes (seq crossing 999 ->
   1000), applied in pages of 200, arrives whole.
+- open_writers: with a write left open on the source table, a first install and a later
+  start leave other writers free (lock_timeout 5 s), and `sync` ends only after that
+  write commits, with it applied.
+- daemon_lock_and_version: a second `lockstep run` on one SQLite state store exits 75;
+  capture installed by a newer lockstep (meta.version 99) is refused with exit 1.
 
 Equality is the md5 oracle (each server hashes its rows as text); changelog and
 registry facts are read from lockstep_cdc's tables and pg_catalog directly.
@@ -426,7 +431,86 @@ def test_transaction_spanning_pages():
     same(src, dst, "a transaction of 2500 changes applied in pages of 200: nothing skipped")
 
 
+def test_open_writers():
+    """lockstep never queues the application's writers behind an open write, and a
+    catch-up (`sync`) waits for the writes open when it started.
+
+    A first install's DDL must wait for a transaction that already wrote the table, but it
+    gives up every 2 s (lock_timeout) and retries, so another writer is never stuck behind
+    it; an up-to-date install runs no DDL at all. Writer C below uses lock_timeout 5 s: it
+    fails if lockstep holds (or queues for) a lock that conflicts with writers for longer."""
+    src, dst = L.new_db("rtc_open_src"), L.new_db("rtc_open_dst")
+    create_items(src, n=500)
+    wd = L.Workdir("rt_open")
+    cfg = L.sync_config(wd, {"src": src, "dst": dst}, {"o": rt_job("dst")})
+
+    def writer_c(row, what):
+        c = L.connect(src)
+        try:
+            cur = c.cursor()
+            cur.execute("SET lock_timeout = '5s'")
+            t0 = time.monotonic()
+            cur.execute("UPDATE items SET version = version + 1, payload = 'c' WHERE id = %s", (row,))
+            c.commit()
+            t.check(True, "%s: another writer of the table commits (in %.1f s)" % (what, time.monotonic() - t0))
+        except Exception as e:  # noqa: BLE001 - a lock timeout is the failure we look for
+            t.check(False, "%s: another writer of the table commits" % what, repr(e))
+        finally:
+            c.close()
+
+    for what, row_a, row_c in (("first install", 1, 2), ("installed already", 3, 4)):
+        a = L.connect(src)
+        a.autocommit = False
+        try:
+            a.cursor().execute("UPDATE items SET version = version + 1, payload = 'held' WHERE id = %s",
+                               (row_a,))  # open, uncommitted
+            p = L.start_lockstep(["sync", "o", "--json"], cfg)
+            time.sleep(2.5)
+            writer_c(row_c, what)
+            t.check(p.poll() is None, "%s: the sync waits for the write open when it started" % what)
+            a.commit()
+        finally:
+            a.close()
+        try:
+            out, err = p.communicate(timeout=120)
+        except Exception:  # noqa: BLE001 - report the hang as a failure
+            p.kill()
+            out, err = p.communicate()
+        t.eq(p.returncode, 0, "%s: the sync ends once that write commits" % what, L.show(p.returncode, out, err))
+        same(src, dst, "%s: the held write and the other writer's change are applied" % what)
+
+
+def test_daemon_lock_and_version():
+    """A second `lockstep run` on one SQLite state store exits 75 and leaves the first
+    running; change capture installed by a newer lockstep is refused, not overwritten."""
+    src, dst = L.new_db("rtc_lock_src"), L.new_db("rtc_lock_dst")
+    create_items(src, n=200)
+    wd = L.Workdir("rt_lock")
+    cfg = L.sync_config(wd, {"src": src, "dst": dst}, {"l": rt_job("dst")})
+    L.sync(t, cfg, "l")  # the target exists before the oracle reads it
+    run = Run(cfg, wd.file("run.log"))
+    try:
+        wait_same(src, dst, "the first run streams")
+        rc, out, err = L.run_lockstep(["run"], cfg, timeout=60)
+        t.eq(rc, 75, "a second lockstep run on the same state store exits 75", L.show(rc, out, err))
+        t.check("another `lockstep run`" in err, "it says another run holds the state store",
+                L.show(rc, out, err))
+        L.execute(src, "UPDATE items SET version = version + 1 WHERE id = 7")
+        wait_same(src, dst, "the first run keeps streaming")
+        run.stop("first run")
+    finally:
+        run.kill()
+    L.execute(src, "UPDATE lockstep_cdc.meta SET version = 99")
+    rc, out, err = L.run_lockstep(["sync", "l", "--json"], cfg)
+    t.eq(rc, 1, "capture from a newer lockstep (version 99): sync exits 1", L.show(rc, out, err))
+    t.check("newer" in err and "99" in err, "the message says a newer lockstep installed it",
+            L.show(rc, out, err))
+    t.eq(L.scalar(src, "SELECT max(version) FROM lockstep_cdc.meta"), 99, "its version is left alone")
+    L.execute(src, "UPDATE lockstep_cdc.meta SET version = 1")
+    L.sync(t, cfg, "l")
+
+
 for case in (test_two_consumers, test_privileges, test_key_conflict, test_where_deletes,
-             test_transaction_spanning_pages):
+             test_transaction_spanning_pages, test_open_writers, test_daemon_lock_and_version):
     t.case(case)
 t.finish()
