@@ -154,6 +154,9 @@ static void free_job(struct lk_job *j)
 	free(j->target.soft_column);
 	free(j->cursor);
 	free(j->schedule);
+	free(j->timezone);
+	free(j->sql);
+	free_list(j->command, j->ncommand);
 }
 
 void lk_config_free(struct lk_config *cfg)
@@ -165,6 +168,7 @@ void lk_config_free(struct lk_config *cfg)
 	free(cfg->state_url);
 	free(cfg->state_path);
 	free(cfg->http.listen);
+	free(cfg->instance_name);
 	if (cfg->http.token)
 		memset(cfg->http.token, 0, strlen(cfg->http.token));
 	free(cfg->http.token);

@@ -25,6 +25,13 @@ struct lk_retry_conf {
 	double multiplier;  /* growth (default 2) */
 };
 
+/* A circuit breaker per database (databases.NAME.breaker). */
+struct lk_breaker_conf {
+	int failures;	     /* consecutive failed runs that open it (default 5) */
+	int64_t cooldown_ms; /* open for this long before one probe (default 30s) */
+	int64_t probe_ms;    /* the probe's connect timeout (default 5s) */
+};
+
 struct lk_dbconf {
 	char *name;
 	enum lk_db_kind kind;
@@ -32,7 +39,8 @@ struct lk_dbconf {
 	char *path;	  /* SQLite: the file path, made absolute relative to the config's folder */
 	int pool;	  /* connections lockstep may hold (default 4) */
 	char *listen_url; /* optional direct URL for LISTEN; NULL when absent */
-	int line, col;	  /* where it was defined, for later errors */
+	struct lk_breaker_conf breaker;
+	int line, col; /* where it was defined, for later errors */
 };
 
 /* A table reference: `schema.name` or `name`; names are literal (case, spaces kept). */
@@ -44,6 +52,12 @@ struct lk_tref {
 enum lk_job_kind { LK_JOB_SYNC = 0, LK_JOB_SQL, LK_JOB_EXEC };
 enum lk_sync_mode { LK_MODE_SNAPSHOT = 0, LK_MODE_POLL, LK_MODE_REALTIME, LK_MODE_LOGICAL };
 enum lk_deletes { LK_DELETES_DELETE = 0, LK_DELETES_IGNORE, LK_DELETES_SOFT };
+enum lk_overlap { LK_OVERLAP_SKIP = 0, LK_OVERLAP_QUEUE };
+enum lk_misfire { LK_MISFIRE_SKIP = 0, LK_MISFIRE_ONCE, LK_MISFIRE_CATCHUP };
+enum lk_priority { LK_PRIO_HIGH = 0, LK_PRIO_NORMAL, LK_PRIO_LOW };
+
+/* misfire: catchup runs at most this many missed fire times after a start. */
+#define LK_CATCHUP_MAX 10
 
 struct lk_job {
 	char *name;
@@ -68,10 +82,23 @@ struct lk_job {
 	char *cursor;		/* poll: the monotonic column; required for poll */
 	int64_t every_ms;	/* 0 when not set */
 	char *schedule;		/* raw string, or NULL */
+	char *timezone;		/* schedule's zone (IANA name), NULL: UTC */
 	int64_t lookback_ms;	/* poll, time cursors only; default 0 */
 	int batch;		/* rows per batch, default 1000, 1..100000 */
 	bool snapshot_deletes;	/* snapshot into a non-empty target also deletes extras */
 	struct lk_retry_conf retry;
+	enum lk_overlap overlap;   /* default skip */
+	enum lk_misfire misfire;   /* default skip */
+	enum lk_priority priority; /* default normal */
+	/* kind sql: the database and the statement(s), run in one transaction */
+	int db; /* index into lk_config.dbs, -1 when not set */
+	char *sql;
+	/* kind exec: argv, no shell */
+	char **command;
+	int ncommand;
+	int64_t timeout_ms;		 /* sql and exec: 0 = none */
+	int64_t memory_max;		 /* exec: bytes, 0 = none */
+	int schedule_line, schedule_col; /* where schedule/every is written, for later errors */
 	int line, col;
 };
 
@@ -91,6 +118,10 @@ struct lk_config {
 		enum lk_log_format format; /* default text */
 		enum lk_log_level level;   /* default info */
 	} log;
+
+	int64_t memory_limit; /* memory.limit in bytes, 0 = none (SPEC §7) */
+	int64_t retention_ms; /* finished runs and resolved dead letters (default 24h) */
+	char *instance_name;  /* instance.name; NULL: the host name */
 
 	struct lk_dbconf *dbs;
 	int ndbs;
@@ -137,5 +168,13 @@ void lk_redact_url_buf(const char *url, struct lk_buf *out);
  * target and timing. For `lockstep check-config`; never prints a secret.
  */
 void lk_config_dump(const struct lk_config *cfg, struct lk_buf *out);
+
+/*
+ * Appends a text that is equal for two jobs exactly when they would run the same way
+ * (every key, and the URLs of the databases they use): SIGHUP restarts a job whose
+ * fingerprint changed and leaves the others running. Contains secrets: never log it.
+ */
+void lk_config_job_fingerprint(const struct lk_config *cfg, const struct lk_job *j,
+			       struct lk_buf *out);
 
 #endif

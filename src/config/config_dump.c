@@ -65,12 +65,42 @@ static void add_names(struct lk_buf *out, const char *label, char **v, int n)
 	lk_buf_addch(out, ']');
 }
 
+static void dump_tables(const struct lk_config *cfg, const struct lk_job *j, struct lk_buf *out);
+static void dump_timing(const struct lk_job *j, struct lk_buf *out);
+
 static void dump_job(const struct lk_config *cfg, const struct lk_job *j, struct lk_buf *out)
+{
+	static const char *const overlaps[] = {"skip", "queue"};
+	static const char *const misfires[] = {"skip", "once", "catchup"};
+	static const char *const prios[] = {"high", "normal", "low"};
+
+	if (j->kind != LK_JOB_SYNC) {
+		lk_buf_addf(out, "  %s:\n    kind: %s", j->name, kind_names[j->kind]);
+		if (j->kind == LK_JOB_SQL)
+			lk_buf_addf(out, ", db: %s", cfg->dbs[j->db].name);
+		add_names(out, "command", j->command, j->ncommand);
+		lk_buf_addch(out, '\n');
+	} else {
+		lk_buf_addf(out, "  %s:\n    kind: %s, mode: %s, batch: %d\n", j->name,
+			    kind_names[j->kind], mode_names[j->mode], j->batch);
+		dump_tables(cfg, j, out);
+	}
+	lk_buf_addf(out, "    overlap: %s, misfire: %s, priority: %s\n", overlaps[j->overlap],
+		    misfires[j->misfire], prios[j->priority]);
+	if (j->timeout_ms) {
+		lk_buf_adds(out, "    timeout: ");
+		add_duration(out, j->timeout_ms);
+		lk_buf_addch(out, '\n');
+	}
+	if (j->timezone)
+		lk_buf_addf(out, "    timezone: %s\n", j->timezone);
+	dump_timing(j, out);
+}
+
+static void dump_tables(const struct lk_config *cfg, const struct lk_job *j, struct lk_buf *out)
 {
 	static const char *const deletes[] = {"delete", "ignore", "soft:"};
 
-	lk_buf_addf(out, "  %s:\n    kind: %s, mode: %s, batch: %d\n", j->name, kind_names[j->kind],
-		    mode_names[j->mode], j->batch);
 	lk_buf_adds(out, "    source: ");
 	add_table(out, cfg, j->source.db, &j->source.table);
 	add_names(out, "key", j->source.key, j->source.nkey);
@@ -81,6 +111,10 @@ static void dump_job(const struct lk_config *cfg, const struct lk_job *j, struct
 	add_table(out, cfg, j->target.db, &j->target.table);
 	lk_buf_addf(out, ", create: %s, deletes: %s%s\n", j->target.create ? "true" : "false",
 		    deletes[j->target.deletes], j->target.soft_column ? j->target.soft_column : "");
+}
+
+static void dump_timing(const struct lk_job *j, struct lk_buf *out)
+{
 	if (j->cursor)
 		lk_buf_addf(out, "    cursor: %s\n", j->cursor);
 	if (j->every_ms) {
@@ -133,4 +167,66 @@ void lk_config_dump(const struct lk_config *cfg, struct lk_buf *out)
 	lk_buf_adds(out, cfg->njobs ? "jobs:\n" : "jobs: {}\n");
 	for (int i = 0; i < cfg->njobs; i++)
 		dump_job(cfg, &cfg->jobs[i], out);
+}
+
+static void fp_str(struct lk_buf *out, const char *k, const char *v)
+{
+	lk_buf_addf(out, "%s=", k);
+	if (v)
+		lk_buf_add_json_str(out, v, strlen(v));
+	else
+		lk_buf_adds(out, "null");
+	lk_buf_addch(out, '\n');
+}
+
+static void fp_list(struct lk_buf *out, const char *k, char **v, int n)
+{
+	lk_buf_addf(out, "%s=%d", k, n);
+	for (int i = 0; i < n; i++) {
+		lk_buf_addch(out, ',');
+		lk_buf_add_json_str(out, v[i], strlen(v[i]));
+	}
+	lk_buf_addch(out, '\n');
+}
+
+static void fp_db(struct lk_buf *out, const struct lk_config *cfg, const char *k, int db)
+{
+	if (db < 0) {
+		fp_str(out, k, NULL);
+		return;
+	}
+	fp_str(out, k, cfg->dbs[db].url);
+	fp_str(out, "listen_url", cfg->dbs[db].listen_url);
+}
+
+void lk_config_job_fingerprint(const struct lk_config *cfg, const struct lk_job *j,
+			       struct lk_buf *out)
+{
+	const struct lk_retry_conf *r = &j->retry;
+
+	fp_str(out, "name", j->name);
+	lk_buf_addf(out, "kind=%d mode=%d deletes=%d create=%d every=%lld batch=%d sd=%d\n",
+		    (int)j->kind, (int)j->mode, (int)j->target.deletes, (int)j->target.create,
+		    (long long)j->every_ms, j->batch, (int)j->snapshot_deletes);
+	lk_buf_addf(out, "lookback=%lld overlap=%d misfire=%d prio=%d timeout=%lld mem=%lld\n",
+		    (long long)j->lookback_ms, (int)j->overlap, (int)j->misfire, (int)j->priority,
+		    (long long)j->timeout_ms, (long long)j->memory_max);
+	lk_buf_addf(out, "retry=%d,%lld,%lld,%.17g\n", r->attempts, (long long)r->initial_ms,
+		    (long long)r->max_ms, r->multiplier);
+	fp_db(out, cfg, "source.db", j->source.db);
+	fp_str(out, "source.schema", j->source.table.schema);
+	fp_str(out, "source.table", j->source.table.name);
+	fp_list(out, "source.key", j->source.key, j->source.nkey);
+	fp_list(out, "source.columns", j->source.columns, j->source.ncolumns);
+	fp_str(out, "source.where", j->source.where);
+	fp_db(out, cfg, "target.db", j->target.db);
+	fp_str(out, "target.schema", j->target.table.schema);
+	fp_str(out, "target.table", j->target.table.name);
+	fp_str(out, "target.soft", j->target.soft_column);
+	fp_str(out, "cursor", j->cursor);
+	fp_str(out, "schedule", j->schedule);
+	fp_str(out, "timezone", j->timezone);
+	fp_db(out, cfg, "db", j->db);
+	fp_str(out, "sql", j->sql);
+	fp_list(out, "command", j->command, j->ncommand);
 }

@@ -13,6 +13,9 @@ _Static_assert(sizeof(enum lk_log_format) == sizeof(int), "enums are stored as i
 _Static_assert(sizeof(enum lk_log_level) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum lk_job_kind) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum lk_sync_mode) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum lk_overlap) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum lk_misfire) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum lk_priority) == sizeof(int), "enums are stored as int");
 
 static const struct lk_kenum log_formats[] = {
 	{"text", LK_LOG_TEXT, true}, {"json", LK_LOG_JSON, true}, {NULL, 0, false}};
@@ -22,8 +25,8 @@ static const struct lk_kenum log_levels[] = {{"debug", LK_LOG_DEBUG, true},
 					     {"error", LK_LOG_ERROR, true},
 					     {NULL, 0, false}};
 static const struct lk_kenum job_kinds[] = {{"sync", LK_JOB_SYNC, true},
-					    {"sql", LK_JOB_SQL, false},
-					    {"exec", LK_JOB_EXEC, false},
+					    {"sql", LK_JOB_SQL, true},
+					    {"exec", LK_JOB_EXEC, true},
 					    {NULL, 0, false}};
 static const struct lk_kenum modes[] = {{"snapshot", LK_MODE_SNAPSHOT, true},
 					{"poll", LK_MODE_POLL, true},
@@ -31,16 +34,21 @@ static const struct lk_kenum modes[] = {{"snapshot", LK_MODE_SNAPSHOT, true},
 					{"logical", LK_MODE_LOGICAL, false},
 					{NULL, 0, false}};
 static const struct lk_kenum overlaps[] = {
-	{"skip", 0, false}, {"queue", 1, false}, {NULL, 0, false}};
-static const struct lk_kenum misfires[] = {
-	{"skip", 0, false}, {"once", 1, false}, {"catchup", 2, false}, {NULL, 0, false}};
-static const struct lk_kenum priorities[] = {
-	{"high", 0, false}, {"normal", 1, false}, {"low", 2, false}, {NULL, 0, false}};
+	{"skip", LK_OVERLAP_SKIP, true}, {"queue", LK_OVERLAP_QUEUE, true}, {NULL, 0, false}};
+static const struct lk_kenum misfires[] = {{"skip", LK_MISFIRE_SKIP, true},
+					   {"once", LK_MISFIRE_ONCE, true},
+					   {"catchup", LK_MISFIRE_CATCHUP, true},
+					   {NULL, 0, false}};
+static const struct lk_kenum priorities[] = {{"high", LK_PRIO_HIGH, true},
+					     {"normal", LK_PRIO_NORMAL, true},
+					     {"low", LK_PRIO_LOW, true},
+					     {NULL, 0, false}};
 
 #define CFG(f) offsetof(struct lk_config, f)
 #define DB(f) offsetof(struct lk_dbconf, f)
 #define JOB(f) offsetof(struct lk_job, f)
 #define RETRY(f) offsetof(struct lk_retry_conf, f)
+#define BREAKER(f) offsetof(struct lk_breaker_conf, f)
 #define NOTYET(s, n, t, d)                                                                         \
 	{                                                                                          \
 		.sect = LK_SECT_##s, .name = (n), .type = LK_KT_##t, .def = (d)                    \
@@ -64,10 +72,24 @@ static const struct lk_key keys[] = {
 	 .type = LK_KT_MAP,
 	 .built = true,
 	 .child = LK_SECT_LOG},
-	{.sect = LK_SECT_TOP, .name = "memory", .type = LK_KT_MAP, .child = LK_SECT_MEMORY},
-	{.sect = LK_SECT_TOP, .name = "instance", .type = LK_KT_MAP, .child = LK_SECT_INSTANCE},
+	{.sect = LK_SECT_TOP,
+	 .name = "memory",
+	 .type = LK_KT_MAP,
+	 .built = true,
+	 .child = LK_SECT_MEMORY},
+	{.sect = LK_SECT_TOP,
+	 .name = "instance",
+	 .type = LK_KT_MAP,
+	 .built = true,
+	 .child = LK_SECT_INSTANCE},
 	{.sect = LK_SECT_TOP, .name = "cluster", .type = LK_KT_MAP, .child = LK_SECT_CLUSTER},
-	NOTYET(TOP, "retention", DURATION, "24h"),
+	{.sect = LK_SECT_TOP,
+	 .name = "retention",
+	 .type = LK_KT_DURATION,
+	 .built = true,
+	 .def = "24h",
+	 .min = 1000,
+	 .off = CFG(retention_ms)},
 	{.sect = LK_SECT_TOP,
 	 .name = "databases",
 	 .type = LK_KT_CUSTOM,
@@ -111,8 +133,17 @@ static const struct lk_key keys[] = {
 	 .off = CFG(log.level),
 	 .enums = log_levels},
 
-	NOTYET(MEMORY, "limit", SIZE, NULL),
-	NOTYET(INSTANCE, "name", STRING, NULL),
+	{.sect = LK_SECT_MEMORY,
+	 .name = "limit",
+	 .type = LK_KT_SIZE,
+	 .built = true,
+	 .off = CFG(memory_limit)},
+	{.sect = LK_SECT_INSTANCE,
+	 .name = "name",
+	 .type = LK_KT_STRING,
+	 .built = true,
+	 .off = CFG(instance_name),
+	 .expect = "an instance name"},
 	NOTYET(INSTANCE, "labels", STRLIST, NULL),
 	NOTYET(CLUSTER, "lease", DURATION, "30s"),
 	NOTYET(CLUSTER, "renew", DURATION, "10s"),
@@ -138,6 +169,12 @@ static const struct lk_key keys[] = {
 	 .built = true,
 	 .parse = lk_cfg_parse_listen_url,
 	 .expect = "a PostgreSQL URL"},
+	{.sect = LK_SECT_DB,
+	 .name = "breaker",
+	 .type = LK_KT_MAP,
+	 .built = true,
+	 .child = LK_SECT_BREAKER,
+	 .off = DB(breaker)},
 
 	{.sect = LK_SECT_JOB,
 	 .name = "kind",
@@ -150,14 +187,12 @@ static const struct lk_key keys[] = {
 	 .name = "source",
 	 .type = LK_KT_MAP,
 	 .built = true,
-	 .required = true,
 	 .child = LK_SECT_SOURCE,
 	 .expect = "a mapping"},
 	{.sect = LK_SECT_JOB,
 	 .name = "target",
 	 .type = LK_KT_MAP,
 	 .built = true,
-	 .required = true,
 	 .child = LK_SECT_TARGET,
 	 .expect = "a mapping"},
 	{.sect = LK_SECT_JOB,
@@ -185,6 +220,12 @@ static const struct lk_key keys[] = {
 	 .built = true,
 	 .off = JOB(schedule),
 	 .expect = "a schedule string"},
+	{.sect = LK_SECT_JOB,
+	 .name = "timezone",
+	 .type = LK_KT_STRING,
+	 .built = true,
+	 .off = JOB(timezone),
+	 .expect = "a time zone name like Europe/Berlin"},
 	{.sect = LK_SECT_JOB,
 	 .name = "lookback",
 	 .type = LK_KT_DURATION,
@@ -214,24 +255,54 @@ static const struct lk_key keys[] = {
 	{.sect = LK_SECT_JOB,
 	 .name = "overlap",
 	 .type = LK_KT_ENUM,
+	 .built = true,
 	 .def = "skip",
+	 .off = JOB(overlap),
 	 .enums = overlaps},
 	{.sect = LK_SECT_JOB,
 	 .name = "misfire",
 	 .type = LK_KT_ENUM,
+	 .built = true,
 	 .def = "skip",
+	 .off = JOB(misfire),
 	 .enums = misfires},
 	{.sect = LK_SECT_JOB,
 	 .name = "priority",
 	 .type = LK_KT_ENUM,
+	 .built = true,
 	 .def = "normal",
+	 .off = JOB(priority),
 	 .enums = priorities},
 	NOTYET(JOB, "run_on", STRLIST, NULL),
-	NOTYET(JOB, "timeout", DURATION, NULL),
-	NOTYET(JOB, "memory_max", SIZE, NULL),
-	NOTYET(JOB, "command", STRLIST, NULL),
-	NOTYET(JOB, "sql", STRING, NULL),
-	NOTYET(JOB, "db", STRING, NULL),
+	{.sect = LK_SECT_JOB,
+	 .name = "timeout",
+	 .type = LK_KT_DURATION,
+	 .built = true,
+	 .min = 1,
+	 .off = JOB(timeout_ms)},
+	{.sect = LK_SECT_JOB,
+	 .name = "memory_max",
+	 .type = LK_KT_SIZE,
+	 .built = true,
+	 .off = JOB(memory_max)},
+	{.sect = LK_SECT_JOB,
+	 .name = "command",
+	 .type = LK_KT_STRLIST,
+	 .built = true,
+	 .off = JOB(command),
+	 .off2 = JOB(ncommand)},
+	{.sect = LK_SECT_JOB,
+	 .name = "sql",
+	 .type = LK_KT_STRING,
+	 .built = true,
+	 .off = JOB(sql),
+	 .expect = "an SQL statement or script"},
+	{.sect = LK_SECT_JOB,
+	 .name = "db",
+	 .type = LK_KT_CUSTOM,
+	 .built = true,
+	 .parse = lk_cfg_parse_dbref,
+	 .expect = "a database name"},
 
 	{.sect = LK_SECT_SOURCE,
 	 .name = "db",
@@ -328,6 +399,29 @@ static const struct lk_key keys[] = {
 	 .min = 1,
 	 .max = 100,
 	 .off = RETRY(multiplier)},
+
+	{.sect = LK_SECT_BREAKER,
+	 .name = "failures",
+	 .type = LK_KT_INT,
+	 .built = true,
+	 .def = "5",
+	 .min = 1,
+	 .max = 1000,
+	 .off = BREAKER(failures)},
+	{.sect = LK_SECT_BREAKER,
+	 .name = "cooldown",
+	 .type = LK_KT_DURATION,
+	 .built = true,
+	 .def = "30s",
+	 .min = 100,
+	 .off = BREAKER(cooldown_ms)},
+	{.sect = LK_SECT_BREAKER,
+	 .name = "probe_timeout",
+	 .type = LK_KT_DURATION,
+	 .built = true,
+	 .def = "5s",
+	 .min = 1000,
+	 .off = BREAKER(probe_ms)},
 };
 
 const struct lk_key *lk_config_keys(size_t *n)
@@ -348,7 +442,8 @@ const char *lk_config_sect_name(enum lk_ksect s)
 							 "jobs.NAME",
 							 "jobs.NAME.source",
 							 "jobs.NAME.target",
-							 "jobs.NAME.retry"};
+							 "jobs.NAME.retry",
+							 "databases.NAME.breaker"};
 
 	return (unsigned)s < LK_SECT_COUNT ? names[s] : "?";
 }

@@ -236,7 +236,7 @@ int lk_cfg_parse_jobs(struct lk_cfgctx *c, const struct lk_key *k, const struct 
 		j->name = lk_xstrdup(key->text);
 		j->line = key->line;
 		j->col = key->col;
-		j->source.db = j->target.db = -1;
+		j->source.db = j->target.db = j->db = -1;
 		if (lk_cfg_defaults(c, LK_SECT_JOB, j) < 0)
 			return -1;
 		(void)snprintf(what, sizeof(what), "job '%s'", j->name);

@@ -140,11 +140,72 @@ static int check_not_self(struct lk_cfgctx *c, const struct lk_job *j, const str
 			   j->target.table.name, cfg->dbs[j->target.db].name);
 }
 
-static int validate_job(struct lk_cfgctx *c, struct lk_job *j, const struct lk_ynode *job)
+/* A schedule string must parse (the cron module's message, at the value's position). */
+static int check_schedule(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *at)
+{
+	(void)c;
+	(void)j;
+	(void)at; /* CRON-TODO */
+	return 0;
+}
+
+/* The keys that belong to other kinds are refused, so a typo'd kind is not silently ignored. */
+static int check_kind_keys(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *job)
+{
+	static const char *const sync_only[] = {
+		"source", "target", "mode", "cursor", "lookback", "batch", "snapshot_deletes"};
+	static const char *const sql_only[] = {"db", "sql"};
+	static const char *const exec_only[] = {"command", "memory_max"};
+	static const char *const kinds[] = {"sync", "sql", "exec"};
+	struct {
+		const char *const *keys;
+		size_t n;
+		enum lk_job_kind kind;
+	} groups[] = {{sync_only, sizeof(sync_only) / sizeof(*sync_only), LK_JOB_SYNC},
+		      {sql_only, sizeof(sql_only) / sizeof(*sql_only), LK_JOB_SQL},
+		      {exec_only, sizeof(exec_only) / sizeof(*exec_only), LK_JOB_EXEC}};
+
+	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
+		if (groups[g].kind == j->kind)
+			continue;
+		for (size_t i = 0; i < groups[g].n; i++) {
+			const struct lk_ynode *k = lk_ymap_key(job, groups[g].keys[i]);
+
+			if (k)
+				return lk_cfg_fail(
+					c, k,
+					"expected no key '%s' in a job of kind %s, found "
+					"it (it belongs to kind %s)",
+					groups[g].keys[i], kinds[j->kind], kinds[groups[g].kind]);
+		}
+	}
+	if (j->kind == LK_JOB_SYNC && lk_ymap_key(job, "timeout"))
+		return lk_cfg_fail(c, lk_ymap_key(job, "timeout"),
+				   "expected no key 'timeout' in a job of kind sync, found it (sql "
+				   "and exec jobs have a timeout)");
+	return 0;
+}
+
+/* `what` must be present in the job, for its kind. */
+static int need(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *owner,
+		bool present, const char *what, const char *kind)
+{
+	if (present)
+		return 0;
+	(void)j;
+	return lk_cfg_fail(c, owner, "expected key '%s' in a job of kind %s, found none", what,
+			   kind);
+}
+
+static int validate_sync(struct lk_cfgctx *c, struct lk_job *j, const struct lk_ynode *job,
+			 const struct lk_ynode *owner)
 {
 	const struct lk_ynode *src = lk_ymap_get(job, "source");
 	const struct lk_ynode *tgt = lk_ymap_get(job, "target");
 
+	if (need(c, j, owner, src != NULL, "source", "sync") < 0 ||
+	    need(c, j, owner, tgt != NULL, "target", "sync") < 0)
+		return -1;
 	if (resolve_db(c, lk_ymap_get(src, "db"), &j->source.db) < 0 ||
 	    resolve_db(c, lk_ymap_get(tgt, "db"), &j->target.db) < 0)
 		return -1;
@@ -152,6 +213,42 @@ static int validate_job(struct lk_cfgctx *c, struct lk_job *j, const struct lk_y
 		copy_tref(&j->target.table, &j->source.table);
 	if (check_mode(c, j, job) < 0 || check_columns(c, j, job) < 0 ||
 	    check_not_self(c, j, job) < 0)
+		return -1;
+	if (j->mode == LK_MODE_REALTIME && (j->every_ms || j->schedule))
+		return lk_cfg_fail(c, lk_ymap_key(job, j->schedule ? "schedule" : "every"),
+				   "expected no schedule for mode realtime (it streams "
+				   "continuously), found %s",
+				   j->schedule ? "schedule" : "every");
+	return 0;
+}
+
+static int validate_job(struct lk_cfgctx *c, struct lk_job *j, const struct lk_ynode *job,
+			const struct lk_ynode *owner)
+{
+	const struct lk_ynode *sched = lk_ymap_get(job, "schedule");
+
+	if (!sched)
+		sched = lk_ymap_get(job, "every");
+	if (sched) {
+		j->schedule_line = sched->line;
+		j->schedule_col = sched->col;
+	}
+	if (check_kind_keys(c, j, job) < 0)
+		return -1;
+	if (j->kind == LK_JOB_SYNC && validate_sync(c, j, job, owner) < 0)
+		return -1;
+	if (j->kind == LK_JOB_SQL) {
+		if (need(c, j, owner, lk_ymap_get(job, "db") != NULL, "db", "sql") < 0 ||
+		    need(c, j, owner, j->sql && j->sql[0], "sql", "sql") < 0 ||
+		    resolve_db(c, lk_ymap_get(job, "db"), &j->db) < 0)
+			return -1;
+	}
+	if (j->kind == LK_JOB_EXEC && need(c, j, owner, j->ncommand > 0, "command", "exec") < 0)
+		return -1;
+	if (j->kind != LK_JOB_SYNC && j->every_ms > 0 && j->schedule)
+		return lk_cfg_fail(c, lk_ymap_get(job, "schedule"),
+				   "expected either every or schedule, found both");
+	if (check_schedule(c, j, lk_ymap_get(job, "schedule")) < 0)
 		return -1;
 	if (j->retry.max_ms < j->retry.initial_ms) {
 		const struct lk_ynode *retry = lk_ymap_get(job, "retry");
@@ -170,7 +267,7 @@ int lk_cfg_validate(struct lk_cfgctx *c, const struct lk_ynode *root)
 	const struct lk_ynode *jobs = lk_ymap_get(root, "jobs");
 
 	for (int i = 0; i < c->cfg->njobs; i++) {
-		if (validate_job(c, &c->cfg->jobs[i], jobs->kids[2 * i + 1]) < 0)
+		if (validate_job(c, &c->cfg->jobs[i], jobs->kids[2 * i + 1], jobs->kids[2 * i]) < 0)
 			return -1;
 	}
 	return 0;
