@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 volatile bool lk_cli_stop;
+volatile sig_atomic_t lk_cli_reload;
 
 enum { LK_NEEDS_CONFIG = 1 };
 
@@ -33,7 +34,7 @@ static const struct cli_cmd commands[] = {
 	{"status", lk_cmd_status, LK_NEEDS_CONFIG,
 	 "status [--json]             jobs and their last runs"},
 	{"run", lk_cmd_run, LK_NEEDS_CONFIG,
-	 "run                         the daemon: real-time jobs until SIGTERM/SIGINT"},
+	 "run                         the daemon: every job on its schedule until SIGTERM"},
 	{"uninstall", lk_cmd_uninstall, LK_NEEDS_CONFIG,
 	 "uninstall JOB               remove the job's change capture from its source"},
 	{"demo", lk_cmd_demo, 0, "demo [--once]               the embedded SQLite quickstart"},
@@ -51,6 +52,12 @@ static void usage(FILE *f)
 			 "Exit codes: 0 ok, 1 a run failed or verify found differences, 2 usage,\n"
 			 "69 a database stayed unreachable, 75 another process holds the job,\n"
 			 "78 invalid config. 'lockstep COMMAND --help' for a command's options.\n");
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	lk_cli_reload = 1;
 }
 
 static void on_signal(int sig)
@@ -72,6 +79,8 @@ void lk_cli_signals(void)
 	(void)sigemptyset(&sa.sa_mask);
 	(void)sigaction(SIGINT, &sa, NULL);
 	(void)sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_hup;
+	(void)sigaction(SIGHUP, &sa, NULL);
 	(void)signal(SIGPIPE, SIG_IGN);
 }
 

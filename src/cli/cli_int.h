@@ -7,6 +7,7 @@
 #include "store/store.h"
 #include "sync/sync.h"
 
+#include <signal.h>
 #include <stdbool.h>
 
 struct lk_cli {
@@ -38,6 +39,8 @@ const struct lk_job *lk_cli_job(struct lk_cli *cli, const char *name, int *code)
 
 /* Signals: SIGINT/SIGTERM set this flag; a second signal exits at once. */
 extern volatile bool lk_cli_stop;
+/* SIGHUP sets this flag (lockstep run reloads its config). */
+extern volatile sig_atomic_t lk_cli_reload;
 void lk_cli_signals(void);
 
 /* Progress on stderr: a bar on a terminal, a plain line every few seconds otherwise. */

@@ -42,6 +42,23 @@ static int check_job(struct lk_cli *cli, const struct lk_job *job)
 	struct lk_check_result r;
 	struct lk_err err = LK_ERR_INIT;
 
+	if (job->kind == LK_JOB_SQL) {
+		struct lk_db db;
+
+		if (lk_db_open(&db, &cli->cfg->dbs[job->db], NULL, NULL, &err) < 0) {
+			(void)printf("job %-16s FAILED\n", job->name);
+			return lk_cli_fail(&err);
+		}
+		lk_db_close(&db);
+		(void)printf("job %-16s ok: database '%s' reachable (the statement runs in one "
+			     "transaction, fenced)\n",
+			     job->name, cli->cfg->dbs[job->db].name);
+		return 0;
+	}
+	if (job->kind == LK_JOB_EXEC) {
+		(void)printf("job %-16s ok: runs %s (no shell)\n", job->name, job->command[0]);
+		return 0;
+	}
 	if (lk_sync_check(cli->cfg, job, &r, &err) < 0) {
 		(void)printf("job %-16s FAILED\n", job->name);
 		return lk_cli_fail(&err);

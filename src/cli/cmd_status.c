@@ -1,6 +1,8 @@
 /* cmd_status.c - `lockstep status [--json]`: jobs, their last runs, the restart count. */
 #include "cli_int.h"
 #include "connector/cdc.h"
+#include "core/buf.h"
+#include "core/units.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -106,9 +108,115 @@ static void print_text_lag(const struct lk_cdc_lag *l, const struct lk_err *err)
 	(void)printf("; consumer advanced %.1f s ago\n", l->idle_s);
 }
 
-static void print_text_job(const struct lk_job *job, const struct lk_rows *runs)
+static const char *const kind_names[] = {"sync", "sql", "exec"};
+
+/* The next fire time the scheduler keeps for job (0 when none). */
+static int64_t next_fire(struct lk_store *store, const char *job)
 {
-	(void)printf("%-20s %-9s", job->name, mode_names[job->mode]);
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_buf sql = LK_BUF_INIT;
+	struct lk_rows rows;
+	const char *p[1] = {job};
+	int64_t ms = 0;
+
+	lk_rows_init(&rows, 1);
+	lk_buf_addf(&sql, "SELECT next_ms FROM %sschedules WHERE job = $1", lk_store_prefix(store));
+	if (lk_store_db(store)->ops->exec(lk_store_db(store)->conn, sql.buf, 1, p, &rows, NULL,
+					  &err) == 0 &&
+	    rows.nrows == 1 && LK_ROW(&rows, 0)[0].p &&
+	    lk_int64_parse(LK_ROW(&rows, 0)[0].p, &ms) < 0)
+		ms = 0;
+	lk_rows_release(&rows);
+	lk_buf_release(&sql);
+	return ms;
+}
+
+/* Instances from their heartbeat rows: name, restarts, seen_ms, health, detail. */
+static json_t *instances_json(struct lk_store *store)
+{
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_buf sql = LK_BUF_INIT;
+	struct lk_rows rows;
+	json_t *arr = json_array();
+
+	lk_rows_init(&rows, 5);
+	lk_buf_addf(&sql,
+		    "SELECT name, restarts, seen_ms, health, detail FROM %sinstances ORDER BY name",
+		    lk_store_prefix(store));
+	if (lk_store_db(store)->ops->exec(lk_store_db(store)->conn, sql.buf, 0, NULL, &rows, NULL,
+					  &err) == 0) {
+		for (int i = 0; i < rows.nrows; i++) {
+			const struct lk_value *v = LK_ROW(&rows, i);
+			json_t *o = json_object();
+			json_t *detail = v[4].null ? NULL : json_loads(v[4].p, 0, NULL);
+			int64_t seen = 0;
+
+			(void)lk_int64_parse(v[2].p, &seen);
+			(void)json_object_set_new(o, "name", json_string(v[0].p));
+			(void)json_object_set_new(o, "restarts", num_or_null(&v[1]));
+			(void)json_object_set_new(o, "seenTime", time_or_null(&v[2]));
+			/* A heartbeat comes every 2 s: older than 10 s, the daemon is gone. */
+			(void)json_object_set_new(o, "health",
+						  json_string(v[3].null ? "UNKNOWN"
+							      : (strcmp(v[3].p, "STOPPED") != 0 &&
+								 lk_wall_ms() - seen > 10000)
+								      ? "GONE"
+								      : v[3].p));
+			(void)json_object_set_new(o, "detail", detail ? detail : json_null());
+			(void)json_array_append_new(arr, o);
+		}
+	}
+	lk_rows_release(&rows);
+	lk_buf_release(&sql);
+	return arr;
+}
+
+static void print_text_instances(json_t *arr)
+{
+	size_t i;
+	json_t *o;
+
+	json_array_foreach(arr, i, o)
+	{
+		json_t *d = json_object_get(o, "detail");
+		json_t *br = json_object_get(d, "breakers");
+		size_t k;
+		json_t *b;
+
+		(void)printf("instance %s: %s, restarts %lld",
+			     json_string_value(json_object_get(o, "name")),
+			     json_string_value(json_object_get(o, "health")),
+			     (long long)json_integer_value(json_object_get(o, "restarts")));
+		if (json_integer_value(json_object_get(d, "rssBytes")) > 0)
+			(void)printf(", RSS %.1f MiB",
+				     (double)json_integer_value(json_object_get(d, "rssBytes")) /
+					     1048576.0);
+		if (json_integer_value(json_object_get(d, "memoryLimitBytes")) > 0)
+			(void)printf(
+				" of memory.limit %.1f MiB",
+				(double)json_integer_value(json_object_get(d, "memoryLimitBytes")) /
+					1048576.0);
+		(void)printf("\n");
+		json_array_foreach(br, k, b)
+		{
+			(void)printf("  breaker %s: %s, %lld consecutive failures\n",
+				     json_string_value(json_object_get(b, "db")),
+				     json_string_value(json_object_get(b, "state")),
+				     (long long)json_integer_value(json_object_get(b, "failures")));
+		}
+	}
+}
+
+static void print_text_job(const struct lk_job *job, const struct lk_rows *runs, int64_t next)
+{
+	char when[40] = "";
+
+	(void)printf("%-20s %-9s", job->name,
+		     job->kind == LK_JOB_SYNC ? mode_names[job->mode] : kind_names[job->kind]);
+	if (next > 0) {
+		lk_cli_time(next, when, sizeof(when));
+		(void)printf(" next %s", when);
+	}
 	if (runs->nrows == 0) {
 		(void)printf(" never run\n");
 		return;
@@ -116,7 +224,6 @@ static void print_text_job(const struct lk_job *job, const struct lk_rows *runs)
 	{
 		const struct lk_value *v = LK_ROW(runs, 0);
 		long long ms = 0;
-		char when[40] = "";
 
 		if (sscanf(v[LK_RUNCOL_STARTED].p, "%lld", &ms) == 1)
 			lk_cli_time(ms, when, sizeof(when));
@@ -132,7 +239,7 @@ int lk_cmd_status(struct lk_cli *cli)
 {
 	struct lk_err err = LK_ERR_INIT;
 	bool json = cli->argc > 1 && strcmp(cli->argv[1], "--json") == 0;
-	json_t *root = json_object(), *jobs = json_array();
+	json_t *root = json_object(), *jobs = json_array(), *instances = NULL;
 	struct lk_store *store;
 	int code = 0;
 
@@ -148,6 +255,9 @@ int lk_cmd_status(struct lk_cli *cli)
 		json_decref(jobs);
 		return code;
 	}
+	instances = instances_json(store);
+	if (!json)
+		print_text_instances(instances);
 	for (int i = 0; i < cli->cfg->njobs && code == 0; i++) {
 		const struct lk_job *job = &cli->cfg->jobs[i];
 		struct lk_rows runs;
@@ -156,8 +266,17 @@ int lk_cmd_status(struct lk_cli *cli)
 		if (lk_store_runs(store, job->name, 1, &runs, &err) < 0) {
 			code = lk_cli_fail(&err);
 		} else if (json) {
-			json_t *j = json_pack("{s:s, s:s, s:s}", "name", job->name, "kind", "sync",
-					      "mode", mode_names[job->mode]);
+			json_t *j = json_pack("{s:s, s:s}", "name", job->name, "kind",
+					      kind_names[job->kind]);
+			int64_t next = next_fire(store, job->name);
+			char nbuf[24];
+			struct lk_value nv = {.p = nbuf, .null = next <= 0};
+
+			(void)snprintf(nbuf, sizeof(nbuf), "%lld", (long long)next);
+			if (job->kind == LK_JOB_SYNC)
+				(void)json_object_set_new(j, "mode",
+							  json_string(mode_names[job->mode]));
+			(void)json_object_set_new(j, "nextRun", time_or_null(&nv));
 
 			(void)json_object_set_new(j, "lastRun",
 						  runs.nrows ? run_json(LK_ROW(&runs, 0))
@@ -174,7 +293,7 @@ int lk_cmd_status(struct lk_cli *cli)
 			}
 			(void)json_array_append_new(jobs, j);
 		} else {
-			print_text_job(job, &runs);
+			print_text_job(job, &runs, next_fire(store, job->name));
 			if (job->mode == LK_MODE_REALTIME) {
 				struct lk_cdc_lag lag = {0};
 				struct lk_err e2 = LK_ERR_INIT;
@@ -188,6 +307,8 @@ int lk_cmd_status(struct lk_cli *cli)
 	if (json && code == 0) {
 		char *s;
 
+		(void)json_object_set_new(root, "instances", instances);
+		instances = NULL;
 		(void)json_object_set_new(root, "jobs", jobs);
 		jobs = NULL;
 		s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -195,6 +316,7 @@ int lk_cmd_status(struct lk_cli *cli)
 		free(s);
 	}
 	json_decref(jobs);
+	json_decref(instances);
 	json_decref(root);
 	lk_store_close(store);
 	return code;

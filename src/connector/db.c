@@ -1,4 +1,5 @@
 /* db.c - opening a database connection with retries and full-jitter back-off. */
+#include "breaker.h"
 #include "connector.h"
 
 #include <stdlib.h>
@@ -29,20 +30,27 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 	       volatile const bool *stop, struct lk_err *err)
 {
 	struct lk_retry_conf def = {3, 1000, 30000, 2.0};
+	struct lk_breaker *br;
+	bool admit, probe;
 	int attempts;
 
 	if (!retry)
 		retry = &def;
-	attempts = retry->attempts > 0 ? retry->attempts : 1;
 	db->ops = lk_connector_for(conf->kind);
 	db->conf = conf;
 	db->conn = NULL;
+	br = lk_breaker_enter(conf, &admit, &probe, err);
+	if (!admit)
+		return -1;
+	attempts = probe ? 1 : (retry->attempts > 0 ? retry->attempts : 1);
 	for (int i = 0; i < attempts; i++) {
 		int64_t wait;
 
 		db->conn = db->ops->open(conf, err);
-		if (db->conn)
+		if (db->conn) {
+			lk_breaker_success(br);
 			return 0;
+		}
 		if (!err->transient)
 			return -1;
 		if (i + 1 == attempts || (stop && *stop))
@@ -52,9 +60,10 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 				conf->name, i + 1, attempts - 1, (long long)wait);
 		lk_sleep_ms(wait, stop);
 	}
+	lk_breaker_failure(br, err);
 	err->code = LK_ERR_UNAVAILABLE;
-	return lk_err_prefix(err, "database '%s' stayed unreachable after %d attempts", conf->name,
-			     attempts);
+	return lk_err_prefix(err, "database '%s' stayed unreachable after %d attempt%s", conf->name,
+			     attempts, attempts == 1 ? "" : "s");
 }
 
 void lk_db_close(struct lk_db *db)

@@ -1,16 +1,17 @@
 /*
- * daemon.c - one thread per real-time job. Each loops: open the state store, run
- * the job in follow mode (lk_sync_run: connect, lock, seal, resume from the
- * target's position, stream), and after a failure wait a full-jitter back-off
- * and start again from the position. An outage is logged once when it starts
- * and once when the job is streaming again.
+ * daemon.c - the scheduler loop: places jobs on the schedule (next fire times from the
+ * state store, misfire policies, interrupted runs resumed), fires them into the pool,
+ * records skips, watches memory, writes the heartbeat, prunes old runs, reloads on
+ * SIGHUP and stops gracefully.
  */
 #include "daemon.h"
 
+#include "daemon/sdnotify.h"
+#include "daemon_int.h"
+#include "sched/jobs.h"
 #include "store/store.h"
-#include "sync/sync.h"
+#include "sync/budget.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,118 +21,469 @@
 #include "core/log.h"
 #include "core/units.h"
 
-struct worker {
-	const struct lk_config *cfg;
-	const struct lk_job *job;
-	volatile const bool *stop;
-	pthread_t thread;
-	bool started;
-	bool outage; /* failing since outage_ms; cleared when streaming again */
-	int64_t outage_ms;
-	int attempt;
-	char last_msg[LK_ERR_MSG_MAX];
-};
+#define TICK_MS 100
+#define HEARTBEAT_MS 2000
+#define PRUNE_MS 3600000
+#define MAX_WORKERS 4
 
-static void on_progress(void *arg, const struct lk_sync_progress *p)
+static int64_t every_next(void *arg, int64_t after)
 {
-	struct worker *w = arg;
+	const struct lk_slot *s = arg;
+	int64_t n = s->job->every_ms;
 
-	if (!w->outage || strcmp(p->stage, "stream") != 0)
-		return;
-	lk_log_info("job %s: streaming again after %.1f s", w->job->name,
-		    (double)(lk_mono_ms() - w->outage_ms) / 1000.0);
-	w->outage = false;
-	w->attempt = 0;
-	w->last_msg[0] = '\0';
+	return after - after % n + n;
 }
 
-/* Logs a failure once per outage. */
-static void note_failure(struct worker *w, const struct lk_err *err)
+static int64_t cron_next(void *arg, int64_t after)
 {
-	if (!w->outage) {
-		w->outage = true;
-		w->outage_ms = lk_mono_ms();
-	}
-	if (w->last_msg[0]) { /* one line per outage; the rest at debug level */
-		lk_log_debug("job %s: still failing: %s", w->job->name, err->msg);
-		return;
-	}
-	(void)snprintf(w->last_msg, sizeof(w->last_msg), "%s", err->msg);
-	if (err->code == LK_ERR_BUSY)
-		lk_log_info("job %s: %s; waiting to take over", w->job->name, err->msg);
-	else if (err->transient || err->code == LK_ERR_UNAVAILABLE)
-		lk_log_warn("job %s: %s; reconnecting with back-off", w->job->name, err->msg);
-	else
-		lk_log_error("job %s: %s; retrying with back-off until it is fixed", w->job->name,
-			     err->msg);
+	const struct lk_slot *s = arg;
+
+	return lk_cron_next(&s->cron, s->tz, after);
 }
 
-static void *worker_main(void *arg)
+/* Sets up a scheduled slot's timing; false when the job has no schedule. */
+static bool slot_timing(struct lk_slot *s, struct lk_err *err)
 {
-	struct worker *w = arg;
-	/* One connection attempt per round: this loop owns the back-off. */
-	const struct lk_retry_conf once = {1, w->job->retry.initial_ms, w->job->retry.max_ms,
-					   w->job->retry.multiplier};
-	struct lk_sync_opts opts = {.stop = w->stop,
-				    .follow = true,
-				    .retry = &once,
-				    .progress = on_progress,
-				    .progress_arg = w};
+	const struct lk_job *j = s->job;
 
-	while (!*w->stop) {
-		struct lk_err err = LK_ERR_INIT;
-		struct lk_sync_result res;
-		struct lk_store *store = lk_store_open(w->cfg, &err);
-		int64_t wait;
-
-		if (store)
-			(void)lk_sync_run(w->cfg, w->job, store, &opts, &res, &err);
-		lk_store_close(store);
-		if (*w->stop)
-			break;
-		note_failure(w, &err);
-		wait = lk_backoff_ms(&w->job->retry, w->attempt);
-		if (w->attempt < 30)
-			w->attempt++;
-		lk_sleep_ms(wait < 100 ? 100 : wait, w->stop);
+	if (j->every_ms > 0) {
+		(void)snprintf(s->spec, sizeof(s->spec), "every:%lld", (long long)j->every_ms);
+		s->e.next = every_next;
+	} else if (j->schedule) {
+		if (lk_cron_parse(j->schedule, &s->cron, err) < 0)
+			return false;
+		if (j->timezone && !(s->tz = lk_tz_load(j->timezone, err)))
+			return false;
+		s->has_cron = true;
+		(void)snprintf(s->spec, sizeof(s->spec), "%s|%s", j->schedule,
+			       j->timezone ? j->timezone : "UTC");
+		s->e.next = cron_next;
+	} else {
+		return false;
 	}
-	lk_log_info("job %s: stopped", w->job->name);
+	s->e.next_arg = s;
+	return true;
+}
+
+/* Whether the job's last run ended interrupted (a stop or a crash cut it). */
+static bool was_interrupted(struct lk_store *store, const char *job)
+{
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_rows rows;
+	bool yes = false;
+
+	lk_rows_init(&rows, 1);
+	if (lk_store_runs(store, job, 1, &rows, &err) == 0 && rows.nrows == 1) {
+		const char *st = LK_ROW(&rows, 0)[LK_RUNCOL_STATUS].p;
+
+		yes = st && strcmp(st, "interrupted") == 0;
+	}
+	lk_rows_release(&rows);
+	return yes;
+}
+
+/* Puts a new scheduled slot on the schedule (mu not held; the slot is not shared yet). */
+static void place(struct lk_daemon *d, struct lk_slot *s, struct lk_store *store)
+{
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_sched_act act;
+	int64_t stored = 0, now = lk_wall_ms();
+
+	s->e.name = s->job->name;
+	s->e.overlap = s->job->overlap;
+	s->e.misfire = s->job->misfire;
+	s->e.priority = s->job->priority;
+	if (!slot_timing(s, &err) && err.code != LK_OK)
+		lk_log_error("job %s: %s; it runs only when triggered", s->job->name, err.msg);
+	if (s->e.next && lk_store_schedule_get(store, s->job->name, s->spec, &stored, &err) < 0)
+		lk_log_warn_err(&err, "job %s: cannot read its next fire time", s->job->name);
+	if (lk_sched_place(&s->e, 0, stored, now, &act) == 1)
+		lk_log_warn("job %s: %lld missed runs beyond the catch-up cap of %d are skipped",
+			    s->job->name, (long long)act.fire_ms, LK_CATCHUP_MAX);
+	if (s->e.pending)
+		lk_log_info("job %s: %d missed run%s to make up (misfire: %s)", s->job->name,
+			    s->e.pending, s->e.pending == 1 ? "" : "s",
+			    s->job->misfire == LK_MISFIRE_ONCE ? "once" : "catchup");
+	(void)lk_store_runs_interrupt_stale(store, s->job->name, &err);
+	if (s->e.pending == 0 && was_interrupted(store, s->job->name)) {
+		lk_log_info("job %s: its last run was interrupted; resuming it now", s->job->name);
+		s->e.pending = 1;
+	}
+	(void)d;
+}
+
+static struct lk_slot *slot_new(struct lk_gen *g, const struct lk_job *job)
+{
+	struct lk_slot *s = lk_xcalloc(1, sizeof(*s));
+	struct lk_buf fp = LK_BUF_INIT;
+
+	s->job = job;
+	s->gen = g;
+	g->users++;
+	lk_config_job_fingerprint(g->cfg, job, &fp);
+	s->fp = lk_buf_detach(&fp, NULL);
+	s->realtime = job->kind == LK_JOB_SYNC && job->mode == LK_MODE_REALTIME;
+	return s;
+}
+
+static void slot_free(struct lk_slot *s)
+{
+	s->gen->users--;
+	lk_tz_free(s->tz);
+	free(s->fp);
+	free(s);
+}
+
+/* Adds a slot to the list and starts it (mu not held). */
+static void slot_add(struct lk_daemon *d, struct lk_slot *s, struct lk_store *store)
+{
+	if (!s->realtime)
+		place(d, s, store);
+	pthread_mutex_lock(&d->mu);
+	if (d->nslots == d->aslots) {
+		d->aslots = d->aslots ? 2 * d->aslots : 8;
+		d->slots = lk_xrealloc(d->slots, (size_t)d->aslots * sizeof(*d->slots));
+	}
+	d->slots[d->nslots++] = s;
+	if (s->realtime)
+		(void)lk_daemon_realtime_start(d, s);
+	pthread_mutex_unlock(&d->mu);
+}
+
+static struct lk_gen *gen_new(struct lk_daemon *d, struct lk_config *cfg)
+{
+	struct lk_gen *g = lk_xcalloc(1, sizeof(*g));
+
+	g->cfg = cfg;
+	g->next = d->gens;
+	d->gens = g;
+	d->limit = cfg->memory_limit;
+	lk_log_setup(cfg->log.level, cfg->log.format);
+	return g;
+}
+
+/* Frees slots that are gone and idle, and configs nobody uses (except the newest and the
+ * store's). Scheduler thread only. */
+static void collect(struct lk_daemon *d)
+{
+	int k = 0;
+
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < d->nslots; i++) {
+		struct lk_slot *s = d->slots[i];
+
+		if (s->gone && !s->busy) {
+			if (s->thread_started)
+				(void)pthread_join(s->thread, NULL);
+			slot_free(s);
+			continue;
+		}
+		d->slots[k++] = s;
+	}
+	d->nslots = k;
+	pthread_mutex_unlock(&d->mu);
+	for (struct lk_gen **p = &d->gens->next; *p;) {
+		struct lk_gen *g = *p;
+
+		if (g->users == 0 && g->cfg != d->store_cfg) {
+			*p = g->next;
+			lk_config_free(g->cfg);
+			free(g);
+			continue;
+		}
+		p = &g->next;
+	}
+}
+
+static struct lk_slot *find_live(struct lk_daemon *d, const char *name)
+{
+	for (int i = 0; i < d->nslots; i++) {
+		if (!d->slots[i]->gone && strcmp(d->slots[i]->job->name, name) == 0)
+			return d->slots[i];
+	}
 	return NULL;
 }
 
-int lk_daemon_run(const struct lk_config *cfg, volatile const bool *stop, struct lk_err *err)
+/* SIGHUP: added jobs start, removed ones stop, changed ones restart, the rest run on. */
+static void reload(struct lk_daemon *d, struct lk_store *store)
 {
-	struct worker *w = lk_xcalloc((size_t)(cfg->njobs ? cfg->njobs : 1), sizeof(*w));
-	int started = 0;
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_config *cfg;
+	struct lk_gen *g;
+	int added = 0, removed = 0, changed = 0, kept = 0;
 
-	for (int i = 0; i < cfg->njobs; i++) {
-		const struct lk_job *job = &cfg->jobs[i];
+	(void)lk_sd_notify_reloading("reloading the config");
+	cfg = lk_config_load(d->opts->config_path, &err);
+	if (!cfg) {
+		lk_log_error("reload refused, the running config stays in force: %s", err.msg);
+		(void)lk_sd_notify("READY=1\nSTATUS=reload refused: invalid config");
+		return;
+	}
+	if (strcmp(cfg->state_url, d->store_cfg->state_url) != 0)
+		lk_log_warn("reload: the state store cannot change while running; restart "
+			    "lockstep to use the new one");
+	g = gen_new(d, cfg);
+	for (int i = 0; i < d->nslots; i++) {
+		struct lk_slot *s = d->slots[i];
+		const struct lk_job *nj = s->gone ? NULL : lk_config_job(cfg, s->job->name);
+		struct lk_buf fp = LK_BUF_INIT;
 
-		if (job->kind != LK_JOB_SYNC || job->mode != LK_MODE_REALTIME) {
-			lk_log_info("job %s: not real-time; `lockstep sync %s` runs it (scheduling "
-				    "comes with the daemon's scheduler)",
-				    job->name, job->name);
+		if (s->gone)
 			continue;
+		if (nj)
+			lk_config_job_fingerprint(cfg, nj, &fp);
+		if (nj && strcmp(fp.buf, s->fp) == 0) {
+			kept++;
+		} else {
+			pthread_mutex_lock(&d->mu);
+			s->gone = true;
+			s->stop = true;
+			s->e.removed = true;
+			pthread_mutex_unlock(&d->mu);
+			if (nj)
+				changed++;
+			else
+				removed++;
+			lk_log_info("reload: job %s %s", s->job->name,
+				    nj ? "changed: restarting it" : "removed: stopping it");
 		}
-		w[i] = (struct worker){.cfg = cfg, .job = job, .stop = stop};
-		if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0) {
-			lk_log_error("job %s: cannot start its thread", job->name);
-			continue;
-		}
-		w[i].started = true;
-		started++;
+		lk_buf_release(&fp);
 	}
-	if (started == 0 && cfg->njobs > 0)
-		lk_log_warn("no real-time job to run; waiting for a stop signal");
-	lk_log_info("lockstep running %d real-time job%s", started, started == 1 ? "" : "s");
-	while (!*stop)
-		lk_sleep_ms(200, stop);
-	lk_log_info("stopping: each job finishes its page and commits its position");
 	for (int i = 0; i < cfg->njobs; i++) {
-		if (w[i].started)
-			(void)pthread_join(w[i].thread, NULL);
+		if (find_live(d, cfg->jobs[i].name))
+			continue;
+		if (!lk_config_job(d->gens->next->cfg, cfg->jobs[i].name)) {
+			added++;
+			lk_log_info("reload: job %s added", cfg->jobs[i].name);
+		}
+		slot_add(d, slot_new(g, &cfg->jobs[i]), store);
 	}
-	free(w);
-	(void)err;
+	lk_log_info("config reloaded: %d job%s added, %d changed, %d removed, %d unchanged", added,
+		    added == 1 ? "" : "s", changed, removed, kept);
+	(void)lk_sd_notifyf("READY=1\nSTATUS=config reloaded; %d jobs", cfg->njobs);
+}
+
+/* One pass of the schedule: starts due runs, records skips, keeps next fire times. */
+static void tick(struct lk_daemon *d, struct lk_store *store)
+{
+	struct {
+		char job[128];
+		int64_t fire_ms, next_ms;
+		char spec[160];
+		int kind; /* 0 skip, 1 persist next */
+	} todo[64];
+	int ntodo = 0;
+	int64_t now = lk_wall_ms();
+
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < d->nslots && ntodo + 4 < 64; i++) {
+		struct lk_slot *s = d->slots[i];
+		struct lk_sched_act acts[4];
+		int n;
+
+		if (s->realtime || s->gone)
+			continue;
+		n = d->closing ? 0 : lk_sched_tick(&s->e, 1, now, acts, 4);
+		for (int k = 0; k < n; k++) {
+			if (acts[k].kind == LK_SCHED_RUN) {
+				s->busy = true;
+				s->stop = false;
+				lk_daemon_enqueue(d, s);
+			} else if (acts[k].kind == LK_SCHED_SKIP) {
+				(void)snprintf(todo[ntodo].job, sizeof(todo[0].job), "%s",
+					       s->job->name);
+				todo[ntodo].fire_ms = acts[k].fire_ms;
+				todo[ntodo++].kind = 0;
+			} else if (acts[k].kind == LK_SCHED_SLOW) {
+				lk_log_warn("job %s: this run has taken over 80%% of its interval "
+					    "(%.1f s); the next fire may be skipped",
+					    s->job->name, (double)s->e.run_interval_ms / 1000.0);
+			}
+		}
+		if (s->e.dirty && s->e.next_ms > 0) {
+			s->e.dirty = false;
+			(void)snprintf(todo[ntodo].job, sizeof(todo[0].job), "%s", s->job->name);
+			memcpy(todo[ntodo].spec, s->spec, sizeof(s->spec));
+			todo[ntodo].next_ms = s->e.next_ms;
+			todo[ntodo++].kind = 1;
+		}
+	}
+	pthread_mutex_unlock(&d->mu);
+	for (int i = 0; i < ntodo; i++) {
+		struct lk_err err = LK_ERR_INIT;
+
+		if (todo[i].kind == 0) {
+			lk_log_info("job %s: skipped a run, the previous one is still going",
+				    todo[i].job);
+			if (lk_sched_record_skip(store, todo[i].job, todo[i].fire_ms, &err) < 0)
+				lk_log_warn_err(&err, "job %s: cannot record a skipped run",
+						todo[i].job);
+		} else if (lk_store_schedule_put(store, todo[i].job, todo[i].spec, todo[i].next_ms,
+						 &err) < 0) {
+			lk_log_warn_err(&err, "job %s: cannot keep its next fire time",
+					todo[i].job);
+		}
+	}
+}
+
+static void prune(struct lk_daemon *d, struct lk_store *store)
+{
+	struct lk_err err = LK_ERR_INIT;
+	int64_t runs = 0, errors = 0;
+	int64_t retention = d->gens->cfg->retention_ms;
+
+	if (lk_store_prune(store, lk_wall_ms() - retention, &runs, &errors, &err) < 0)
+		lk_log_warn_err(&err, "cannot prune old runs");
+	else if (runs || errors)
+		lk_log_info("pruned %lld finished run%s and %lld resolved dead letter%s older than "
+			    "the retention",
+			    (long long)runs, runs == 1 ? "" : "s", (long long)errors,
+			    errors == 1 ? "" : "s");
+}
+
+static int count_busy(struct lk_daemon *d)
+{
+	int n = 0;
+
+	for (int i = 0; i < d->nslots; i++)
+		n += d->slots[i]->busy;
+	return n;
+}
+
+/* Stops every job at its next checkpoint; false when some did not stop within the grace. */
+static bool stop_all(struct lk_daemon *d, struct lk_store *store)
+{
+	int64_t grace = d->opts->grace_ms > 0 ? d->opts->grace_ms : LK_DAEMON_GRACE_MS;
+	int64_t deadline = lk_mono_ms() + grace;
+	int busy;
+
+	(void)lk_sd_notify("STOPPING=1\nSTATUS=stopping: jobs finish their batch");
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < d->nslots; i++)
+		d->slots[i]->stop = true;
+	pthread_mutex_unlock(&d->mu);
+	lk_log_info("stopping: running jobs stop at their next checkpoint (grace %.0f s)",
+		    (double)grace / 1000.0);
+	lk_daemon_pool_close(d);
+	pthread_mutex_lock(&d->mu);
+	while ((busy = count_busy(d)) > 0 && lk_mono_ms() < deadline) {
+		pthread_mutex_unlock(&d->mu);
+		lk_sleep_ms(50, NULL);
+		pthread_mutex_lock(&d->mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (busy == 0)
+		return true;
+	lk_log_warn("%d job%s did not reach a checkpoint within %.0f s; exiting anyway (their "
+		    "runs are recorded interrupted and resume from their last checkpoint)",
+		    busy, busy == 1 ? "" : "s", (double)grace / 1000.0);
+	for (int i = 0; i < d->nslots; i++) {
+		struct lk_err err = LK_ERR_INIT;
+
+		if (d->slots[i]->busy)
+			(void)lk_store_runs_interrupt_stale(store, d->slots[i]->job->name, &err);
+	}
+	return false;
+}
+
+static void loop(struct lk_daemon *d, struct lk_store *store)
+{
+	int64_t wd = lk_sd_watchdog_ms() / 2, last_wd = 0, last_mem = 0, last_hb = 0;
+	int64_t last_prune = 0;
+
+	while (!*d->opts->stop) {
+		int64_t now = lk_mono_ms();
+
+		if (*d->opts->reload) {
+			*d->opts->reload = 0;
+			reload(d, store);
+		}
+		tick(d, store);
+		if (now - last_mem >= 1000) {
+			last_mem = now;
+			lk_daemon_memory_check(d);
+		}
+		if (now - last_hb >= HEARTBEAT_MS) {
+			last_hb = now;
+			lk_daemon_heartbeat(d, store, NULL);
+		}
+		if (now - last_prune >= PRUNE_MS) {
+			last_prune = now;
+			prune(d, store);
+		}
+		collect(d);
+		if (wd > 0 && now - last_wd >= wd) { /* the loop really ticked */
+			last_wd = now;
+			(void)lk_sd_notify("WATCHDOG=1");
+		}
+		lk_sleep_ms(TICK_MS, d->opts->stop);
+	}
+}
+
+int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
+		  enum lk_daemon_end *end, struct lk_err *err)
+{
+	struct lk_daemon d;
+	struct lk_store *store;
+	struct lk_gen *g;
+	int nsched = 0, nrt = 0;
+	bool clean;
+
+	memset(&d, 0, sizeof(d));
+	*end = LK_DAEMON_CLEAN;
+	d.opts = opts;
+	d.store_cfg = *cfgp;
+	pthread_mutex_init(&d.mu, NULL);
+	pthread_cond_init(&d.cond, NULL);
+	store = lk_store_open(d.store_cfg, err);
+	if (!store)
+		return -1;
+	g = gen_new(&d, *cfgp);
+	if (lk_daemon_pool_start(&d, MAX_WORKERS, err) < 0) {
+		lk_store_close(store);
+		return -1;
+	}
+	for (int i = 0; i < g->cfg->njobs; i++) {
+		struct lk_slot *s = slot_new(g, &g->cfg->jobs[i]);
+
+		s->realtime ? nrt++ : nsched++;
+		slot_add(&d, s, store);
+	}
+	lk_log_info("lockstep running: %d real-time job%s, %d scheduled or triggered job%s, %d "
+		    "workers (restart %lld)",
+		    nrt, nrt == 1 ? "" : "s", nsched, nsched == 1 ? "" : "s", MAX_WORKERS,
+		    (long long)opts->restarts);
+	lk_daemon_memory_check(&d);
+	lk_daemon_heartbeat(&d, store, NULL);
+	(void)lk_sd_notifyf("READY=1\nSTATUS=running %d jobs", g->cfg->njobs);
+	loop(&d, store);
+	clean = stop_all(&d, store);
+	lk_daemon_heartbeat(&d, store, "STOPPED");
+	lk_store_close(store);
+	if (!clean) {
+		*end = LK_DAEMON_ABANDONED;
+		return 0;
+	}
+	lk_daemon_pool_join(&d);
+	collect(&d);
+	for (int i = 0; i < d.nslots; i++) {
+		if (d.slots[i]->thread_started)
+			(void)pthread_join(d.slots[i]->thread, NULL);
+		slot_free(d.slots[i]);
+	}
+	free(d.slots);
+	/* The newest config is handed back; the others (the store's included) are freed. */
+	*cfgp = d.gens->cfg;
+	while (d.gens) {
+		struct lk_gen *next = d.gens->next;
+
+		if (d.gens->cfg != *cfgp)
+			lk_config_free(d.gens->cfg);
+		free(d.gens);
+		d.gens = next;
+	}
+	lk_sync_set_batch_divisor(1);
+	pthread_cond_destroy(&d.cond);
+	pthread_mutex_destroy(&d.mu);
 	return 0;
 }

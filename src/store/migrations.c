@@ -27,6 +27,12 @@ static const struct lk_migration sqlite_migrations[] = {
 	 "NULL,"
 	 " runs INTEGER NOT NULL DEFAULT 0, rows INTEGER NOT NULL DEFAULT 0,"
 	 " queries INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, job, db));"},
+	{2, "schedules",
+	 "CREATE TABLE lockstep_schedules (job TEXT PRIMARY KEY, spec TEXT NOT NULL,"
+	 " next_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+	 "CREATE INDEX lockstep_runs_finished ON lockstep_runs (finished_ms);"
+	 "ALTER TABLE lockstep_instances ADD COLUMN health TEXT;"
+	 "ALTER TABLE lockstep_instances ADD COLUMN detail TEXT;"},
 };
 
 static const struct lk_migration pg_migrations[] = {
@@ -52,6 +58,12 @@ static const struct lk_migration pg_migrations[] = {
 	 "NULL,"
 	 " runs bigint NOT NULL DEFAULT 0, rows bigint NOT NULL DEFAULT 0,"
 	 " queries bigint NOT NULL DEFAULT 0, PRIMARY KEY (day, job, db));"},
+	{2, "schedules",
+	 "CREATE TABLE lockstep.schedules (job text PRIMARY KEY, spec text NOT NULL,"
+	 " next_ms bigint NOT NULL, updated_ms bigint NOT NULL);"
+	 "CREATE INDEX runs_finished ON lockstep.runs (finished_ms);"
+	 "ALTER TABLE lockstep.instances ADD COLUMN health text;"
+	 "ALTER TABLE lockstep.instances ADD COLUMN detail text;"},
 };
 
 const struct lk_migration *lk_store_migration_list(enum lk_db_kind kind, int *n)

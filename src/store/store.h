@@ -104,6 +104,30 @@ void lk_store_job_unlock(struct lk_job_lock *l);
  */
 struct lk_job_lock *lk_store_daemon_lock(struct lk_store *s, struct lk_err *err);
 
+/*
+ * A scheduled job's next fire time (SPEC §5: kept so a restart never starves a job with a
+ * long interval). `spec` is the schedule as configured: a stored time made for another
+ * spec is not returned (*next_ms = 0), so a changed schedule takes effect at once.
+ */
+int lk_store_schedule_get(struct lk_store *s, const char *job, const char *spec, int64_t *next_ms,
+			  struct lk_err *err);
+int lk_store_schedule_put(struct lk_store *s, const char *job, const char *spec, int64_t next_ms,
+			  struct lk_err *err);
+
+/*
+ * The daemon's heartbeat: the instance's health ("HEALTHY" | "DEGRADED" | "STOPPED") and a
+ * JSON object of details (memory, breakers, scheduled jobs), read by `lockstep status`.
+ */
+int lk_store_instance_report(struct lk_store *s, const char *name, const char *health,
+			     const char *detail_json, struct lk_err *err);
+
+/*
+ * Retention: deletes finished runs that ended before `before_ms` and dead letters resolved
+ * before it. *runs and *errors (may be NULL) get the numbers deleted.
+ */
+int lk_store_prune(struct lk_store *s, int64_t before_ms, int64_t *runs, int64_t *errors,
+		   struct lk_err *err);
+
 /* "lockstep_" or "lockstep." : the prefix of the store's tables, for callers' queries. */
 const char *lk_store_prefix(const struct lk_store *s);
 /* The underlying connection, for read-only queries by the CLI. */

@@ -212,10 +212,16 @@ static void fingerprint(struct lk_job_ctx *ctx)
 int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const struct lk_job *job,
 		   const struct lk_sync_opts *opts, bool for_write, struct lk_err *err)
 {
-	const struct lk_dbconf *sdb = &cfg->dbs[job->source.db];
+	const struct lk_dbconf *sdb;
 	int rc;
 
 	memset(ctx, 0, sizeof(*ctx));
+	if (job->kind != LK_JOB_SYNC)
+		return lk_err_set(err, LK_ERR_USAGE,
+				  "job '%s' is an %s job, not a sync job: `lockstep run` runs it on "
+				  "its schedule",
+				  job->name, job->kind == LK_JOB_SQL ? "sql" : "exec");
+	sdb = &cfg->dbs[job->source.db];
 	ctx->cfg = cfg;
 	ctx->job = job;
 	ctx->opts = opts;

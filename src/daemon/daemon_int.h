@@ -1,0 +1,91 @@
+/*
+ * daemon_int.h - what the daemon's files share: config generations, job slots, the worker
+ * pool. Ownership: the scheduler loop (the thread in lk_daemon_run) owns the slot list
+ * and the generations; `mu` guards each slot's schedule entry and busy flag, the pool's
+ * queue and the degraded flag, which workers and real-time threads also touch.
+ */
+#ifndef LK_DAEMON_INT_H
+#define LK_DAEMON_INT_H
+
+#include "daemon.h"
+#include "sched/cron.h"
+#include "sched/sched.h"
+#include "sched/tz.h"
+#include "store/store.h"
+
+#include <pthread.h>
+
+/* One loaded config; freed once no slot uses it. */
+struct lk_gen {
+	struct lk_config *cfg;
+	int users; /* slots pointing into cfg */
+	struct lk_gen *next;
+};
+
+/* One configured job. Heap-allocated: threads keep pointers to it. */
+struct lk_slot {
+	const struct lk_job *job; /* in gen->cfg */
+	struct lk_gen *gen;
+	char *fp; /* lk_config_job_fingerprint (holds secrets: never logged) */
+	bool realtime;
+	/* scheduled jobs */
+	struct lk_sched_entry e;
+	struct lk_cron cron;
+	struct lk_tz *tz;
+	char spec[160]; /* the schedule as stored with its next fire time */
+	bool has_cron;
+	/* either kind */
+	volatile bool stop; /* this slot's work stops at its next checkpoint */
+	bool busy;	    /* a run queued or going, or the real-time thread alive */
+	bool gone;	    /* removed or replaced by a reload: freed once not busy */
+	bool queued;	    /* in the pool's queue (not started yet) */
+	pthread_t thread;   /* real-time */
+	bool thread_started;
+	/* real-time thread's own state */
+	bool outage;
+	int64_t outage_ms;
+	int attempt;
+	char last_msg[LK_ERR_MSG_MAX];
+	struct lk_slot *next_queued; /* pool queue link */
+	int64_t queued_seq;
+};
+
+struct lk_daemon {
+	const struct lk_daemon_opts *opts;
+	const struct lk_config *store_cfg; /* the first config: the state store never moves */
+	struct lk_gen *gens;		   /* newest first */
+	struct lk_slot **slots;
+	int nslots, aslots;
+	pthread_mutex_t mu;
+	pthread_cond_t cond; /* the pool's queue changed, or a slot became idle */
+	/* the pool */
+	pthread_t *workers;
+	int nworkers;
+	struct lk_slot *queue; /* singly linked, unordered; workers pick by priority, then seq */
+	int64_t seq;
+	bool closing; /* no new runs start */
+	bool degraded;
+	int running; /* runs going in workers */
+	/* memory */
+	int64_t rss, rss_peak;
+	int64_t limit;
+};
+
+/* daemon_jobs.c */
+int lk_daemon_pool_start(struct lk_daemon *d, int nworkers, struct lk_err *err);
+/* Closes the queue: runs not started are dropped, workers end after their current run. */
+void lk_daemon_pool_close(struct lk_daemon *d);
+/* Closes the queue and joins the workers. */
+void lk_daemon_pool_join(struct lk_daemon *d);
+/* Queues a run of slot s (mu held; s->busy already set). */
+void lk_daemon_enqueue(struct lk_daemon *d, struct lk_slot *s);
+int lk_daemon_realtime_start(struct lk_daemon *d, struct lk_slot *s);
+
+/* daemon_health.c */
+int64_t lk_daemon_rss_bytes(void);
+/* Samples RSS and moves in or out of DEGRADED (mu not held). */
+void lk_daemon_memory_check(struct lk_daemon *d);
+/* Writes the heartbeat row: health and a JSON detail (mu not held). */
+void lk_daemon_heartbeat(struct lk_daemon *d, struct lk_store *store, const char *health);
+
+#endif

@@ -1,0 +1,270 @@
+/*
+ * daemon_jobs.c - where runs happen: the worker pool that takes scheduled runs by
+ * priority (low priority waits while memory is short), with retries of transient errors,
+ * and the thread each real-time job owns.
+ */
+#include "connector/connector.h"
+#include "daemon_int.h"
+#include "sched/jobs.h"
+#include "store/store.h"
+#include "sync/sync.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LK_LOG_COMPONENT "daemon"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/units.h"
+
+/* Takes the best startable slot off the queue (mu held), or NULL. */
+static struct lk_slot *pick(struct lk_daemon *d)
+{
+	struct lk_slot **best = NULL;
+
+	for (struct lk_slot **p = &d->queue; *p; p = &(*p)->next_queued) {
+		const struct lk_slot *s = *p;
+
+		if (d->degraded && s->e.priority == LK_PRIO_LOW)
+			continue; /* paused while memory is short */
+		if (!best || s->e.priority < (*best)->e.priority ||
+		    (s->e.priority == (*best)->e.priority && s->queued_seq < (*best)->queued_seq))
+			best = p;
+	}
+	if (best) {
+		struct lk_slot *s = *best;
+
+		*best = s->next_queued;
+		s->next_queued = NULL;
+		s->queued = false;
+		return s;
+	}
+	return NULL;
+}
+
+void lk_daemon_enqueue(struct lk_daemon *d, struct lk_slot *s)
+{
+	s->queued = true;
+	s->queued_seq = ++d->seq;
+	s->next_queued = d->queue;
+	d->queue = s;
+	pthread_cond_broadcast(&d->cond);
+}
+
+/* One attempt of the slot's job; fills err. */
+static int attempt(struct lk_daemon *d, struct lk_slot *s, struct lk_store *store,
+		   const struct lk_retry_conf *once, struct lk_err *err)
+{
+	const struct lk_job *job = s->job;
+	struct lk_jobrun jr = {
+		.cfg = s->gen->cfg, .job = job, .store = store, .stop = &s->stop, .retry = once};
+	struct lk_sync_opts so = {.stop = &s->stop, .retry = once};
+	struct lk_sync_result res;
+
+	(void)d;
+	switch (job->kind) {
+	case LK_JOB_SQL:
+		return lk_sqljob_run(&jr, err);
+	case LK_JOB_EXEC:
+		return lk_execjob_run(&jr, err);
+	default:
+		return lk_sync_run(s->gen->cfg, job, store, &so, &res, err);
+	}
+}
+
+/* A run with its retries: only transient errors are retried, with full-jitter back-off. */
+static void run_slot(struct lk_daemon *d, struct lk_slot *s)
+{
+	const struct lk_retry_conf *r = &s->job->retry;
+	const struct lk_retry_conf once = {1, r->initial_ms, r->max_ms, r->multiplier};
+
+	for (int i = 0; i < r->attempts && !s->stop; i++) {
+		struct lk_err err = LK_ERR_INIT;
+		struct lk_store *store = lk_store_open(d->store_cfg, &err);
+		int rc = store ? attempt(d, s, store, &once, &err) : -1;
+		int64_t wait;
+
+		lk_store_close(store);
+		if (rc == 0 || s->stop || err.code == LK_ERR_CANCELLED)
+			return;
+		if (err.code == LK_ERR_BUSY) {
+			lk_log_info("job %s: %s; this run is skipped", s->job->name, err.msg);
+			return;
+		}
+		if (!err.transient || i + 1 == r->attempts) {
+			if (i > 0 || err.transient)
+				lk_log_warn("job %s: giving up after %d attempt%s: %s",
+					    s->job->name, i + 1, i ? "s" : "", err.msg);
+			return;
+		}
+		wait = lk_backoff_ms(&once, i);
+		lk_log_warn("job %s: %s; retry %d of %d in %lld ms", s->job->name, err.msg, i + 1,
+			    r->attempts - 1, (long long)wait);
+		lk_sleep_ms(wait, &s->stop);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct lk_daemon *d = arg;
+
+	pthread_mutex_lock(&d->mu);
+	for (;;) {
+		struct lk_slot *s = NULL;
+
+		while (!d->closing && !(s = pick(d)))
+			pthread_cond_wait(&d->cond, &d->mu);
+		if (!s)
+			break;
+		d->running++;
+		pthread_mutex_unlock(&d->mu);
+		run_slot(d, s);
+		pthread_mutex_lock(&d->mu);
+		d->running--;
+		s->busy = false;
+		lk_sched_finished(&s->e, lk_wall_ms());
+		pthread_cond_broadcast(&d->cond);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+int lk_daemon_pool_start(struct lk_daemon *d, int nworkers, struct lk_err *err)
+{
+	d->workers = lk_xcalloc((size_t)nworkers, sizeof(*d->workers));
+	for (int i = 0; i < nworkers; i++) {
+		if (pthread_create(&d->workers[i], NULL, worker_main, d) != 0) {
+			pthread_mutex_lock(&d->mu);
+			d->closing = true;
+			pthread_cond_broadcast(&d->cond);
+			pthread_mutex_unlock(&d->mu);
+			for (int j = 0; j < i; j++)
+				(void)pthread_join(d->workers[j], NULL);
+			return lk_err_set(err, LK_ERR_INTERNAL, "cannot start worker threads");
+		}
+		d->nworkers++;
+	}
+	return 0;
+}
+
+void lk_daemon_pool_close(struct lk_daemon *d)
+{
+	pthread_mutex_lock(&d->mu);
+	d->closing = true;
+	/* Runs queued but not started are dropped: their slots become idle. */
+	while (d->queue) {
+		struct lk_slot *s = d->queue;
+
+		d->queue = s->next_queued;
+		s->next_queued = NULL;
+		s->queued = false;
+		s->busy = false;
+	}
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->mu);
+}
+
+void lk_daemon_pool_join(struct lk_daemon *d)
+{
+	lk_daemon_pool_close(d);
+	for (int i = 0; i < d->nworkers; i++)
+		(void)pthread_join(d->workers[i], NULL);
+	free(d->workers);
+	d->workers = NULL;
+	d->nworkers = 0;
+}
+
+/* ---- real-time jobs: one thread each ---- */
+
+static void on_progress(void *arg, const struct lk_sync_progress *p)
+{
+	struct lk_slot *s = arg;
+
+	if (!s->outage || strcmp(p->stage, "stream") != 0)
+		return;
+	lk_log_info("job %s: streaming again after %.1f s", s->job->name,
+		    (double)(lk_mono_ms() - s->outage_ms) / 1000.0);
+	s->outage = false;
+	s->attempt = 0;
+	s->last_msg[0] = '\0';
+}
+
+/* Logs a failure once per outage. */
+static void note_failure(struct lk_slot *s, const struct lk_err *err)
+{
+	if (!s->outage) {
+		s->outage = true;
+		s->outage_ms = lk_mono_ms();
+	}
+	if (s->last_msg[0]) { /* one line per outage; the rest at debug level */
+		lk_log_debug("job %s: still failing: %s", s->job->name, err->msg);
+		return;
+	}
+	memcpy(s->last_msg, err->msg, sizeof(s->last_msg));
+	if (err->code == LK_ERR_BUSY)
+		lk_log_info("job %s: %s; waiting to take over", s->job->name, err->msg);
+	else if (err->transient || err->code == LK_ERR_UNAVAILABLE)
+		lk_log_warn("job %s: %s; reconnecting with back-off", s->job->name, err->msg);
+	else
+		lk_log_error("job %s: %s; retrying with back-off until it is fixed", s->job->name,
+			     err->msg);
+}
+
+struct rt_arg {
+	struct lk_daemon *d;
+	struct lk_slot *s;
+};
+
+static void *realtime_main(void *arg)
+{
+	struct rt_arg a = *(struct rt_arg *)arg;
+	struct lk_slot *s = a.s;
+	/* One connection attempt per round: this loop owns the back-off. */
+	const struct lk_retry_conf once = {1, s->job->retry.initial_ms, s->job->retry.max_ms,
+					   s->job->retry.multiplier};
+	struct lk_sync_opts opts = {
+		.stop = &s->stop, .follow = true, .retry = &once, .progress = on_progress};
+
+	free(arg);
+	opts.progress_arg = s;
+	while (!s->stop) {
+		struct lk_err err = LK_ERR_INIT;
+		struct lk_sync_result res;
+		struct lk_store *store = lk_store_open(a.d->store_cfg, &err);
+		int64_t wait;
+
+		if (store)
+			(void)lk_sync_run(s->gen->cfg, s->job, store, &opts, &res, &err);
+		lk_store_close(store);
+		if (s->stop)
+			break;
+		note_failure(s, &err);
+		wait = lk_backoff_ms(&s->job->retry, s->attempt);
+		if (s->attempt < 30)
+			s->attempt++;
+		lk_sleep_ms(wait < 100 ? 100 : wait, &s->stop);
+	}
+	lk_log_info("job %s: stopped", s->job->name);
+	pthread_mutex_lock(&a.d->mu);
+	s->busy = false;
+	pthread_cond_broadcast(&a.d->cond);
+	pthread_mutex_unlock(&a.d->mu);
+	return NULL;
+}
+
+int lk_daemon_realtime_start(struct lk_daemon *d, struct lk_slot *s)
+{
+	struct rt_arg *a = lk_xcalloc(1, sizeof(*a));
+
+	a->d = d;
+	a->s = s;
+	s->busy = true;
+	if (pthread_create(&s->thread, NULL, realtime_main, a) != 0) {
+		free(a);
+		s->busy = false;
+		lk_log_error("job %s: cannot start its thread", s->job->name);
+		return -1;
+	}
+	s->thread_started = true;
+	return 0;
+}

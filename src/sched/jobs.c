@@ -1,0 +1,259 @@
+/* jobs.c - recorded runs of `sql` and `exec` jobs, and skipped fires. */
+#include "jobs.h"
+
+#include "connector/connector.h"
+#include "exec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LK_LOG_COMPONENT "sched"
+#include "core/buf.h"
+#include "core/failpoint.h"
+#include "core/log.h"
+#include "core/units.h"
+#include "core/uuid7.h"
+
+static void run_begin(struct lk_jobrun *jr, struct lk_run *run, const char *stage)
+{
+	memset(run, 0, sizeof(*run));
+	lk_uuid7(run->id);
+	memcpy(jr->run_id, run->id, sizeof(jr->run_id));
+	run->job = jr->job->name;
+	run->type = "full";
+	run->status = "running";
+	run->stage = stage;
+	run->progress = -1;
+	run->total_estimate = -1;
+	run->started_ms = lk_wall_ms();
+}
+
+/* Writes the run's end; `inserted` says whether its row exists yet. */
+static void run_end(struct lk_jobrun *jr, struct lk_run *run, bool inserted, int rc,
+		    const struct lk_err *err)
+{
+	struct lk_err e2 = LK_ERR_INIT;
+
+	run->status = rc == 0			      ? "succeeded"
+		      : err->code == LK_ERR_CANCELLED ? "interrupted"
+						      : "failed";
+	run->error = rc == 0 || err->code == LK_ERR_CANCELLED ? NULL : err->msg;
+	run->finished_ms = lk_wall_ms();
+	run->stage = "done";
+	jr->status = run->status;
+	if (rc == 0 && run->progress >= 0)
+		run->progress = 100;
+	if ((inserted ? lk_store_run_update(jr->store, run, &e2)
+		      : lk_store_run_insert(jr->store, run, &e2)) < 0)
+		lk_log_warn_err(&e2, "cannot record run %s of job %s", run->id, jr->job->name);
+	if (rc == 0)
+		lk_log_info("run %s of job %s succeeded", run->id, jr->job->name);
+	else if (err->code == LK_ERR_CANCELLED)
+		lk_log_info("run %s of job %s interrupted", run->id, jr->job->name);
+	else
+		lk_log_error("run %s of job %s failed: %s", run->id, jr->job->name, err->msg);
+}
+
+/* Reads the database's epoch for the job, takes the lock and a newer epoch, seals it. */
+static struct lk_job_lock *lock_and_seal(struct lk_jobrun *jr, struct lk_db *db, int64_t *epoch,
+					 struct lk_err *err)
+{
+	const struct lk_connector_ops *ops = db->ops;
+	struct lk_job_lock *lock;
+	int64_t target_epoch = 0;
+	char *pos = NULL;
+
+	if (ops->position_setup(db->conn, err) < 0 ||
+	    ops->position_get(db->conn, jr->job->name, &target_epoch, &pos, err) < 0)
+		return NULL;
+	free(pos);
+	lock = lk_store_job_lock(jr->store, jr->job->name, target_epoch, epoch, err);
+	if (!lock)
+		return NULL;
+	if (ops->begin(db->conn, err) < 0 ||
+	    ops->position_put(db->conn, jr->job->name, *epoch, "{\"kind\":\"sql\"}", err) < 0 ||
+	    ops->commit(db->conn, err) < 0) {
+		ops->rollback(db->conn);
+		lk_store_job_unlock(lock);
+		return NULL;
+	}
+	return lock;
+}
+
+/* The script in one transaction, the fenced position update first. */
+static int run_script(struct lk_jobrun *jr, struct lk_db *db, int64_t epoch, struct lk_err *err)
+{
+	const struct lk_connector_ops *ops = db->ops;
+	char pos[96], timeout[64];
+	int64_t changed = 0;
+
+	(void)snprintf(pos, sizeof(pos), "{\"kind\":\"sql\",\"run\":\"%s\"}", jr->run_id);
+	if (ops->begin(db->conn, err) < 0)
+		return -1;
+	if (ops->position_put(db->conn, jr->job->name, epoch, pos, err) < 0)
+		goto fail;
+	if (db->conf->kind == LK_DB_POSTGRES && jr->job->timeout_ms > 0) {
+		(void)snprintf(timeout, sizeof(timeout), "SET LOCAL statement_timeout = %lld",
+			       (long long)jr->job->timeout_ms);
+		if (ops->exec(db->conn, timeout, 0, NULL, NULL, NULL, err) < 0)
+			goto fail;
+	}
+	if (ops->exec(db->conn, jr->job->sql, 0, NULL, NULL, &changed, err) < 0)
+		goto fail;
+	if (ops->commit(db->conn, err) < 0)
+		goto fail;
+	jr->rows = changed;
+	return 0;
+fail:
+	ops->rollback(db->conn);
+	if (strcmp(err->sqlstate, "57014") == 0)
+		(void)lk_err_set(err, LK_ERR_PG, "cancelled by its timeout of %lld ms",
+				 (long long)jr->job->timeout_ms);
+	return -1;
+}
+
+int lk_sqljob_run(struct lk_jobrun *jr, struct lk_err *err)
+{
+	const struct lk_dbconf *conf = &jr->cfg->dbs[jr->job->db];
+	const struct lk_retry_conf *retry = jr->retry ? jr->retry : &jr->job->retry;
+	struct lk_job_lock *lock = NULL;
+	struct lk_db db = {0};
+	struct lk_run run;
+	int64_t epoch = 0;
+	bool inserted = false;
+	int rc = -1;
+
+	run_begin(jr, &run, "sql");
+	if (lk_db_open(&db, conf, retry, jr->stop, err) < 0)
+		goto out;
+	lock = lock_and_seal(jr, &db, &epoch, err);
+	if (!lock)
+		goto out;
+	run.epoch = epoch;
+	if (lk_store_run_insert(jr->store, &run, err) < 0)
+		goto out;
+	inserted = true;
+	rc = run_script(jr, &db, epoch, err);
+	run.rows_written = jr->rows;
+out:
+	if (rc < 0 && err->code == LK_ERR_BUSY) {
+		jr->status = "failed";
+		lk_log_info("job %s: %s", jr->job->name, err->msg);
+	} else {
+		run_end(jr, &run, inserted, rc, err);
+	}
+	lk_store_job_unlock(lock);
+	lk_db_close(&db);
+	return rc;
+}
+
+struct exec_state {
+	struct lk_jobrun *jr;
+	struct lk_run *run;
+	char stage[64];
+	int64_t last_write_ms;
+};
+
+static void on_exec_progress(void *arg, const struct lk_exec_progress *p)
+{
+	struct exec_state *st = arg;
+	struct lk_err err = LK_ERR_INIT;
+	bool new_stage = p->stage[0] && strcmp(p->stage, st->stage) != 0;
+	int64_t now = lk_mono_ms();
+
+	if (p->progress >= 0)
+		st->run->progress = p->progress;
+	if (p->stage[0])
+		memcpy(st->stage, p->stage, sizeof(st->stage));
+	if (p->processed >= 0)
+		st->run->rows_read = st->run->rows_written = st->jr->rows = p->processed;
+	if (p->total >= 0)
+		st->run->total_estimate = p->total;
+	st->run->stage = st->stage[0] ? st->stage : "exec";
+	if (!new_stage && now - st->last_write_ms < 1000)
+		return;
+	st->last_write_ms = now;
+	if (lk_store_run_update(st->jr->store, st->run, &err) < 0)
+		lk_log_warn_err(&err, "cannot record the progress of run %s", st->run->id);
+}
+
+static void on_exec_stderr(void *arg, const char *line)
+{
+	const struct exec_state *st = arg;
+
+	lk_log_info("job %s: stderr: %s", st->jr->job->name, line);
+}
+
+static void on_exec_stdout(void *arg, const char *line)
+{
+	const struct exec_state *st = arg;
+
+	lk_log_info("job %s: stdout: %s", st->jr->job->name, line);
+}
+
+int lk_execjob_run(struct lk_jobrun *jr, struct lk_err *err)
+{
+	const struct lk_job *job = jr->job;
+	struct exec_state st = {jr, NULL, "", 0};
+	struct lk_exec_result res;
+	struct lk_exec_opts o;
+	struct lk_job_lock *lock;
+	struct lk_run run;
+	char **argv = lk_xcalloc((size_t)job->ncommand + 1, sizeof(*argv));
+	char token[24];
+	int64_t epoch = 0;
+	int rc = -1;
+
+	run_begin(jr, &run, "exec");
+	st.run = &run;
+	for (int i = 0; i < job->ncommand; i++)
+		argv[i] = job->command[i];
+	lock = lk_store_job_lock(jr->store, job->name, 0, &epoch, err);
+	if (!lock) {
+		jr->status = "failed";
+		free(argv);
+		return -1;
+	}
+	(void)snprintf(token, sizeof(token), "%lld", (long long)epoch);
+	run.epoch = epoch;
+	memset(&o, 0, sizeof(o));
+	o.argv = argv;
+	o.cwd = jr->cfg->dir;
+	o.run_id = run.id;
+	o.fencing_token = token;
+	o.timeout_ms = job->timeout_ms;
+	o.memory_max = job->memory_max;
+	o.stop = jr->stop;
+	o.on_progress = on_exec_progress;
+	o.on_stderr = on_exec_stderr;
+	o.on_stdout_text = on_exec_stdout;
+	o.arg = &st;
+	if (lk_store_run_insert(jr->store, &run, err) == 0)
+		rc = lk_exec_run(&o, &res, err);
+	run_end(jr, &run, true, rc, err);
+	lk_store_job_unlock(lock);
+	free(argv);
+	return rc;
+}
+
+int lk_sched_record_skip(struct lk_store *store, const char *job, int64_t fire_ms,
+			 struct lk_err *err)
+{
+	struct lk_run run;
+	char why[96];
+
+	memset(&run, 0, sizeof(run));
+	lk_uuid7(run.id);
+	run.job = job;
+	run.type = "full";
+	run.status = "skipped";
+	run.stage = "skipped";
+	run.progress = -1;
+	run.total_estimate = -1;
+	run.started_ms = fire_ms;
+	run.finished_ms = fire_ms > 0 ? fire_ms : lk_wall_ms();
+	(void)snprintf(why, sizeof(why), "the previous run was still going (overlap: skip)");
+	run.error = why;
+	return lk_store_run_insert(store, &run, err);
+}

@@ -1,0 +1,46 @@
+/*
+ * jobs.h - one recorded run of an `sql` or `exec` job (SPEC §3), and the record of a
+ * skipped fire. Sync jobs run through lk_sync_run() (src/sync/sync.h).
+ */
+#ifndef LK_SCHED_JOBS_H
+#define LK_SCHED_JOBS_H
+
+#include "config/config.h"
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct lk_jobrun {
+	const struct lk_config *cfg;
+	const struct lk_job *job;
+	struct lk_store *store;		   /* the calling thread's handle */
+	volatile const bool *stop;	   /* cancels at the next check (exec: kills the group) */
+	const struct lk_retry_conf *retry; /* connection retries; NULL: the job's */
+	char run_id[37];		   /* out: the run's id */
+	const char *status;		   /* out: succeeded | failed | interrupted */
+	int64_t rows;			   /* out: sql: rows changed; exec: stats.processed */
+};
+
+/*
+ * An `sql` job: connects to job->db, takes the job's lock and a new epoch, seals it in the
+ * database's lockstep position table, then runs job->sql in one transaction whose first
+ * statement is the fenced position update (DESIGN decision 5: a stale holder's run
+ * changes nothing), with job->timeout as statement_timeout on PostgreSQL. Records the run.
+ * Returns 0 or -1 with err (LK_ERR_BUSY when another process holds the job).
+ */
+int lk_sqljob_run(struct lk_jobrun *jr, struct lk_err *err);
+
+/*
+ * An `exec` job: takes the job's lock and epoch, runs job->command (no shell) in the
+ * config's folder with LOCKSTEP_RUN_ID and LOCKSTEP_FENCING_TOKEN, job->timeout and
+ * job->memory_max; its JSON progress lines become the run's progress (written to the store
+ * at most once a second and at each stage change). Records the run.
+ */
+int lk_execjob_run(struct lk_jobrun *jr, struct lk_err *err);
+
+/* Records a fire at fire_ms that was not run because the job was still running. */
+int lk_sched_record_skip(struct lk_store *store, const char *job, int64_t fire_ms,
+			 struct lk_err *err);
+
+#endif
