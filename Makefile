@@ -4,7 +4,7 @@
 DEPS_PKGS := build-essential cmake ninja-build pkg-config libpq-dev libsqlite3-dev \
 	libfyaml-dev libjansson-dev libcmocka-dev libxxhash-dev uuid-dev libmicrohttpd-dev \
 	postgresql postgresql-contrib python3 python3-psycopg2 sqlite3 valgrind clang-format \
-	clang-tidy cppcheck procps bc time python3-croniter
+	clang-tidy cppcheck procps bc time python3-croniter python3-tz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=

@@ -267,7 +267,8 @@ int lk_cfg_validate(struct lk_cfgctx *c, const struct lk_ynode *root)
 	const struct lk_ynode *jobs = lk_ymap_get(root, "jobs");
 
 	for (int i = 0; i < c->cfg->njobs; i++) {
-		if (validate_job(c, &c->cfg->jobs[i], jobs->kids[2 * i + 1], jobs->kids[2 * i]) < 0)
+		if (validate_job(c, &c->cfg->jobs[i], jobs->kids[2 * (size_t)i + 1],
+				 jobs->kids[2 * (size_t)i]) < 0)
 			return -1;
 	}
 	return 0;

@@ -14,14 +14,14 @@
 
 struct lk_breaker {
 	uint64_t id; /* hash of the URL */
-	char name[64];
-	enum lk_breaker_state state;
-	int failures;
-	int threshold;
 	int64_t cooldown_ms;
 	int64_t opened_mono_ms;
 	int64_t changed_ms;
+	enum lk_breaker_state state;
+	int failures;
+	int threshold;
 	bool probing;
+	char name[64];
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;

@@ -73,10 +73,16 @@ static bool was_interrupted(struct lk_store *store, const char *job)
 	bool yes = false;
 
 	lk_rows_init(&rows, 1);
-	if (lk_store_runs(store, job, 1, &rows, &err) == 0 && rows.nrows == 1) {
-		const char *st = LK_ROW(&rows, 0)[LK_RUNCOL_STATUS].p;
+	/* Skipped fires are recorded too: the newest run that really ran decides. */
+	if (lk_store_runs(store, job, 50, &rows, &err) == 0) {
+		for (int i = 0; i < rows.nrows; i++) {
+			const char *st = LK_ROW(&rows, i)[LK_RUNCOL_STATUS].p;
 
-		yes = st && strcmp(st, "interrupted") == 0;
+			if (st && strcmp(st, "skipped") == 0)
+				continue;
+			yes = st && strcmp(st, "interrupted") == 0;
+			break;
+		}
 	}
 	lk_rows_release(&rows);
 	return yes;
@@ -142,7 +148,7 @@ static void slot_add(struct lk_daemon *d, struct lk_slot *s, struct lk_store *st
 	pthread_mutex_lock(&d->mu);
 	if (d->nslots == d->aslots) {
 		d->aslots = d->aslots ? 2 * d->aslots : 8;
-		d->slots = lk_xrealloc(d->slots, (size_t)d->aslots * sizeof(*d->slots));
+		d->slots = lk_xrealloc(d->slots, (size_t)d->aslots * sizeof(struct lk_slot *));
 	}
 	d->slots[d->nslots++] = s;
 	if (s->realtime)
@@ -273,6 +279,8 @@ static void tick(struct lk_daemon *d, struct lk_store *store)
 		int kind; /* 0 skip, 1 persist next */
 	} todo[64];
 	int ntodo = 0;
+
+	memset(todo, 0, sizeof(todo));
 	int64_t now = lk_wall_ms();
 
 	pthread_mutex_lock(&d->mu);
@@ -294,6 +302,8 @@ static void tick(struct lk_daemon *d, struct lk_store *store)
 					       s->job->name);
 				todo[ntodo].fire_ms = acts[k].fire_ms;
 				todo[ntodo++].kind = 0;
+			} else if (acts[k].kind == LK_SCHED_SLOW && s->queued) {
+				s->e.warned_slow = false; /* still waiting for a worker */
 			} else if (acts[k].kind == LK_SCHED_SLOW) {
 				lk_log_warn("job %s: this run has taken over 80%% of its interval "
 					    "(%.1f s); the next fire may be skipped",

@@ -40,13 +40,8 @@ void lk_daemon_memory_check(struct lk_daemon *d)
 	if (rss > d->rss_peak)
 		d->rss_peak = rss;
 	was = d->degraded;
-	now = was;
-	if (d->limit <= 0)
-		now = false;
-	else if (!was && rss * 10 > d->limit * 8)
-		now = true;
-	else if (was && rss * 10 < d->limit * 6)
-		now = false;
+	/* Over 80% enters DEGRADED, under 60% leaves it; in between nothing changes. */
+	now = d->limit > 0 && (was ? rss * 10 >= d->limit * 6 : rss * 10 > d->limit * 8);
 	d->degraded = now;
 	if (was && !now)
 		pthread_cond_broadcast(&d->cond); /* paused low-priority runs may start */

@@ -117,6 +117,7 @@ static void *worker_main(void *arg)
 		if (!s)
 			break;
 		d->running++;
+		s->e.run_started_ms = lk_wall_ms(); /* the 80% warning counts from here */
 		pthread_mutex_unlock(&d->mu);
 		run_slot(d, s);
 		pthread_mutex_lock(&d->mu);

@@ -90,12 +90,21 @@ static const char *extension_msg(const char *item)
 	return NULL;
 }
 
+/* "expected 1-12 or JAN-DEC, found <found>" */
+static int bad_value(const struct fctx *x, const char *found)
+{
+	const struct field *fd = &fields[x->f];
+
+	return ferr(x, "expected %d-%d%s%s, found %s", fd->lo, fd->hi, fd->names ? " or " : "",
+		    fd->names ? fd->name_range : "", found);
+}
+
 /* Reads a number or (month, weekday) a name at *s into *v, checking the field's range. */
 static int parse_value(const struct fctx *x, const char **s, int *v)
 {
 	const struct field *fd = &fields[x->f];
 	const char *p = *s;
-	char tok[16];
+	char tok[16], quoted[40];
 	size_t n = 0;
 
 	while ((is_digit(*p) || is_alpha(*p)) && n < sizeof(tok) - 1)
@@ -107,27 +116,22 @@ static int parse_value(const struct fctx *x, const char **s, int *v)
 		for (size_t i = 0; i < n && val <= 1000; i++)
 			val = val * 10 + (tok[i] - '0');
 		if (val < fd->lo || val > fd->hi)
-			return ferr(x, "expected %d-%d%s%s, found %s", fd->lo, fd->hi,
-				    fd->names ? " or " : "", fd->names ? fd->name_range : "", tok);
+			return bad_value(x, tok);
 		*v = (int)val;
 		*s = p;
 		return 0;
 	}
-	for (int i = 0; fd->names && n == 3 && fd->names[3 * i]; i++)
+	for (size_t i = 0; fd->names && n == 3 && fd->names[3 * i]; i++)
 		if (upper(tok[0]) == fd->names[3 * i] && upper(tok[1]) == fd->names[3 * i + 1] &&
 		    upper(tok[2]) == fd->names[3 * i + 2]) {
-			*v = fd->lo + i;
+			*v = fd->lo + (int)i;
 			*s = p;
 			return 0;
 		}
 	if (n == 0 && !**s)
-		return ferr(x, "expected %d-%d%s%s, found nothing", fd->lo, fd->hi,
-			    fd->names ? " or " : "", fd->names ? fd->name_range : "");
-	if (n == 0)
-		return ferr(x, "expected %d-%d%s%s, found '%s'", fd->lo, fd->hi,
-			    fd->names ? " or " : "", fd->names ? fd->name_range : "", *s);
-	return ferr(x, "expected %d-%d%s%s, found '%s'", fd->lo, fd->hi, fd->names ? " or " : "",
-		    fd->names ? fd->name_range : "", tok);
+		return bad_value(x, "nothing");
+	(void)snprintf(quoted, sizeof(quoted), "'%.20s'", n ? tok : *s);
+	return bad_value(x, quoted);
 }
 
 /* "/n" after a base: the step, 1 up to the field's span. */
@@ -167,7 +171,7 @@ static int parse_item(const struct fctx *x, const char *item, uint64_t *mask)
 	if (*s == '*' || *s == '?') {
 		if (*s == '?' && x->f != F_DOM && x->f != F_DOW)
 			return ferr(x, "'?' is only allowed in the day-of-month and day-of-week "
-				       "fields, found it here");
+				       "fields");
 		s++;
 	} else {
 		if (parse_value(x, &s, &a) < 0)
@@ -227,8 +231,8 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* Splits buf on blanks into at most 7 fields; returns how many there are. */
-static int split_fields(char *buf, char *f[7])
+/* Splits buf on blanks; keeps the first 6 fields in f and returns how many there are. */
+static int split_fields(char *buf, char *f[6])
 {
 	int n = 0;
 	char *p = buf;
@@ -238,9 +242,9 @@ static int split_fields(char *buf, char *f[7])
 			*p++ = '\0';
 		if (!*p)
 			return n;
-		if (n == 7)
-			return n + 1;
-		f[n++] = p;
+		if (n < 6)
+			f[n] = p;
+		n++;
 		while (*p && !is_space(*p))
 			p++;
 	}
@@ -249,7 +253,7 @@ static int split_fields(char *buf, char *f[7])
 /* Five or six fields into *c. */
 static int parse_fields(const char *expr, struct lk_cron *c, struct lk_err *err)
 {
-	char buf[EXPR_MAX], *f[7];
+	char buf[EXPR_MAX], *f[6];
 	uint64_t m[6] = {1, 0, 0, 0, 0, 0};
 	int n;
 
@@ -261,8 +265,8 @@ static int parse_fields(const char *expr, struct lk_cron *c, struct lk_err *err)
 	if (n != 5 && n != 6)
 		return lk_err_set(err, LK_ERR_CONFIG,
 				  "expected 5 or 6 fields ([sec] min hour day-of-month month "
-				  "day-of-week) or an @-schedule, found %d%s",
-				  n, n > 6 ? " or more" : "");
+				  "day-of-week) or an @-schedule, found %d",
+				  n);
 	for (int i = 0; i < n; i++) {
 		struct fctx x = {(enum fld)(i + 6 - n), i + 1, err};
 
@@ -279,6 +283,34 @@ static int parse_fields(const char *expr, struct lk_cron *c, struct lk_err *err)
 	return 0;
 }
 
+/* The rest of "@every DURATION" (after the word). */
+static int parse_every(const char *rest, struct lk_cron *c, struct lk_err *err)
+{
+	char dur[64];
+	size_t n = 0;
+	int64_t ms;
+
+	while (rest[n] && !is_space(rest[n]) && n < sizeof(dur) - 1) {
+		dur[n] = rest[n];
+		n++;
+	}
+	dur[n] = '\0';
+	if (!n)
+		return lk_err_set(
+			err, LK_ERR_CONFIG,
+			"@every: expected a duration such as 90s or 1h30m, found nothing");
+	if (lk_duration_parse(dur, &ms) < 0 || rest[n + strspn(rest + n, " \t\r\n")])
+		return lk_err_set(err, LK_ERR_CONFIG,
+				  "@every: expected a duration such as 90s or 1h30m, found '%s'",
+				  rest);
+	if (ms < 1000)
+		return lk_err_set(err, LK_ERR_CONFIG,
+				  "@every: expected a duration of at least 1s, found '%s'", dur);
+	memset(c, 0, sizeof(*c));
+	c->every_ms = ms;
+	return 0;
+}
+
 /* "@every DURATION" and the named schedules. */
 static int parse_macro(const char *expr, struct lk_cron *c, struct lk_err *err)
 {
@@ -288,42 +320,17 @@ static int parse_macro(const char *expr, struct lk_cron *c, struct lk_err *err)
 		      {"@monthly", "0 0 0 1 * *"}, {"@weekly", "0 0 0 * * 0"},
 		      {"@daily", "0 0 0 * * *"},   {"@midnight", "0 0 0 * * *"},
 		      {"@hourly", "0 0 * * * *"}};
-	char word[EXPR_MAX];
+	char word[16];
 	size_t n = 0;
 	const char *rest = expr;
-	int64_t ms;
 
 	while (*rest && !is_space(*rest) && n < sizeof(word) - 1)
 		word[n++] = *rest++;
 	word[n] = '\0';
 	while (is_space(*rest))
 		rest++;
-	if (strcasecmp(word, "@every") == 0) {
-		char dur[64];
-
-		n = 0;
-		while (rest[n] && !is_space(rest[n]) && n < sizeof(dur) - 1) {
-			dur[n] = rest[n];
-			n++;
-		}
-		dur[n] = '\0';
-		if (!n)
-			return lk_err_set(err, LK_ERR_CONFIG,
-					  "@every: expected a duration such as 90s or 1h30m, found "
-					  "nothing");
-		if (lk_duration_parse(dur, &ms) < 0 || rest[n + strspn(rest + n, " \t\r\n")])
-			return lk_err_set(err, LK_ERR_CONFIG,
-					  "@every: expected a duration such as 90s or 1h30m, found "
-					  "'%s'",
-					  rest);
-		if (ms < 1000)
-			return lk_err_set(err, LK_ERR_CONFIG,
-					  "@every: expected a duration of at least 1s, found '%s'",
-					  dur);
-		memset(c, 0, sizeof(*c));
-		c->every_ms = ms;
-		return 0;
-	}
+	if (strcasecmp(word, "@every") == 0)
+		return parse_every(rest, c, err);
 	for (size_t i = 0; i < sizeof(macros) / sizeof(macros[0]); i++)
 		if (strcasecmp(word, macros[i].name) == 0 && !*rest)
 			return parse_fields(macros[i].fields, c, err);
@@ -415,6 +422,8 @@ static int64_t wall_next(const struct lk_cron *c, int64_t lo, int64_t hi)
 			v = next_bit(c->month, mo + 1);
 			y += v < 0;
 			mo = v < 0 ? next_bit(c->month, 1) : v;
+			if (mo < 0)
+				return NO_TIME; /* no month at all: not a parsed expression */
 			d = 1;
 			h = mi = s = 0;
 			continue;
@@ -454,7 +463,8 @@ static int64_t wall_next(const struct lk_cron *c, int64_t lo, int64_t hi)
 			s = 0;
 			continue;
 		}
-		days = lk_tz_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + v;
+		days = lk_tz_days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 +
+		       (int64_t)mi * 60 + v;
 		return days < hi ? days : NO_TIME;
 	}
 	return NO_TIME;
@@ -475,7 +485,8 @@ int64_t lk_cron_next(const struct lk_cron *c, const struct lk_tz *tz, int64_t af
 
 	if (c->every_ms > 0)
 		return after_ms > INT64_MAX - c->every_ms ? -1 : after_ms + c->every_ms;
-	if (after_ms < LK_CRON_MIN_MS || after_ms >= LK_CRON_MAX_MS)
+	if (after_ms < LK_CRON_MIN_MS || after_ms >= LK_CRON_MAX_MS || !c->sec || !c->min ||
+	    !c->hour || !(c->dom & ALL_DOM) || !(c->month & 0x1ffe) || !(c->dow & ALL_DOW))
 		return -1;
 	a = floor_div(after_ms, 1000) + 1;
 	limit = a + (int64_t)LK_CRON_HORIZON_DAYS * 86400;

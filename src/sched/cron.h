@@ -6,8 +6,8 @@
  * = 0), "@every DURATION", or @hourly, @daily, @midnight, @weekly, @monthly, @yearly,
  * @annually. A field is a list of items "a", "a-b", "*" (also "?" in the day fields), each
  * optionally followed by "/step" ("a/n" means a-max/n); months and weekdays take JAN-DEC and
- * SUN-SAT; 0 and 7 are both Sunday. When both day fields are restricted (neither matches
- * every day) a day matches if either does (Vixie cron, croniter).
+ * SUN-SAT; 0 and 7 are both Sunday. When both day fields are restricted (neither lists
+ * every value) a day matches if either does (Vixie cron, croniter).
  *
  * Everything here is pure: no allocation, no globals, callable from any thread.
  */
@@ -53,14 +53,16 @@ int lk_cron_parse(const char *expr, struct lk_cron *out, struct lk_err *err);
 
 /*
  * The first fire instant strictly after after_ms (Unix ms, UTC), in ms, in zone tz (NULL:
- * UTC). Returns -1 when there is none within LK_CRON_HORIZON_DAYS (e.g. "0 0 30 2 *"), or
- * when after_ms or the fire lies outside LK_CRON_MIN_MS..LK_CRON_MAX_MS.
+ * UTC). Returns -1 when there is none within LK_CRON_HORIZON_DAYS (e.g. "0 0 30 2 *"),
+ * when after_ms or the fire lies outside LK_CRON_MIN_MS..LK_CRON_MAX_MS, or for a struct
+ * that no parse filled (all zero). Pure and thread-safe; a few microseconds per call (the
+ * search jumps field by field and period by period, never minute by minute).
  *
  * Calendar expressions fire at whole seconds of local wall time, with these DST rules
  * (docs/cron.md): a wall time in a gap (spring forward) fires once, at the first instant
- * after the gap, unless the expression matches every hour (hour field "*"), which just
- * skips it; a wall time in an overlap (fall back) fires at its first occurrence only,
- * unless the expression matches every hour, which fires at both.
+ * after the gap, unless the expression matches every hour (its hour field lists all 24
+ * hours: "*", "0-23"), which just skips it; a wall time in an overlap (fall back) fires at its
+ * first occurrence only, unless the expression matches every hour, which fires at both.
  *
  * @every: returns after_ms + every_ms, i.e. the anchor is after_ms. The caller passes the
  * previous fire time (or the start time for the first fire), so fires keep a fixed

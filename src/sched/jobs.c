@@ -253,7 +253,7 @@ int lk_sched_record_skip(struct lk_store *store, const char *job, int64_t fire_m
 	run.total_estimate = -1;
 	run.started_ms = fire_ms;
 	run.finished_ms = fire_ms > 0 ? fire_ms : lk_wall_ms();
-	(void)snprintf(why, sizeof(why), "the previous run was still going (overlap: skip)");
+	(void)snprintf(why, sizeof(why), "the previous run was still going");
 	run.error = why;
 	return lk_store_run_insert(store, &run, err);
 }

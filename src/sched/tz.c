@@ -16,7 +16,7 @@
 /* Zone files are a few KiB; anything this large is not one. */
 #define TZ_FILE_MAX (1 << 20)
 /* UTC offsets beyond this are refused (RFC 8536 allows -25h59m59s to +25h59m59s). */
-#define TZ_OFF_MAX (26 * 3600)
+#define TZ_OFF_MAX 93600 /* 26 h */
 
 enum rule_kind { RULE_JULIAN, RULE_ZERO, RULE_MONTH };
 
@@ -349,11 +349,28 @@ int32_t lk_tz_offset(const struct lk_tz *tz, int64_t t_s)
 	return p.off_s;
 }
 
+/* Transitions that keep the offset (a new abbreviation, the end of the explicit data of a
+ * "fat" file) are no boundaries: the period grows over them. The loops stop at the ends
+ * of time, and when clamping makes the neighbour the same period. */
 void lk_tz_period(const struct lk_tz *tz, int64_t t_s, struct lk_tz_period *out)
 {
+	struct lk_tz_period q;
+
 	period_at(tz, t_s, out);
-	out->prev_off_s =
-		out->start_s == INT64_MIN ? out->off_s : lk_tz_offset(tz, out->start_s - 1);
+	while (out->end_s != INT64_MAX) {
+		period_at(tz, out->end_s, &q);
+		if (q.off_s != out->off_s || q.end_s <= out->end_s)
+			break;
+		out->end_s = q.end_s;
+	}
+	out->prev_off_s = out->off_s;
+	while (out->start_s != INT64_MIN) {
+		period_at(tz, out->start_s - 1, &q);
+		out->prev_off_s = q.off_s;
+		if (q.off_s != out->off_s || q.start_s >= out->start_s)
+			break;
+		out->start_s = q.start_s;
+	}
 }
 
 int lk_tz_local_to_utc(const struct lk_tz *tz, int64_t wall_s, int64_t out[2])
@@ -366,13 +383,15 @@ int lk_tz_local_to_utc(const struct lk_tz *tz, int64_t wall_s, int64_t out[2])
 	wall_s = clamp_s(wall_s);
 	period_at(tz, wall_s - TZ_OFF_MAX, &p);
 	for (;;) {
-		int64_t t = wall_s - p.off_s;
+		int64_t t = wall_s - p.off_s, end = p.end_s;
 
 		if (t >= p.start_s && t < p.end_s && n < 2)
 			out[n++] = t;
-		if (p.end_s == INT64_MAX || p.end_s > wall_s + TZ_OFF_MAX)
+		if (end == INT64_MAX || end > wall_s + TZ_OFF_MAX)
 			break;
-		period_at(tz, p.end_s, &p);
+		period_at(tz, end, &p);
+		if (p.end_s <= end)
+			break; /* clamped at the end of time */
 	}
 	return n;
 }
@@ -435,9 +454,9 @@ static const char *tzif_block(struct lk_tz *tz, const unsigned char *q, const st
 {
 	const unsigned char *idx = q + (size_t)h->timecnt * 8;
 	const unsigned char *types = idx + h->timecnt;
-	int32_t off[256];
+	int32_t off[256] = {0}; /* typecnt >= 1 (tzif_header) */
 
-	for (uint32_t i = 0; i < h->typecnt; i++) {
+	for (size_t i = 0; i < h->typecnt; i++) {
 		off[i] = (int32_t)be32(types + 6 * i);
 		if (off[i] <= -TZ_OFF_MAX || off[i] >= TZ_OFF_MAX || types[6 * i + 5] >= h->charcnt)
 			return "malformed local time type";

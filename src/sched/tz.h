@@ -7,7 +7,8 @@
  * it were UTC (days since 1970-01-01 * 86400 + seconds of the day), so calendar arithmetic
  * on them needs no zone. The explicit transitions of the file are used up to the last one;
  * after it, the POSIX TZ string of the footer (e.g. "CET-1CEST,M3.5.0,M10.5.0/3") gives the
- * rule, so any year up to 9999 is answered.
+ * rule, so any year up to 9999 is answered. Instants (and wall times) beyond about
+ * +-12,000 years from 1970 are answered as at that bound.
  */
 #ifndef LK_TZ_H
 #define LK_TZ_H
@@ -25,7 +26,8 @@ struct lk_tz;
 /* Longest zone name kept (and accepted by lk_tz_load). */
 #define LK_TZ_NAME_MAX 64
 
-/* A stretch of time with one UTC offset: [start_s, end_s). start_s is INT64_MIN before the
+/* A longest stretch of time with one UTC offset: [start_s, end_s) (a transition that keeps
+ * the offset, e.g. a new abbreviation, is no boundary). start_s is INT64_MIN before the
  * first transition, end_s is INT64_MAX after the last. prev_off_s is the offset in force
  * just before start_s (equal to off_s when start_s is INT64_MIN). A period that follows a
  * gap (spring forward) has prev_off_s < off_s; one that follows an overlap (fall back) has
@@ -39,7 +41,7 @@ struct lk_tz_period {
 
 /*
  * Loads the zone `name` ("Europe/Berlin", "UTC") from LK_TZ_DIR. The name must be relative,
- * without "." or ".." components, of letters, digits and "/_+-". Returns a zone to release
+ * of letters, digits and "/_+-.", with no component starting with ".". Returns a zone to release
  * with lk_tz_free, or NULL with err set: LK_ERR_CONFIG for a bad or unknown name or a file
  * that is not a usable TZif (version 1 only, leap seconds, a bad footer), LK_ERR_IO when the
  * file cannot be read, LK_ERR_NOMEM. Any thread; blocking file I/O.

@@ -217,10 +217,11 @@ int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const st
 
 	memset(ctx, 0, sizeof(*ctx));
 	if (job->kind != LK_JOB_SYNC)
-		return lk_err_set(err, LK_ERR_USAGE,
-				  "job '%s' is an %s job, not a sync job: `lockstep run` runs it on "
-				  "its schedule",
-				  job->name, job->kind == LK_JOB_SQL ? "sql" : "exec");
+		return lk_err_set(
+			err, LK_ERR_USAGE,
+			"job '%s' is an %s job, not a sync job: `lockstep run` runs it on "
+			"its schedule",
+			job->name, job->kind == LK_JOB_SQL ? "sql" : "exec");
 	sdb = &cfg->dbs[job->source.db];
 	ctx->cfg = cfg;
 	ctx->job = job;

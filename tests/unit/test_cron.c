@@ -23,7 +23,9 @@
 /* Unix ms of a UTC date and time. */
 static int64_t utc(int y, int mo, int d, int h, int mi, int s)
 {
-	return (lk_tz_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * 1000;
+	return (lk_tz_days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 +
+		s) *
+	       1000;
 }
 
 static void fmt(int64_t ms, char *out, size_t n)
@@ -315,9 +317,18 @@ static void test_next_lord_howe_half_hour(void **state)
 static void test_next_far_future_uses_footer_rule(void **state)
 {
 	struct lk_tz *be = zone("Europe/Berlin"), *ny = zone("America/New_York");
+	struct lk_tz *lh = zone("Australia/Lord_Howe");
+	struct lk_tz_period p;
 	int64_t out[2];
 
 	(void)state;
+	/* The file's last transition (2038-01-19, 2^31 - 1) keeps the offset: no boundary. */
+	lk_tz_period(lh, utc(2038, 2, 1, 0, 0, 0) / 1000, &p);
+	assert_int_equal(p.start_s, utc(2037, 10, 3, 15, 30, 0) / 1000);
+	assert_int_equal(p.end_s, utc(2038, 4, 3, 15, 0, 0) / 1000);
+	assert_int_equal(p.off_s, 39600);
+	assert_int_equal(p.prev_off_s, 37800);
+	lk_tz_free(lh);
 	next_is("0 0 12 * * *", be, utc(2100, 7, 1, 0, 0, 0), utc(2100, 7, 1, 10, 0, 0));
 	next_is("0 0 12 * * *", be, utc(2100, 12, 1, 0, 0, 0), utc(2100, 12, 1, 11, 0, 0));
 	next_is("0 30 2 * * *", be, utc(2100, 3, 27, 12, 0, 0), utc(2100, 3, 28, 1, 0, 0));
@@ -443,8 +454,8 @@ static struct lk_tz *with_footer(const unsigned char *file, size_t len, const ch
 	struct lk_tz *tz;
 
 	assert_non_null(copy);
-	memcpy(copy, file, keep);
-	memcpy(copy + keep, footer, n);
+	for (size_t i = 0; i < keep + n; i++) /* bytes, not a string */
+		copy[i] = i < keep ? file[i] : (unsigned char)footer[i - keep];
 	copy[keep + n] = '\n';
 	tz = lk_tz_parse("Test/Footer", copy, keep + n + 1, err);
 	free(copy);

