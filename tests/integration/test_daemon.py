@@ -665,13 +665,13 @@ def test_graceful_shutdown_resume():
     wd = L.Workdir("d_grace")
     cfg = config(wd, {"src": src, "dst": dst}, {"big": {
         "source": {"db": "src", "table": "big"}, "target": {"db": "dst", "table": "big", "create": True},
-        "mode": "snapshot", "every": "1s", "overlap": "skip"}})
+        "mode": "snapshot", "every": "1s", "overlap": "skip", "batch": 500}})
     run = Run(cfg, wd)
     try:
         going = wait_for(lambda: [r for r in runs(wd, "big", "running") if r["rows_written"] > 0]
                          or not run.alive(), deadline=60, step=0.1)
         t.check(going and run.alive(), "the snapshot run is copying (rows_written > 0)", run.tail(2000))
-        time.sleep(1.5)
+        time.sleep(0.3)  # small batches and a short wait: the first run is still copying
         took = run.stop("SIGTERM during the snapshot", within=30)
         t.check(took <= 12, "it exits within 12 s of SIGTERM with LOCKSTEP_SHUTDOWN_GRACE=10s (%.1f s)" % took)
     finally:
