@@ -2,6 +2,7 @@
 #include "cli_int.h"
 #include "connector/connector.h"
 #include "core/buf.h"
+#include "sched/jobs.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -89,12 +90,17 @@ static int check_job(struct lk_cli *cli, const struct lk_job *job)
 int lk_cmd_check_config(struct lk_cli *cli)
 {
 	struct lk_buf dump = LK_BUF_INIT;
+	struct lk_err err = LK_ERR_INIT;
 	struct lk_store *store;
 	int code = 0, worst;
 
 	if (cli->argc > 1)
 		return fputs(help, strcmp(cli->argv[1], "--help") == 0 ? stdout : stderr),
 		       strcmp(cli->argv[1], "--help") == 0 ? 0 : LK_EXIT_USAGE;
+	if (lk_sched_check_config(cli->cfg, &err) < 0) {
+		(void)fprintf(stderr, "%s\n", err.msg);
+		return LK_EXIT_CONFIG;
+	}
 	lk_config_dump(cli->cfg, &dump);
 	(void)printf("config %s: valid\n%s", cli->cfg->path, dump.buf);
 	lk_buf_release(&dump);

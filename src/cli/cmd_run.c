@@ -2,6 +2,7 @@
 #include "cli_int.h"
 #include "core/units.h"
 #include "daemon/daemon.h"
+#include "sched/jobs.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -70,6 +71,10 @@ int lk_cmd_run(struct lk_cli *cli)
 	}
 	if (optind != cli->argc)
 		return fputs(help, stderr), LK_EXIT_USAGE;
+	if (lk_sched_check_config(cli->cfg, &err) < 0) {
+		(void)fprintf(stderr, "%s\n", err.msg);
+		return LK_EXIT_CONFIG;
+	}
 	store = lk_cli_open_store(cli, &code);
 	if (!store)
 		return code;

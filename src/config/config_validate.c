@@ -140,15 +140,6 @@ static int check_not_self(struct lk_cfgctx *c, const struct lk_job *j, const str
 			   j->target.table.name, cfg->dbs[j->target.db].name);
 }
 
-/* A schedule string must parse (the cron module's message, at the value's position). */
-static int check_schedule(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *at)
-{
-	(void)c;
-	(void)j;
-	(void)at; /* CRON-TODO */
-	return 0;
-}
-
 /* The keys that belong to other kinds are refused, so a typo'd kind is not silently ignored. */
 static int check_kind_keys(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *job)
 {
@@ -248,8 +239,6 @@ static int validate_job(struct lk_cfgctx *c, struct lk_job *j, const struct lk_y
 	if (j->kind != LK_JOB_SYNC && j->every_ms > 0 && j->schedule)
 		return lk_cfg_fail(c, lk_ymap_get(job, "schedule"),
 				   "expected either every or schedule, found both");
-	if (check_schedule(c, j, lk_ymap_get(job, "schedule")) < 0)
-		return -1;
 	if (j->retry.max_ms < j->retry.initial_ms) {
 		const struct lk_ynode *retry = lk_ymap_get(job, "retry");
 		const struct lk_ynode *at = lk_ymap_get(retry, "max");

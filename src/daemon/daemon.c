@@ -220,6 +220,10 @@ static void reload(struct lk_daemon *d, struct lk_store *store)
 
 	(void)lk_sd_notify_reloading("reloading the config");
 	cfg = lk_config_load(d->opts->config_path, &err);
+	if (cfg && lk_sched_check_config(cfg, &err) < 0) {
+		lk_config_free(cfg);
+		cfg = NULL;
+	}
 	if (!cfg) {
 		lk_log_error("reload refused, the running config stays in force: %s", err.msg);
 		(void)lk_sd_notify("READY=1\nSTATUS=reload refused: invalid config");

@@ -2,7 +2,9 @@
 #include "jobs.h"
 
 #include "connector/connector.h"
+#include "cron.h"
 #include "exec.h"
+#include "tz.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,4 +258,24 @@ int lk_sched_record_skip(struct lk_store *store, const char *job, int64_t fire_m
 	(void)snprintf(why, sizeof(why), "the previous run was still going");
 	run.error = why;
 	return lk_store_run_insert(store, &run, err);
+}
+
+int lk_sched_check_config(const struct lk_config *cfg, struct lk_err *err)
+{
+	for (int i = 0; i < cfg->njobs; i++) {
+		const struct lk_job *j = &cfg->jobs[i];
+		struct lk_err e = LK_ERR_INIT;
+		struct lk_cron cron;
+		struct lk_tz *tz = NULL;
+
+		if (j->schedule && lk_cron_parse(j->schedule, &cron, &e) < 0)
+			return lk_err_set(err, LK_ERR_CONFIG, "%s:%d:%d: job '%s': schedule: %s",
+					  cfg->path, j->schedule_line, j->schedule_col, j->name,
+					  e.msg);
+		if (j->timezone && !(tz = lk_tz_load(j->timezone, &e)))
+			return lk_err_set(err, LK_ERR_CONFIG, "%s:%d:%d: job '%s': timezone: %s",
+					  cfg->path, j->line, j->col, j->name, e.msg);
+		lk_tz_free(tz);
+	}
+	return 0;
 }

@@ -43,4 +43,11 @@ int lk_execjob_run(struct lk_jobrun *jr, struct lk_err *err);
 int lk_sched_record_skip(struct lk_store *store, const char *job, int64_t fire_ms,
 			 struct lk_err *err);
 
+/*
+ * Checks every job's `schedule` (cron syntax) and `timezone` (a zone file), which the
+ * config loader keeps as written. On failure err->code is LK_ERR_CONFIG and err->msg
+ * "FILE:LINE:COL: job 'j': <what is wrong>" (the position of schedule/every).
+ */
+int lk_sched_check_config(const struct lk_config *cfg, struct lk_err *err);
+
 #endif
