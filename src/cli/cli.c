@@ -35,13 +35,13 @@ static const struct cli_cmd commands[] = {
 	 "status [--json]             jobs and their last runs"},
 	{"run", lk_cmd_run, LK_NEEDS_CONFIG,
 	 "run                         the daemon: every job on its schedule until SIGTERM"},
+	{"errors", lk_cmd_errors, LK_NEEDS_CONFIG,
+	 "errors list|show ID|replay ID|resolve ID  the dead-letter queue"},
 	{"uninstall", lk_cmd_uninstall, LK_NEEDS_CONFIG,
 	 "uninstall JOB               remove the job's change capture from its source"},
 	{"demo", lk_cmd_demo, 0, "demo [--once]               the embedded SQLite quickstart"},
 	{"version", lk_cmd_version, 0, "version                     print the version"},
 };
-
-static const char *const not_yet[] = {"errors"};
 
 static void usage(FILE *f)
 {
@@ -185,13 +185,6 @@ int lk_cli_main(int argc, char **argv)
 		rc = commands[i].fn(&cli);
 		lk_config_free(cli.cfg);
 		return rc;
-	}
-	for (size_t i = 0; i < sizeof(not_yet) / sizeof(not_yet[0]); i++) {
-		if (strcmp(cli.argv[0], not_yet[i]) == 0) {
-			(void)fprintf(stderr, "lockstep: '%s' is not supported yet in this build\n",
-				      not_yet[i]);
-			return LK_EXIT_USAGE;
-		}
 	}
 	(void)fprintf(stderr, "lockstep: unknown command '%s'\n", cli.argv[0]);
 	usage(stderr);

@@ -60,6 +60,7 @@ int lk_cmd_status(struct lk_cli *cli);
 int lk_cmd_demo(struct lk_cli *cli);
 int lk_cmd_run(struct lk_cli *cli);
 int lk_cmd_uninstall(struct lk_cli *cli);
+int lk_cmd_errors(struct lk_cli *cli);
 int lk_cmd_version(struct lk_cli *cli);
 
 #endif

@@ -13,6 +13,8 @@ static const char *const help =
 	"  in the target (a snapshot continues after its last committed key; a poll after\n"
 	"  its cursor). --full starts from the beginning instead. --json prints the result\n"
 	"  as one JSON object on the last line of stdout. Progress goes to stderr.\n"
+	"  Rows the target rejects go to the dead-letter queue (lockstep errors list); the\n"
+	"  run still succeeds, and says how many.\n"
 	"  Exit: 0 done, 1 failed, 69 a database unreachable, 75 another process runs the job.\n";
 
 static void print_result(const struct lk_sync_result *res, const char *job, bool json)
@@ -40,6 +42,16 @@ static void print_result(const struct lk_sync_result *res, const char *job, bool
 	if (secs > 0.05)
 		(void)printf(" (%.0f rows/s)", (double)res->rows_read / secs);
 	(void)printf(" [run %s]\n", res->run_id);
+}
+
+/* Rows sent to the dead-letter queue: counted in the output, not a failure (SPEC §2). */
+static void print_dead_letters(const struct lk_sync_result *res, bool json)
+{
+	if (res->rows_failed <= 0)
+		return;
+	/* With --json, stdout's last line is the JSON object: the note goes to stderr. */
+	(void)fprintf(json ? stderr : stdout, "%lld row%s dead-lettered (lockstep errors list)\n",
+		      (long long)res->rows_failed, res->rows_failed == 1 ? " was" : "s were");
 }
 
 int lk_cmd_sync(struct lk_cli *cli)
@@ -86,8 +98,10 @@ int lk_cmd_sync(struct lk_cli *cli)
 	} else {
 		if (rc < 0)
 			code = lk_cli_fail(&err);
-		if (res.run_id[0] && err.code != LK_ERR_UNAVAILABLE)
+		if (res.run_id[0] && err.code != LK_ERR_UNAVAILABLE) {
 			print_result(&res, job->name, json);
+			print_dead_letters(&res, json);
+		}
 	}
 	lk_store_close(store);
 	return code;

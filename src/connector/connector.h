@@ -133,6 +133,15 @@ struct lk_write_spec {
 struct lk_conn;
 struct lk_scan;
 
+/*
+ * A row holding a value the target engine cannot store exactly (NaN into SQLite, NUL in
+ * text into PostgreSQL, a number a REAL column would round). `row` indexes the batch as
+ * passed to upsert or delete_keys; `why` (LK_ERR_VALUE, naming key and column, with the
+ * SQLSTATE of the nearest database error: 22021 for NUL, 22003 for numbers) is valid
+ * during the call only. Called on the writing thread.
+ */
+typedef void (*lk_refused_cb)(void *arg, int row, const struct lk_err *why);
+
 struct lk_connector_ops {
 	const char *name; /* "postgres" | "sqlite" */
 
@@ -143,6 +152,22 @@ struct lk_connector_ops {
 	int (*begin)(struct lk_conn *c, struct lk_err *err);
 	int (*commit)(struct lk_conn *c, struct lk_err *err);
 	int (*rollback)(struct lk_conn *c); /* best effort; never fails the caller */
+	/*
+	 * A savepoint inside the caller's transaction, for isolating failing rows (sync's
+	 * dead-letter bisection). One level only: savepoint, then exactly one of
+	 * savepoint_release (keep the work) or savepoint_rollback (undo it and drop the
+	 * savepoint; the transaction stays usable), before the next savepoint.
+	 */
+	int (*savepoint)(struct lk_conn *c, struct lk_err *err);
+	int (*savepoint_release)(struct lk_conn *c, struct lk_err *err);
+	int (*savepoint_rollback)(struct lk_conn *c, struct lk_err *err);
+	/*
+	 * Sets (cb NULL: clears) the connection's refusal hook. While set, upsert and
+	 * delete_keys skip a row the engine cannot hold exactly and report it to cb, instead
+	 * of failing the whole batch with LK_ERR_VALUE; lockstep then dead-letters it without
+	 * a round trip. Unset (the default), such a row fails the batch.
+	 */
+	void (*set_refused)(struct lk_conn *c, lk_refused_cb cb, void *arg);
 
 	/*
 	 * Runs sql with text parameters written $1..$n (NULL pointer = SQL NULL). When out

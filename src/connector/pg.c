@@ -170,6 +170,50 @@ static int pg_rollback(struct lk_conn *c)
 	return 0;
 }
 
+static int pg_savepoint(struct lk_conn *c, struct lk_err *err)
+{
+	if (lk_pg_cmd(c, "SAVEPOINT lk_rows", 0, NULL, NULL, err) < 0)
+		return -1;
+	c->sp_seq = c->seq;
+	return 0;
+}
+
+static int pg_savepoint_release(struct lk_conn *c, struct lk_err *err)
+{
+	return lk_pg_cmd(c, "RELEASE SAVEPOINT lk_rows", 0, NULL, NULL, err);
+}
+
+/* Forgets the stages created after the savepoint: ROLLBACK TO dropped their tables. */
+static void forget_stages_since(struct lk_conn *c, int seq)
+{
+	int kept = 0;
+
+	for (int i = 0; i < c->nstages; i++) {
+		long n = strtol(c->stages[i].name + strlen("lk_stage_"), NULL, 10);
+
+		if (n > seq) {
+			free(c->stages[i].key);
+			continue;
+		}
+		c->stages[kept++] = c->stages[i];
+	}
+	c->nstages = kept;
+}
+
+static int pg_savepoint_rollback(struct lk_conn *c, struct lk_err *err)
+{
+	if (lk_pg_cmd(c, "ROLLBACK TO SAVEPOINT lk_rows", 0, NULL, NULL, err) < 0)
+		return -1;
+	forget_stages_since(c, c->sp_seq);
+	return lk_pg_cmd(c, "RELEASE SAVEPOINT lk_rows", 0, NULL, NULL, err);
+}
+
+static void pg_set_refused(struct lk_conn *c, lk_refused_cb cb, void *arg)
+{
+	c->refused = cb;
+	c->refused_arg = arg;
+}
+
 /* Copies a text result into out (all values as text). */
 static void result_to_rows(const PGresult *res, struct lk_rows *out)
 {
@@ -427,6 +471,10 @@ const struct lk_connector_ops lk_pg_ops = {
 	.begin = pg_begin,
 	.commit = pg_commit,
 	.rollback = pg_rollback,
+	.savepoint = pg_savepoint,
+	.savepoint_release = pg_savepoint_release,
+	.savepoint_rollback = pg_savepoint_rollback,
+	.set_refused = pg_set_refused,
 	.exec = pg_exec,
 	.describe = pg_describe,
 	.has_unique = pg_has_unique,

@@ -22,7 +22,10 @@ struct lk_conn {
 	bool in_txn;
 	struct pg_stage stages[LK_PG_MAX_STAGES];
 	int nstages;
-	int seq; /* names cursors and stages */
+	int seq;	       /* names cursors and stages */
+	int sp_seq;	       /* seq when the open savepoint was taken: later stages die with it */
+	lk_refused_cb refused; /* the refusal hook (set_refused), or NULL */
+	void *refused_arg;
 };
 
 /* Fills err from a failed result (or the connection when res is NULL); returns -1. */

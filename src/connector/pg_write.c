@@ -68,11 +68,58 @@ static int copy_end(struct lk_conn *c, const char *errmsg, struct lk_err *err)
 	return rc;
 }
 
+/* A refusal: text with a NUL byte (SQLSTATE 22021, as PostgreSQL would reject it). */
+static void refuse_nul(struct lk_err *err, const struct lk_write_spec *w,
+		       const struct lk_value *row, int col)
+{
+	char key[160];
+
+	lk_key_describe(key, sizeof(key), w->cols, w->key, w->nkey, row);
+	lk_err_set(err, LK_ERR_VALUE,
+		   "row %s: column '%s': text with a NUL byte cannot be stored in PostgreSQL", key,
+		   w->cols[col]);
+	if (err)
+		(void)snprintf(err->sqlstate, sizeof(err->sqlstate), "22021");
+}
+
+/*
+ * Appends row r in COPY text format. A value PostgreSQL cannot hold: with the connection's
+ * refusal hook, the row is left out and reported (returns 0, *skipped set); without, -1.
+ */
+static int copy_row(struct lk_conn *c, struct lk_buf *data, const struct lk_write_spec *w,
+		    const struct lk_rows *rows, int r, bool *skipped, struct lk_err *err)
+{
+	const struct lk_value *row = LK_ROW(rows, r);
+	size_t start = data->len;
+
+	*skipped = false;
+	for (int i = 0; i < w->ncols; i++) {
+		struct lk_err why = LK_ERR_INIT;
+
+		if (i)
+			lk_buf_addch(data, '\t');
+		if (copy_value(data, w->types[i], &row[i]) == 0)
+			continue;
+		refuse_nul(&why, w, row, i);
+		if (!c->refused) {
+			*err = why;
+			return -1;
+		}
+		lk_buf_setlen(data, start);
+		c->refused(c->refused_arg, r, &why);
+		*skipped = true;
+		return 0;
+	}
+	lk_buf_addch(data, '\n');
+	return 0;
+}
+
 /* Streams rows into `into` (a quoted table with column list) with COPY FROM STDIN. */
 static int copy_rows(struct lk_conn *c, const char *into, const struct lk_write_spec *w,
 		     const struct lk_rows *rows, struct lk_err *err)
 {
 	struct lk_buf sql = LK_BUF_INIT, data = LK_BUF_INIT;
+	struct lk_err scratch = LK_ERR_INIT;
 	PGresult *res;
 	int rc = -1;
 
@@ -85,25 +132,12 @@ static int copy_rows(struct lk_conn *c, const char *into, const struct lk_write_
 	}
 	PQclear(res);
 	for (int r = 0; r < rows->nrows; r++) {
-		const struct lk_value *row = LK_ROW(rows, r);
+		bool skipped;
 
-		for (int i = 0; i < w->ncols; i++) {
-			if (i)
-				lk_buf_addch(&data, '\t');
-			if (copy_value(&data, w->types[i], &row[i]) < 0) {
-				char key[160];
-
-				lk_key_describe(key, sizeof(key), w->cols, w->key, w->nkey, row);
-				lk_err_set(err, LK_ERR_VALUE,
-					   "row %s: column '%s': text with a NUL byte cannot be "
-					   "stored "
-					   "in PostgreSQL",
-					   key, w->cols[i]);
-				(void)copy_end(c, "value refused", NULL);
-				goto out;
-			}
+		if (copy_row(c, &data, w, rows, r, &skipped, err ? err : &scratch) < 0) {
+			(void)copy_end(c, "value refused", NULL);
+			goto out;
 		}
-		lk_buf_addch(&data, '\n');
 		if (data.len >= (size_t)256 * 1024 || r == rows->nrows / 2) {
 			if (PQputCopyData(c->pg, data.buf, (int)data.len) != 1) {
 				lk_pg_err(err, c, NULL, "send COPY data");
@@ -292,6 +326,81 @@ out:
 	return rc;
 }
 
+/* "DELETE FROM t WHERE " or the soft delete's "UPDATE t SET col = now() WHERE col IS NULL AND ". */
+static void delete_head(struct lk_buf *sql, const struct lk_write_spec *w)
+{
+	if (w->soft_column) {
+		lk_buf_adds(sql, "UPDATE ");
+		lk_quote_tref_for(sql, w->table, LK_DB_POSTGRES);
+		lk_buf_adds(sql, " SET ");
+		lk_quote_ident(sql, w->soft_column);
+		lk_buf_adds(sql, " = now() WHERE ");
+		lk_quote_ident(sql, w->soft_column);
+		lk_buf_adds(sql, " IS NULL AND ");
+	} else {
+		lk_buf_adds(sql, "DELETE FROM ");
+		lk_quote_tref_for(sql, w->table, LK_DB_POSTGRES);
+		lk_buf_adds(sql, " WHERE ");
+	}
+}
+
+/*
+ * A key holding text with a NUL byte names no PostgreSQL row, and as a parameter it would
+ * be cut at the NUL (and could match another row): refused like an upsert's value.
+ * Returns 1 to skip the row (hooked), -1 to fail, 0 when the key is fine.
+ */
+static int check_key(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_value *row,
+		     int r, struct lk_err *err)
+{
+	for (int k = 0; k < w->nkey; k++) {
+		const struct lk_value *v = &row[w->key[k]];
+		struct lk_err why = LK_ERR_INIT;
+
+		if (v->null || w->types[w->key[k]] == LK_T_BYTES || !memchr(v->p, '\0', v->len))
+			continue;
+		refuse_nul(&why, w, row, w->key[k]);
+		if (!c->refused) {
+			if (err)
+				*err = why;
+			return -1;
+		}
+		c->refused(c->refused_arg, r, &why);
+		return 1;
+	}
+	return 0;
+}
+
+/* Deletes the keys of rows start..start+nrows-1 in one statement. */
+static int delete_chunk(struct lk_conn *c, const struct lk_write_spec *w,
+			const struct lk_rows *rows, int start, int nrows, struct lk_err *err)
+{
+	const char **params = lk_xcalloc((size_t)nrows * (size_t)w->nkey, sizeof(char *));
+	struct lk_buf sql = LK_BUF_INIT;
+	struct lk_arena scratch;
+	int n = 0, nok = 0, rc = 0;
+
+	lk_arena_init(&scratch, 16384);
+	for (int r = 0; r < nrows && rc == 0; r++) {
+		const struct lk_value *row = LK_ROW(rows, start + r);
+		int bad = check_key(c, w, row, start + r, err);
+
+		if (bad)
+			rc = bad < 0 ? -1 : 0;
+		for (int k = 0; !bad && k < w->nkey; k++)
+			params[n++] = lk_pg_param(&scratch, w->types[w->key[k]], &row[w->key[k]]);
+		nok += !bad;
+	}
+	if (rc == 0 && nok > 0) {
+		delete_head(&sql, w);
+		lk_pg_key_in(&sql, w->cols, w->key, w->nkey, nok, 1);
+		rc = lk_pg_cmd(c, sql.buf, n, params, NULL, err);
+	}
+	lk_buf_release(&sql);
+	lk_arena_release(&scratch);
+	free(params);
+	return rc;
+}
+
 int lk_pg_delete_keys(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
 		      struct lk_err *err)
 {
@@ -301,38 +410,8 @@ int lk_pg_delete_keys(struct lk_conn *c, const struct lk_write_spec *w, const st
 		per = 1000;
 	for (int start = 0; start < rows->nrows; start += per) {
 		int nrows = rows->nrows - start < per ? rows->nrows - start : per;
-		const char **params = lk_xcalloc((size_t)nrows * (size_t)w->nkey, sizeof(char *));
-		struct lk_buf sql = LK_BUF_INIT;
-		struct lk_arena scratch;
-		int n = 0, rc;
 
-		lk_arena_init(&scratch, 16384);
-		if (w->soft_column) {
-			lk_buf_adds(&sql, "UPDATE ");
-			lk_quote_tref_for(&sql, w->table, LK_DB_POSTGRES);
-			lk_buf_adds(&sql, " SET ");
-			lk_quote_ident(&sql, w->soft_column);
-			lk_buf_adds(&sql, " = now() WHERE ");
-			lk_quote_ident(&sql, w->soft_column);
-			lk_buf_adds(&sql, " IS NULL AND ");
-		} else {
-			lk_buf_adds(&sql, "DELETE FROM ");
-			lk_quote_tref_for(&sql, w->table, LK_DB_POSTGRES);
-			lk_buf_adds(&sql, " WHERE ");
-		}
-		lk_pg_key_in(&sql, w->cols, w->key, w->nkey, nrows, 1);
-		for (int r = 0; r < nrows; r++) {
-			const struct lk_value *row = LK_ROW(rows, start + r);
-
-			for (int k = 0; k < w->nkey; k++)
-				params[n++] =
-					lk_pg_param(&scratch, w->types[w->key[k]], &row[w->key[k]]);
-		}
-		rc = lk_pg_cmd(c, sql.buf, n, params, NULL, err);
-		lk_buf_release(&sql);
-		lk_arena_release(&scratch);
-		free(params);
-		if (rc < 0)
+		if (delete_chunk(c, w, rows, start, nrows, err) < 0)
 			return -1;
 	}
 	return 0;

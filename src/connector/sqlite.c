@@ -192,6 +192,35 @@ static int sq_rollback(struct lk_conn *c)
 	return 0;
 }
 
+static int sq_savepoint(struct lk_conn *c, struct lk_err *err)
+{
+	return run(c, "SAVEPOINT lk_rows", err);
+}
+
+static int sq_savepoint_release(struct lk_conn *c, struct lk_err *err)
+{
+	return run(c, "RELEASE SAVEPOINT lk_rows", err);
+}
+
+static int sq_savepoint_rollback(struct lk_conn *c, struct lk_err *err)
+{
+	/* A RAISE(ROLLBACK) or ON CONFLICT ROLLBACK ended the whole transaction: say so
+	 * rather than let ROLLBACK TO fail with "no such savepoint". */
+	if (sqlite3_get_autocommit(c->db))
+		return lk_err_set(err, LK_ERR_SQLITE,
+				  "the target rolled back the whole transaction (a RAISE(ROLLBACK) "
+				  "or an ON CONFLICT ROLLBACK constraint)");
+	if (run(c, "ROLLBACK TO SAVEPOINT lk_rows", err) < 0)
+		return -1;
+	return run(c, "RELEASE SAVEPOINT lk_rows", err);
+}
+
+static void sq_set_refused(struct lk_conn *c, lk_refused_cb cb, void *arg)
+{
+	c->refused = cb;
+	c->refused_arg = arg;
+}
+
 /* ---- exec ---- */
 
 /* Binds params to the statement's $N (or ?N) parameters, by name, so a $N may repeat. */
@@ -570,6 +599,10 @@ const struct lk_connector_ops lk_sqlite_ops = {
 	.begin = sq_begin,
 	.commit = sq_commit,
 	.rollback = sq_rollback,
+	.savepoint = sq_savepoint,
+	.savepoint_release = sq_savepoint_release,
+	.savepoint_rollback = sq_savepoint_rollback,
+	.set_refused = sq_set_refused,
 	.exec = sq_exec,
 	.describe = lk_sqlite_describe,
 	.has_unique = sq_has_unique,

@@ -44,6 +44,8 @@ struct lk_conn {
 	/* Change capture: PRAGMA data_version as listen() or the last wake-up saw it. */
 	int64_t data_version;
 	bool listening;
+	lk_refused_cb refused; /* the refusal hook (set_refused), or NULL */
+	void *refused_arg;
 };
 
 /*

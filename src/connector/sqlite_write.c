@@ -68,6 +68,38 @@ static void describe_key(char *out, size_t size, const struct lk_write_spec *w,
 	lk_buf_release(&b);
 }
 
+/*
+ * The SQLSTATE PostgreSQL gives for the same failure, so that a row SQLite rejects is
+ * recognised (lk_err_is_row_level) and reported (dead letters) like one PostgreSQL
+ * rejects. "" for failures that are not about the row.
+ */
+static const char *row_sqlstate(int rc)
+{
+	switch (rc) {
+	case SQLITE_CONSTRAINT_CHECK:
+		return "23514";
+	case SQLITE_CONSTRAINT_NOTNULL:
+		return "23502";
+	case SQLITE_CONSTRAINT_UNIQUE:
+	case SQLITE_CONSTRAINT_PRIMARYKEY:
+	case SQLITE_CONSTRAINT_ROWID:
+		return "23505";
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+		return "23503";
+	case SQLITE_CONSTRAINT_TRIGGER: /* RAISE(ABORT, ...) in a trigger */
+		return "P0001";
+#ifdef SQLITE_CONSTRAINT_DATATYPE /* SQLite 3.37: a STRICT table's type check */
+	case SQLITE_CONSTRAINT_DATATYPE:
+#endif
+	case SQLITE_MISMATCH:
+		return "22P02";
+	case SQLITE_TOOBIG:
+		return "22001";
+	default:
+		return (rc & 0xff) == SQLITE_CONSTRAINT ? "23000" : "";
+	}
+}
+
 /* A failed step for row r: "row (k=v): <sqlite message>", transient when busy. */
 static int row_fail(struct lk_conn *c, int rc, const struct lk_write_spec *w,
 		    const struct lk_rows *rows, int r, struct lk_err *err)
@@ -76,8 +108,10 @@ static int row_fail(struct lk_conn *c, int rc, const struct lk_write_spec *w,
 
 	describe_key(key, sizeof(key), w, rows, r);
 	lk_err_set(err, LK_ERR_SQLITE, "row (%s): %s", key, sqlite3_errmsg(c->db));
-	if (err)
+	if (err) {
 		err->transient = lk_sqlite_rc_is_transient(rc);
+		(void)snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", row_sqlstate(rc));
+	}
 	return -1;
 }
 
@@ -312,21 +346,43 @@ static int upsert_stmt(struct lk_conn *c, const struct lk_write_spec *w,
 	return 0;
 }
 
+/*
+ * A value SQLite cannot hold exactly (SQLSTATE 22003: a number out of its range). With the
+ * connection's refusal hook the row is reported and skipped (returns 0), else -1.
+ */
+static int refuse_value(struct lk_conn *c, const struct lk_write_spec *w,
+			const struct lk_rows *rows, int r, int col, const char *why,
+			struct lk_err *err)
+{
+	struct lk_err e = LK_ERR_INIT;
+	char key[200];
+
+	describe_key(key, sizeof(key), w, rows, r);
+	lk_err_set(&e, LK_ERR_VALUE, "row (%s): column '%s': %s", key, w->cols[col], why);
+	(void)snprintf(e.sqlstate, sizeof(e.sqlstate), "22003");
+	if (!c->refused) {
+		if (err)
+			*err = e;
+		return -1;
+	}
+	c->refused(c->refused_arg, r, &e);
+	return 0;
+}
+
 static int upsert_row(struct lk_conn *c, const struct lk_write_spec *w,
 		      const struct lk_sqlite_cached *e, const struct lk_rows *rows, int r,
 		      struct lk_err *err)
 {
 	const struct lk_value *row = LK_ROW(rows, r);
-	char why[200], key[200];
+	char why[200];
 	int rc = SQLITE_OK;
 
 	for (int i = 0; i < w->ncols && rc == SQLITE_OK; i++) {
 		rc = bind_write(e->stmt, i + 1, w->types[i],
 				(enum lk_sqlite_affinity)e->affinity[i], &row[i], why, sizeof(why));
 		if (rc != SQLITE_OK && why[0]) {
-			describe_key(key, sizeof(key), w, rows, r);
-			return lk_err_set(err, LK_ERR_VALUE, "row (%s): column '%s': %s", key,
-					  w->cols[i], why);
+			sqlite3_reset(e->stmt);
+			return refuse_value(c, w, rows, r, i, why, err);
 		}
 	}
 	if (rc == SQLITE_OK)

@@ -61,6 +61,17 @@ bool lk_err_sqlstate_is_transient(const char *s)
 	return false;
 }
 
+bool lk_err_is_row_level(const struct lk_err *err)
+{
+	const char *s = err->sqlstate;
+
+	if (err->code == LK_ERR_VALUE)
+		return true;
+	if ((err->code != LK_ERR_PG && err->code != LK_ERR_SQLITE) || err->transient)
+		return false;
+	return strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0 || strcmp(s, "P0001") == 0;
+}
+
 const char *lk_err_code_name(enum lk_errcode code)
 {
 	switch (code) {

@@ -57,6 +57,16 @@ void lk_err_clear(struct lk_err *err);
 /* True when the SQLSTATE's class says a retry may succeed (08, 40001, 40P01, 57P0x, 53). */
 bool lk_err_sqlstate_is_transient(const char *sqlstate);
 
+/*
+ * True when the error concerns the rows being written, not the connection, the schema or
+ * the session: lockstep's own refusal of a value (LK_ERR_VALUE), or a database error of
+ * SQLSTATE class 22 (data exception) or 23 (integrity constraint), or P0001 (RAISE in a
+ * trigger). The SQLite connector maps its constraint, mismatch and too-big result codes
+ * to those SQLSTATEs. Such a batch is split until the failing rows are isolated, and
+ * those go to the dead-letter queue (docs/dead-letters.md). Never true when transient.
+ */
+bool lk_err_is_row_level(const struct lk_err *err);
+
 /* A short stable name for a code ("config", "pg", ...), for logs and JSON. */
 const char *lk_err_code_name(enum lk_errcode code);
 

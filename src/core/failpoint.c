@@ -13,8 +13,9 @@ static atomic_long hits;
 static atomic_bool checked;
 
 /* Every point the code passes; a misspelt LK_FAILPOINT would otherwise never fire. */
-static const char *const known[] = {"after_target_commit", "mid_copy", "between_pages", "mid_prune",
-				    "after_seal"};
+static const char *const known[] = {
+	"after_target_commit", "mid_copy",	"between_pages",	   "mid_prune",
+	"after_seal",	       "mid_bisection", "after_dead_letter_insert"};
 
 static void check_name(const char *spec, size_t n)
 {

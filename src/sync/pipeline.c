@@ -15,6 +15,8 @@
 
 struct lk_pipeline {
 	struct lk_job_ctx *ctx;
+	struct lk_dl_sink sink; /* the writer's: its own store handle, opened on need */
+	const char *change;	/* the dead letters' change id */
 	bool plain;
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -25,8 +27,10 @@ struct lk_pipeline {
 	bool closing;		       /* no more batches will come */
 	bool failed;		       /* a batch failed: err holds why */
 	struct lk_err err;
-	struct lk_buf pos; /* the pending batch's position */
-	int64_t written;   /* rows committed so far */
+	struct lk_buf pos;		   /* the pending batch's position */
+	int64_t written;		   /* rows committed so far */
+	int64_t dead;			   /* rows dead-lettered so far */
+	int64_t base_written, base_failed; /* ctx->prog's counts when the pipeline started */
 };
 
 static void *writer_main(void *arg)
@@ -37,6 +41,7 @@ static void *writer_main(void *arg)
 
 	for (;;) {
 		const struct lk_rows *rows;
+		struct lk_apply_counts n;
 		struct lk_err err = LK_ERR_INIT;
 		int rc;
 
@@ -57,7 +62,12 @@ static void *writer_main(void *arg)
 		lk_buf_add(&pos, p->pos.buf, p->pos.len);
 		pthread_mutex_unlock(&p->mu);
 
-		rc = lk_apply_commit(p->ctx, rows, NULL, p->plain, pos.buf, &err);
+		rc = lk_apply_commit(p->ctx, &p->sink,
+				     &(struct lk_batch){.upserts = rows,
+							.pos = pos.buf,
+							.change = p->change,
+							.plain = p->plain},
+				     &n, &err);
 
 		pthread_mutex_lock(&p->mu);
 		p->writing = false;
@@ -65,7 +75,8 @@ static void *writer_main(void *arg)
 			p->failed = true;
 			p->err = err;
 		} else {
-			p->written += rows->nrows;
+			p->written += n.written;
+			p->dead += n.dead;
 			committed = true;
 		}
 		pthread_cond_broadcast(&p->cv);
@@ -74,15 +85,21 @@ static void *writer_main(void *arg)
 			break;
 	}
 	lk_buf_release(&pos);
+	lk_dl_sink_release(&p->sink); /* the store handle is this thread's */
 	return NULL;
 }
 
-struct lk_pipeline *lk_pipeline_start(struct lk_job_ctx *ctx, bool plain, struct lk_err *err)
+struct lk_pipeline *lk_pipeline_start(struct lk_job_ctx *ctx, bool plain, const char *change,
+				      struct lk_err *err)
 {
 	struct lk_pipeline *p = lk_xcalloc(1, sizeof(*p));
 
 	p->ctx = ctx;
 	p->plain = plain;
+	p->change = change;
+	p->base_written = ctx->prog.rows_written;
+	p->base_failed = ctx->prog.rows_failed;
+	lk_dl_sink_init(&p->sink, ctx, true);
 	lk_buf_init(&p->pos);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
@@ -101,7 +118,8 @@ static int wait_idle(struct lk_pipeline *p, struct lk_err *err)
 {
 	while ((p->pending || p->writing) && !p->failed)
 		pthread_cond_wait(&p->cv, &p->mu);
-	p->ctx->prog.rows_written = p->written;
+	p->ctx->prog.rows_written = p->base_written + p->written;
+	p->ctx->prog.rows_failed = p->base_failed + p->dead;
 	if (p->failed) {
 		if (err)
 			*err = p->err;

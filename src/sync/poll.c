@@ -4,6 +4,7 @@
  * cursors, a cap below the oldest open transaction when pg_stat_activity is
  * readable, and rows that stopped matching `where` handled as deletes.
  */
+#include "budget.h"
 #include "sync_int.h"
 
 #include <jansson.h>
@@ -162,7 +163,7 @@ static int poll_loop(struct lk_job_ctx *ctx, struct lk_scan *scan, const struct 
 		lk_rows_reset(&page);
 		lk_rows_reset(&ups);
 		lk_rows_reset(&dels);
-		n = ctx->src.ops->scan_next(scan, &page, ctx->job->batch, err);
+		n = ctx->src.ops->scan_next(scan, &page, lk_sync_batch(ctx->job), err);
 		if (n < 0)
 			goto out;
 		if (n == 0)
@@ -171,7 +172,11 @@ static int poll_loop(struct lk_job_ctx *ctx, struct lk_scan *scan, const struct 
 		poll_pos(&pos, ctx, b, LK_ROW(&page, page.nrows - 1));
 		if (where)
 			split_page(ctx, &page, &ups, &dels);
-		if (lk_apply_batch(ctx, where ? &ups : &page, where ? &dels : NULL, false, pos.buf,
+		/* change NULL: a dead letter's change is its row's cursor value. */
+		if (lk_apply_batch(ctx,
+				   &(struct lk_batch){.upserts = where ? &ups : &page,
+						      .deletes = where ? &dels : NULL,
+						      .pos = pos.buf},
 				   err) < 0)
 			goto out;
 		free(ctx->pos);

@@ -11,6 +11,7 @@
  * and sweep the one taken before the snapshot began, in phase stream how far
  * the changelog is applied.
  */
+#include "budget.h"
 #include "sync_int.h"
 
 #include <inttypes.h>
@@ -35,6 +36,7 @@
 #define RT_STALL_S 300.0	/* a consumer idle this long with entries waiting is stalled */
 
 struct rt {
+	int limit; /* the entries the current page asked for (the batch size then) */
 	struct lk_job_ctx *ctx;
 	const struct lk_cdc_ops *cdc;
 	struct lk_db lis; /* a direct listener (listen_url), else unused */
@@ -98,7 +100,7 @@ static int commit_pos(struct rt *rt, const char *phase, const struct lk_cdc_pos 
 	int rc;
 
 	lk_rt_pos_json(&b, rt->ctx, phase, p);
-	rc = lk_apply_batch(rt->ctx, NULL, NULL, false, b.buf, err);
+	rc = lk_apply_batch(rt->ctx, &(struct lk_batch){.pos = b.buf}, err);
 	if (rc == 0) {
 		free(rt->ctx->pos);
 		rt->ctx->pos = lk_buf_detach(&b, NULL);
@@ -269,6 +271,51 @@ static void reset_page(struct rt *rt)
 	lk_arena_reset(&rt->scratch);
 }
 
+/* The position after a page of n entries read below horizon h. */
+static struct lk_cdc_pos next_pos(const struct rt *rt, int n, int64_t h)
+{
+	struct lk_cdc_pos next;
+
+	if (n == rt->limit) {
+		const struct lk_value *last = LK_ROW(&rt->ent, n - 1);
+
+		next = (struct lk_cdc_pos){rt->pos.horizon, strtoll(last[LK_CDC_XID].p, NULL, 10),
+					   strtoll(last[LK_CDC_SEQ].p, NULL, 10)};
+	} else if (h > 0) {
+		next = (struct lk_cdc_pos){h, 0, 0}; /* the window is drained */
+	} else {
+		next = rt->pos; /* SQLite: seq alone is exact */
+		if (n)
+			next.seq = strtoll(LK_ROW(&rt->ent, n - 1)[LK_CDC_SEQ].p, NULL, 10);
+	}
+	return next;
+}
+
+/* Commits the page's rows and deletes with position `next` in one target transaction. */
+static int apply_page(struct rt *rt, const struct lk_cdc_pos *next, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	char change[80];
+
+	collect_deletes(rt);
+	lk_buf_reset(&rt->pb);
+	lk_rt_pos_json(&rt->pb, ctx, "stream", next);
+	/* A dead letter's change is the page's start: the same page again after a crash. */
+	(void)snprintf(change, sizeof(change), "rt:%" PRId64 ":%" PRId64 ":%" PRId64,
+		       rt->pos.horizon, rt->pos.xid, rt->pos.seq);
+	if (lk_apply_batch(ctx,
+			   &(struct lk_batch){.upserts = &rt->rows,
+					      .deletes = &rt->dels,
+					      .pos = rt->pb.buf,
+					      .change = change},
+			   err) < 0)
+		return -1;
+	rt->pos = *next;
+	free(ctx->pos);
+	ctx->pos = lk_xstrdup(rt->pb.buf);
+	return 0;
+}
+
 /*
  * One page: entries after rt->pos from finished transactions, the current rows for their
  * keys in the same snapshot, then one target transaction with the new position.
@@ -284,8 +331,8 @@ static int page(struct rt *rt, bool *truncated, struct lk_err *err)
 
 	reset_page(rt);
 	*truncated = false;
-	if (rt->cdc->read(ctx->src.conn, rt->relid, &rt->pos, ctx->job->batch, &rt->ent, &h, err) <
-	    0)
+	rt->limit = lk_sync_batch(ctx->job); /* halved while memory is short */
+	if (rt->cdc->read(ctx->src.conn, rt->relid, &rt->pos, rt->limit, &rt->ent, &h, err) < 0)
 		goto fail;
 	n = rt->ent.nrows;
 	lk_log_debug("job %s: %d entries after (%" PRId64 ", %" PRId64 ", %" PRId64 "), h %" PRId64,
@@ -311,32 +358,13 @@ static int page(struct rt *rt, bool *truncated, struct lk_err *err)
 		goto fail;
 	if (ops->commit(ctx->src.conn, err) < 0)
 		goto fail;
-	if (n == ctx->job->batch) {
-		const struct lk_value *last = LK_ROW(&rt->ent, n - 1);
-
-		next = (struct lk_cdc_pos){rt->pos.horizon, strtoll(last[LK_CDC_XID].p, NULL, 10),
-					   strtoll(last[LK_CDC_SEQ].p, NULL, 10)};
-	} else if (h > 0) {
-		next = (struct lk_cdc_pos){h, 0, 0}; /* the window is drained */
-	} else {
-		next = rt->pos; /* SQLite: seq alone is exact */
-		if (n)
-			next.seq = strtoll(LK_ROW(&rt->ent, n - 1)[LK_CDC_SEQ].p, NULL, 10);
-	}
+	next = next_pos(rt, n, h);
 	if (n == 0) {
 		rt->pos = next; /* nothing of ours below h: no target write needed */
 		return 0;
 	}
-	collect_deletes(rt);
 	ctx->prog.rows_read += n;
-	lk_buf_reset(&rt->pb);
-	lk_rt_pos_json(&rt->pb, ctx, "stream", &next);
-	if (lk_apply_batch(ctx, &rt->rows, &rt->dels, false, rt->pb.buf, err) < 0)
-		return -1;
-	rt->pos = next;
-	free(ctx->pos);
-	ctx->pos = lk_xstrdup(rt->pb.buf);
-	return n;
+	return apply_page(rt, &next, err) < 0 ? -1 : n;
 fail:
 	ops->rollback(ctx->src.conn);
 	return -1;
@@ -456,7 +484,7 @@ static int stream(struct rt *rt, struct lk_err *err)
 		if (advance(rt, false, err) < 0 || prune(rt, err) < 0 || check_stalled(rt, err) < 0)
 			return -1;
 		lk_job_report(ctx, false);
-		if (n == ctx->job->batch)
+		if (n == rt->limit)
 			continue;
 		if (!follow && rt->pos.horizon >= target)
 			return 0;

@@ -78,9 +78,8 @@ static void check_fingerprint(struct lk_job_ctx *ctx)
 	json_decref(root);
 }
 
-/* Reads the target's position and epoch, takes the job lock with a new epoch, seals it. */
-static struct lk_job_lock *lock_and_seal(struct lk_job_ctx *ctx, struct lk_store *store,
-					 struct lk_err *err)
+struct lk_job_lock *lk_job_lock_and_seal(struct lk_job_ctx *ctx, struct lk_store *store,
+					 bool check_fp, struct lk_err *err)
 {
 	const struct lk_connector_ops *ops = ctx->dst.ops;
 	struct lk_job_lock *lock;
@@ -107,7 +106,8 @@ static struct lk_job_lock *lock_and_seal(struct lk_job_ctx *ctx, struct lk_store
 		lk_store_job_unlock(lock);
 		return NULL;
 	}
-	check_fingerprint(ctx);
+	if (check_fp)
+		check_fingerprint(ctx);
 	/* The seal: the new epoch reaches the target before any batch (DESIGN decision 5). */
 	if (ops->begin(ctx->dst.conn, err) < 0 ||
 	    ops->position_put(ctx->dst.conn, ctx->job->name, ctx->epoch, ctx->pos ? ctx->pos : "{}",
@@ -178,8 +178,10 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 	st.run.started_ms = lk_wall_ms();
 	if (lk_job_prepare(&ctx, cfg, job, &inner, true, err) < 0)
 		goto out_unrecorded;
-	lock = lock_and_seal(&ctx, store, err);
+	lock = lk_job_lock_and_seal(&ctx, store, true, err);
 	if (!lock)
+		goto out_unrecorded;
+	if (lk_dl_setup(&ctx, store, err) < 0)
 		goto out_unrecorded;
 	(void)lk_store_runs_interrupt_stale(store, job->name, err); /* their holder is gone */
 	st.run.epoch = ctx.epoch;
@@ -213,6 +215,7 @@ out_unrecorded:
 	}
 out:
 	lk_store_job_unlock(lock);
+	lk_dl_release(&ctx);
 	lk_job_release(&ctx);
 	return rc;
 }

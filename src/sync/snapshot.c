@@ -2,6 +2,7 @@
  * snapshot.c - copy every source row in key order, keyset-resumable: each batch
  * commits the last key it wrote, and a restarted run continues after it.
  */
+#include "budget.h"
 #include "sync_int.h"
 
 #include <jansson.h>
@@ -93,7 +94,7 @@ static int copy_all(struct lk_job_ctx *ctx, const struct lk_value *after, bool p
 	scan = ctx->src.ops->scan_open(ctx->src.conn, &spec, err);
 	if (!scan)
 		return -1;
-	pipe = lk_pipeline_start(ctx, plain, err);
+	pipe = lk_pipeline_start(ctx, plain, "snapshot", err);
 	if (!pipe) {
 		ctx->src.ops->scan_close(scan);
 		return -1;
@@ -107,7 +108,7 @@ static int copy_all(struct lk_job_ctx *ctx, const struct lk_value *after, bool p
 		}
 		/* rows[cur] is free: the writer finished it before the last submit returned. */
 		lk_rows_reset(&rows[cur]);
-		n = ctx->src.ops->scan_next(scan, &rows[cur], ctx->job->batch, err);
+		n = ctx->src.ops->scan_next(scan, &rows[cur], lk_sync_batch(ctx->job), err);
 		if (n < 0)
 			goto out;
 		if (n == 0)
@@ -199,10 +200,11 @@ static int sweep(struct lk_job_ctx *ctx, struct lk_err *err)
 	snapshot_pos(&pos, ctx, NULL);
 	while (rc == 0) {
 		struct lk_scan *scan = ctx->dst.ops->scan_open(ctx->dst.conn, &tspec, err);
+		int limit = lk_sync_batch(ctx->job);
 		int n;
 
 		lk_rows_reset(&page);
-		n = scan ? ctx->dst.ops->scan_next(scan, &page, ctx->job->batch, err) : -1;
+		n = scan ? ctx->dst.ops->scan_next(scan, &page, limit, err) : -1;
 		ctx->dst.ops->scan_close(scan);
 		if (n <= 0) {
 			rc = n < 0 ? -1 : 0;
@@ -211,11 +213,15 @@ static int sweep(struct lk_job_ctx *ctx, struct lk_err *err)
 		lk_rows_reset(&dels);
 		rc = missing_in_source(ctx, &sspec, &page, &dels, err);
 		if (rc == 0 && dels.nrows)
-			rc = lk_apply_batch(ctx, NULL, &dels, false, pos.buf, err);
+			rc = lk_apply_batch(ctx,
+					    &(struct lk_batch){.deletes = &dels,
+							       .pos = pos.buf,
+							       .change = "sweep"},
+					    err);
 		lk_rows_reset(&last);
 		lk_rows_copy_row(&last, &page, page.nrows - 1);
 		tspec.after = LK_ROW(&last, 0);
-		if (n < ctx->job->batch)
+		if (n < limit)
 			break;
 	}
 	lk_rows_release(&page);
@@ -268,7 +274,7 @@ int lk_snapshot_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	if (lk_snapshot_copy(ctx, ctx->job->snapshot_deletes, err) < 0)
 		goto out;
 	snapshot_pos(&pos, ctx, NULL);
-	rc = lk_apply_batch(ctx, NULL, NULL, false, pos.buf, err);
+	rc = lk_apply_batch(ctx, &(struct lk_batch){.pos = pos.buf}, err);
 	free(ctx->pos);
 	ctx->pos = lk_buf_detach(&pos, NULL);
 out:

@@ -38,6 +38,7 @@ struct lk_sync_opts {
 struct lk_sync_result {
 	char run_id[37];
 	const char *status; /* succeeded | failed | interrupted */
+	/* rows_failed: rows sent to the dead-letter queue (the run still succeeds). */
 	int64_t rows_read, rows_written, rows_deleted, rows_failed;
 	int64_t elapsed_ms;
 };
@@ -51,6 +52,35 @@ struct lk_sync_result {
  */
 int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk_store *store,
 		const struct lk_sync_opts *opts, struct lk_sync_result *res, struct lk_err *err);
+
+/* What `lockstep errors replay ID` did. */
+enum lk_replay_action {
+	LK_REPLAY_UPSERTED, /* the key's current source row was applied */
+	LK_REPLAY_DELETED,  /* the source row is gone (or left `where`): the delete was applied */
+	LK_REPLAY_NOTHING,  /* the source row is gone and the job's deletes are `ignore` */
+	LK_REPLAY_QUEUED,   /* real-time job: the key was queued for its applier */
+};
+
+struct lk_replay_result {
+	enum lk_replay_action action;
+	char job[128];
+	char key[256]; /* the key's JSON, cut to fit */
+};
+
+/*
+ * Replays dead letter `id` through its job's fenced path (docs/dead-letters.md), never
+ * by writing the stored row image. Snapshot and poll jobs: takes the job lock
+ * (LK_ERR_BUSY when another process holds it), seals a new epoch, reads the key's
+ * current source row and applies it (or the delete, per `deletes`) in one fenced batch
+ * that re-puts the target's position unchanged; on success the key's open dead letters
+ * are resolved. When the target rejects it again, the dead letter's attempts, SQLSTATE
+ * and message are updated and the error returned. Real-time jobs: a changelog entry
+ * for the key marks it dirty, and its applier resolves the dead letter when the key
+ * applies cleanly. LK_ERR_NOTFOUND: no such dead letter, or its job is gone.
+ */
+int lk_sync_replay(const struct lk_config *cfg, struct lk_store *store, int64_t id,
+		   const struct lk_sync_opts *opts, struct lk_replay_result *res,
+		   struct lk_err *err);
 
 #define LK_VERIFY_MAX_DIFFS 20
 

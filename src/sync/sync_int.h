@@ -5,7 +5,24 @@
 #include "connector/cdc.h"
 #include "connector/connector.h"
 #include "core/buf.h"
+#include "keyset.h"
 #include "sync.h"
+
+struct lk_job_ctx;
+
+/*
+ * Where one thread's batches record dead letters (deadletter.c). The run's thread uses the
+ * run's store handle; the pipeline's writer opens a handle of its own on first need (a
+ * store handle belongs to one thread). With an SQLite store in the target's own file,
+ * both write through the target connection instead, inside the batch's transaction.
+ */
+struct lk_dl_sink {
+	struct lk_job_ctx *ctx;
+	struct lk_store *store; /* the handle in use; NULL until the first need */
+	bool own_thread;	/* not the run's thread: opens a handle of its own */
+	bool owned;		/* store was opened (or borrowed) here: freed by _release */
+	bool borrowed;		/* store wraps the target connection */
+};
 
 struct lk_job_ctx {
 	const struct lk_config *cfg;
@@ -15,6 +32,7 @@ struct lk_job_ctx {
 	struct lk_table sdesc, tdesc;
 	bool target_created; /* create: true made the table in this run */
 	bool target_missing; /* read-only prepare: the target does not exist yet (create: true) */
+	bool dl_same_file;   /* an SQLite state store in the target's file (see lk_dl_sink) */
 	/* The synced columns (source names; the target has the same names). */
 	const char **cols;
 	enum lk_type *types;
@@ -35,7 +53,70 @@ struct lk_job_ctx {
 	struct lk_cdc_pos rt_start;
 	struct lk_sync_progress prog;
 	int64_t start_mono_ms, last_report_ms;
+	/*
+	 * The dead-letter queue (deadletter.c, docs/dead-letters.md), set up by
+	 * lk_dl_setup. store NULL: none, and a rejected row fails its batch as before.
+	 * dl_open holds the keys (JSON) of the job's open dead letters, loaded once at the
+	 * start (an item's `seen` = resolved since); dl_nopen counts those still open, and
+	 * 0 skips the auto-resolve check. dl_open belongs to whichever thread applies
+	 * batches: the run's, or the pipeline's writer while a pipeline runs.
+	 */
+	struct lk_store *store;
+	struct lk_dl_sink dl_sink; /* the run's thread's */
+	struct lk_keyset dl_open;
+	int64_t dl_nopen;
 };
+
+/* Sets up ctx's dead-letter queue on the run's store and loads the open keys. */
+int lk_dl_setup(struct lk_job_ctx *ctx, struct lk_store *store, struct lk_err *err);
+void lk_dl_release(struct lk_job_ctx *ctx);
+/* own_thread: the caller is not the run's thread (it opens its own store handle). */
+void lk_dl_sink_init(struct lk_dl_sink *s, struct lk_job_ctx *ctx, bool own_thread);
+void lk_dl_sink_release(struct lk_dl_sink *s);
+/* Appends a row's key as the JSON array dead letters and change capture use. */
+void lk_dl_key_json(struct lk_buf *b, const struct lk_job_ctx *ctx, const struct lk_value *row);
+
+/* One batch: one target transaction. */
+struct lk_batch {
+	const struct lk_rows *upserts; /* rows to upsert (the job's columns), or NULL */
+	const struct lk_rows *deletes; /* rows whose keys to delete (same width), or NULL */
+	const char *pos;	       /* the position committed with them */
+	/* The dead letters' change id (their idempotency with job and key): "snapshot",
+	 * "sweep", "rt:<h>:<xid>:<seq>" (the page's start); NULL: each row's cursor value,
+	 * "poll:<value>". */
+	const char *change;
+	bool plain; /* COPY straight in: the target holds none of these keys */
+};
+
+struct lk_apply_counts {
+	int64_t written, deleted, dead; /* rows upserted, deleted, dead-lettered */
+};
+
+/* A row isolated as failing: which list (0 upserts, 1 deletes), which row, why. */
+struct lk_dl_row {
+	int kind, row;
+	struct lk_err why;
+};
+
+/* One batch being applied (apply.c); deadletter.c records and resolves from it. */
+struct lk_apply {
+	struct lk_job_ctx *ctx;
+	const struct lk_batch *b;
+	const struct lk_rows *rows[2]; /* upserts, deletes (NULL when none) */
+	unsigned char *dead[2];	       /* per row: isolated as failing (allocated on need) */
+	struct lk_dl_row *dl;
+	int ndl, cap;
+	int kind, base; /* the list and first row of the range being written */
+};
+
+/*
+ * Stores a's dead letters (their own store transaction, committed before the target's),
+ * then passes the failpoint after_dead_letter_insert. -1 when the store write failed:
+ * the caller rolls the batch back.
+ */
+int lk_dl_record(struct lk_dl_sink *s, const struct lk_apply *a, struct lk_err *err);
+/* After the target commit: resolves the open dead letters whose keys a applied cleanly. */
+void lk_dl_resolve_applied(struct lk_dl_sink *s, const struct lk_apply *a);
 
 /* Opens both databases (with retries), describes and checks both tables, resolves the
  * columns and creates the target when asked. */
@@ -49,22 +130,38 @@ static inline struct lk_cdc_table lk_job_cdc_table(const struct lk_job_ctx *ctx)
 				     ctx->nkey};
 }
 
+/*
+ * Reads the target's position and epoch, takes the job lock (LK_ERR_BUSY when another
+ * process holds it) with a new epoch, reads the position again under the lock and seals
+ * the epoch in the target (DESIGN decision 5). check_fp: forget a position made for
+ * other tables, key, cursor or where (a run starts over); a replay keeps it as it is.
+ * Returns the lock (lk_store_job_unlock), or NULL.
+ */
+struct lk_job_lock *lk_job_lock_and_seal(struct lk_job_ctx *ctx, struct lk_store *store,
+					 bool check_fp, struct lk_err *err);
+
 /* Read-only: the source allows installing the job's change capture (realtime). */
 int lk_job_check_capture(struct lk_job_ctx *ctx, struct lk_err *err);
 
 /*
- * Commits one batch: the fenced position first, then upserts (`plain`: COPY into an
- * empty target) and deletes, in one target transaction. Either may be NULL.
+ * Commits one batch (see lk_apply_commit) on the run's thread and adds its counts to
+ * ctx->prog (rows_failed: the rows dead-lettered).
  */
-int lk_apply_batch(struct lk_job_ctx *ctx, const struct lk_rows *upserts,
-		   const struct lk_rows *deletes, bool plain, const char *pos, struct lk_err *err);
+int lk_apply_batch(struct lk_job_ctx *ctx, const struct lk_batch *b, struct lk_err *err);
 
 /*
- * The same without touching ctx->prog: it reads ctx (job, epoch, write spec) and uses only
- * the target connection, so the pipeline's writer thread may call it.
+ * Commits one batch: the fenced position first, then upserts (`plain`: COPY into an
+ * empty target) and deletes, in one target transaction (DESIGN decision 5). When the
+ * target rejects rows for a row-level reason (lk_err_is_row_level) and ctx has a
+ * dead-letter queue, the transaction is begun again and the rows are written under
+ * savepoints, each failing range split in halves until the failing rows are single;
+ * those are recorded through `sink` before the target commit, the rest commits with the
+ * position. Rows the target cannot hold exactly are refused before sending, without a
+ * round trip. It does not touch ctx->prog, so the pipeline's writer thread may call it
+ * with a sink of its own. *out gets the counts of a committed batch.
  */
-int lk_apply_commit(struct lk_job_ctx *ctx, const struct lk_rows *upserts,
-		    const struct lk_rows *deletes, bool plain, const char *pos, struct lk_err *err);
+int lk_apply_commit(struct lk_job_ctx *ctx, struct lk_dl_sink *sink, const struct lk_batch *b,
+		    struct lk_apply_counts *out, struct lk_err *err);
 
 /*
  * A writer thread for one stream of batches: the caller reads page N+1 from the source
@@ -73,11 +170,15 @@ int lk_apply_commit(struct lk_job_ctx *ctx, const struct lk_rows *upserts,
  * connection; everything else (source, store, progress) stays on the caller's thread.
  */
 struct lk_pipeline;
-struct lk_pipeline *lk_pipeline_start(struct lk_job_ctx *ctx, bool plain, struct lk_err *err);
+/* `change`: the dead letters' change id of every batch (see struct lk_batch). */
+struct lk_pipeline *lk_pipeline_start(struct lk_job_ctx *ctx, bool plain, const char *change,
+				      struct lk_err *err);
 /*
  * Hands `rows` with its position to the writer after the previous batch is committed.
  * The caller must not touch `rows` until its next submit or finish returns. Returns -1
- * with the writer's error when a batch failed. Updates ctx->prog.rows_written.
+ * with the writer's error when a batch failed. Updates ctx->prog.rows_written and
+ * rows_failed (dead-lettered; the writer records dead letters through a store handle of
+ * its own, and resolves them in ctx->dl_open, which it owns while the pipeline runs).
  */
 int lk_pipeline_submit(struct lk_pipeline *p, const struct lk_rows *rows, const char *pos,
 		       struct lk_err *err);

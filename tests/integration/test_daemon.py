@@ -597,7 +597,24 @@ def test_memory_budget():
     jobs = {"low": {"kind": "sql", "db": "d", "every": "1s", "priority": "low",
                     "sql": "INSERT INTO hits (job) VALUES ('low')"},
             "high": {"kind": "sql", "db": "d", "every": "1s", "priority": "high",
-                     "sql": "INSERT INTO hits (job) VALUES ('high')"}}
+                     "sql": "INSERT INTO hits (job) VALUES ('high')"},
+            # Pages of the real-time applier, one target transaction each, are logged by a
+            # target trigger: the oracle for "batch sizes halve" (20 -> 10).
+            "rt": {"source": {"db": "d", "table": "src_items"},
+                   "target": {"db": "d", "table": "dst_items"}, "mode": "realtime", "batch": 20}}
+    L.execute(db, "CREATE TABLE src_items (id int PRIMARY KEY, v int NOT NULL)")
+    L.execute(db, "CREATE TABLE dst_items (id int PRIMARY KEY, v int NOT NULL)")
+    L.execute(db, "CREATE TABLE page_log (xid xid8 NOT NULL)")
+    L.execute(db, "CREATE FUNCTION log_page() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$BEGIN INSERT INTO page_log VALUES (pg_current_xact_id()); RETURN NEW; END$$")
+    L.execute(db, "CREATE TRIGGER log_page AFTER INSERT ON dst_items FOR EACH ROW EXECUTE FUNCTION log_page()")
+
+    def burst(first):
+        """100 new source rows in one transaction; returns the largest target transaction."""
+        L.execute(db, "INSERT INTO src_items SELECT i, i FROM generate_series(%d, %d) i" % (first, first + 99))
+        wait_for(lambda: L.scalar(db, "SELECT count(*) FROM dst_items") >= first + 99, deadline=30)
+        return L.scalar(db, "SELECT max(n) FROM (SELECT count(*) AS n FROM page_log WHERE xid IN "
+                            "(SELECT xid FROM page_log GROUP BY xid) GROUP BY xid) p")
 
     def write(limit):
         return config(wd, {"d": db}, jobs, extra={"memory": {"limit": limit}, "instance": {"name": "it_mem"}})
@@ -625,7 +642,10 @@ def test_memory_budget():
             t.check(d.get("memoryLimitBytes") == 1 << 20 and d.get("rssBytes", 0) > 1 << 20,
                     "memory 1MiB: the heartbeat shows the limit and an RSS over it", repr(d))
             paused = dict((j.get("job"), j.get("paused")) for j in d.get("jobs", []))
-            t.eq(paused, {"low": True, "high": False}, "memory 1MiB: the heartbeat shows the low job paused")
+            t.eq(paused, {"low": True, "high": False, "rt": False}, "memory 1MiB: the heartbeat shows the low job paused")
+        biggest = burst(1)
+        t.eq(L.scalar(db, "SELECT count(*) FROM dst_items"), 100, "memory 1MiB: the real-time job applies 100 rows")
+        t.eq(biggest, 10, "memory 1MiB: the applier's target transactions hold at most 10 rows (batch 20 halved)")
         t.check(wait_for(lambda: len(runs(wd, "high", "succeeded")) >= 3, deadline=20),
                 "memory 1MiB: the high-priority job runs", brief(runs(wd, "high")))
         time.sleep(1)
@@ -646,6 +666,8 @@ def test_memory_budget():
         t.check(wait_for(lambda: hits("low") >= 2, deadline=15),
                 "memory 1GiB: the low-priority job runs again (%d)" % hits("low"))
         t.check(len(runs(wd, "low", "succeeded")) >= 1, "memory 1GiB: lockstep_runs records the low job's runs")
+        L.execute(db, "TRUNCATE page_log")
+        t.eq(burst(101), 20, "memory 1GiB: the applier's target transactions hold 20 rows again (batch restored)")
         run.stop("memory_budget")
     finally:
         run.kill()
