@@ -506,15 +506,7 @@ static void rt_init(struct rt *rt, struct lk_job_ctx *ctx)
 	memset(rt, 0, sizeof(*rt));
 	rt->ctx = ctx;
 	rt->cdc = lk_cdc_for(ctx->src.ops);
-	rt->fetch = (struct lk_scan_spec){
-		.table = &ctx->job->source.table,
-		.cols = ctx->cols,
-		.types = ctx->types,
-		.ncols = ctx->ncols,
-		.order = ctx->key,
-		.norder = ctx->nkey,
-		.filter = ctx->job->source.where,
-	};
+	rt->fetch = lk_job_source_spec(ctx);
 	lk_rows_init(&rt->ent, LK_CDC_NCOLS);
 	lk_rows_init(&rt->keys, ctx->nkey);
 	lk_rows_init(&rt->rows, ctx->ncols);

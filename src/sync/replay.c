@@ -127,15 +127,7 @@ static int current(struct replay *r, struct lk_rows *rows, struct lk_rows *dels,
 		   struct lk_replay_result *res, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = &r->ctx;
-	struct lk_scan_spec spec = {
-		.table = &ctx->job->source.table,
-		.cols = ctx->cols,
-		.types = ctx->types,
-		.ncols = ctx->ncols,
-		.order = ctx->key,
-		.norder = ctx->nkey,
-		.filter = ctx->job->source.where,
-	};
+	struct lk_scan_spec spec = lk_job_source_spec(ctx);
 
 	if (ctx->src.ops->fetch(ctx->src.conn, &spec, &r->keys, rows, err) < 0)
 		return -1;

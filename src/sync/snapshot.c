@@ -75,22 +75,14 @@ static bool stopped(struct lk_job_ctx *ctx)
 static int copy_all(struct lk_job_ctx *ctx, const struct lk_value *after, bool plain,
 		    struct lk_err *err)
 {
-	struct lk_scan_spec spec = {
-		.table = &ctx->job->source.table,
-		.cols = ctx->cols,
-		.types = ctx->types,
-		.ncols = ctx->ncols,
-		.order = ctx->key,
-		.norder = ctx->nkey,
-		.after = after,
-		.filter = ctx->job->source.where,
-	};
+	struct lk_scan_spec spec = lk_job_source_spec(ctx);
 	struct lk_buf pos = LK_BUF_INIT;
 	struct lk_rows rows[2]; /* one being read while the other commits */
 	struct lk_pipeline *pipe;
 	struct lk_scan *scan;
 	int rc = -1, n, cur = 0;
 
+	spec.after = after;
 	scan = ctx->src.ops->scan_open(ctx->src.conn, &spec, err);
 	if (!scan)
 		return -1;

@@ -140,6 +140,18 @@ static inline struct lk_cdc_table lk_job_cdc_table(const struct lk_job_ctx *ctx)
 struct lk_job_lock *lk_job_lock_and_seal(struct lk_job_ctx *ctx, struct lk_store *store,
 					 bool check_fp, struct lk_err *err);
 
+/* The source table read in key order: the job's columns, key and `where` (no bounds). */
+static inline struct lk_scan_spec lk_job_source_spec(const struct lk_job_ctx *ctx)
+{
+	return (struct lk_scan_spec){.table = &ctx->job->source.table,
+				     .cols = ctx->cols,
+				     .types = ctx->types,
+				     .ncols = ctx->ncols,
+				     .order = ctx->key,
+				     .norder = ctx->nkey,
+				     .filter = ctx->job->source.where};
+}
+
 /* Read-only: the source allows installing the job's change capture (realtime). */
 int lk_job_check_capture(struct lk_job_ctx *ctx, struct lk_err *err);
 
