@@ -726,8 +726,44 @@ def test_graceful_shutdown_resume():
     t.eq(L.pg_md5(dst, "big", ["id"]), L.pg_md5(src, "big", ["id"]), "md5 oracle: the target equals the source")
 
 
+# ---------------------------------------------------------------------------
+# 7. retention and the restart counter
+
+
+def test_retention_and_restarts():
+    db = L.new_db("d_ret")
+    L.execute(db, "CREATE TABLE ticks (at timestamptz NOT NULL DEFAULT clock_timestamp())")
+    wd = L.Workdir("d_ret")
+    jobs = {"tick": {"kind": "sql", "db": "d", "every": "1s", "sql": "INSERT INTO ticks DEFAULT VALUES"}}
+    cfg = config(wd, {"d": db}, jobs, extra={"retention": "3s", "instance": {"name": "it_ret"}})
+    run = Run(cfg, wd)
+    try:
+        t.check(wait_for(lambda: len(runs(wd, "tick", "succeeded")) >= 2, deadline=20),
+                "first start: the job runs", brief(runs(wd, "tick")))
+        run.stop("retention: first start")
+    finally:
+        run.kill()
+    before = heartbeat(wd, "it_ret")
+    old = [r["id"] for r in runs(wd, "tick")]
+    time.sleep(4)  # every recorded run is now older than the 3 s retention
+    run = Run(cfg, wd)
+    try:
+        t.check(wait_for(lambda: "pruned" in run.output(), deadline=15),
+                "second start: the log says old runs were pruned", run.tail(2000))
+        left = [r["id"] for r in runs(wd, "tick") if r["id"] in old]
+        t.eq(left, [], "second start: runs finished before the retention are deleted from lockstep_runs")
+        after = wait_for(lambda: heartbeat(wd, "it_ret"), deadline=5)
+        t.check(before and after and after["restarts"] == before["restarts"] + 1,
+                "second start: the instance's restart counter went up by one",
+                "%r -> %r" % (before and before["restarts"], after and after["restarts"]))
+        run.stop("retention: second start")
+    finally:
+        run.kill()
+
+
 CASES = (test_no_overlap, test_exec_progress, test_misfire_and_persistence, test_sighup,
-         test_memory_budget, test_graceful_shutdown_resume)
+         test_memory_budget, test_graceful_shutdown_resume,
+         test_retention_and_restarts)
 # Arguments name cases to run alone (e.g. `test_daemon.py sighup`); none runs them all.
 for case in CASES:
     if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
