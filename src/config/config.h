@@ -40,7 +40,8 @@ struct lk_dbconf {
 	int pool;	  /* connections lockstep may hold (default 4) */
 	char *listen_url; /* optional direct URL for LISTEN; NULL when absent */
 	struct lk_breaker_conf breaker;
-	int line, col; /* where it was defined, for later errors */
+	int64_t connect_timeout_ms; /* 0: the default (10 s); the breaker's probe sets its own */
+	int line, col;		    /* where it was defined, for later errors */
 };
 
 /* A table reference: `schema.name` or `name`; names are literal (case, spaces kept). */

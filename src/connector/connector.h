@@ -177,6 +177,13 @@ struct lk_connector_ops {
 	 */
 	int (*exec)(struct lk_conn *c, const char *sql, int nparams, const char *const *params,
 		    struct lk_rows *out, int64_t *affected, struct lk_err *err);
+	/*
+	 * Inside a transaction: a statement still running `ms` after it started (PostgreSQL's
+	 * statement_timeout) or after this call (SQLite: an interrupt from the progress
+	 * handler) fails with SQLSTATE 57014. 0 turns it off. Ends with the transaction on
+	 * PostgreSQL; on SQLite the caller turns it off.
+	 */
+	int (*set_timeout)(struct lk_conn *c, int64_t ms, struct lk_err *err);
 
 	/* Describes a table; LK_ERR_NOTFOUND (naming it) when it does not exist. */
 	int (*describe)(struct lk_conn *c, const struct lk_tref *t, struct lk_table *out,

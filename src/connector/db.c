@@ -31,6 +31,7 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 {
 	struct lk_retry_conf def = {3, 1000, 30000, 2.0};
 	struct lk_breaker *br;
+	struct lk_dbconf probe_conf;
 	bool admit, probe;
 	int attempts;
 
@@ -43,10 +44,14 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 	if (!admit)
 		return -1;
 	attempts = probe ? 1 : (retry->attempts > 0 ? retry->attempts : 1);
+	/* the half-open probe is one try with its own, shorter connect timeout */
+	probe_conf = *conf;
+	if (probe)
+		probe_conf.connect_timeout_ms = conf->breaker.probe_ms;
 	for (int i = 0; i < attempts; i++) {
 		int64_t wait;
 
-		db->conn = db->ops->open(conf, err);
+		db->conn = db->ops->open(&probe_conf, err);
 		if (db->conn) {
 			lk_breaker_success(br);
 			return 0;

@@ -66,10 +66,15 @@ static struct lk_conn *pg_open(const struct lk_dbconf *db, struct lk_err *err)
 	const char *keys[] = {
 		"connect_timeout",  "keepalives",	"keepalives_idle", "keepalives_interval",
 		"keepalives_count", "application_name", "dbname",	   NULL};
-	const char *vals[] = {"10", "1", "30", "10", "3", "lockstep", db->url, NULL};
+	char timeout[24];
+	const char *vals[] = {timeout, "1", "30", "10", "3", "lockstep", db->url, NULL};
 	struct lk_conn *c = calloc(1, sizeof(*c));
 	PGresult *res;
 
+	/* libpq takes whole seconds, and treats anything under 2 as 2 */
+	(void)snprintf(timeout, sizeof(timeout), "%lld",
+		       db->connect_timeout_ms > 0 ? (long long)(db->connect_timeout_ms + 999) / 1000
+						  : 10LL);
 	if (!c) {
 		lk_err_set(err, LK_ERR_NOMEM, "out of memory");
 		return NULL;
@@ -232,6 +237,14 @@ static void result_to_rows(const PGresult *res, struct lk_rows *out)
 					    (size_t)PQgetlength(res, r, f));
 		}
 	}
+}
+
+static int pg_set_timeout(struct lk_conn *c, int64_t ms, struct lk_err *err)
+{
+	char sql[64];
+
+	(void)snprintf(sql, sizeof(sql), "SET LOCAL statement_timeout = %lld", (long long)ms);
+	return lk_pg_cmd(c, sql, 0, NULL, NULL, err);
 }
 
 static int pg_exec(struct lk_conn *c, const char *sql, int n, const char *const *params,
@@ -476,6 +489,7 @@ const struct lk_connector_ops lk_pg_ops = {
 	.savepoint_rollback = pg_savepoint_rollback,
 	.set_refused = pg_set_refused,
 	.exec = pg_exec,
+	.set_timeout = pg_set_timeout,
 	.describe = pg_describe,
 	.has_unique = pg_has_unique,
 	.create_table = pg_create_table,

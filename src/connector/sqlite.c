@@ -4,6 +4,7 @@
  */
 #include "connector.h"
 #include "core/buf.h"
+#include "core/units.h"
 #include "sqlite_int.h"
 
 #include <stdarg.h>
@@ -30,6 +31,8 @@ int lk_sqlite_fail(struct lk_conn *c, int rc, struct lk_err *err, const char *fm
 	lk_err_set(err, LK_ERR_SQLITE, "%s: %s", ctx,
 		   c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
 	err->transient = lk_sqlite_rc_is_transient(rc);
+	if ((rc & 0xff) == SQLITE_INTERRUPT && c && c->deadline_ms > 0)
+		memcpy(err->sqlstate, "57014", 6); /* query_canceled, as PostgreSQL says it */
 	return -1;
 }
 
@@ -306,6 +309,22 @@ static int sq_exec(struct lk_conn *c, const char *sql, int nparams, const char *
 	}
 	if (affected)
 		*affected = changed;
+	return 0;
+}
+
+static int past_deadline(void *arg)
+{
+	const struct lk_conn *c = arg;
+
+	return c->deadline_ms > 0 && lk_mono_ms() >= c->deadline_ms;
+}
+
+static int sq_set_timeout(struct lk_conn *c, int64_t ms, struct lk_err *err)
+{
+	(void)err;
+	c->deadline_ms = ms > 0 ? lk_mono_ms() + ms : 0;
+	/* checked every 1000 virtual machine instructions: cheap, and only while set */
+	sqlite3_progress_handler(c->db, ms > 0 ? 1000 : 0, ms > 0 ? past_deadline : NULL, c);
 	return 0;
 }
 
@@ -604,6 +623,7 @@ const struct lk_connector_ops lk_sqlite_ops = {
 	.savepoint_rollback = sq_savepoint_rollback,
 	.set_refused = sq_set_refused,
 	.exec = sq_exec,
+	.set_timeout = sq_set_timeout,
 	.describe = lk_sqlite_describe,
 	.has_unique = sq_has_unique,
 	.create_table = sq_create_table,

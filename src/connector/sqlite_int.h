@@ -46,6 +46,7 @@ struct lk_conn {
 	bool listening;
 	lk_refused_cb refused; /* the refusal hook (set_refused), or NULL */
 	void *refused_arg;
+	int64_t deadline_ms; /* set_timeout: statements are interrupted after it (monotonic) */
 };
 
 /*

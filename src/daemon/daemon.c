@@ -140,7 +140,24 @@ static void slot_free(struct lk_slot *s)
 	free(s);
 }
 
-/* Adds a slot to the list and starts it (mu not held). */
+/* A replaced slot of the same job still running (mu held). */
+static bool predecessor_busy(struct lk_daemon *d, const struct lk_slot *s)
+{
+	for (int i = 0; i < d->nslots; i++) {
+		const struct lk_slot *o = d->slots[i];
+
+		if (o != s && o->gone && o->busy && strcmp(o->job->name, s->job->name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Adds a slot to the list and starts it (mu not held). A job changed by a reload gets a
+ * new slot while the old one may still be finishing its run: the new one is held (no
+ * fire, no real-time thread) until the old one is idle, so it never finds its own job
+ * lock taken and drops a fire (collect() releases it).
+ */
 static void slot_add(struct lk_daemon *d, struct lk_slot *s, struct lk_store *store)
 {
 	if (!s->realtime)
@@ -151,7 +168,11 @@ static void slot_add(struct lk_daemon *d, struct lk_slot *s, struct lk_store *st
 		d->slots = lk_xrealloc(d->slots, (size_t)d->aslots * sizeof(struct lk_slot *));
 	}
 	d->slots[d->nslots++] = s;
-	if (s->realtime)
+	s->held = predecessor_busy(d, s);
+	if (s->held)
+		lk_log_info("job %s: the new version starts once the old one has stopped",
+			    s->job->name);
+	else if (s->realtime)
 		(void)lk_daemon_realtime_start(d, s);
 	pthread_mutex_unlock(&d->mu);
 }
@@ -187,6 +208,16 @@ static void collect(struct lk_daemon *d)
 		d->slots[k++] = s;
 	}
 	d->nslots = k;
+	for (int i = 0; i < d->nslots; i++) {
+		struct lk_slot *s = d->slots[i];
+
+		if (!s->held || s->gone || predecessor_busy(d, s))
+			continue;
+		s->held = false;
+		lk_log_info("job %s: the old version stopped; the new one starts", s->job->name);
+		if (s->realtime)
+			(void)lk_daemon_realtime_start(d, s);
+	}
 	pthread_mutex_unlock(&d->mu);
 	for (struct lk_gen **p = &d->gens->next; *p;) {
 		struct lk_gen *g = *p;
@@ -293,7 +324,7 @@ static void tick(struct lk_daemon *d, struct lk_store *store)
 		struct lk_sched_act acts[4];
 		int n;
 
-		if (s->realtime || s->gone)
+		if (s->realtime || s->gone || s->held)
 			continue;
 		n = d->closing ? 0 : lk_sched_tick(&s->e, 1, now, acts, 4);
 		for (int k = 0; k < n; k++) {

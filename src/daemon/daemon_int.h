@@ -39,6 +39,7 @@ struct lk_slot {
 	bool busy;	    /* a run queued or going, or the real-time thread alive */
 	bool gone;	    /* removed or replaced by a reload: freed once not busy */
 	bool queued;	    /* in the pool's queue (not started yet) */
+	bool held;	    /* replaces a slot still busy: starts once that one is idle */
 	pthread_t thread;   /* real-time */
 	bool thread_started;
 	/* real-time thread's own state */
@@ -46,6 +47,10 @@ struct lk_slot {
 	int64_t outage_ms;
 	int attempt;
 	char last_msg[LK_ERR_MSG_MAX];
+	/* scheduled runs' failure streak (touched only by the worker running the slot) */
+	int fail_streak;
+	int64_t fail_logged_ms;
+	char fail_msg[LK_ERR_MSG_MAX];
 	struct lk_slot *next_queued; /* pool queue link */
 	int64_t queued_seq;
 };

@@ -9,6 +9,7 @@
 #include "store/store.h"
 #include "sync/sync.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,8 +69,51 @@ static int attempt(struct lk_daemon *d, struct lk_slot *s, struct lk_store *stor
 	case LK_JOB_EXEC:
 		return lk_execjob_run(&jr, err);
 	default:
-		return lk_sync_run(s->gen->cfg, job, store, &so, &res, err);
+		if (lk_sync_run(s->gen->cfg, job, store, &so, &res, err) < 0)
+			return -1;
+		lk_log_info(
+			"run %s of job %s succeeded: %lld rows read, %lld written, %lld deleted%s",
+			res.run_id, job->name, (long long)res.rows_read,
+			(long long)res.rows_written, (long long)res.rows_deleted,
+			res.rows_failed ? " (some dead-lettered)" : "");
+		return 0;
 	}
+}
+
+/*
+ * A run that failed for good. The first failure of a streak is an error line; after it,
+ * the streak is repeated at 2, 4, 8 ... runs in a row or once every 10 minutes, and a
+ * new message is shown at most every 30 s, so a job that fails every second cannot
+ * flood the log. The state store records every run either way.
+ */
+static void report_failure(struct lk_slot *s, const struct lk_err *err, int attempts)
+{
+	int64_t now = lk_mono_ms(), since = now - s->fail_logged_ms;
+	int n = ++s->fail_streak;
+	bool same = strcmp(s->fail_msg, err->msg) == 0;
+	char tries[48] = "";
+
+	if (attempts > 1)
+		(void)snprintf(tries, sizeof(tries), " (after %d attempts)", attempts);
+	if (n == 1) {
+		lk_log_error("job %s: run failed%s: %s", s->job->name, tries, err->msg);
+	} else if ((!same && since >= 30000) || (n & (n - 1)) == 0 || since >= 600000) {
+		lk_log_error("job %s: still failing, %d runs in a row%s: %s", s->job->name, n,
+			     tries, err->msg);
+	} else {
+		lk_log_debug("job %s: run failed again: %s", s->job->name, err->msg);
+		return;
+	}
+	s->fail_logged_ms = now;
+	(void)snprintf(s->fail_msg, sizeof(s->fail_msg), "%s", err->msg);
+}
+
+static void report_success(struct lk_slot *s)
+{
+	if (s->fail_streak > 0)
+		lk_log_info("job %s: succeeded again after %d failed run%s", s->job->name,
+			    s->fail_streak, s->fail_streak == 1 ? "" : "s");
+	s->fail_streak = 0;
 }
 
 /* A run with its retries: only transient errors are retried, with full-jitter back-off. */
@@ -85,16 +129,18 @@ static void run_slot(struct lk_daemon *d, struct lk_slot *s)
 		int64_t wait;
 
 		lk_store_close(store);
-		if (rc == 0 || s->stop || err.code == LK_ERR_CANCELLED)
+		if (rc == 0) {
+			report_success(s);
+			return;
+		}
+		if (s->stop || err.code == LK_ERR_CANCELLED)
 			return;
 		if (err.code == LK_ERR_BUSY) {
 			lk_log_info("job %s: %s; this run is skipped", s->job->name, err.msg);
 			return;
 		}
 		if (!err.transient || i + 1 == r->attempts) {
-			if (i > 0 || err.transient)
-				lk_log_warn("job %s: giving up after %d attempt%s: %s",
-					    s->job->name, i + 1, i ? "s" : "", err.msg);
+			report_failure(s, &err, i + 1);
 			return;
 		}
 		wait = lk_backoff_ms(&once, i);

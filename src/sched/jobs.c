@@ -54,7 +54,8 @@ static void run_end(struct lk_jobrun *jr, struct lk_run *run, bool inserted, int
 	else if (err->code == LK_ERR_CANCELLED)
 		lk_log_info("run %s of job %s interrupted", run->id, jr->job->name);
 	else
-		lk_log_error("run %s of job %s failed: %s", run->id, jr->job->name, err->msg);
+		lk_log_debug("run %s of job %s failed: %s", run->id, jr->job->name, err->msg);
+	/* the daemon reports failures, with repeats held back (daemon_jobs.c) */
 }
 
 /* Reads the database's epoch for the job, takes the lock and a newer epoch, seals it. */
@@ -87,7 +88,7 @@ static struct lk_job_lock *lock_and_seal(struct lk_jobrun *jr, struct lk_db *db,
 static int run_script(struct lk_jobrun *jr, struct lk_db *db, int64_t epoch, struct lk_err *err)
 {
 	const struct lk_connector_ops *ops = db->ops;
-	char pos[96], timeout[64];
+	char pos[96];
 	int64_t changed = 0;
 
 	(void)snprintf(pos, sizeof(pos), "{\"kind\":\"sql\",\"run\":\"%s\"}", jr->run_id);
@@ -95,13 +96,11 @@ static int run_script(struct lk_jobrun *jr, struct lk_db *db, int64_t epoch, str
 		return -1;
 	if (ops->position_put(db->conn, jr->job->name, epoch, pos, err) < 0)
 		goto fail;
-	if (db->conf->kind == LK_DB_POSTGRES && jr->job->timeout_ms > 0) {
-		(void)snprintf(timeout, sizeof(timeout), "SET LOCAL statement_timeout = %lld",
-			       (long long)jr->job->timeout_ms);
-		if (ops->exec(db->conn, timeout, 0, NULL, NULL, NULL, err) < 0)
-			goto fail;
-	}
+	if (jr->job->timeout_ms > 0 && ops->set_timeout(db->conn, jr->job->timeout_ms, err) < 0)
+		goto fail;
 	if (ops->exec(db->conn, jr->job->sql, 0, NULL, NULL, &changed, err) < 0)
+		goto fail;
+	if (jr->job->timeout_ms > 0 && ops->set_timeout(db->conn, 0, err) < 0)
 		goto fail;
 	if (ops->commit(db->conn, err) < 0)
 		goto fail;
@@ -109,6 +108,11 @@ static int run_script(struct lk_jobrun *jr, struct lk_db *db, int64_t epoch, str
 	return 0;
 fail:
 	ops->rollback(db->conn);
+	if (jr->job->timeout_ms > 0 && db->conf->kind == LK_DB_SQLITE) {
+		struct lk_err e2 = LK_ERR_INIT;
+
+		(void)ops->set_timeout(db->conn, 0, &e2); /* PostgreSQL's ended with the rollback */
+	}
 	if (strcmp(err->sqlstate, "57014") == 0)
 		(void)lk_err_set(err, LK_ERR_PG, "cancelled by its timeout of %lld ms",
 				 (long long)jr->job->timeout_ms);

@@ -761,9 +761,88 @@ def test_retention_and_restarts():
         run.kill()
 
 
+# ---------------------------------------------------------------------------
+# 8. a reload that changes a job while it runs
+
+
+def test_reload_running_job():
+    db = L.new_db("d_reload_busy")
+    L.execute(db, "CREATE EXTENSION IF NOT EXISTS btree_gist")
+    L.execute(db, "CREATE TABLE executions (job text NOT NULL, version text NOT NULL, during tstzrange NOT NULL, "
+                  "EXCLUDE USING gist (job WITH =, during WITH &&))")
+    wd = L.Workdir("d_reload_busy")
+
+    def job(version):
+        return {"kind": "sql", "db": "d", "every": "1s",
+                "sql": "SELECT pg_sleep(2); INSERT INTO executions VALUES ('slow', '%s', tstzrange(now(), "
+                       "clock_timestamp()))" % version}
+
+    cfg = config(wd, {"d": db}, {"slow": job("v1")})
+    run = Run(cfg, wd)
+    try:
+        t.check(wait_for(lambda: runs(wd, "slow", "running"), deadline=30), "reload_busy: a v1 run is going",
+                run.tail(2000))
+        time.sleep(0.3)
+        mark = len(run.output())
+        config(wd, {"d": db}, {"slow": job("v2")})
+        run.hup()
+        t.check(wait_for(lambda: L.scalar(db, "SELECT count(*) FROM executions WHERE version = 'v2'") >= 2,
+                         deadline=30), "reload_busy: the changed job runs its new version (twice)", run.tail(3000))
+        after = run.output()[mark:]
+        t.check("job slow: the new version starts once the old one has stopped" in after
+                and "job slow: the old version stopped; the new one starts" in after,
+                "reload_busy: the new version waited for the old run to stop", after[-3000:])
+        t.check("this run is skipped" not in after and "held by" not in after,
+                "reload_busy: no fire of the new version found the job busy and was dropped", after[-3000:])
+        t.eq(runs(wd, "slow", "failed"), [], "reload_busy: no failed run (an overlap fails on the constraint)")
+        ex = L.execute(db, "SELECT lower(during), upper(during) FROM executions ORDER BY 1")
+        t.eq(overlaps([(a, b) for a, b in ex]), [], "reload_busy: no two executions overlap")
+        run.stop("reload_busy")
+    finally:
+        run.kill()
+
+
+# ---------------------------------------------------------------------------
+# 9. sql jobs' timeout on both engines
+
+
+def test_sql_timeout():
+    db = L.new_db("d_sql_timeout")
+    wd = L.Workdir("d_sql_timeout")
+    lite = wd.file("lite.db")
+    c = sqlite3.connect(lite)
+    c.execute("CREATE TABLE done (at TEXT)")
+    c.commit()
+    c.close()
+    forever = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+               "INSERT INTO done SELECT x FROM c WHERE x < 0 LIMIT 1")
+    cfg = config(wd, {"pg": db, "lite": "sqlite:" + lite}, {
+        "pg_slow": {"kind": "sql", "db": "pg", "every": "2s", "timeout": "1s", "sql": "SELECT pg_sleep(30)",
+                    "retry": {"attempts": 1}},
+        "lite_slow": {"kind": "sql", "db": "lite", "every": "2s", "timeout": "1s", "sql": forever,
+                      "retry": {"attempts": 1}},
+        "lite_quick": {"kind": "sql", "db": "lite", "every": "2s", "sql": "INSERT INTO done VALUES ('x')"},
+    })
+    run = Run(cfg, wd)
+    try:
+        for job in ("pg_slow", "lite_slow"):
+            t.check(wait_for(lambda: runs(wd, job, "failed"), deadline=20),
+                    "%s: the run over its timeout is recorded failed" % job, brief(runs(wd, job)) + run.tail(2000))
+            r = (runs(wd, job, "failed") or [{}])[0]
+            took = ((r.get("finished_ms") or 0) - (r.get("started_ms") or 0)) / 1000.0
+            t.check("cancelled by its timeout of 1000 ms" in (r.get("error") or ""),
+                    "%s: the error names the timeout" % job, brief([r]))
+            t.check(0.9 <= took <= 5.0, "%s: cancelled after about 1 s (%.1f s)" % (job, took), brief([r]))
+        t.check(wait_for(lambda: runs(wd, "lite_quick", "succeeded"), deadline=20),
+                "lite_quick: a job without a timeout on the same SQLite file succeeds", run.tail(2000))
+        run.stop("sql_timeout")
+    finally:
+        run.kill()
+
+
 CASES = (test_no_overlap, test_exec_progress, test_misfire_and_persistence, test_sighup,
          test_memory_budget, test_graceful_shutdown_resume,
-         test_retention_and_restarts)
+         test_retention_and_restarts, test_reload_running_job, test_sql_timeout)
 # Arguments name cases to run alone (e.g. `test_daemon.py sighup`); none runs them all.
 for case in CASES:
     if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:

@@ -15,10 +15,16 @@ shared cluster. A snapshot job runs every second with one connection attempt per
   deleted on the source after the restart reach the target without restarting lockstep,
   and the target equals the source (md5 over the rows, computed by each server).
   lockstep never exits by itself and stops with exit 0 on SIGTERM.
+- probe_timeout: a "database" that accepts TCP connections and never answers (a
+  listening socket nobody accepts from). An sql job every 1 s with one attempt per run,
+  breaker {failures: 1, cooldown: 1s, probe_timeout: 2s}: the first run waits for the
+  normal connect timeout (10 s), the breaker opens, and the half-open probes fail after
+  about 2 s (their own timeout), not 10; the runs in between fail fast.
 """
 import json
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -257,5 +263,50 @@ def test_breaker():
             cluster.destroy()
 
 
+def test_probe_timeout():
+    lsn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(64)  # never accepted: the kernel completes the handshake, nobody answers
+    port = lsn.getsockname()[1]
+    wd = L.Workdir("dmf_probe")
+    cfg = L.sync_config(wd, {
+        "silent": {"url": "postgresql://postgres@127.0.0.1:%d/x" % port,
+                   "breaker": {"failures": 1, "cooldown": "1s", "probe_timeout": "2s"}},
+    }, {"q": {"kind": "sql", "db": "silent", "every": "1s", "sql": "SELECT 1", "retry": {"attempts": 1}}},
+        extra={"instance": {"name": "it_probe"}})
+    run = W.Daemon(cfg, wd.file("run.log"), env={"LOCKSTEP_SHUTDOWN_GRACE": "5s"}).start()
+    try:
+        def took(r):
+            return (r["finished_ms"] - r["started_ms"]) / 1000.0
+
+        def probes():
+            return [r for r in runs(wd, "q") if r["status"] == "failed" and "failing fast" not in (r["error"] or "")
+                    and r["finished_ms"]]
+
+        t.check(wait_for(lambda: len(probes()) >= 3, deadline=60), "probe_timeout: a first try and 2 probes failed",
+                brief(runs(wd, "q")) + "\n" + run.tail(2000))
+        ps = probes()
+        t.log("connect attempts took %s s" % ", ".join("%.1f" % took(r) for r in ps[:4]))
+        t.check(9.0 <= took(ps[0]) <= 13.0, "probe_timeout: the first try waits the normal 10 s connect timeout "
+                "(%.1f s)" % took(ps[0]), brief(ps))
+        t.check(all(1.5 <= took(r) <= 3.5 for r in ps[1:3]),
+                "probe_timeout: each half-open probe gives up after its own 2 s timeout (%s)"
+                % ", ".join("%.1f" % took(r) for r in ps[1:3]), brief(ps))
+        fast = [r for r in runs(wd, "q") if "failing fast" in (r["error"] or "")]
+        t.check(len(fast) >= 1 and all(took(r) < 0.5 for r in fast),
+                "probe_timeout: runs between the probes fail fast (%d)" % len(fast), brief(fast))
+        failed = [r for r in runs(wd, "q") if r["status"] == "failed"]
+        log = run.output()
+        first, again = log.count("job q: run failed"), log.count("job q: still failing")
+        t.check(first == 1 and 1 <= again < len(failed) - 1,
+                "failure log: one 'run failed' line, then repeats held back (%d + %d lines for %d failed runs)"
+                % (first, again, len(failed)), log[-3000:])
+        t.eq(run.term(30), 0, "probe_timeout: SIGTERM stops lockstep run with exit 0", run.tail(2000))
+    finally:
+        run.kill()
+        lsn.close()
+
+
 t.case(test_breaker)
+t.case(test_probe_timeout)
 t.finish()
