@@ -87,7 +87,7 @@ void lk_cli_signals(void)
 int lk_cli_fail(const struct lk_err *err)
 {
 	(void)fprintf(stderr, "lockstep: %s\n", err->msg);
-	if (err->code == LK_ERR_UNAVAILABLE)
+	if (err->code == LK_ERR_UNAVAILABLE && strstr(err->msg, "database"))
 		(void)fprintf(stderr, "hint: check the database URL, that the server runs, and "
 				      "the network; retries are set by the job's retry:\n");
 	return lk_err_exit_code(err);

@@ -2,6 +2,7 @@
 #include "cli_int.h"
 #include "connector/connector.h"
 #include "core/buf.h"
+#include "http/http.h"
 #include "sched/jobs.h"
 
 #include <stdio.h>
@@ -99,6 +100,11 @@ int lk_cmd_check_config(struct lk_cli *cli)
 		       strcmp(cli->argv[1], "--help") == 0 ? 0 : LK_EXIT_USAGE;
 	if (lk_sched_check_config(cli->cfg, &err) < 0) {
 		(void)fprintf(stderr, "%s\n", err.msg);
+		return LK_EXIT_CONFIG;
+	}
+	if (lk_http_check_listen(cli->cfg->http.listen ? cli->cfg->http.listen : "127.0.0.1:8433",
+				 cli->cfg->http.token, &err) < 0) {
+		(void)fprintf(stderr, "%s: %s\n", cli->cfg->path, err.msg);
 		return LK_EXIT_CONFIG;
 	}
 	lk_config_dump(cli->cfg, &dump);

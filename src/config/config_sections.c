@@ -100,7 +100,7 @@ int lk_cfg_parse_listen(struct lk_cfgctx *c, const struct lk_key *k, const struc
 
 	if (val && val->type == LK_Y_SCALAR)
 		colon = strrchr(val->text, ':');
-	if (!colon || colon == val->text || lk_int64_parse(colon + 1, &port) < 0 || port < 1 ||
+	if (!colon || colon == val->text || lk_int64_parse(colon + 1, &port) < 0 || port < 0 ||
 	    port > 65535) {
 		lk_ynode_describe(val, found, sizeof(found));
 		return lk_cfg_fail(c, val, "expected HOST:PORT (like 127.0.0.1:8433), found %s",

@@ -8,6 +8,7 @@
 
 #include "daemon/sdnotify.h"
 #include "daemon_int.h"
+#include "http/http.h"
 #include "sched/jobs.h"
 #include "store/store.h"
 #include "sync/budget.h"
@@ -20,6 +21,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/units.h"
+#include "core/uuid7.h"
 
 #define TICK_MS 100
 #define HEARTBEAT_MS 2000
@@ -110,7 +112,7 @@ static void place(struct lk_daemon *d, struct lk_slot *s, struct lk_store *store
 		lk_log_info("job %s: %d missed run%s to make up (misfire: %s)", s->job->name,
 			    s->e.pending, s->e.pending == 1 ? "" : "s",
 			    s->job->misfire == LK_MISFIRE_ONCE ? "once" : "catchup");
-	(void)lk_store_runs_interrupt_stale(store, s->job->name, &err);
+	(void)lk_store_runs_interrupt_stale(store, s->job->name, NULL, &err);
 	if (s->e.pending == 0 && was_interrupted(store, s->job->name)) {
 		lk_log_info("job %s: its last run was interrupted; resuming it now", s->job->name);
 		s->e.pending = 1;
@@ -331,6 +333,16 @@ static void tick(struct lk_daemon *d, struct lk_store *store)
 			if (acts[k].kind == LK_SCHED_RUN) {
 				s->busy = true;
 				s->stop = false;
+				s->cancel = false;
+				if (s->next_id[0]) { /* asked for over HTTP: keeps its id */
+					memcpy(s->run_id, s->next_id, sizeof(s->run_id));
+					s->run_full = s->next_full;
+					s->next_id[0] = '\0';
+				} else {
+					lk_uuid7(s->run_id);
+					s->run_full = false;
+				}
+				lk_daemon_live_queued(d, s->run_id, s->job->name, s->run_full);
 				lk_daemon_enqueue(d, s);
 			} else if (acts[k].kind == LK_SCHED_SKIP) {
 				(void)snprintf(todo[ntodo].job, sizeof(todo[0].job), "%s",
@@ -426,7 +438,8 @@ static bool stop_all(struct lk_daemon *d, struct lk_store *store)
 		struct lk_err err = LK_ERR_INIT;
 
 		if (d->slots[i]->busy)
-			(void)lk_store_runs_interrupt_stale(store, d->slots[i]->job->name, &err);
+			(void)lk_store_runs_interrupt_stale(store, d->slots[i]->job->name, NULL,
+							    &err);
 	}
 	return false;
 }
@@ -465,12 +478,24 @@ static void loop(struct lk_daemon *d, struct lk_store *store)
 	}
 }
 
+static void api_free(struct lk_daemon *d)
+{
+	lk_store_close(d->api_store);
+	d->api_store = NULL;
+	free(d->live);
+	free(d->jobstats);
+	pthread_cond_destroy(&d->live_cond);
+	pthread_mutex_destroy(&d->live_mu);
+	pthread_mutex_destroy(&d->api_mu);
+}
+
 int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 		  enum lk_daemon_end *end, struct lk_err *err)
 {
 	struct lk_daemon d;
 	struct lk_store *store;
 	struct lk_gen *g;
+	pthread_condattr_t ca;
 	int nsched = 0, nrt = 0;
 	bool clean;
 
@@ -478,14 +503,32 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 	*end = LK_DAEMON_CLEAN;
 	d.opts = opts;
 	d.store_cfg = *cfgp;
+	d.started_mono_ms = lk_mono_ms();
+	d.started_wall_ms = lk_wall_ms();
 	pthread_mutex_init(&d.mu, NULL);
 	pthread_cond_init(&d.cond, NULL);
+	pthread_mutex_init(&d.live_mu, NULL);
+	pthread_mutex_init(&d.api_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d.live_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	d.live = lk_xcalloc(LK_LIVE_MAX, sizeof(*d.live));
 	store = lk_store_open(d.store_cfg, err);
-	if (!store)
+	if (!store) {
+		api_free(&d);
 		return -1;
+	}
+	lk_store_set_observer(store, lk_daemon_observe, &d);
 	g = gen_new(&d, *cfgp);
-	if (lk_daemon_pool_start(&d, MAX_WORKERS, err) < 0) {
+	/* serving first: a port in use stops the start before any job runs */
+	d.http = lk_http_start(g->cfg->http.listen ? g->cfg->http.listen : "127.0.0.1:8433",
+			       g->cfg->http.token, &d, err);
+	if (!d.http || lk_daemon_pool_start(&d, MAX_WORKERS, err) < 0) {
+		lk_http_stop(d.http);
 		lk_store_close(store);
+		api_free(&d);
+		free(d.gens);
 		return -1;
 	}
 	for (int i = 0; i < g->cfg->njobs; i++) {
@@ -503,6 +546,8 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 	(void)lk_sd_notifyf("READY=1\nSTATUS=running %d jobs", g->cfg->njobs);
 	loop(&d, store);
 	clean = stop_all(&d, store);
+	lk_http_stop(d.http); /* answered during the shutdown; no request is left now */
+	d.http = NULL;
 	lk_daemon_heartbeat(&d, store, "STOPPED");
 	lk_store_close(store);
 	if (!clean) {
@@ -528,6 +573,7 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 		d.gens = next;
 	}
 	lk_sync_set_batch_divisor(1);
+	api_free(&d);
 	pthread_cond_destroy(&d.cond);
 	pthread_mutex_destroy(&d.mu);
 	return 0;

@@ -15,6 +15,7 @@
 #define LK_LOG_COMPONENT "daemon"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/units.h"
 
 int64_t lk_daemon_rss_bytes(void)
 {
@@ -117,7 +118,12 @@ void lk_daemon_heartbeat(struct lk_daemon *d, struct lk_store *store, const char
 	pthread_mutex_unlock(&d->mu);
 	add_breakers(&b);
 	lk_buf_addch(&b, '}');
-	if (lk_store_instance_report(store, d->opts->instance, health, b.buf, &err) < 0)
+	if (lk_store_instance_report(store, d->opts->instance, health, b.buf, &err) < 0) {
 		lk_log_debug("cannot write the heartbeat: %s", err.msg);
+	} else {
+		pthread_mutex_lock(&d->mu);
+		d->store_ok_ms = lk_mono_ms(); /* /api/health's state store check */
+		pthread_mutex_unlock(&d->mu);
+	}
 	lk_buf_release(&b);
 }

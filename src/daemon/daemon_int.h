@@ -7,6 +7,7 @@
 #ifndef LK_DAEMON_INT_H
 #define LK_DAEMON_INT_H
 
+#include "api.h"
 #include "daemon.h"
 #include "sched/cron.h"
 #include "sched/sched.h"
@@ -47,6 +48,13 @@ struct lk_slot {
 	int64_t outage_ms;
 	int attempt;
 	char last_msg[LK_ERR_MSG_MAX];
+	/* runs the API can name (mu held) */
+	char run_id[37];      /* the run queued in the pool or going */
+	char next_id[37];     /* the waiting run (sched pending) asked for over HTTP */
+	bool next_full;	      /* its type */
+	bool run_full;	      /* the going run's type */
+	volatile bool cancel; /* a user cancelled the going run (with stop) */
+	bool resnap;	      /* real-time: re-snapshot asked for (with stop) */
 	/* scheduled runs' failure streak (touched only by the worker running the slot) */
 	int fail_streak;
 	int64_t fail_logged_ms;
@@ -74,7 +82,47 @@ struct lk_daemon {
 	/* memory */
 	int64_t rss, rss_peak;
 	int64_t limit;
+	/* health */
+	int64_t started_mono_ms, started_wall_ms;
+	int64_t store_ok_ms; /* the last heartbeat the store took (monotonic) */
+	/* the API (daemon_api.c) */
+	pthread_mutex_t live_mu;
+	pthread_cond_t live_cond; /* a live run changed (CLOCK_MONOTONIC) */
+	struct lk_live *live;	  /* LK_LIVE_MAX */
+	struct lk_jobstat *jobstats;
+	int njobstats, ajobstats;
+	pthread_mutex_t api_mu;
+	struct lk_store *api_store;
+	struct lk_http *http;
 };
+
+/* The live view of runs (daemon_api.c): recent and going runs, by id. */
+#define LK_LIVE_MAX 128
+struct lk_live {
+	struct lk_api_run r;
+	bool used;
+};
+
+/* Counters per job for /metrics (live_mu). */
+#define LK_HIST_BUCKETS 9
+#define LK_NSTATUS 5
+struct lk_jobstat {
+	char job[128];
+	int64_t rows_read, rows_written, rows_failed;
+	int64_t runs[LK_NSTATUS];
+	int64_t hist[LK_HIST_BUCKETS], hist_count;
+	double hist_sum;
+	int64_t last_success_ms;
+};
+
+/* daemon_api.c */
+/* The store observer of every handle that records runs (any thread). */
+void lk_daemon_observe(void *arg, const struct lk_run *run);
+/* A run queued (not started yet) enters the live view. */
+void lk_daemon_live_queued(struct lk_daemon *d, const char *id, const char *job, bool full);
+/* A run that never started (or never recorded its end) gets a final status. */
+void lk_daemon_live_settle(struct lk_daemon *d, const char *id, const char *status,
+			   const char *why);
 
 /* daemon_jobs.c */
 int lk_daemon_pool_start(struct lk_daemon *d, int nworkers, struct lk_err *err);

@@ -57,9 +57,18 @@ static int attempt(struct lk_daemon *d, struct lk_slot *s, struct lk_store *stor
 		   const struct lk_retry_conf *once, struct lk_err *err)
 {
 	const struct lk_job *job = s->job;
-	struct lk_jobrun jr = {
-		.cfg = s->gen->cfg, .job = job, .store = store, .stop = &s->stop, .retry = once};
-	struct lk_sync_opts so = {.stop = &s->stop, .retry = once};
+	struct lk_jobrun jr = {.cfg = s->gen->cfg,
+			       .job = job,
+			       .store = store,
+			       .stop = &s->stop,
+			       .retry = once,
+			       .want_id = s->run_id,
+			       .cancel = &s->cancel};
+	struct lk_sync_opts so = {.stop = &s->stop,
+				  .retry = once,
+				  .run_id = s->run_id,
+				  .cancel = &s->cancel,
+				  .full = s->run_full};
 	struct lk_sync_result res;
 
 	(void)d;
@@ -125,9 +134,12 @@ static void run_slot(struct lk_daemon *d, struct lk_slot *s)
 	for (int i = 0; i < r->attempts && !s->stop; i++) {
 		struct lk_err err = LK_ERR_INIT;
 		struct lk_store *store = lk_store_open(d->store_cfg, &err);
-		int rc = store ? attempt(d, s, store, &once, &err) : -1;
+		int rc;
 		int64_t wait;
 
+		if (store)
+			lk_store_set_observer(store, lk_daemon_observe, d);
+		rc = store ? attempt(d, s, store, &once, &err) : -1;
 		lk_store_close(store);
 		if (rc == 0) {
 			report_success(s);
@@ -137,10 +149,12 @@ static void run_slot(struct lk_daemon *d, struct lk_slot *s)
 			return;
 		if (err.code == LK_ERR_BUSY) {
 			lk_log_info("job %s: %s; this run is skipped", s->job->name, err.msg);
+			lk_daemon_live_settle(d, s->run_id, "skipped", err.msg);
 			return;
 		}
 		if (!err.transient || i + 1 == r->attempts) {
 			report_failure(s, &err, i + 1);
+			lk_daemon_live_settle(d, s->run_id, "failed", err.msg);
 			return;
 		}
 		wait = lk_backoff_ms(&once, i);
@@ -166,6 +180,10 @@ static void *worker_main(void *arg)
 		s->e.run_started_ms = lk_wall_ms(); /* the 80% warning counts from here */
 		pthread_mutex_unlock(&d->mu);
 		run_slot(d, s);
+		/* a run stopped before it recorded anything still ends, for the API */
+		lk_daemon_live_settle(d, s->run_id, s->cancel ? "cancelled" : "interrupted",
+				      s->cancel ? "cancelled before it started"
+						: "stopped before it started");
 		pthread_mutex_lock(&d->mu);
 		d->running--;
 		s->busy = false;
@@ -279,10 +297,36 @@ static void *realtime_main(void *arg)
 		struct lk_sync_result res;
 		struct lk_store *store = lk_store_open(a.d->store_cfg, &err);
 		int64_t wait;
+		char id[37] = "";
+		bool again = false;
 
-		if (store)
+		if (store) {
+			lk_store_set_observer(store, lk_daemon_observe, a.d);
+			pthread_mutex_lock(&a.d->mu);
+			memcpy(s->run_id, s->next_id[0] ? s->next_id : "", 37);
+			s->next_id[0] = '\0';
+			opts.full = s->run_id[0] != '\0'; /* a re-snapshot asked for over HTTP */
+			memcpy(id, s->run_id, sizeof(id));
+			pthread_mutex_unlock(&a.d->mu);
+			opts.run_id = id[0] ? id : NULL;
 			(void)lk_sync_run(s->gen->cfg, s->job, store, &opts, &res, &err);
+			pthread_mutex_lock(&a.d->mu);
+			memcpy(s->run_id, res.run_id, sizeof(s->run_id));
+			pthread_mutex_unlock(&a.d->mu);
+		}
 		lk_store_close(store);
+		pthread_mutex_lock(&a.d->mu);
+		if (s->resnap && !s->gone && !a.d->closing && !*a.d->opts->stop) {
+			s->resnap = false;
+			s->stop = false; /* stopped for the re-snapshot, not for good */
+			again = true;
+		}
+		pthread_mutex_unlock(&a.d->mu);
+		if (again) {
+			lk_log_info("job %s: re-snapshotting (run %s), as asked over HTTP",
+				    s->job->name, s->next_id);
+			continue;
+		}
 		if (s->stop)
 			break;
 		note_failure(s, &err);

@@ -20,7 +20,10 @@
 static void run_begin(struct lk_jobrun *jr, struct lk_run *run, const char *stage)
 {
 	memset(run, 0, sizeof(*run));
-	lk_uuid7(run->id);
+	if (jr->want_id)
+		(void)snprintf(run->id, sizeof(run->id), "%s", jr->want_id);
+	else
+		lk_uuid7(run->id);
 	memcpy(jr->run_id, run->id, sizeof(jr->run_id));
 	run->job = jr->job->name;
 	run->type = "full";
@@ -38,8 +41,9 @@ static void run_end(struct lk_jobrun *jr, struct lk_run *run, bool inserted, int
 	struct lk_err e2 = LK_ERR_INIT;
 
 	run->status = rc == 0			      ? "succeeded"
-		      : err->code == LK_ERR_CANCELLED ? "interrupted"
-						      : "failed";
+		      : err->code != LK_ERR_CANCELLED ? "failed"
+		      : jr->cancel && *jr->cancel     ? "cancelled"
+						      : "interrupted";
 	run->error = rc == 0 || err->code == LK_ERR_CANCELLED ? NULL : err->msg;
 	run->finished_ms = lk_wall_ms();
 	run->stage = "done";
@@ -177,6 +181,7 @@ static void on_exec_progress(void *arg, const struct lk_exec_progress *p)
 	if (p->total >= 0)
 		st->run->total_estimate = p->total;
 	st->run->stage = st->stage[0] ? st->stage : "exec";
+	lk_store_run_observe(st->jr->store, st->run); /* live, even when not written */
 	if (!new_stage && now - st->last_write_ms < 1000)
 		return;
 	st->last_write_ms = now;

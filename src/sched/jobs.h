@@ -17,6 +17,8 @@ struct lk_jobrun {
 	struct lk_store *store;		   /* the calling thread's handle */
 	volatile const bool *stop;	   /* cancels at the next check (exec: kills the group) */
 	const struct lk_retry_conf *retry; /* connection retries; NULL: the job's */
+	const char *want_id;		   /* the run's id chosen by the caller; NULL: new */
+	volatile const bool *cancel;	   /* set with stop by a user's cancel: cancelled */
 	char run_id[37];		   /* out: the run's id */
 	const char *status;		   /* out: succeeded | failed | interrupted */
 	int64_t rows;			   /* out: sql: rows changed; exec: stats.processed */

@@ -52,15 +52,71 @@ int lk_store_run_insert(struct lk_store *s, const struct lk_run *r, struct lk_er
 	int rc;
 
 	fill_params(&rp, r);
+	lk_buf_addf(
+		&sql,
+		"INSERT INTO %sruns (id, job, type, status, stage, progress, rows_read,"
+		" rows_written, rows_failed, total_estimate, started_ms, updated_ms,"
+		" finished_ms, error, epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+		" $11, $12, $13, $14, $15) ON CONFLICT (id) DO UPDATE SET type = excluded.type,"
+		" status = excluded.status, stage = excluded.stage, progress = excluded.progress,"
+		" rows_read = excluded.rows_read, rows_written = excluded.rows_written,"
+		" rows_failed = excluded.rows_failed, total_estimate = excluded.total_estimate,"
+		" started_ms = excluded.started_ms, updated_ms = excluded.updated_ms,"
+		" finished_ms = excluded.finished_ms, error = excluded.error,"
+		" epoch = excluded.epoch",
+		s->prefix);
+	rc = lk_store_exec(s, sql.buf, 15, rp.p, NULL, err);
+	lk_buf_release(&sql);
+	if (rc == 0)
+		lk_store_run_observe(s, r);
+	return rc;
+}
+
+int lk_store_run_queue(struct lk_store *s, const struct lk_run *r, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	struct run_params rp;
+	int rc;
+
+	fill_params(&rp, r);
 	lk_buf_addf(&sql,
 		    "INSERT INTO %sruns (id, job, type, status, stage, progress, rows_read,"
 		    " rows_written, rows_failed, total_estimate, started_ms, updated_ms,"
 		    " finished_ms, error, epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-		    " $11, $12, $13, $14, $15)",
+		    " $11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING",
 		    s->prefix);
 	rc = lk_store_exec(s, sql.buf, 15, rp.p, NULL, err);
 	lk_buf_release(&sql);
 	return rc;
+}
+
+int lk_store_run_find(struct lk_store *s, const char *id, struct lk_rows *out, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	const char *p[1] = {id};
+	int rc;
+
+	lk_buf_addf(
+		&sql,
+		"SELECT id, job, type, status, stage, progress, rows_read, rows_written,"
+		" rows_failed, total_estimate, started_ms, updated_ms, finished_ms, error, epoch"
+		" FROM %sruns WHERE id = $1",
+		s->prefix);
+	rc = lk_store_exec(s, sql.buf, 1, p, out, err);
+	lk_buf_release(&sql);
+	return rc;
+}
+
+void lk_store_set_observer(struct lk_store *s, lk_run_observer cb, void *arg)
+{
+	s->observer = cb;
+	s->observer_arg = arg;
+}
+
+void lk_store_run_observe(struct lk_store *s, const struct lk_run *r)
+{
+	if (s && s->observer)
+		s->observer(s->observer_arg, r);
 }
 
 int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_err *err)
@@ -87,6 +143,7 @@ int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_er
 		    s->prefix, (long long)r->epoch, s->prefix, s->prefix);
 	rc = lk_store_exec(s, sql.buf, 11, p, NULL, err);
 	lk_buf_release(&sql);
+	lk_store_run_observe(s, r); /* the live view follows the run even if the write failed */
 	return rc;
 }
 
@@ -110,20 +167,21 @@ int lk_store_runs(struct lk_store *s, const char *job, int limit, struct lk_rows
 	return rc;
 }
 
-int lk_store_runs_interrupt_stale(struct lk_store *s, const char *job, struct lk_err *err)
+int lk_store_runs_interrupt_stale(struct lk_store *s, const char *job, const char *except_id,
+				  struct lk_err *err)
 {
 	struct lk_buf sql = LK_BUF_INIT;
 	char now[24];
-	const char *p[2] = {now, job};
+	const char *p[3] = {now, job ? job : "", except_id ? except_id : ""};
 	int rc;
 
 	(void)snprintf(now, sizeof(now), "%lld", (long long)lk_wall_ms());
 	lk_buf_addf(&sql,
 		    "UPDATE %sruns SET status = 'interrupted', finished_ms = $1, updated_ms = $1,"
 		    " error = coalesce(error, 'the process running it stopped before it finished')"
-		    " WHERE status IN ('running', 'queued') %s",
-		    s->prefix, job ? "AND job = $2" : "");
-	rc = lk_store_exec(s, sql.buf, job ? 2 : 1, p, NULL, err);
+		    " WHERE status IN ('running', 'queued') AND ($2 = '' OR job = $2) AND id <> $3",
+		    s->prefix);
+	rc = lk_store_exec(s, sql.buf, 3, p, NULL, err);
 	lk_buf_release(&sql);
 	return rc;
 }

@@ -51,6 +51,11 @@ struct lk_run {
 	const char *error; /* NULL when none */
 };
 
+/* Records a queued run; nothing when a run with its id exists already (it started). */
+int lk_store_run_queue(struct lk_store *s, const struct lk_run *r, struct lk_err *err);
+/* The run with this id (the columns of lk_store_runs), into out: one row or none. */
+int lk_store_run_find(struct lk_store *s, const char *id, struct lk_rows *out, struct lk_err *err);
+/* Inserts a run; a run with the same id (recorded `queued`) is overwritten. */
 int lk_store_run_insert(struct lk_store *s, const struct lk_run *r, struct lk_err *err);
 /* Updates status, stage, progress, counters, error, finished_ms. */
 int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_err *err);
@@ -80,8 +85,21 @@ enum {
 	LK_RUNCOL_EPOCH,
 };
 
-/* Runs left `running` by a crashed process become `interrupted` (for job, or all if NULL). */
-int lk_store_runs_interrupt_stale(struct lk_store *s, const char *job, struct lk_err *err);
+/*
+ * Runs left `running` or `queued` by a crashed process become `interrupted` (for job, or
+ * all if NULL), except the run `except_id` (NULL: none) that the caller is starting.
+ */
+int lk_store_runs_interrupt_stale(struct lk_store *s, const char *job, const char *except_id,
+				  struct lk_err *err);
+
+/*
+ * A hook that sees every run the handle inserts or updates, and every progress step
+ * reported with lk_store_run_observe() (also those not written, at most one write a
+ * second): the daemon keeps its live view of runs with it. Called on the writing thread.
+ */
+typedef void (*lk_run_observer)(void *arg, const struct lk_run *r);
+void lk_store_set_observer(struct lk_store *s, lk_run_observer cb, void *arg);
+void lk_store_run_observe(struct lk_store *s, const struct lk_run *r);
 
 /* Keeps the display copy of a job's position (the target's copy is the one resumed from). */
 int lk_store_position_copy(struct lk_store *s, const char *job, int64_t epoch, const char *pos,

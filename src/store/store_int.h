@@ -19,6 +19,8 @@ struct lk_store {
 	enum lk_db_kind kind;
 	const char *prefix; /* "lockstep_" or "lockstep." */
 	char *lock_base;    /* SQLite: the state file path, base of lock file names */
+	lk_run_observer observer;
+	void *observer_arg;
 };
 
 /* exec() on the store connection. */

@@ -39,6 +39,7 @@ static void record(struct run_state *st, const struct lk_sync_progress *p, bool 
 				   : -1;
 	if (st->run.progress > 100)
 		st->run.progress = 100;
+	lk_store_run_observe(st->store, &st->run); /* live, even when not written */
 	if (!force && st->last_stage == p->stage && now - st->last_write_ms < 1000)
 		return;
 	st->last_stage = p->stage;
@@ -128,9 +129,10 @@ static void finish(struct run_state *st, struct lk_job_ctx *ctx, int rc, const s
 
 	ctx->prog.stage = "done";
 	record(st, &ctx->prog, true);
-	st->run.status = rc == 0			   ? "succeeded"
-			 : (err->code == LK_ERR_CANCELLED) ? "interrupted"
-							   : "failed";
+	st->run.status = rc == 0					     ? "succeeded"
+			 : (err->code != LK_ERR_CANCELLED)		     ? "failed"
+			 : st->user && st->user->cancel && *st->user->cancel ? "cancelled"
+									     : "interrupted";
 	/* A stop on request is not an error (a real-time run ends only that way). */
 	st->run.error = rc == 0 || err->code == LK_ERR_CANCELLED ? NULL : err->msg;
 	st->run.finished_ms = lk_wall_ms();
@@ -167,7 +169,10 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 	inner.retry = opts ? opts->retry : NULL;
 	inner.progress = on_progress;
 	inner.progress_arg = &st;
-	lk_uuid7(st.run.id);
+	if (opts && opts->run_id)
+		(void)snprintf(st.run.id, sizeof(st.run.id), "%s", opts->run_id);
+	else
+		lk_uuid7(st.run.id);
 	memcpy(res->run_id, st.run.id, sizeof(res->run_id));
 	st.run.job = job->name;
 	st.run.type = inner.full ? "full" : "incremental";
@@ -183,7 +188,8 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 		goto out_unrecorded;
 	if (lk_dl_setup(&ctx, store, err) < 0)
 		goto out_unrecorded;
-	(void)lk_store_runs_interrupt_stale(store, job->name, err); /* their holder is gone */
+	(void)lk_store_runs_interrupt_stale(store, job->name, st.run.id,
+					    err); /* their holder is gone */
 	st.run.epoch = ctx.epoch;
 	if (lk_store_run_insert(store, &st.run, err) < 0)
 		goto out;

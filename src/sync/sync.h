@@ -33,6 +33,8 @@ struct lk_sync_opts {
 	const struct lk_retry_conf *retry; /* connection retries; NULL: the job's retry */
 	lk_sync_progress_cb progress;
 	void *progress_arg;
+	const char *run_id;	     /* the run's id chosen by the caller (HTTP); NULL: new */
+	volatile const bool *cancel; /* set with stop when a user cancelled: status cancelled */
 };
 
 struct lk_sync_result {

@@ -303,7 +303,7 @@ def _yaml_scalar(v):
 def sync_config(dir, databases, jobs, state="sqlite:state.db", extra=None):
     """Writes DIR/lockstep.yaml with `state`, `databases` ({name: url}) and `jobs`
     ({name: job dict}); returns its path."""
-    doc = {"state": state}
+    doc = {"state": state, "http": {"listen": "127.0.0.1:0"}}  # any free port: tests run side by side
     doc.update(extra or {})
     doc["databases"] = databases
     doc["jobs"] = jobs
@@ -1044,7 +1044,7 @@ class Suite:
     def eq(self, got, want, what, detail=""):
         ok = got == want
         extra = "got  %r\nwant %r" % (got, want)
-        return self.check(ok, what, extra + ("\n" + detail if detail else ""))
+        return self.check(ok, what, extra + ("\n" + str(detail) if detail else ""))
 
     def case(self, fn, *args, **kw):
         """Runs one sub-test; an exception is one failure with its traceback."""

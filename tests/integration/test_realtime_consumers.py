@@ -68,7 +68,8 @@ def rt_job(target_db, **source_extra):
 
 def config(wd, name, databases, jobs):
     """A config file NAME in the workdir; every config there shares state.db."""
-    return L.write_config(wd, L.yaml({"state": "sqlite:state.db", "databases": databases, "jobs": jobs}),
+    return L.write_config(wd, L.yaml({"state": "sqlite:state.db", "http": {"listen": "127.0.0.1:0"},
+                                      "databases": databases, "jobs": jobs}),
                           name)
 
 

@@ -1,0 +1,1044 @@
+/*
+ * daemon_api.c - the daemon's side of the HTTP API: the live view of runs (fed by the
+ * store observer of every thread that records runs), triggers and cancels, jobs, health,
+ * readiness, runs, dead letters and the metrics (api.h).
+ *
+ * Locks: d->mu (slots, queue) may be held when taking d->live_mu, never the reverse;
+ * d->api_mu guards the API's own store handle and is taken with neither held.
+ */
+#include "api.h"
+#include "connector/breaker.h"
+#include "daemon_int.h"
+#include "store/deadletters.h"
+#include "sync/budget.h"
+#include "sync/sync.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LK_LOG_COMPONENT "http"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/units.h"
+#include "core/uuid7.h"
+
+/* Run duration histogram buckets, in seconds. */
+static const double buckets[LK_HIST_BUCKETS] = {0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200};
+
+static const char *const statuses[LK_NSTATUS] = {"succeeded", "failed", "cancelled", "interrupted",
+						 "skipped"};
+
+bool lk_api_run_final(const struct lk_api_run *r)
+{
+	return strcmp(r->status, "queued") != 0 && strcmp(r->status, "running") != 0;
+}
+
+static void iso(int64_t ms, char *out, size_t size)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	(void)snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		       (int)(ms % 1000));
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+	char buf[40];
+
+	if (ms <= 0)
+		return json_null();
+	iso(ms, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static json_t *count_or_null(int64_t n)
+{
+	return n < 0 ? json_null() : json_integer(n);
+}
+
+json_t *lk_api_run_json(const struct lk_api_run *r)
+{
+	return json_pack(
+		"{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:o}, s:I, s:o}",
+		"syncId", r->id, "job", r->job, "type", r->type, "status", r->status, "progress",
+		r->progress < 0 ? json_null() : json_real(r->progress), "stage",
+		r->stage[0] ? json_string(r->stage) : json_null(), "startTime",
+		time_or_null(r->started_ms), "lastUpdate", time_or_null(r->updated_ms),
+		"finishTime", time_or_null(r->finished_ms), "stats", "rowsRead",
+		(json_int_t)r->rows_read, "rowsWritten", (json_int_t)r->rows_written, "rowsFailed",
+		(json_int_t)r->rows_failed, "totalEstimate", count_or_null(r->total_estimate),
+		"epoch", (json_int_t)r->epoch, "error",
+		r->error[0] ? json_string(r->error) : json_null());
+}
+
+/* ---- the live view ---- */
+
+static struct lk_live *live_find(struct lk_daemon *d, const char *id)
+{
+	for (int i = 0; i < LK_LIVE_MAX; i++) {
+		if (d->live[i].used && strcmp(d->live[i].r.id, id) == 0)
+			return &d->live[i];
+	}
+	return NULL;
+}
+
+/* A free entry, else the final one updated longest ago; NULL when all are going. */
+static struct lk_live *live_take(struct lk_daemon *d)
+{
+	struct lk_live *best = NULL;
+
+	for (int i = 0; i < LK_LIVE_MAX; i++) {
+		struct lk_live *l = &d->live[i];
+
+		if (!l->used)
+			return l;
+		if (lk_api_run_final(&l->r) && (!best || l->r.updated_ms < best->r.updated_ms))
+			best = l;
+	}
+	return best;
+}
+
+static struct lk_jobstat *jobstat(struct lk_daemon *d, const char *job)
+{
+	for (int i = 0; i < d->njobstats; i++) {
+		if (strcmp(d->jobstats[i].job, job) == 0)
+			return &d->jobstats[i];
+	}
+	if (d->njobstats == d->ajobstats) {
+		d->ajobstats = d->ajobstats ? 2 * d->ajobstats : 16;
+		d->jobstats =
+			lk_xrealloc(d->jobstats, (size_t)d->ajobstats * sizeof(struct lk_jobstat));
+	}
+	memset(&d->jobstats[d->njobstats], 0, sizeof(struct lk_jobstat));
+	(void)snprintf(d->jobstats[d->njobstats].job, sizeof(d->jobstats[0].job), "%s", job);
+	return &d->jobstats[d->njobstats++];
+}
+
+/* Counts what a run did since its last report (live_mu held). */
+static void account(struct lk_daemon *d, const struct lk_api_run *was, const struct lk_api_run *r)
+{
+	struct lk_jobstat *js = jobstat(d, r->job);
+	bool was_final = was && lk_api_run_final(was);
+
+	if (r->rows_read > (was ? was->rows_read : 0))
+		js->rows_read += r->rows_read - (was ? was->rows_read : 0);
+	if (r->rows_written > (was ? was->rows_written : 0))
+		js->rows_written += r->rows_written - (was ? was->rows_written : 0);
+	if (r->rows_failed > (was ? was->rows_failed : 0))
+		js->rows_failed += r->rows_failed - (was ? was->rows_failed : 0);
+	if (!lk_api_run_final(r) || was_final)
+		return;
+	for (int i = 0; i < LK_NSTATUS; i++) {
+		if (strcmp(r->status, statuses[i]) == 0)
+			js->runs[i]++;
+	}
+	if (strcmp(r->status, "skipped") == 0 || r->started_ms <= 0)
+		return;
+	double secs =
+		(double)((r->finished_ms > 0 ? r->finished_ms : lk_wall_ms()) - r->started_ms) /
+		1000.0;
+
+	for (int i = 0; i < LK_HIST_BUCKETS; i++) {
+		if (secs <= buckets[i])
+			js->hist[i]++;
+	}
+	js->hist_count++;
+	js->hist_sum += secs;
+	if (strcmp(r->status, "succeeded") == 0)
+		js->last_success_ms = r->finished_ms > 0 ? r->finished_ms : lk_wall_ms();
+}
+
+/* Stores r in the live view (live_mu held): keeps updated_ms strictly increasing. */
+static void live_put(struct lk_daemon *d, struct lk_api_run *r)
+{
+	struct lk_live *l = live_find(d, r->id);
+	int64_t now = lk_wall_ms();
+
+	if (l) {
+		r->updated_ms = now > l->r.updated_ms ? now : l->r.updated_ms + 1;
+		account(d, &l->r, r);
+	} else {
+		l = live_take(d);
+		r->updated_ms = now;
+		account(d, NULL, r);
+		if (!l)
+			return;
+		l->used = true;
+	}
+	l->r = *r;
+	pthread_cond_broadcast(&d->live_cond);
+}
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	(void)snprintf(dst, size, "%s", src ? src : "");
+}
+
+void lk_daemon_observe(void *arg, const struct lk_run *run)
+{
+	struct lk_daemon *d = arg;
+	struct lk_api_run r;
+
+	memset(&r, 0, sizeof(r));
+	copy_str(r.id, sizeof(r.id), run->id);
+	copy_str(r.job, sizeof(r.job), run->job);
+	copy_str(r.type, sizeof(r.type), run->type);
+	copy_str(r.status, sizeof(r.status), run->status);
+	copy_str(r.stage, sizeof(r.stage), run->stage);
+	copy_str(r.error, sizeof(r.error), run->error);
+	r.progress = run->progress;
+	r.rows_read = run->rows_read;
+	r.rows_written = run->rows_written;
+	r.rows_failed = run->rows_failed;
+	r.total_estimate = run->total_estimate;
+	r.started_ms = run->started_ms;
+	r.finished_ms = run->finished_ms;
+	r.epoch = run->epoch;
+	pthread_mutex_lock(&d->live_mu);
+	live_put(d, &r);
+	pthread_mutex_unlock(&d->live_mu);
+}
+
+void lk_daemon_live_queued(struct lk_daemon *d, const char *id, const char *job, bool full)
+{
+	struct lk_api_run r;
+
+	memset(&r, 0, sizeof(r));
+	copy_str(r.id, sizeof(r.id), id);
+	copy_str(r.job, sizeof(r.job), job);
+	copy_str(r.type, sizeof(r.type), full ? "full" : "incremental");
+	copy_str(r.status, sizeof(r.status), "queued");
+	r.progress = -1;
+	r.total_estimate = -1;
+	pthread_mutex_lock(&d->live_mu);
+	if (!live_find(d, id))
+		live_put(d, &r);
+	pthread_mutex_unlock(&d->live_mu);
+}
+
+/* The API's store handle (api_mu held): opened on first use, dropped after an error. */
+static struct lk_store *api_store(struct lk_daemon *d, struct lk_err *err)
+{
+	if (!d->api_store)
+		d->api_store = lk_store_open(d->store_cfg, err);
+	return d->api_store;
+}
+
+static void api_store_failed(struct lk_daemon *d)
+{
+	lk_store_close(d->api_store);
+	d->api_store = NULL;
+}
+
+void lk_daemon_live_settle(struct lk_daemon *d, const char *id, const char *status, const char *why)
+{
+	struct lk_live *l;
+	struct lk_api_run r;
+	struct lk_run run;
+	struct lk_err err = LK_ERR_INIT;
+	bool write = false;
+
+	pthread_mutex_lock(&d->live_mu);
+	l = live_find(d, id);
+	if (l && !lk_api_run_final(&l->r)) {
+		r = l->r;
+		copy_str(r.status, sizeof(r.status), status);
+		copy_str(r.error, sizeof(r.error), why);
+		r.finished_ms = lk_wall_ms();
+		live_put(d, &r);
+		write = true;
+	}
+	pthread_mutex_unlock(&d->live_mu);
+	if (!write)
+		return;
+	memset(&run, 0, sizeof(run));
+	memcpy(run.id, r.id, sizeof(run.id));
+	run.job = r.job;
+	run.type = r.type;
+	run.status = r.status;
+	run.stage = NULL;
+	run.progress = -1;
+	run.total_estimate = -1;
+	run.started_ms = r.started_ms > 0 ? r.started_ms : r.finished_ms;
+	run.finished_ms = r.finished_ms;
+	run.error = r.error[0] ? r.error : NULL;
+	pthread_mutex_lock(&d->api_mu);
+	if (api_store(d, &err) && lk_store_run_insert(d->api_store, &run, &err) < 0)
+		api_store_failed(d);
+	pthread_mutex_unlock(&d->api_mu);
+	if (err.code != LK_OK)
+		lk_log_warn_err(&err, "cannot record run %s", id);
+}
+
+/* ---- runs ---- */
+
+static void run_from_row(const struct lk_value *v, struct lk_api_run *r)
+{
+	memset(r, 0, sizeof(*r));
+	copy_str(r->id, sizeof(r->id), v[LK_RUNCOL_ID].null ? "" : v[LK_RUNCOL_ID].p);
+	copy_str(r->job, sizeof(r->job), v[LK_RUNCOL_JOB].null ? "" : v[LK_RUNCOL_JOB].p);
+	copy_str(r->type, sizeof(r->type), v[LK_RUNCOL_TYPE].null ? "" : v[LK_RUNCOL_TYPE].p);
+	copy_str(r->status, sizeof(r->status),
+		 v[LK_RUNCOL_STATUS].null ? "" : v[LK_RUNCOL_STATUS].p);
+	copy_str(r->stage, sizeof(r->stage), v[LK_RUNCOL_STAGE].null ? "" : v[LK_RUNCOL_STAGE].p);
+	copy_str(r->error, sizeof(r->error), v[LK_RUNCOL_ERROR].null ? "" : v[LK_RUNCOL_ERROR].p);
+	r->progress = v[LK_RUNCOL_PROGRESS].null ? -1 : strtod(v[LK_RUNCOL_PROGRESS].p, NULL);
+	r->rows_read = v[LK_RUNCOL_READ].null ? 0 : strtoll(v[LK_RUNCOL_READ].p, NULL, 10);
+	r->rows_written = v[LK_RUNCOL_WRITTEN].null ? 0 : strtoll(v[LK_RUNCOL_WRITTEN].p, NULL, 10);
+	r->rows_failed = v[LK_RUNCOL_FAILED].null ? 0 : strtoll(v[LK_RUNCOL_FAILED].p, NULL, 10);
+	r->total_estimate = v[LK_RUNCOL_TOTAL].null ? -1 : strtoll(v[LK_RUNCOL_TOTAL].p, NULL, 10);
+	r->started_ms = v[LK_RUNCOL_STARTED].null ? 0 : strtoll(v[LK_RUNCOL_STARTED].p, NULL, 10);
+	r->updated_ms = v[LK_RUNCOL_UPDATED].null ? 0 : strtoll(v[LK_RUNCOL_UPDATED].p, NULL, 10);
+	r->finished_ms =
+		v[LK_RUNCOL_FINISHED].null ? 0 : strtoll(v[LK_RUNCOL_FINISHED].p, NULL, 10);
+	r->epoch = v[LK_RUNCOL_EPOCH].null ? 0 : strtoll(v[LK_RUNCOL_EPOCH].p, NULL, 10);
+}
+
+int lk_api_run_get(struct lk_daemon *d, const char *id, struct lk_api_run *out, struct lk_err *err)
+{
+	struct lk_live *l;
+	struct lk_rows rows;
+	int rc;
+
+	pthread_mutex_lock(&d->live_mu);
+	l = live_find(d, id);
+	if (l)
+		*out = l->r;
+	pthread_mutex_unlock(&d->live_mu);
+	if (l)
+		return 1;
+	lk_rows_init(&rows, 15);
+	pthread_mutex_lock(&d->api_mu);
+	rc = api_store(d, err) ? lk_store_run_find(d->api_store, id, &rows, err) : -1;
+	if (rc < 0)
+		api_store_failed(d);
+	pthread_mutex_unlock(&d->api_mu);
+	if (rc == 0 && rows.nrows > 0) {
+		run_from_row(LK_ROW(&rows, 0), out);
+		rc = 1;
+	}
+	lk_rows_release(&rows);
+	return rc;
+}
+
+int lk_api_run_wait(struct lk_daemon *d, const char *id, int64_t after_ms, int timeout_ms,
+		    struct lk_api_run *out)
+{
+	struct timespec until;
+	struct lk_live *l;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&d->live_mu);
+	for (;;) {
+		l = live_find(d, id);
+		if (!l) {
+			rc = -1;
+			break;
+		}
+		*out = l->r;
+		if (l->r.updated_ms > after_ms) {
+			rc = 1;
+			break;
+		}
+		if (pthread_cond_timedwait(&d->live_cond, &d->live_mu, &until) != 0) {
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&d->live_mu);
+	return rc;
+}
+
+json_t *lk_api_runs(struct lk_daemon *d, const char *job, int limit, struct lk_err *err)
+{
+	struct lk_rows rows;
+	json_t *arr = NULL;
+	int rc;
+
+	lk_rows_init(&rows, 15);
+	pthread_mutex_lock(&d->api_mu);
+	rc = api_store(d, err) ? lk_store_runs(d->api_store, job, limit, &rows, err) : -1;
+	if (rc < 0)
+		api_store_failed(d);
+	pthread_mutex_unlock(&d->api_mu);
+	if (rc == 0) {
+		arr = json_array();
+		for (int i = 0; i < rows.nrows; i++) {
+			struct lk_api_run r;
+			struct lk_live *l;
+
+			run_from_row(LK_ROW(&rows, i), &r);
+			pthread_mutex_lock(&d->live_mu); /* fresher than the store */
+			l = live_find(d, r.id);
+			if (l)
+				r = l->r;
+			pthread_mutex_unlock(&d->live_mu);
+			(void)json_array_append_new(arr, lk_api_run_json(&r));
+		}
+	}
+	lk_rows_release(&rows);
+	return arr;
+}
+
+/* ---- triggers and cancels ---- */
+
+static struct lk_slot *slot_named(struct lk_daemon *d, const char *job)
+{
+	for (int i = 0; i < d->nslots; i++) {
+		if (!d->slots[i]->gone && strcmp(d->slots[i]->job->name, job) == 0)
+			return d->slots[i];
+	}
+	return NULL;
+}
+
+bool lk_api_job_exists(struct lk_daemon *d, const char *job)
+{
+	bool yes;
+
+	pthread_mutex_lock(&d->mu);
+	yes = slot_named(d, job) != NULL;
+	pthread_mutex_unlock(&d->mu);
+	return yes;
+}
+
+enum lk_api_trigger lk_api_trigger(struct lk_daemon *d, const char *job, bool full, char id[37],
+				   const char **why)
+{
+	enum lk_api_trigger rc;
+	struct lk_slot *s;
+	bool record = false;
+
+	*why = NULL;
+	id[0] = '\0';
+	pthread_mutex_lock(&d->mu);
+	s = slot_named(d, job);
+	if (!s) {
+		rc = LK_API_UNKNOWN_JOB;
+	} else if (d->closing || *d->opts->stop) {
+		rc = LK_API_CLOSING;
+	} else if (s->realtime && !full) {
+		*why = "a real-time job streams all the time; ask for type full to re-snapshot it";
+		rc = LK_API_NOT_SUPPORTED;
+	} else if (s->realtime && !s->resnap) {
+		lk_uuid7(s->next_id);
+		memcpy(id, s->next_id, 37);
+		s->resnap = true;
+		s->stop = true; /* the stream stops at its next page; the thread re-snapshots */
+		record = true;
+		rc = LK_API_QUEUED;
+	} else if (s->queued && s->run_id[0]) {
+		memcpy(id, s->run_id, 37);
+		rc = LK_API_COALESCED;
+	} else if ((s->realtime || s->e.pending > 0) && s->next_id[0]) {
+		memcpy(id, s->next_id, 37); /* a re-snapshot or waiting run asked for already */
+		rc = LK_API_COALESCED;
+	} else if (s->e.pending > 0) {
+		lk_uuid7(s->next_id); /* a queued fire (overlap: queue, catch-up) gets a name */
+		memcpy(id, s->next_id, 37);
+		s->next_full = full;
+		record = true;
+		rc = LK_API_COALESCED;
+	} else if (s->busy && s->e.overlap != LK_OVERLAP_QUEUE) {
+		memcpy(id, s->run_id, 37);
+		rc = LK_API_RUNNING;
+	} else {
+		(void)lk_sched_trigger(&s->e);
+		lk_uuid7(s->next_id);
+		memcpy(id, s->next_id, 37);
+		s->next_full = full;
+		record = true;
+		rc = LK_API_QUEUED;
+	}
+	if (record)
+		lk_daemon_live_queued(d, id, job, full);
+	pthread_mutex_unlock(&d->mu);
+	if (record) {
+		/* queued in the store too, so any instance answers; a run that has started
+		 * already (its row exists) is left alone */
+		struct lk_run run;
+		struct lk_err err = LK_ERR_INIT;
+
+		memset(&run, 0, sizeof(run));
+		memcpy(run.id, id, sizeof(run.id));
+		run.job = job;
+		run.type = full ? "full" : "incremental";
+		run.status = "queued";
+		run.progress = -1;
+		run.total_estimate = -1;
+		run.started_ms = lk_wall_ms();
+		pthread_mutex_lock(&d->api_mu);
+		if (api_store(d, &err) && lk_store_run_queue(d->api_store, &run, &err) < 0)
+			api_store_failed(d);
+		pthread_mutex_unlock(&d->api_mu);
+		if (err.code != LK_OK)
+			lk_log_warn_err(&err, "cannot record queued run %s", id);
+		lk_log_info("job %s: run %s queued over HTTP (%s)", job, id,
+			    full ? "full" : "incremental");
+	}
+	return rc;
+}
+
+enum lk_api_cancel lk_api_cancel(struct lk_daemon *d, const char *id, struct lk_api_run *out,
+				 struct lk_err *err)
+{
+	enum lk_api_cancel rc = LK_API_NO_RUN;
+	bool settle = false, found = false;
+	int got;
+
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < d->nslots && !found; i++) {
+		struct lk_slot *s = d->slots[i];
+
+		if (s->next_id[0] && strcmp(s->next_id, id) == 0) {
+			found = true;
+			if (s->realtime) {
+				rc = LK_API_CANNOT;
+				continue;
+			}
+			if (s->e.pending > 0)
+				s->e.pending--;
+			s->next_id[0] = '\0';
+			settle = true;
+			rc = LK_API_CANCELLING;
+		} else if (s->busy && s->run_id[0] && strcmp(s->run_id, id) == 0) {
+			found = true;
+			if (s->realtime) {
+				rc = LK_API_CANNOT;
+				continue;
+			}
+			s->cancel = true;
+			s->stop = true;
+			rc = LK_API_CANCELLING;
+		}
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (settle)
+		lk_daemon_live_settle(d, id, "cancelled", "cancelled over HTTP before it started");
+	if (found) {
+		if (rc == LK_API_CANCELLING)
+			lk_log_info("run %s: cancel requested over HTTP", id);
+		(void)lk_api_run_get(d, id, out, err);
+		return rc;
+	}
+	got = lk_api_run_get(d, id, out, err);
+	if (got < 0)
+		return LK_API_NO_RUN;
+	if (got == 0)
+		return LK_API_NO_RUN;
+	return lk_api_run_final(out) ? LK_API_FINISHED : LK_API_NO_RUN;
+}
+
+/* ---- jobs, health, readiness ---- */
+
+static const char *kind_name(const struct lk_job *j)
+{
+	static const char *const modes[] = {"snapshot", "poll", "realtime", "logical"};
+
+	if (j->kind == LK_JOB_SQL)
+		return "sql";
+	if (j->kind == LK_JOB_EXEC)
+		return "exec";
+	return modes[j->mode];
+}
+
+json_t *lk_api_jobs(struct lk_daemon *d)
+{
+	json_t *arr = json_array();
+	struct lk_rows rows;
+	struct lk_err err = LK_ERR_INIT;
+	size_t i;
+	json_t *j;
+
+	pthread_mutex_lock(&d->mu);
+	for (int k = 0; k < d->nslots; k++) {
+		const struct lk_slot *s = d->slots[k];
+		const struct lk_job *job = s->job;
+		bool running = s->busy && !s->queued;
+
+		if (s->gone)
+			continue;
+		(void)json_array_append_new(
+			arr,
+			json_pack("{s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:s, s:b, s:o, s:o}", "name",
+				  job->name, "kind",
+				  job->kind == LK_JOB_SYNC  ? "sync"
+				  : job->kind == LK_JOB_SQL ? "sql"
+							    : "exec",
+				  "mode",
+				  job->kind == LK_JOB_SYNC ? json_string(kind_name(job))
+							   : json_null(),
+				  "schedule", s->spec[0] ? json_string(s->spec) : json_null(),
+				  "nextRun", s->realtime ? json_null() : time_or_null(s->e.next_ms),
+				  "running", running, "currentRun",
+				  running && s->run_id[0] ? json_string(s->run_id) : json_null(),
+				  "priority",
+				  job->priority == LK_PRIO_HIGH	 ? "high"
+				  : job->priority == LK_PRIO_LOW ? "low"
+								 : "normal",
+				  "paused", d->degraded && job->priority == LK_PRIO_LOW, "holder",
+				  running ? json_string(d->opts->instance) : json_null(), "lastRun",
+				  json_null()));
+	}
+	pthread_mutex_unlock(&d->mu);
+	/* the last run of each job, from the store (any instance's) */
+	lk_rows_init(&rows, 15);
+	pthread_mutex_lock(&d->api_mu);
+	json_array_foreach(arr, i, j)
+	{
+		const char *name = json_string_value(json_object_get(j, "name"));
+		struct lk_api_run r;
+
+		if (!api_store(d, &err) || lk_store_runs(d->api_store, name, 1, &rows, &err) < 0) {
+			api_store_failed(d);
+			break;
+		}
+		if (rows.nrows == 0)
+			continue;
+		run_from_row(LK_ROW(&rows, 0), &r);
+		(void)json_object_set_new(j, "lastRun", lk_api_run_json(&r));
+		if (json_is_true(json_object_get(j, "running")))
+			(void)json_object_set_new(j, "epoch", json_integer(r.epoch));
+	}
+	pthread_mutex_unlock(&d->api_mu);
+	lk_rows_release(&rows);
+	return arr;
+}
+
+static void check(json_t *checks, const char *name, const char *status, const char *detail,
+		  const char *fix)
+{
+	(void)json_array_append_new(
+		checks, json_pack("{s:s, s:s, s:s, s:o}", "name", name, "status", status, "detail",
+				  detail, "recommendation", fix ? json_string(fix) : json_null()));
+}
+
+json_t *lk_api_health(struct lk_daemon *d, int *code)
+{
+	json_t *checks = json_array(), *breakers = json_array(), *leases = json_array();
+	struct lk_breaker_info info[32];
+	int nb = lk_breaker_list(info, 32), open = 0, failing = 0, outages = 0;
+	const char *status = "HEALTHY";
+	char detail[512];
+	int64_t now = lk_mono_ms(), store_age;
+	int64_t rss, limit;
+	bool degraded;
+
+	pthread_mutex_lock(&d->mu);
+	degraded = d->degraded;
+	rss = d->rss;
+	limit = d->limit;
+	store_age = d->store_ok_ms > 0 ? now - d->store_ok_ms : -1;
+	for (int i = 0; i < d->nslots; i++) {
+		const struct lk_slot *s = d->slots[i];
+
+		if (s->gone)
+			continue;
+		failing += s->fail_streak > 0;
+		outages += s->outage;
+		if (s->busy && !s->queued)
+			(void)json_array_append_new(leases,
+						    json_pack("{s:s, s:s}", "job", s->job->name,
+							      "holder", d->opts->instance));
+	}
+	pthread_mutex_unlock(&d->mu);
+
+	if (store_age < 0 || store_age > 10000) {
+		(void)snprintf(detail, sizeof(detail),
+			       store_age < 0 ? "the state store was never reached"
+					     : "the state store has not answered for %lld s",
+			       (long long)(store_age / 1000));
+		check(checks, "state_store", "fail", detail,
+		      "check that the state store's database is up and reachable; `lockstep "
+		      "migrate --status` tests it");
+		status = "UNHEALTHY";
+	} else {
+		check(checks, "state_store", "ok", "reachable", NULL);
+	}
+	if (limit > 0) {
+		(void)snprintf(detail, sizeof(detail), "RSS %.1f MiB of a %.1f MiB limit",
+			       (double)rss / 1048576.0, (double)limit / 1048576.0);
+		check(checks, "memory", degraded ? "warn" : "ok", detail,
+		      degraded ? "batches are halved and low-priority jobs wait; raise "
+				 "memory.limit or lower the jobs' batch"
+			       : NULL);
+	} else {
+		(void)snprintf(detail, sizeof(detail), "RSS %.1f MiB, no memory.limit",
+			       (double)rss / 1048576.0);
+		check(checks, "memory", "ok", detail, NULL);
+	}
+	for (int i = 0; i < nb; i++) {
+		open += info[i].state != LK_BREAKER_CLOSED;
+		(void)json_array_append_new(breakers,
+					    json_pack("{s:s, s:s, s:i, s:I}", "db", info[i].db,
+						      "state", lk_breaker_state_name(info[i].state),
+						      "failures", info[i].failures, "probeInMs",
+						      (json_int_t)info[i].probe_in_ms));
+	}
+	(void)snprintf(detail, sizeof(detail), "%d of %d circuit breakers open", open, nb);
+	check(checks, "databases", open ? "warn" : "ok", detail,
+	      open ? "a database keeps failing: see `breakers` and the log for its error" : NULL);
+	(void)snprintf(detail, sizeof(detail),
+		       "%d scheduled job%s failing, %d real-time job%s reconnecting", failing,
+		       failing == 1 ? "" : "s", outages, outages == 1 ? "" : "s");
+	check(checks, "jobs", failing || outages ? "warn" : "ok", detail,
+	      failing || outages ? "see `lockstep status` and the log lines `job NAME: ...`"
+				 : NULL);
+	if (strcmp(status, "HEALTHY") == 0 && (degraded || open || failing || outages))
+		status = "DEGRADED";
+	*code = strcmp(status, "UNHEALTHY") == 0 ? 503 : 200;
+	return json_pack(
+		"{s:s, s:s, s:I, s:I, s:I, s:{s:I, s:o, s:i}, s:o, s:o, s:o}", "status", status,
+		"instance", d->opts->instance, "pid", (json_int_t)getpid(), "uptimeSeconds",
+		(json_int_t)((now - d->started_mono_ms) / 1000), "restarts",
+		(json_int_t)d->opts->restarts, "memory", "rssBytes", (json_int_t)rss, "limitBytes",
+		limit > 0 ? json_integer(limit) : json_null(), "batchDivisor",
+		lk_sync_batch_divisor(), "checks", checks, "breakers", breakers, "leases", leases);
+}
+
+json_t *lk_api_ready(struct lk_daemon *d, int *code)
+{
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_rows rows;
+	int rc;
+
+	lk_rows_init(&rows, 4);
+	pthread_mutex_lock(&d->api_mu);
+	rc = api_store(d, &err) ? lk_store_migration_status(d->api_store, &rows, &err) : -1;
+	if (rc < 0)
+		api_store_failed(d);
+	pthread_mutex_unlock(&d->api_mu);
+	lk_rows_release(&rows);
+	if (rc < 0) {
+		*code = 503;
+		return json_pack("{s:s, s:{s:s, s:s}}", "error", "not ready", "detail",
+				 "state_store", "fail", "message", err.msg);
+	}
+	*code = 200;
+	return json_pack("{s:s, s:{s:s, s:s}}", "status", "ready", "checks", "config", "ok",
+			 "state_store", "ok");
+}
+
+/* ---- dead letters ---- */
+
+static json_t *value_json(const struct lk_value *v, bool number, bool parse)
+{
+	if (v->null)
+		return json_null();
+	if (number)
+		return json_integer(strtoll(v->p, NULL, 10));
+	if (parse) {
+		json_t *j = json_loads(v->p, JSON_DECODE_ANY, NULL);
+
+		if (j)
+			return j;
+	}
+	return json_string(v->p);
+}
+
+json_t *lk_api_errors(struct lk_daemon *d, const char *job, int resolved, struct lk_err *err)
+{
+	struct lk_rows rows;
+	json_t *arr = NULL;
+	int rc;
+
+	lk_rows_init(&rows, LK_DLCOL_N);
+	pthread_mutex_lock(&d->api_mu);
+	rc = api_store(d, err)
+		     ? lk_store_dl_list(d->api_store, job, resolved != 0, 1000, &rows, NULL, err)
+		     : -1;
+	if (rc < 0)
+		api_store_failed(d);
+	pthread_mutex_unlock(&d->api_mu);
+	if (rc == 0) {
+		arr = json_array();
+		for (int i = 0; i < rows.nrows; i++) {
+			const struct lk_value *v = LK_ROW(&rows, i);
+			bool is_resolved = !v[LK_DLCOL_RESOLVED].null;
+
+			if (resolved == 1 && !is_resolved)
+				continue;
+			(void)json_array_append_new(
+				arr,
+				json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+					  "id", value_json(&v[LK_DLCOL_ID], true, false), "job",
+					  value_json(&v[LK_DLCOL_JOB], false, false), "key",
+					  value_json(&v[LK_DLCOL_KEY], false, true), "change",
+					  value_json(&v[LK_DLCOL_CHANGE], false, false), "op",
+					  value_json(&v[LK_DLCOL_OP], false, false), "sqlstate",
+					  value_json(&v[LK_DLCOL_SQLSTATE], false, false),
+					  "message", value_json(&v[LK_DLCOL_MESSAGE], false, false),
+					  "attempts",
+					  value_json(&v[LK_DLCOL_ATTEMPTS], true, false), "created",
+					  time_or_null(v[LK_DLCOL_CREATED].null
+							       ? 0
+							       : strtoll(v[LK_DLCOL_CREATED].p,
+									 NULL, 10)),
+					  "resolved",
+					  time_or_null(is_resolved ? strtoll(v[LK_DLCOL_RESOLVED].p,
+									     NULL, 10)
+								   : 0)));
+		}
+	}
+	lk_rows_release(&rows);
+	return arr;
+}
+
+int lk_api_error_resolve(struct lk_daemon *d, int64_t id, struct lk_err *err)
+{
+	bool was_open = false;
+	int rc;
+
+	pthread_mutex_lock(&d->api_mu);
+	rc = api_store(d, err) ? lk_store_dl_resolve(d->api_store, id, &was_open, err) : -1;
+	if (rc < 0)
+		api_store_failed(d);
+	pthread_mutex_unlock(&d->api_mu);
+	if (rc < 0)
+		return -1;
+	return was_open ? 1 : 0;
+}
+
+static json_t *key_json(const char *key)
+{
+	json_t *j = json_loads(key, JSON_DECODE_ANY, NULL);
+
+	return j ? j : json_string(key);
+}
+
+int lk_api_error_replay(struct lk_daemon *d, int64_t id, json_t **result, struct lk_err *err)
+{
+	static const char *const actions[] = {"upserted", "deleted", "nothing", "queued"};
+	struct lk_sync_opts so = {.stop = d->opts->stop};
+	struct lk_replay_result res;
+	const struct lk_config *cfg;
+	struct lk_store *store;
+	int rc;
+
+	/* its own store handle: a replay takes the job's lock and writes the target */
+	store = lk_store_open(d->store_cfg, err);
+	if (!store)
+		return -1;
+	pthread_mutex_lock(&d->mu);
+	cfg = d->gens->cfg; /* the newest config stays alive while it is the newest... */
+	d->gens->users++;   /* ...and while we use it */
+	pthread_mutex_unlock(&d->mu);
+	rc = lk_sync_replay(cfg, store, id, &so, &res, err);
+	pthread_mutex_lock(&d->mu);
+	for (struct lk_gen *g = d->gens; g; g = g->next) {
+		if (g->cfg == cfg)
+			g->users--;
+	}
+	pthread_mutex_unlock(&d->mu);
+	lk_store_close(store);
+	if (rc < 0)
+		return err->code == LK_ERR_NOTFOUND ? 0 : -1;
+	*result = json_pack("{s:I, s:s, s:s, s:o}", "id", (json_int_t)id, "job", res.job, "action",
+			    actions[res.action], "key", key_json(res.key));
+	return 1;
+}
+
+/* ---- metrics ---- */
+
+static void label(struct lk_buf *b, const char *v)
+{
+	lk_buf_addch(b, '"');
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			lk_buf_addf(b, "\\%c", *v);
+		else if (*v == '\n')
+			lk_buf_adds(b, "\\n");
+		else
+			lk_buf_addch(b, *v);
+	}
+	lk_buf_addch(b, '"');
+}
+
+static void help(struct lk_buf *b, const char *name, const char *type, const char *text)
+{
+	lk_buf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+static void per_job(struct lk_buf *b, const char *name, const char *job, const char *fmt, double v)
+{
+	lk_buf_addf(b, "%s{job=", name);
+	label(b, job);
+	lk_buf_addf(b, "} ");
+	lk_buf_addf(b, fmt, v);
+	lk_buf_addch(b, '\n');
+}
+
+/* process_* from /proc/self. */
+static void process_metrics(struct lk_buf *b, int64_t rss, int64_t start_wall_ms)
+{
+	long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	unsigned long utime = 0, stime = 0, vsize = 0;
+	char buf[1024];
+	FILE *f = fopen("/proc/self/stat", "r");
+	int fds = 0;
+	char path[64];
+
+	if (f) {
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		const char *p;
+
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		/* after the comm: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+		 * cmajflt utime stime cutime cstime priority nice threads itreal starttime vsize */
+		if (p)
+			(void)sscanf(p + 2,
+				     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d "
+				     "%*d %*d %*d %*d %*u %lu",
+				     &utime, &stime, &vsize);
+		(void)fclose(f);
+	}
+	for (int fd = 0; fd < 4096; fd++) {
+		(void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		fds += access(path, F_OK) == 0;
+	}
+	(void)page;
+	help(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent.");
+	lk_buf_addf(b, "process_cpu_seconds_total %.2f\n",
+		    ticks > 0 ? (double)(utime + stime) / (double)ticks : 0.0);
+	help(b, "process_resident_memory_bytes", "gauge", "Resident memory size.");
+	lk_buf_addf(b, "process_resident_memory_bytes %lld\n", (long long)rss);
+	help(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size.");
+	lk_buf_addf(b, "process_virtual_memory_bytes %lu\n", vsize);
+	help(b, "process_open_fds", "gauge", "Open file descriptors.");
+	lk_buf_addf(b, "process_open_fds %d\n", fds);
+	help(b, "process_start_time_seconds", "gauge", "Start time since the Unix epoch.");
+	lk_buf_addf(b, "process_start_time_seconds %.3f\n", (double)start_wall_ms / 1000.0);
+}
+
+void lk_api_metrics(struct lk_daemon *d, struct lk_buf *b)
+{
+	struct lk_breaker_info info[32];
+	int nb = lk_breaker_list(info, 32);
+	struct lk_jobstat *js;
+	int n, nslots = 0;
+	struct {
+		char job[128];
+		int64_t next_ms;
+		bool running, realtime;
+	} * jobs;
+	int64_t rss, restarts = d->opts->restarts;
+	struct lk_err err = LK_ERR_INIT;
+
+	pthread_mutex_lock(&d->mu);
+	rss = d->rss;
+	jobs = lk_xcalloc((size_t)d->nslots + 1, sizeof(*jobs));
+	for (int i = 0; i < d->nslots; i++) {
+		if (d->slots[i]->gone)
+			continue;
+		copy_str(jobs[nslots].job, sizeof(jobs[0].job), d->slots[i]->job->name);
+		jobs[nslots].next_ms = d->slots[i]->e.next_ms;
+		jobs[nslots].running = d->slots[i]->busy && !d->slots[i]->queued;
+		jobs[nslots].realtime = d->slots[i]->realtime;
+		nslots++;
+	}
+	pthread_mutex_unlock(&d->mu);
+
+	pthread_mutex_lock(&d->live_mu);
+	n = d->njobstats;
+	js = lk_xcalloc((size_t)n + 1, sizeof(*js));
+	if (n)
+		memcpy(js, d->jobstats, (size_t)n * sizeof(*js));
+	pthread_mutex_unlock(&d->live_mu);
+
+	help(b, "lockstep_rows_read_total", "counter", "Rows read from sources.");
+	for (int i = 0; i < n; i++)
+		per_job(b, "lockstep_rows_read_total", js[i].job, "%.0f", (double)js[i].rows_read);
+	help(b, "lockstep_rows_written_total", "counter", "Rows written or deleted in targets.");
+	for (int i = 0; i < n; i++)
+		per_job(b, "lockstep_rows_written_total", js[i].job, "%.0f",
+			(double)js[i].rows_written);
+	help(b, "lockstep_rows_failed_total", "counter", "Rows sent to the dead-letter queue.");
+	for (int i = 0; i < n; i++)
+		per_job(b, "lockstep_rows_failed_total", js[i].job, "%.0f",
+			(double)js[i].rows_failed);
+	help(b, "lockstep_runs_total", "counter", "Finished runs by status.");
+	for (int i = 0; i < n; i++) {
+		for (int k = 0; k < LK_NSTATUS; k++) {
+			lk_buf_adds(b, "lockstep_runs_total{job=");
+			label(b, js[i].job);
+			lk_buf_addf(b, ",status=\"%s\"} %lld\n", statuses[k],
+				    (long long)js[i].runs[k]);
+		}
+	}
+	help(b, "lockstep_run_duration_seconds", "histogram", "Duration of finished runs.");
+	for (int i = 0; i < n; i++) {
+		for (int k = 0; k <= LK_HIST_BUCKETS; k++) {
+			lk_buf_adds(b, "lockstep_run_duration_seconds_bucket{job=");
+			label(b, js[i].job);
+			if (k < LK_HIST_BUCKETS)
+				lk_buf_addf(b, ",le=\"%g\"} %lld\n", buckets[k],
+					    (long long)js[i].hist[k]);
+			else
+				lk_buf_addf(b, ",le=\"+Inf\"} %lld\n", (long long)js[i].hist_count);
+		}
+		per_job(b, "lockstep_run_duration_seconds_sum", js[i].job, "%.3f", js[i].hist_sum);
+		per_job(b, "lockstep_run_duration_seconds_count", js[i].job, "%.0f",
+			(double)js[i].hist_count);
+	}
+	help(b, "lockstep_last_success_timestamp_seconds", "gauge",
+	     "When the job's last successful run finished.");
+	for (int i = 0; i < n; i++) {
+		if (js[i].last_success_ms > 0)
+			per_job(b, "lockstep_last_success_timestamp_seconds", js[i].job, "%.3f",
+				(double)js[i].last_success_ms / 1000.0);
+	}
+	help(b, "lockstep_next_run_timestamp_seconds", "gauge", "The job's next fire time.");
+	for (int i = 0; i < nslots; i++) {
+		if (jobs[i].next_ms > 0)
+			per_job(b, "lockstep_next_run_timestamp_seconds", jobs[i].job, "%.3f",
+				(double)jobs[i].next_ms / 1000.0);
+	}
+	help(b, "lockstep_job_running", "gauge", "1 while a run of the job is going.");
+	for (int i = 0; i < nslots; i++)
+		per_job(b, "lockstep_job_running", jobs[i].job, "%.0f", jobs[i].running ? 1 : 0);
+	help(b, "lockstep_lease_held", "gauge",
+	     "1 while this instance holds the job (single instance: while it runs).");
+	for (int i = 0; i < nslots; i++)
+		per_job(b, "lockstep_lease_held", jobs[i].job, "%.0f", jobs[i].running ? 1 : 0);
+	help(b, "lockstep_dead_letters", "gauge", "Open dead letters.");
+	pthread_mutex_lock(&d->api_mu);
+	for (int i = 0; i < nslots; i++) {
+		int64_t open = 0;
+
+		if (!api_store(d, &err) ||
+		    lk_store_dl_count_open(d->api_store, jobs[i].job, &open, &err) < 0) {
+			api_store_failed(d);
+			break;
+		}
+		per_job(b, "lockstep_dead_letters", jobs[i].job, "%.0f", (double)open);
+	}
+	pthread_mutex_unlock(&d->api_mu);
+	help(b, "lockstep_breaker_state", "gauge",
+	     "A database's circuit breaker: 0 closed, 1 open, 2 half-open.");
+	for (int i = 0; i < nb; i++) {
+		lk_buf_adds(b, "lockstep_breaker_state{db=");
+		label(b, info[i].db);
+		lk_buf_addf(b, "} %d\n", (int)info[i].state);
+	}
+	help(b, "lockstep_restarts", "gauge", "Starts of this instance before this one.");
+	lk_buf_addf(b, "lockstep_restarts %lld\n", (long long)restarts);
+	help(b, "lockstep_memory_batch_divisor", "gauge",
+	     "Batch sizes are divided by this under memory pressure.");
+	lk_buf_addf(b, "lockstep_memory_batch_divisor %d\n", lk_sync_batch_divisor());
+	process_metrics(b, rss > 0 ? rss : lk_daemon_rss_bytes(), d->started_wall_ms);
+	free(js);
+	free(jobs);
+}

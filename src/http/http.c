@@ -1,0 +1,784 @@
+/*
+ * http.c - the HTTP API (http.h): routing, limits, the bearer token, JSON bodies and
+ * answers, and Server-Sent Events for a run's progress.
+ */
+#include "http.h"
+
+#include "daemon/api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#define LK_LOG_COMPONENT "http"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/units.h"
+
+/* An event stream sends a progress event at least this often while its run goes. */
+#define SSE_TICK_MS 1000
+
+struct lk_http {
+	struct MHD_Daemon *mhd;
+	struct lk_daemon *d;
+	char *token; /* NULL: none */
+	volatile bool stopping;
+};
+
+/* One request: its body, gathered up to LK_HTTP_BODY_MAX. */
+struct req {
+	struct lk_buf body;
+	bool too_large;
+};
+
+/* ---- listen address ---- */
+
+struct addr {
+	struct sockaddr_storage ss;
+	bool v6, loopback;
+};
+
+static int parse_listen(const char *listen, struct addr *a, struct lk_err *err)
+{
+	char host[128];
+	const char *colon = listen ? strrchr(listen, ':') : NULL;
+	long port;
+	char *end;
+	size_t n;
+
+	memset(a, 0, sizeof(*a));
+	if (!colon || colon == listen)
+		return lk_err_set(
+			err, LK_ERR_CONFIG,
+			"http.listen: expected HOST:PORT (like 127.0.0.1:8433), found '%s'",
+			listen ? listen : "");
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
+		return lk_err_set(err, LK_ERR_CONFIG, "http.listen: bad port in '%s'", listen);
+	n = (size_t)(colon - listen);
+	if (n >= sizeof(host))
+		return lk_err_set(err, LK_ERR_CONFIG, "http.listen: host too long in '%s'", listen);
+	memcpy(host, listen, n);
+	host[n] = '\0';
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		memmove(host, host + 1, n - 2);
+		host[n - 2] = '\0';
+	}
+	if (strcasecmp(host, "localhost") == 0)
+		(void)snprintf(host, sizeof(host), "127.0.0.1");
+	if (strchr(host, ':')) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&a->ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return lk_err_set(err, LK_ERR_CONFIG,
+					  "http.listen: '%s' is not an IPv6 address", host);
+		a->v6 = true;
+		a->loopback = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&a->ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return lk_err_set(err, LK_ERR_CONFIG,
+					  "http.listen: '%s' is not an IPv4 address (names other "
+					  "than localhost are not resolved)",
+					  host);
+		a->loopback = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	}
+	return 0;
+}
+
+int lk_http_check_listen(const char *listen, const char *token, struct lk_err *err)
+{
+	struct addr a;
+
+	if (parse_listen(listen, &a, err) < 0)
+		return -1;
+	if (!a.loopback && (!token || !*token))
+		return lk_err_set(err, LK_ERR_CONFIG,
+				  "http.listen: %s is not a loopback address and http.token is not "
+				  "set; set a token (http.token: ${LOCKSTEP_TOKEN}) or listen on "
+				  "127.0.0.1",
+				  listen);
+	return 0;
+}
+
+/* ---- answers ---- */
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned code, const char *type,
+				 const char *text, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)(uintptr_t)text,
+								 MHD_RESPMEM_MUST_COPY);
+	enum MHD_Result rc;
+
+	if (!r)
+		return MHD_NO;
+	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	(void)MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	if (code == MHD_HTTP_UNAUTHORIZED)
+		(void)MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					      "Bearer realm=\"lockstep\"");
+	rc = MHD_queue_response(c, code, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+/* Sends j (stolen) as JSON with code. */
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, json_t *j)
+{
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	enum MHD_Result rc;
+
+	json_decref(j);
+	if (!s)
+		return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "application/json",
+				 "{\"error\":\"internal error\",\"detail\":null}", 41);
+	rc = send_text(c, code, "application/json", s, strlen(s));
+	free(s);
+	return rc;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const char *error,
+				  const char *detail)
+{
+	return send_json(c, code,
+			 json_pack("{s:s, s:o}", "error", error, "detail",
+				   detail ? json_string(detail) : json_null()));
+}
+
+static enum MHD_Result method_not_allowed(struct MHD_Connection *c, const char *allow)
+{
+	char detail[64];
+	struct MHD_Response *r;
+	enum MHD_Result rc;
+	const char *body = "{\"error\":\"method not allowed\",\"detail\":null}";
+
+	(void)snprintf(detail, sizeof(detail), "%s", allow);
+	r = MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body,
+					    MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, detail);
+	rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+/* ---- request helpers ---- */
+
+static bool token_ok(const struct lk_http *h, struct MHD_Connection *c)
+{
+	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	size_t n, m;
+	unsigned diff;
+
+	if (!h->token)
+		return true;
+	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+		return false;
+	auth += 7;
+	n = strlen(auth);
+	m = strlen(h->token);
+	/* constant time over the token's length: no early exit on the first difference */
+	diff = (unsigned)(n != m);
+	for (size_t i = 0; i < m; i++)
+		diff |= (unsigned)((unsigned char)h->token[i] ^
+				   (unsigned char)(i < n ? auth[i] : 0));
+	return diff == 0;
+}
+
+/* A path segment that can be a run id (uuid text). */
+static bool id_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 36)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+		      (ch >= 'A' && ch <= 'F') || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Parses the body as a JSON object whose keys are all in `allowed` (NULL-terminated);
+ * an empty body counts as {} when empty_ok. On failure sends the 400 and returns NULL
+ * with *sent set.
+ */
+static json_t *body_object(struct MHD_Connection *c, const struct req *rq, bool empty_ok,
+			   const char *const *allowed, enum MHD_Result *sent)
+{
+	json_error_t je;
+	json_t *j;
+	const char *key;
+	json_t *v;
+	char detail[256];
+
+	if (rq->body.len == 0 && empty_ok)
+		return json_object();
+	if (rq->body.len == 0) {
+		*sent = send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
+				   "expected a JSON object in the body");
+		return NULL;
+	}
+	j = json_loadb(rq->body.buf, rq->body.len, JSON_REJECT_DUPLICATES, &je);
+	if (!j) {
+		(void)snprintf(detail, sizeof(detail), "malformed JSON at line %d column %d: %s",
+			       je.line, je.column, je.text);
+		*sent = send_error(c, MHD_HTTP_BAD_REQUEST, "malformed JSON", detail);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		*sent = send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
+				   "expected a JSON object");
+		return NULL;
+	}
+	json_object_foreach(j, key, v)
+	{
+		bool known = false;
+
+		for (int i = 0; allowed[i]; i++)
+			known = known || strcmp(key, allowed[i]) == 0;
+		if (!known) {
+			(void)snprintf(detail, sizeof(detail), "unknown field '%.100s'", key);
+			json_decref(j);
+			*sent = send_error(c, MHD_HTTP_BAD_REQUEST, "unknown field", detail);
+			return NULL;
+		}
+	}
+	return j;
+}
+
+/* ---- handlers ---- */
+
+static enum MHD_Result post_sync(struct lk_http *h, struct MHD_Connection *c, const struct req *rq)
+{
+	static const char *const allowed[] = {"job", "type", NULL};
+	enum MHD_Result sent = MHD_NO;
+	json_t *body = body_object(c, rq, false, allowed, &sent);
+	json_t *job, *type;
+	const char *why = NULL;
+	char id[37], detail[256];
+	bool full = false;
+	enum lk_api_trigger t;
+
+	if (!body)
+		return sent;
+	job = json_object_get(body, "job");
+	type = json_object_get(body, "type");
+	if (!json_is_string(job) || json_string_length(job) == 0) {
+		json_decref(body);
+		return send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
+				  "field 'job' must be a non-empty string");
+	}
+	if (type &&
+	    (!json_is_string(type) || (strcmp(json_string_value(type), "full") != 0 &&
+				       strcmp(json_string_value(type), "incremental") != 0))) {
+		json_decref(body);
+		return send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
+				  "field 'type' must be \"full\" or \"incremental\"");
+	}
+	full = type && strcmp(json_string_value(type), "full") == 0;
+	t = lk_api_trigger(h->d, json_string_value(job), full, id, &why);
+	(void)snprintf(detail, sizeof(detail), "%.200s", json_string_value(job));
+	json_decref(body);
+	switch (t) {
+	case LK_API_QUEUED:
+	case LK_API_COALESCED:
+		return send_json(c, MHD_HTTP_ACCEPTED,
+				 json_pack("{s:s, s:s, s:b}", "syncId", id, "status", "queued",
+					   "coalesced", t == LK_API_COALESCED));
+	case LK_API_RUNNING:
+		return send_json(c, MHD_HTTP_CONFLICT,
+				 json_pack("{s:s, s:s, s:s}", "error", "already running", "detail",
+					   "a run of this job is going (overlap: skip)", "syncId",
+					   id));
+	case LK_API_UNKNOWN_JOB:
+		return send_error(c, MHD_HTTP_NOT_FOUND, "unknown job", detail);
+	case LK_API_NOT_SUPPORTED:
+		return send_error(c, MHD_HTTP_CONFLICT, "not possible", why);
+	default:
+		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down",
+				  "lockstep is stopping");
+	}
+}
+
+static enum MHD_Result get_status(struct lk_http *h, struct MHD_Connection *c, const char *id)
+{
+	struct lk_api_run r;
+	struct lk_err err = LK_ERR_INIT;
+	int got = lk_api_run_get(h->d, id, &r, &err);
+
+	if (got < 0)
+		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state store unavailable",
+				  err.msg);
+	if (got == 0)
+		return send_error(c, MHD_HTTP_NOT_FOUND, "unknown run", id);
+	return send_json(c, MHD_HTTP_OK, lk_api_run_json(&r));
+}
+
+static enum MHD_Result post_cancel(struct lk_http *h, struct MHD_Connection *c,
+				   const struct req *rq, const char *id)
+{
+	static const char *const allowed[] = {NULL};
+	enum MHD_Result sent = MHD_NO;
+	json_t *body = body_object(c, rq, true, allowed, &sent);
+	struct lk_api_run r;
+	struct lk_err err = LK_ERR_INIT;
+	enum lk_api_cancel rc;
+
+	if (!body)
+		return sent;
+	json_decref(body);
+	memset(&r, 0, sizeof(r));
+	rc = lk_api_cancel(h->d, id, &r, &err);
+	switch (rc) {
+	case LK_API_CANCELLING:
+		return send_json(c, MHD_HTTP_ACCEPTED,
+				 json_pack("{s:s, s:s}", "syncId", id, "status",
+					   lk_api_run_final(&r) ? r.status : "cancelling"));
+	case LK_API_FINISHED:
+		return send_json(c, MHD_HTTP_CONFLICT,
+				 json_pack("{s:s, s:s, s:s}", "error", "already finished", "detail",
+					   r.status, "syncId", id));
+	case LK_API_CANNOT:
+		return send_error(c, MHD_HTTP_CONFLICT, "not possible",
+				  "a real-time job's stream is not cancelled; remove the job from "
+				  "the config and reload to stop it");
+	default:
+		return send_error(c, MHD_HTTP_NOT_FOUND, "unknown run", id);
+	}
+}
+
+static enum MHD_Result get_runs(struct lk_http *h, struct MHD_Connection *c)
+{
+	const char *job = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "job");
+	const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+	struct lk_err err = LK_ERR_INIT;
+	int64_t limit = 20;
+	json_t *runs;
+
+	if (lim && (lk_int64_parse(lim, &limit) < 0 || limit < 1 || limit > 1000))
+		return send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
+				  "limit must be an integer from 1 to 1000");
+	if (job && !*job)
+		job = NULL;
+	if (job && !lk_api_job_exists(h->d, job))
+		return send_error(c, MHD_HTTP_NOT_FOUND, "unknown job", job);
+	runs = lk_api_runs(h->d, job, (int)limit, &err);
+	if (!runs)
+		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state store unavailable",
+				  err.msg);
+	return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "runs", runs));
+}
+
+static enum MHD_Result get_errors(struct lk_http *h, struct MHD_Connection *c)
+{
+	const char *job = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "job");
+	const char *res = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "resolved");
+	struct lk_err err = LK_ERR_INIT;
+	int resolved = 0;
+	json_t *list;
+
+	if (res && strcmp(res, "true") == 0)
+		resolved = 1;
+	else if (res && strcmp(res, "any") == 0)
+		resolved = -1;
+	else if (res && strcmp(res, "false") != 0)
+		return send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
+				  "resolved must be true, false or any");
+	if (job && !*job)
+		job = NULL;
+	list = lk_api_errors(h->d, job, resolved, &err);
+	if (!list)
+		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state store unavailable",
+				  err.msg);
+	return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "errors", list));
+}
+
+static enum MHD_Result post_error_action(struct lk_http *h, struct MHD_Connection *c,
+					 const struct req *rq, const char *ids, bool replay)
+{
+	static const char *const allowed[] = {NULL};
+	enum MHD_Result sent = MHD_NO;
+	json_t *body = body_object(c, rq, true, allowed, &sent);
+	struct lk_err err = LK_ERR_INIT;
+	json_t *result = NULL;
+	int64_t id;
+	int rc;
+
+	if (!body)
+		return sent;
+	json_decref(body);
+	if (lk_int64_parse(ids, &id) < 0 || id < 1)
+		return send_error(c, MHD_HTTP_NOT_FOUND, "unknown dead letter", ids);
+	rc = replay ? lk_api_error_replay(h->d, id, &result, &err)
+		    : lk_api_error_resolve(h->d, id, &err);
+	if (rc == 0)
+		return send_error(c, MHD_HTTP_NOT_FOUND, "unknown dead letter",
+				  replay ? "no such dead letter, or its job is gone"
+					 : "no open dead letter with this id");
+	if (rc < 0 && err.code == LK_ERR_BUSY)
+		return send_error(c, MHD_HTTP_CONFLICT, "job busy", err.msg);
+	if (rc < 0 && (err.code == LK_ERR_PG || err.code == LK_ERR_SQLITE) && err.sqlstate[0])
+		return send_error(c, MHD_HTTP_CONFLICT, "rejected again", err.msg);
+	if (rc < 0)
+		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", err.msg);
+	if (!replay)
+		result = json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", "resolved");
+	return send_json(c, MHD_HTTP_OK, result);
+}
+
+/* ---- Server-Sent Events ---- */
+
+struct sse {
+	struct lk_http *h;
+	char id[37];
+	int64_t last_ms; /* the updated_ms of the last event sent */
+	int64_t last_sent_mono;
+	struct lk_buf out; /* an event not yet handed to MHD */
+	size_t off;
+	bool ended; /* the terminal event is in `out` */
+};
+
+static void sse_event(struct sse *s, const struct lk_api_run *r, bool terminal)
+{
+	json_t *j = lk_api_run_json(r);
+	char *data = json_dumps(j, JSON_COMPACT);
+
+	json_decref(j);
+	lk_buf_addf(&s->out, "id: %lld\nevent: %s\ndata: %s\n\n", (long long)r->updated_ms,
+		    terminal ? "done" : "progress", data ? data : "{}");
+	free(data);
+	s->last_ms = r->updated_ms;
+	s->last_sent_mono = lk_mono_ms();
+	s->ended = terminal;
+}
+
+/* Fills s->out with the next event; false at the end of the stream. */
+static bool sse_next(struct sse *s)
+{
+	struct lk_api_run r;
+	struct lk_err err = LK_ERR_INIT;
+
+	while (!s->h->stopping) {
+		int w = lk_api_run_wait(s->h->d, s->id, s->last_ms, SSE_TICK_MS, &r);
+
+		if (w < 0) { /* not live here: the store (another instance, or long done) */
+			if (lk_api_run_get(s->h->d, s->id, &r, &err) <= 0)
+				return false;
+			if (r.updated_ms <= s->last_ms && !lk_api_run_final(&r)) {
+				lk_sleep_ms(SSE_TICK_MS, &s->h->stopping);
+				r.updated_ms = s->last_ms; /* unchanged: a keep-alive progress */
+			}
+		}
+		if (lk_api_run_final(&r)) {
+			if (r.updated_ms <= s->last_ms && s->last_ms > 0 && w != 0)
+				return false; /* the client saw the end already (Last-Event-ID) */
+			sse_event(s, &r, true);
+			return true;
+		}
+		if (w == 1 || w < 0 || lk_mono_ms() - s->last_sent_mono >= SSE_TICK_MS) {
+			sse_event(s, &r, false);
+			return true;
+		}
+	}
+	return false;
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct sse *s = cls;
+	size_t n;
+
+	(void)pos;
+	if (s->off == s->out.len) {
+		lk_buf_reset(&s->out);
+		s->off = 0;
+		if (s->ended || !sse_next(s))
+			return MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	n = s->out.len - s->off;
+	if (n > max)
+		n = max;
+	memcpy(buf, s->out.buf + s->off, n);
+	s->off += n;
+	return (ssize_t)n;
+}
+
+static void sse_free(void *cls)
+{
+	struct sse *s = cls;
+
+	lk_buf_release(&s->out);
+	free(s);
+}
+
+static enum MHD_Result get_events(struct lk_http *h, struct MHD_Connection *c, const char *id)
+{
+	const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+	struct lk_api_run r;
+	struct lk_err err = LK_ERR_INIT;
+	struct MHD_Response *resp;
+	struct sse *s;
+	enum MHD_Result rc;
+	int got = lk_api_run_get(h->d, id, &r, &err);
+	int64_t after = 0;
+
+	if (got < 0)
+		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state store unavailable",
+				  err.msg);
+	if (got == 0)
+		return send_error(c, MHD_HTTP_NOT_FOUND, "unknown run", id);
+	if (last && lk_int64_parse(last, &after) < 0)
+		after = 0;
+	s = lk_xcalloc(1, sizeof(*s));
+	s->h = h;
+	(void)snprintf(s->id, sizeof(s->id), "%s", id);
+	s->last_ms = after;
+	lk_buf_init(&s->out);
+	/* the current state first (unless the client has it: Last-Event-ID) */
+	if (r.updated_ms > after)
+		sse_event(s, &r, lk_api_run_final(&r));
+	else if (lk_api_run_final(&r))
+		s->ended = true;
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
+	if (!resp) {
+		sse_free(s);
+		return MHD_NO;
+	}
+	(void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+	(void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	(void)MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+/* ---- routing ---- */
+
+static bool is(const char *method, const char *m)
+{
+	return strcmp(method, m) == 0;
+}
+
+static enum MHD_Result route(struct lk_http *h, struct MHD_Connection *c, const char *url,
+			     const char *method, const struct req *rq)
+{
+	bool get = is(method, MHD_HTTP_METHOD_GET) || is(method, MHD_HTTP_METHOD_HEAD);
+	bool post = is(method, MHD_HTTP_METHOD_POST);
+	int code = 200;
+	const char *rest;
+	size_t n;
+
+	if (post && !token_ok(h, c))
+		return send_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+				  "this call needs the header Authorization: Bearer TOKEN "
+				  "(http.token)");
+	if (strcmp(url, "/livez") == 0 || strcmp(url, "/healthz") == 0)
+		return get ? send_json(c, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"))
+			   : method_not_allowed(c, "GET");
+	if (strcmp(url, "/readyz") == 0) {
+		json_t *j;
+
+		if (!get)
+			return method_not_allowed(c, "GET");
+		j = lk_api_ready(h->d, &code);
+		return send_json(c, (unsigned)code, j);
+	}
+	if (strcmp(url, "/api/health") == 0) {
+		json_t *j;
+
+		if (!get)
+			return method_not_allowed(c, "GET");
+		j = lk_api_health(h->d, &code);
+		return send_json(c, (unsigned)code, j);
+	}
+	if (strcmp(url, "/metrics") == 0) {
+		struct lk_buf b = LK_BUF_INIT;
+		enum MHD_Result rc;
+
+		if (!get)
+			return method_not_allowed(c, "GET");
+		lk_api_metrics(h->d, &b);
+		rc = send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+			       b.buf ? b.buf : "", b.len);
+		lk_buf_release(&b);
+		return rc;
+	}
+	if (strcmp(url, "/api/jobs") == 0)
+		return get ? send_json(c, MHD_HTTP_OK,
+				       json_pack("{s:o}", "jobs", lk_api_jobs(h->d)))
+			   : method_not_allowed(c, "GET");
+	if (strcmp(url, "/api/sync") == 0)
+		return post ? post_sync(h, c, rq) : method_not_allowed(c, "POST");
+	if (strcmp(url, "/api/runs") == 0)
+		return get ? get_runs(h, c) : method_not_allowed(c, "GET");
+	if (strcmp(url, "/api/errors") == 0)
+		return get ? get_errors(h, c) : method_not_allowed(c, "GET");
+	if (strncmp(url, "/api/sync/status/", 17) == 0 && id_ok(url + 17, strlen(url + 17)))
+		return get ? get_status(h, c, url + 17) : method_not_allowed(c, "GET");
+	if (strncmp(url, "/api/sync/events/", 17) == 0 && id_ok(url + 17, strlen(url + 17)))
+		return get ? get_events(h, c, url + 17) : method_not_allowed(c, "GET");
+	if (strncmp(url, "/api/sync/", 10) == 0 && (rest = strchr(url + 10, '/')) &&
+	    strcmp(rest, "/cancel") == 0 && id_ok(url + 10, (size_t)(rest - url - 10))) {
+		char id[40];
+
+		n = (size_t)(rest - url - 10);
+		memcpy(id, url + 10, n);
+		id[n] = '\0';
+		return post ? post_cancel(h, c, rq, id) : method_not_allowed(c, "POST");
+	}
+	if (strncmp(url, "/api/errors/", 12) == 0 && (rest = strchr(url + 12, '/')) &&
+	    (strcmp(rest, "/replay") == 0 || strcmp(rest, "/resolve") == 0) &&
+	    (n = (size_t)(rest - url - 12)) > 0 && n < 20) {
+		char id[24];
+
+		memcpy(id, url + 12, n);
+		id[n] = '\0';
+		return post ? post_error_action(h, c, rq, id, strcmp(rest, "/replay") == 0)
+			    : method_not_allowed(c, "POST");
+	}
+	return send_error(c, MHD_HTTP_NOT_FOUND, "not found", "no such endpoint");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_size, void **con_cls)
+{
+	struct lk_http *h = cls;
+	struct req *rq = *con_cls;
+
+	(void)version;
+	if (!rq) {
+		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		int64_t len = 0;
+
+		rq = lk_xcalloc(1, sizeof(*rq));
+		lk_buf_init(&rq->body);
+		*con_cls = rq;
+		if (cl && lk_int64_parse(cl, &len) == 0 && len > LK_HTTP_BODY_MAX)
+			rq->too_large = true; /* answered at once, the body is not read */
+		else
+			return MHD_YES;
+	}
+	if (*upload_size > 0) {
+		if (!rq->too_large && rq->body.len + *upload_size <= LK_HTTP_BODY_MAX)
+			lk_buf_add(&rq->body, upload_data, *upload_size);
+		else
+			rq->too_large = true;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (rq->too_large)
+		return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body too large",
+				  "request bodies are limited to 64 KiB");
+	lk_log_debug("%s %s", method, url);
+	return route(h, c, url, method, rq);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode why)
+{
+	struct req *rq = *con_cls;
+
+	(void)cls;
+	(void)c;
+	(void)why;
+	if (!rq)
+		return;
+	lk_buf_release(&rq->body);
+	free(rq);
+	*con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	(void)cls;
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	lk_log_debug("libmicrohttpd: %s", msg);
+}
+
+struct lk_http *lk_http_start(const char *listen, const char *token, struct lk_daemon *d,
+			      struct lk_err *err)
+{
+	struct lk_http *h;
+	struct addr a;
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_ITC | MHD_USE_ERROR_LOG;
+
+	if (lk_http_check_listen(listen, token, err) < 0 || parse_listen(listen, &a, err) < 0)
+		return NULL;
+	if (a.v6)
+		flags |= MHD_USE_IPv6;
+	h = lk_xcalloc(1, sizeof(*h));
+	h->d = d;
+	h->token = token && *token ? lk_xstrdup(token) : NULL;
+	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+				  (struct sockaddr *)&a.ss, MHD_OPTION_CONNECTION_LIMIT,
+				  (unsigned)LK_HTTP_CONN_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+				  (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				  (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_END);
+	if (!h->mhd) {
+		lk_err_set(err, LK_ERR_UNAVAILABLE,
+			   "cannot listen on %s (in use, or not an address of this host)", listen);
+		free(h->token);
+		free(h);
+		return NULL;
+	}
+	{
+		const union MHD_DaemonInfo *info =
+			MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+		char host[128];
+		const char *colon = strrchr(listen, ':');
+		size_t n = (size_t)(colon - listen);
+
+		(void)snprintf(host, sizeof(host), "%.*s", (int)n, listen);
+		/* port 0 asks for any free port: the log says which (tests read it) */
+		lk_log_info("HTTP API on http://%s:%u/ (%s)", host,
+			    info ? (unsigned)info->port : 0u,
+			    h->token ? "POST needs the bearer token" : "no token: loopback only");
+	}
+	return h;
+}
+
+void lk_http_stop(struct lk_http *h)
+{
+	if (!h)
+		return;
+	h->stopping = true; /* event streams end at their next tick */
+	MHD_stop_daemon(h->mhd);
+	if (h->token) {
+		volatile char *p = h->token;
+
+		while (*p)
+			*p++ = '\0';
+	}
+	free(h->token);
+	free(h);
+}

@@ -1,0 +1,560 @@
+"""The HTTP API of `lockstep run` (SPEC §6): real requests to a real daemon.
+
+Cases:
+
+- endpoints: every endpoint's success answer field by field (/livez, /healthz, /readyz,
+  /api/health, /api/jobs, POST /api/sync, /api/sync/status/{id}, /api/sync/events/{id},
+  cancel, /api/runs, /api/errors, /metrics) and every error path: 400 (malformed JSON,
+  unknown field, wrong type, bad query), 401 (missing or wrong token), 404 (unknown job,
+  run, endpoint), 405, 409 (a run of that job is going: its id), the coalescing 202 (a
+  run queued already: its id; overlap: queue), 413 (a body over 64 KiB). A full sync
+  started over HTTP is followed over Server-Sent Events to its terminal event with a
+  progress event at least every second; its stats match the rows copied (md5 oracle on
+  the databases). A running sync is cancelled and ends `cancelled`. /metrics parses as
+  the Prometheus text format and its rows counter matches what was synced.
+- crash_restart: a sync started over HTTP, the daemon SIGKILLed mid-run and started
+  again: /api/sync/status/{id} answers `interrupted`, and the resumed run shows in
+  /api/runs and ends equal.
+- security: a non-loopback http.listen without a token is refused (run and check-config,
+  exit 78); a second daemon on a port in use exits 69 with a clear message.
+- robustness: 2,000 malformed or hostile requests (random bytes, oversized headers,
+  truncated bodies, slow clients, bad methods); /livez still answers and the scheduled
+  job keeps running.
+"""
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import sys
+import threading
+import time
+
+import lktest as L
+import rtwriters as W
+
+L.require_pg()
+t = L.Suite("test_http_api")
+
+TOKEN = "t0k3n-for-tests"
+
+
+def wait_for(cond, deadline=60, step=0.1):
+    end = time.monotonic() + deadline
+    while True:
+        v = cond()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
+
+
+class Api:
+    """A daemon and an HTTP client to it (the port is read from its log)."""
+
+    def __init__(self, cfg, wd, env=None):
+        self.run = W.Daemon(cfg, wd.file("run.log"), env or {"LOCKSTEP_SHUTDOWN_GRACE": "10s"}).start()
+        self.port = None
+        self.find_port()
+
+    def find_port(self):
+        def port():
+            m = re.search(r"HTTP API on http://[^:]+:(\d+)/", self.run.output())
+            return m and int(m.group(1))
+        self.port = wait_for(lambda: port() or not self.run.alive(), deadline=30) and port()
+        t.check(bool(self.port), "the daemon logs the HTTP API's address", self.run.tail(2000))
+
+    def req(self, method, path, body=None, token=TOKEN, headers=None, raw=None):
+        """(status, parsed JSON or text, headers)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + token
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        if data is not None:
+            h.setdefault("Content-Type", "application/json")
+        try:
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            text = r.read().decode("utf-8", "replace")
+            ctype = r.getheader("Content-Type") or ""
+            try:
+                val = json.loads(text) if "json" in ctype else text
+            except ValueError:
+                val = text
+            return r.status, val, dict(r.getheaders())
+        finally:
+            c.close()
+
+    def get(self, path):
+        return self.req("GET", path, token=None)
+
+    def post(self, path, body=None, **kw):
+        return self.req("POST", path, body, **kw)
+
+    def status(self, rid):
+        return self.get("/api/sync/status/" + rid)[1]
+
+    def events(self, rid, last_id=None, limit_s=120):
+        """[(monotonic time, event, id, data)] of the stream until it ends."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        h = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            h["Last-Event-ID"] = str(last_id)
+        out = []
+        try:
+            c.request("GET", "/api/sync/events/" + rid, headers=h)
+            r = c.getresponse()
+            if r.status != 200:
+                return r.status, r.read().decode(), []
+            ev, eid, data = None, None, None
+            end = time.monotonic() + limit_s
+            while time.monotonic() < end:
+                line = r.readline()  # chunked transfer decoded; b"" at the end of the stream
+                if not line:
+                    break
+                line = line.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    ev = line[7:]
+                elif line.startswith("id: "):
+                    eid = int(line[4:])
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+                elif line == "" and ev:
+                    out.append((time.monotonic(), ev, eid, data))
+                    ev, eid, data = None, None, None
+            return 200, r.getheader("Content-Type"), out
+        finally:
+            c.close()
+
+
+def config(wd, dbs, jobs, http=None):
+    h = {"listen": "127.0.0.1:0", "token": TOKEN}
+    h.update(http or {})
+    return L.sync_config(wd, dbs, jobs, extra={"http": h, "instance": {"name": "http-it"}})
+
+
+def iso_ok(s):
+    return isinstance(s, str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", s) is not None
+
+
+PROM_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '
+                       r'(-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$')
+
+
+def prom_parse(text):
+    """({(name, labels): value}, [bad lines]): the text exposition format, checked line by line."""
+    vals, bad, types = {}, [], {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            parts = line.split()
+            types[parts[2]] = parts[3]
+            continue
+        if line.startswith("#") or not line:
+            continue
+        if not PROM_LINE.match(line):
+            bad.append(line)
+            continue
+        name_labels, value = line.rsplit(" ", 1)
+        vals[name_labels] = float(value)
+    return vals, bad, types
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_endpoints():
+    n = L.scale(200000)
+    src, dst = L.new_db("http_src"), L.new_db("http_dst")
+    W.create_source(src, n=n)
+    W.create_target(dst, log_table=None)
+    aux = L.new_db("http_aux")
+    L.execute(aux, "CREATE TABLE ticks (n serial PRIMARY KEY)")
+    wd = L.Workdir("http_endpoints")
+    jobs = {
+        "snap": {"source": {"db": "src", "table": "items"},
+                 "target": {"db": "dst", "table": "items", "create": False},
+                 "mode": "snapshot", "batch": 500},
+        "tick": {"kind": "sql", "db": "aux", "every": "1s", "sql": "INSERT INTO ticks DEFAULT VALUES"},
+        "slowq": {"kind": "sql", "db": "aux", "overlap": "queue", "sql": "SELECT pg_sleep(2)"},
+    }
+    cfg = config(wd, {"src": src, "dst": dst, "aux": aux}, jobs)
+    api = Api(cfg, wd)
+    try:
+        # ---- liveness, readiness, health
+        for path in ("/livez", "/healthz"):
+            code, body, hdr = api.get(path)
+            t.eq((code, body), (200, {"status": "ok"}), "%s: 200 {status: ok}" % path)
+            t.check(hdr.get("Content-Type", "").startswith("application/json"), "%s: JSON content type" % path)
+        code, body, _ = api.get("/readyz")
+        t.eq(code, 200, "/readyz: 200 with the state store migrated", body)
+        t.eq(body.get("status"), "ready", "/readyz: status ready", body)
+        t.check(wait_for(lambda: api.get("/api/health")[1].get("checks", [{}])[0].get("status") == "ok", 10),
+                "/api/health: the state store check passes once the heartbeat ran")
+        code, h, _ = api.get("/api/health")
+        t.eq(code, 200, "/api/health: 200", h)
+        t.eq(h.get("status"), "HEALTHY", "/api/health: HEALTHY", h)
+        t.eq(h.get("instance"), "http-it", "/api/health: the instance name")
+        t.check(isinstance(h.get("uptimeSeconds"), int) and h["uptimeSeconds"] >= 0, "/api/health: uptimeSeconds")
+        t.eq(h.get("restarts"), 0, "/api/health: restarts 0 on the first start")
+        t.check(h.get("memory", {}).get("rssBytes", 0) > 1 << 20, "/api/health: memory.rssBytes (%r)" % h.get("memory"))
+        t.check("limitBytes" in h.get("memory", {}) and "batchDivisor" in h.get("memory", {}),
+                "/api/health: memory.limitBytes and batchDivisor")
+        names = [c.get("name") for c in h.get("checks", [])]
+        t.eq(names, ["state_store", "memory", "databases", "jobs"], "/api/health: each check named")
+        t.check(all(c.get("status") == "ok" and c.get("recommendation") is None for c in h["checks"]),
+                "/api/health: every check ok, no recommendation", h)
+        t.check(isinstance(h.get("breakers"), list) and isinstance(h.get("leases"), list),
+                "/api/health: breakers and leases are lists")
+
+        # ---- jobs
+        code, body, _ = api.get("/api/jobs")
+        t.eq(code, 200, "/api/jobs: 200")
+        js = dict((j["name"], j) for j in body.get("jobs", []))
+        t.eq(sorted(js), ["slowq", "snap", "tick"], "/api/jobs: every job")
+        t.eq((js["snap"]["kind"], js["snap"]["mode"], js["snap"]["schedule"], js["snap"]["nextRun"]),
+             ("sync", "snapshot", None, None), "/api/jobs: snap is a sync snapshot without a schedule")
+        t.check(js["tick"]["kind"] == "sql" and js["tick"]["mode"] is None and js["tick"]["schedule"]
+                and iso_ok(js["tick"]["nextRun"]), "/api/jobs: tick is sql with a schedule and a next run",
+                js["tick"])
+        t.check(wait_for(lambda: (dict((j["name"], j) for j in api.get("/api/jobs")[1]["jobs"])["tick"]
+                                  .get("lastRun") or {}).get("status") == "succeeded", 10),
+                "/api/jobs: tick's lastRun is a succeeded run")
+
+        # ---- errors on POST /api/sync
+        code, body, hdr = api.post("/api/sync", {"job": "snap"}, token=None)
+        t.eq(code, 401, "POST without a token: 401", body)
+        t.check("Bearer" in hdr.get("WWW-Authenticate", ""), "401 carries WWW-Authenticate: Bearer")
+        t.eq(api.post("/api/sync", {"job": "snap"}, token="wrong")[0], 401, "POST with a wrong token: 401")
+        t.eq(api.post("/api/sync", {"job": "snap"}, token=TOKEN + "x")[0], 401, "POST with a longer token: 401")
+        code, body, _ = api.post("/api/sync", raw="{\"job\": ")
+        t.check(code == 400 and body.get("error") == "malformed JSON" and "detail" in body,
+                "malformed JSON: 400 {error, detail}", body)
+        code, body, _ = api.post("/api/sync", {"job": "snap", "typo": 1})
+        t.check(code == 400 and "typo" in (body.get("detail") or ""), "unknown field: 400 naming it", body)
+        code, body, _ = api.post("/api/sync", {"job": 5})
+        t.check(code == 400 and "job" in body.get("detail", ""), "job of the wrong type: 400", body)
+        code, body, _ = api.post("/api/sync", {"job": "snap", "type": "bogus"})
+        t.check(code == 400 and "type" in body.get("detail", ""), "a bad type: 400", body)
+        code, body, _ = api.post("/api/sync", ["snap"])
+        t.eq(code, 400, "a JSON array instead of an object: 400", body)
+        code, body, _ = api.post("/api/sync", {"job": "nope"})
+        t.check(code == 404 and body.get("error") == "unknown job", "unknown job: 404", body)
+        code, body, _ = api.post("/api/sync", raw="{\"job\": \"snap\", \"pad\": \"%s\"}" % ("x" * 70000))
+        t.eq(code, 413, "a body over 64 KiB: 413", body)
+        code, body, hdr = api.get("/api/sync")
+        t.check(code == 405 and "POST" in hdr.get("Allow", ""), "GET /api/sync: 405 with Allow: POST", body)
+        t.eq(api.req("DELETE", "/livez", token=None)[0], 405, "DELETE /livez: 405")
+        t.eq(api.get("/nope")[0], 404, "an unknown endpoint: 404")
+        t.eq(api.get("/api/sync/status/01a20000-0000-7000-8000-000000000000")[0], 404, "an unknown run: 404")
+        t.eq(api.get("/api/sync/events/01a20000-0000-7000-8000-000000000000")[0], 404,
+             "events of an unknown run: 404")
+        t.eq(api.get("/api/runs?limit=0")[0], 400, "/api/runs?limit=0: 400")
+        t.eq(api.get("/api/runs?job=nope")[0], 404, "/api/runs?job=nope: 404")
+        t.eq(api.get("/api/errors?resolved=maybe")[0], 400, "/api/errors?resolved=maybe: 400")
+
+        # ---- a full sync over HTTP, followed over SSE
+        code, body, _ = api.post("/api/sync", {"job": "snap", "type": "full"})
+        t.check(code == 202 and body.get("status") == "queued" and body.get("syncId"),
+                "POST /api/sync: 202 {syncId, status: queued}", body)
+        rid = body.get("syncId")
+        code2, body2, _ = api.post("/api/sync", {"job": "snap", "type": "full"})
+        t.check((code2 == 202 and body2.get("syncId") == rid and body2.get("coalesced"))
+                or (code2 == 409 and body2.get("syncId") == rid),
+                "a second POST while queued or running: the same run's id (202 coalesced or 409)", body2)
+        result = {}
+        th = threading.Thread(target=lambda: result.update(ev=api.events(rid)))
+        th.start()
+        t.check(wait_for(lambda: api.status(rid).get("status") == "running", 30), "the run is running",
+                api.status(rid))
+        code3, body3, _ = api.post("/api/sync", {"job": "snap"})
+        t.check(code3 == 409 and body3.get("syncId") == rid and body3.get("error"),
+                "POST while it runs (overlap: skip): 409 with the running run's id", body3)
+        th.join(300)
+        code, ctype, evs = result.get("ev", (0, "", []))
+        t.eq(code, 200, "SSE: 200")
+        t.check(ctype and ctype.startswith("text/event-stream"), "SSE: text/event-stream (%s)" % ctype)
+        kinds = [e[1] for e in evs]
+        t.check(kinds and kinds[-1] == "done" and kinds.count("done") == 1 and all(k == "progress" for k in kinds[:-1]),
+                "SSE: progress events, then one terminal event 'done' (%d events)" % len(evs), kinds[-10:])
+        running = [e for e in evs if e[1] == "progress" and e[3]["status"] == "running"]
+        gaps = [b[0] - a[0] for a, b in zip(running, running[1:])]
+        t.check(len(running) >= 2 and max(gaps or [0]) <= 1.6,
+                "SSE: a progress event at least every second while it runs (%d events, max gap %.2f s)"
+                % (len(running), max(gaps or [0])))
+        ids = [e[2] for e in evs]
+        t.eq(ids, sorted(set(ids)), "SSE: event ids strictly increase")
+        reads = [e[3]["stats"]["rowsRead"] for e in running]
+        t.check(reads == sorted(reads) and reads[-1] > reads[0],
+                "SSE: rowsRead grows across the progress events (%s ... %s)" % (reads[:3], reads[-3:]))
+        last = evs[-1][3] if evs else {}
+        t.eq(last.get("status"), "succeeded", "SSE: the terminal event says succeeded", last)
+        a, b = W.md5s(src, dst, None, cols=W.MD5_COLS)
+        t.eq(b, a, "md5 oracle: the target equals the source after the HTTP-started sync")
+        st = api.status(rid)
+        t.eq((st.get("syncId"), st.get("job"), st.get("type"), st.get("status"), st.get("stage")),
+             (rid, "snap", "full", "succeeded", "done"), "status: id, job, type, status, stage", st)
+        t.eq((st["stats"]["rowsRead"], st["stats"]["rowsWritten"], st["stats"]["rowsFailed"]), (n, n, 0),
+             "status: stats.rowsRead = rowsWritten = %d, rowsFailed 0" % n, st)
+        t.check(st.get("progress") == 100 and st.get("error") is None, "status: progress 100, no error", st)
+        t.check(iso_ok(st.get("startTime")) and iso_ok(st.get("lastUpdate")) and iso_ok(st.get("finishTime"))
+                and st["startTime"] <= st["finishTime"], "status: startTime <= finishTime, ISO 8601 UTC", st)
+        code, _, evs2 = api.events(rid, last_id=evs[-1][2] if evs else None)
+        t.eq((code, evs2), (200, []), "SSE with Last-Event-ID of the terminal event: nothing more, stream ends")
+        code, _, evs3 = api.events(rid)
+        t.check(len(evs3) == 1 and evs3[0][1] == "done", "SSE of a finished run: one terminal event", evs3)
+
+        # ---- runs
+        code, body, _ = api.get("/api/runs?job=snap&limit=5")
+        t.check(code == 200 and body["runs"] and body["runs"][0]["syncId"] == rid,
+                "/api/runs?job=snap: newest first, the HTTP run", body)
+        code, body, _ = api.get("/api/runs?limit=3")
+        t.check(code == 200 and len(body["runs"]) == 3, "/api/runs?limit=3: 3 runs")
+
+        # ---- cancel a running sync
+        code, body, _ = api.post("/api/sync", {"job": "snap", "type": "full"})
+        rid2 = body.get("syncId")
+        t.check(code == 202 and rid2 and rid2 != rid, "a second full sync: a new run id", body)
+        t.check(wait_for(lambda: api.status(rid2).get("status") == "running"
+                         and api.status(rid2)["stats"]["rowsRead"] > 0, 30), "the second run is running")
+        code, body, _ = api.post("/api/sync/%s/cancel" % rid2, token=None)
+        t.eq(code, 401, "cancel without a token: 401")
+        code, body, _ = api.post("/api/sync/%s/cancel" % rid2, {"why": 1})
+        t.eq(code, 400, "cancel with an unknown field: 400", body)
+        code, body, _ = api.post("/api/sync/%s/cancel" % rid2)
+        t.check(code == 202 and body.get("syncId") == rid2, "cancel a running run: 202", body)
+        t.check(wait_for(lambda: api.status(rid2).get("status") == "cancelled", 30),
+                "the cancelled run ends `cancelled`", api.status(rid2))
+        code, body, _ = api.post("/api/sync/%s/cancel" % rid2)
+        t.check(code == 409 and body.get("detail") == "cancelled", "cancel a finished run: 409", body)
+        t.eq(api.post("/api/sync/01a20000-0000-7000-8000-000000000000/cancel")[0], 404, "cancel an unknown run: 404")
+
+        # ---- overlap: queue: one waiting run, coalesced, cancellable
+        code, body, _ = api.post("/api/sync", {"job": "slowq"})
+        q1 = body.get("syncId")
+        t.check(wait_for(lambda: api.status(q1).get("status") == "running", 10), "slowq: the first run runs")
+        code, body, _ = api.post("/api/sync", {"job": "slowq"})
+        q2 = body.get("syncId")
+        t.check(code == 202 and q2 and q2 != q1 and not body.get("coalesced"),
+                "overlap: queue: a POST while it runs queues a new run: 202", body)
+        code, body, _ = api.post("/api/sync", {"job": "slowq"})
+        t.check(code == 202 and body.get("syncId") == q2 and body.get("coalesced"),
+                "overlap: queue: another POST joins the queued run: 202 with its id", body)
+        t.eq(api.status(q2).get("status"), "queued", "the queued run's status is queued")
+        code, body, _ = api.post("/api/sync/%s/cancel" % q2)
+        t.check(code == 202 and body.get("status") == "cancelled", "cancel a queued run: 202, cancelled", body)
+        time.sleep(3)
+        t.eq(api.status(q1).get("status"), "succeeded", "slowq: the first run succeeded")
+        t.eq(api.status(q2).get("status"), "cancelled", "slowq: the cancelled run never ran")
+
+        # ---- errors (dead letters)
+        code, body, _ = api.get("/api/errors")
+        t.eq((code, body), (200, {"errors": []}), "/api/errors: 200, none")
+        code, body, _ = api.post("/api/errors/999/resolve")
+        t.eq(code, 404, "resolve an unknown dead letter: 404", body)
+
+        # ---- metrics
+        code, text, hdr = api.get("/metrics")
+        t.check(code == 200 and hdr.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
+                "/metrics: 200 text/plain; version=0.0.4")
+        vals, bad, types = prom_parse(text)
+        t.eq(bad, [], "/metrics: every line is in the Prometheus text format")
+        read = vals.get('lockstep_rows_read_total{job="snap"}', 0)
+        want = n + api.status(rid2)["stats"]["rowsRead"]
+        t.eq(read, float(want), "/metrics: rows read by snap = both runs' rowsRead (%d)" % want)
+        t.eq(vals.get('lockstep_runs_total{job="snap",status="succeeded"}'), 1.0, "/metrics: one succeeded snap run")
+        t.eq(vals.get('lockstep_runs_total{job="snap",status="cancelled"}'), 1.0, "/metrics: one cancelled snap run")
+        t.check(vals.get('lockstep_run_duration_seconds_count{job="snap"}') == 2.0
+                and types.get("lockstep_run_duration_seconds") == "histogram",
+                "/metrics: the duration histogram counts both runs")
+        t.check(vals.get("process_resident_memory_bytes", 0) > 1 << 20, "/metrics: process_resident_memory_bytes")
+        t.check('lockstep_next_run_timestamp_seconds{job="tick"}' in vals, "/metrics: the next fire of tick")
+        t.check(vals.get('lockstep_last_success_timestamp_seconds{job="snap"}', 0) > time.time() - 600,
+                "/metrics: snap's last success time")
+        t.eq(vals.get('lockstep_dead_letters{job="snap"}'), 0.0, "/metrics: dead-letter depth 0")
+        t.check(all(k.split("{")[0].endswith("_total") or types.get(k.split("{")[0]) != "counter" for k in vals),
+                "/metrics: counters end in _total", [k for k in vals if types.get(k.split("{")[0]) == "counter"][:5])
+        rc = api.run.term(30)
+        t.eq(rc, 0, "SIGTERM: exit 0", api.run.tail(2000))
+    finally:
+        api.run.kill()
+
+
+def test_crash_restart():
+    n = L.scale(250000)
+    src, dst = L.new_db("http_crash_src"), L.new_db("http_crash_dst")
+    W.create_source(src, n=n)
+    W.create_target(dst, log_table=None)
+    wd = L.Workdir("http_crash")
+    cfg = config(wd, {"src": src, "dst": dst}, {
+        "snap": {"source": {"db": "src", "table": "items"},
+                 "target": {"db": "dst", "table": "items", "create": False},
+                 "mode": "snapshot", "batch": 500}})
+    api = Api(cfg, wd)
+    try:
+        code, body, _ = api.post("/api/sync", {"job": "snap", "type": "full"})
+        rid = body.get("syncId")
+        t.check(code == 202 and rid, "crash: the sync is queued", body)
+        t.check(wait_for(lambda: api.status(rid)["stats"]["rowsRead"] > 0, 60), "crash: the run is copying")
+        api.run.kill()
+        t.log("SIGKILL at %d rows" % L.count_rows(dst, "items"))
+        api.run.start()
+        api.find_port()
+        st = api.status(rid)
+        t.eq(st.get("status"), "interrupted", "after the restart, the killed run reads interrupted", st)
+        t.check(st.get("finishTime") and st.get("error"), "the interrupted run has a finish time and a reason", st)
+
+        def resumed():
+            runs = api.get("/api/runs?job=snap")[1].get("runs", [])
+            return [r for r in runs if r["syncId"] != rid]
+
+        t.check(wait_for(lambda: resumed(), 30), "the resumed run shows in /api/runs", api.run.tail(2000))
+        t.check(wait_for(lambda: resumed() and resumed()[0]["status"] == "succeeded", 300),
+                "the resumed run succeeds", resumed())
+        a, b = W.md5s(src, dst, None)
+        t.eq(b, a, "md5 oracle: equal after the resumed run")
+        t.eq(api.run.term(30), 0, "crash: SIGTERM exit 0")
+    finally:
+        api.run.kill()
+
+
+def test_security():
+    db = L.new_db("http_sec")
+    wd = L.Workdir("http_sec")
+    jobs = {"tick": {"kind": "sql", "db": "d", "every": "1s", "sql": "SELECT 1"}}
+    cfg = L.sync_config(wd, {"d": db}, jobs, extra={"http": {"listen": "0.0.0.0:0"}})
+    rc, out, err = L.run_lockstep(["run"], cfg, timeout=60)
+    t.check(rc == 78 and "not a loopback address" in err and "token" in err,
+            "run: a non-loopback listen without a token exits 78 with a hint", L.show(rc, out, err))
+    rc, out, err = L.run_lockstep(["check-config"], cfg, timeout=60)
+    t.check(rc == 78 and "not a loopback address" in err, "check-config: refused too (78)", L.show(rc, out, err))
+    # a port in use
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    try:
+        cfg = L.sync_config(wd, {"d": db}, jobs, extra={"http": {"listen": "127.0.0.1:%d" % s.getsockname()[1]}})
+        rc, out, err = L.run_lockstep(["run"], cfg, timeout=60)
+        t.check(rc == 69 and "cannot listen" in err and "hint: check the database" not in err,
+                "run: a port in use exits 69 saying it cannot listen", L.show(rc, out, err))
+    finally:
+        s.close()
+
+
+def test_robustness():
+    db = L.new_db("http_robust")
+    L.execute(db, "CREATE TABLE ticks (n serial PRIMARY KEY)")
+    wd = L.Workdir("http_robust")
+    cfg = config(wd, {"d": db}, {"tick": {"kind": "sql", "db": "d", "every": "1s",
+                                          "sql": "INSERT INTO ticks DEFAULT VALUES"}})
+    api = Api(cfg, wd)
+    rnd = random.Random(42)
+    sent = {"n": 0, "errors": 0, "4xx": 0}
+
+    def one(i):
+        kind = i % 8
+        s = None
+        try:
+            s = socket.create_connection(("127.0.0.1", api.port), timeout=2)
+            if kind == 0:
+                s.sendall(bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 400))))
+            elif kind == 1:
+                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+            elif kind == 2:
+                s.sendall(b"POST /api/sync HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"job\":")
+                s.shutdown(socket.SHUT_WR)  # truncated body
+            elif kind == 3:
+                s.sendall(b"BREW /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            elif kind == 4:
+                s.sendall(b"GET /api/sync/status/" + b"%00" * 50 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            elif kind == 5:
+                s.sendall(b"POST /api/sync HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                          + b"\r\nContent-Length: 9\r\n\r\n\xff\xfe{\"job\"\x00")
+            elif kind == 6:
+                s.sendall(b"GET /livez HTTP/1.1\r\n")  # a slow client that never finishes
+                time.sleep(0.05)
+                return
+            else:
+                s.sendall(b"POST /api/errors/-1/replay HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                          + TOKEN.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            s.settimeout(0.3)  # many of these never get an answer: the server waits for more
+            try:
+                if s.recv(4096).startswith(b"HTTP/1.1 4"):
+                    sent["4xx"] += 1
+            except OSError:
+                pass
+        except OSError:
+            sent["errors"] += 1
+        finally:
+            sent["n"] += 1
+            if s:
+                s.close()
+
+    try:
+        n0 = L.scalar(db, "SELECT count(*) FROM ticks")
+        threads = []
+        for k in range(16):
+            th = threading.Thread(target=lambda k=k: [one(i) for i in range(k, 2000, 16)])
+            th.start()
+            threads.append(th)
+        for th in threads:
+            th.join(300)
+        t.log("hostile requests: %d made, %d answered 4xx, %d refused or cut at connect or send"
+              % (sent["n"], sent["4xx"], sent["errors"]))
+        t.check(sent["4xx"] >= 500, "at least the well-formed bad requests got a 4xx (%d)" % sent["4xx"])
+        t.eq(sent["n"], 2000, "2,000 hostile requests were made")
+        t.check(api.run.alive(), "the daemon survived them", api.run.tail(2000))
+        t.eq(api.get("/livez")[:2], (200, {"status": "ok"}), "/livez still answers")
+        n1 = L.scalar(db, "SELECT count(*) FROM ticks")
+        t.check(wait_for(lambda: L.scalar(db, "SELECT count(*) FROM ticks") >= n1 + 2, 10),
+                "the scheduled job keeps running (%d ticks before, %d after)" % (n0, n1))
+        t.eq(api.run.term(30), 0, "robustness: SIGTERM exit 0")
+    finally:
+        api.run.kill()
+
+
+def test_realtime_resnapshot():
+    n = L.scale(5000)
+    src, dst = L.new_db("http_rt_src"), L.new_db("http_rt_dst")
+    W.create_source(src, n=n)
+    W.create_target(dst)
+    wd = L.Workdir("http_rt")
+    cfg = config(wd, {"src": src, "dst": dst}, {
+        "rt": {"source": {"db": "src", "table": "items"},
+               "target": {"db": "dst", "table": "items", "create": False, "deletes": "delete"},
+               "mode": "realtime", "batch": 500}})
+    api = Api(cfg, wd)
+    try:
+        W.wait_equal(t, src, dst, None, 60, what="rt: the first snapshot is equal")
+        code, body, _ = api.post("/api/sync", {"job": "rt"})
+        t.check(code == 409 and "full" in (body.get("detail") or ""),
+                "real-time job, incremental: 409 saying to ask for full", body)
+        first = [r for r in api.get("/api/runs?job=rt")[1]["runs"] if r["status"] == "running"]
+        code, body, _ = api.post("/api/sync", {"job": "rt", "type": "full"})
+        rid = body.get("syncId")
+        t.check(code == 202 and rid, "real-time job, full: 202 queued re-snapshot", body)
+        code, body2, _ = api.post("/api/sync", {"job": "rt", "type": "full"})
+        t.check(code in (202, 409) and body2.get("syncId") == rid,
+                "a second full while it is pending: the same run's id", body2)
+        t.check(wait_for(lambda: api.status(rid).get("status") == "running"
+                         and api.status(rid).get("stage") == "stream", 60),
+                "the re-snapshot runs under that id and streams again", api.status(rid))
+        st = api.status(rid)
+        t.check(st.get("type") == "full" and st["stats"]["rowsRead"] >= n,
+                "the re-snapshot is a full run that read every row (%d)" % st["stats"]["rowsRead"], st)
+        if first:
+            t.eq(api.status(first[0]["syncId"]).get("status"), "interrupted",
+                 "the stream it replaced is recorded interrupted")
+        L.execute(src, "UPDATE items SET version = version + 1 WHERE id <= 10")
+        W.wait_equal(t, src, dst, None, 60, what="rt: changes after the re-snapshot stream through")
+        t.eq(W.versions_monotonic(dst), [], "rt: no key's version went backwards")
+        t.eq(api.run.term(30), 0, "rt: SIGTERM exit 0")
+    finally:
+        api.run.kill()
+
+
+CASES = (test_endpoints, test_crash_restart, test_security, test_robustness, test_realtime_resnapshot)
+for case in CASES:
+    if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
+        t.case(case)
+t.finish()
