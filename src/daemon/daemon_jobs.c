@@ -303,7 +303,7 @@ static void *realtime_main(void *arg)
 		if (store) {
 			lk_store_set_observer(store, lk_daemon_observe, a.d);
 			pthread_mutex_lock(&a.d->mu);
-			memcpy(s->run_id, s->next_id[0] ? s->next_id : "", 37);
+			(void)snprintf(s->run_id, sizeof(s->run_id), "%s", s->next_id);
 			s->next_id[0] = '\0';
 			opts.full = s->run_id[0] != '\0'; /* a re-snapshot asked for over HTTP */
 			memcpy(id, s->run_id, sizeof(id));
