@@ -21,6 +21,7 @@ deps:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "make deps: everything is installed"; fi
+	@tools/fetch-promtool.sh
 
 build/build.ninja: CMakeLists.txt CMakePresets.json
 	@$(MAKE) --no-print-directory deps

@@ -17,6 +17,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/units.h"
+#include "core/uuid7.h"
 
 /* Takes the best startable slot off the queue (mu held), or NULL. */
 static struct lk_slot *pick(struct lk_daemon *d)
@@ -303,12 +304,15 @@ static void *realtime_main(void *arg)
 		if (store) {
 			lk_store_set_observer(store, lk_daemon_observe, a.d);
 			pthread_mutex_lock(&a.d->mu);
-			(void)snprintf(s->run_id, sizeof(s->run_id), "%s", s->next_id);
+			opts.full = s->next_id[0] != '\0'; /* a re-snapshot asked for over HTTP */
+			if (opts.full)
+				memcpy(s->run_id, s->next_id, sizeof(s->run_id));
+			else
+				lk_uuid7(s->run_id); /* named now: the API shows the going run */
 			s->next_id[0] = '\0';
-			opts.full = s->run_id[0] != '\0'; /* a re-snapshot asked for over HTTP */
 			memcpy(id, s->run_id, sizeof(id));
 			pthread_mutex_unlock(&a.d->mu);
-			opts.run_id = id[0] ? id : NULL;
+			opts.run_id = id;
 			(void)lk_sync_run(s->gen->cfg, s->job, store, &opts, &res, &err);
 			pthread_mutex_lock(&a.d->mu);
 			memcpy(s->run_id, res.run_id, sizeof(s->run_id));

@@ -26,7 +26,9 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -158,6 +160,13 @@ def prom_parse(text):
         name_labels, value = line.rsplit(" ", 1)
         vals[name_labels] = float(value)
     return vals, bad, types
+
+
+def promtool():
+    """Prometheus' promtool: on PATH, or fetched by `make deps` (tools/fetch-promtool.sh)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    local = os.path.join(here, "..", "..", ".deps", "bin", "promtool")
+    return os.environ.get("LK_PROMTOOL") or shutil.which("promtool") or (local if os.access(local, os.X_OK) else None)
 
 
 # ---------------------------------------------------------------------------
@@ -359,6 +368,13 @@ def test_endpoints():
                 "/metrics: 200 text/plain; version=0.0.4")
         vals, bad, types = prom_parse(text)
         t.eq(bad, [], "/metrics: every line is in the Prometheus text format")
+        tool = promtool()
+        if tool:
+            p = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+            t.eq((p.returncode, p.stdout + p.stderr), (0, ""), "/metrics passes `promtool check metrics`")
+        else:
+            t.check(not L.strict(), "promtool is there (make deps fetches it; missing is a failure in CI)")
+            t.log("promtool not found: `promtool check metrics` skipped (run make deps)")
         read = vals.get('lockstep_rows_read_total{job="snap"}', 0)
         want = n + api.status(rid2)["stats"]["rowsRead"]
         t.eq(read, float(want), "/metrics: rows read by snap = both runs' rowsRead (%d)" % want)
