@@ -62,12 +62,12 @@ static void on_hup(int sig)
 
 static void on_signal(int sig)
 {
-	if (lk_cli_stop) {
+	if (lk_flag(&lk_cli_stop)) {
 		(void)signal(sig, SIG_DFL); /* a second signal: exit at once */
 		(void)raise(sig);
 		return;
 	}
-	lk_cli_stop = true;
+	lk_flag_set(&lk_cli_stop, true);
 }
 
 void lk_cli_signals(void)

@@ -134,7 +134,7 @@ static volatile bool gen_stop;
 static void *generator(void *arg)
 {
 	(void)arg;
-	while (!gen_stop && !lk_cli_stop) {
+	while (!lk_flag(&gen_stop) && !lk_flag(&lk_cli_stop)) {
 		struct lk_err err = LK_ERR_INIT;
 
 		if (exec_file(DEMO_DIR "/source.db", demo_changes, &err) < 0)
@@ -162,7 +162,7 @@ static int live(struct lk_cli *cli)
 		     "http://%s/api/sync\n\n",
 		     listen, listen, listen, listen);
 	(void)fflush(stdout);
-	gen_stop = false;
+	lk_flag_set(&gen_stop, false);
 	if (pthread_create(&th, NULL, generator, NULL) != 0) {
 		(void)fputs("lockstep: cannot start the change generator\n", stderr);
 		return LK_EXIT_FAILED;
@@ -170,7 +170,7 @@ static int live(struct lk_cli *cli)
 	cli->argc = 1; /* `run` with no options */
 	optind = 0;    /* getopt starts afresh */
 	code = lk_cmd_run(cli);
-	gen_stop = true;
+	lk_flag_set(&gen_stop, true);
 	(void)pthread_join(th, NULL);
 	return code;
 }

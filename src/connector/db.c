@@ -58,7 +58,7 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 		}
 		if (!err->transient)
 			return -1;
-		if (i + 1 == attempts || (stop && *stop))
+		if (i + 1 == attempts || lk_flag(stop))
 			break;
 		wait = lk_backoff_ms(retry, i);
 		lk_log_warn_err(err, "database '%s' unreachable, retry %d of %d in %lld ms",

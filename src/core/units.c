@@ -310,7 +310,7 @@ void lk_sleep_ms(int64_t ms, volatile const bool *stop)
 {
 	int64_t until = lk_mono_ms() + ms;
 
-	while (!(stop && *stop)) {
+	while (!lk_flag(stop)) {
 		int64_t left = until - lk_mono_ms();
 		struct timespec ts;
 

@@ -39,4 +39,19 @@ void lk_wall_format(int64_t wall_ms, char *out, unsigned out_size);
 /* Sleeps for ms milliseconds (restarting on EINTR unless *stop becomes true). */
 void lk_sleep_ms(int64_t ms, volatile const bool *stop);
 
+/*
+ * Stop and cancel flags set by one thread (a signal handler, the scheduler, an HTTP
+ * request) and polled by another: atomic loads and stores, so the hand-over is defined
+ * (and ThreadSanitizer agrees). lk_flag(NULL) is false.
+ */
+static inline bool lk_flag(volatile const bool *f)
+{
+	return f && __atomic_load_n(f, __ATOMIC_ACQUIRE);
+}
+
+static inline void lk_flag_set(volatile bool *f, bool v)
+{
+	__atomic_store_n(f, v, __ATOMIC_RELEASE);
+}
+
 #endif

@@ -280,7 +280,7 @@ static void reload(struct lk_daemon *d, struct lk_store *store)
 		} else {
 			pthread_mutex_lock(&d->mu);
 			s->gone = true;
-			s->stop = true;
+			lk_flag_set(&s->stop, true);
 			s->e.removed = true;
 			pthread_mutex_unlock(&d->mu);
 			if (nj)
@@ -332,8 +332,8 @@ static void tick(struct lk_daemon *d, struct lk_store *store)
 		for (int k = 0; k < n; k++) {
 			if (acts[k].kind == LK_SCHED_RUN) {
 				s->busy = true;
-				s->stop = false;
-				s->cancel = false;
+				lk_flag_set(&s->stop, false);
+				lk_flag_set(&s->cancel, false);
 				if (s->next_id[0]) { /* asked for over HTTP: keeps its id */
 					memcpy(s->run_id, s->next_id, sizeof(s->run_id));
 					s->run_full = s->next_full;
@@ -417,7 +417,7 @@ static bool stop_all(struct lk_daemon *d, struct lk_store *store)
 	(void)lk_sd_notify("STOPPING=1\nSTATUS=stopping: jobs finish their batch");
 	pthread_mutex_lock(&d->mu);
 	for (int i = 0; i < d->nslots; i++)
-		d->slots[i]->stop = true;
+		lk_flag_set(&d->slots[i]->stop, true);
 	pthread_mutex_unlock(&d->mu);
 	lk_log_info("stopping: running jobs stop at their next checkpoint (grace %.0f s)",
 		    (double)grace / 1000.0);
@@ -449,7 +449,7 @@ static void loop(struct lk_daemon *d, struct lk_store *store)
 	int64_t wd = lk_sd_watchdog_ms() / 2, last_wd = 0, last_mem = 0, last_hb = 0;
 	int64_t last_prune = 0;
 
-	while (!*d->opts->stop) {
+	while (!lk_flag(d->opts->stop)) {
 		int64_t now = lk_mono_ms();
 
 		if (*d->opts->reload) {
@@ -476,6 +476,14 @@ static void loop(struct lk_daemon *d, struct lk_store *store)
 		}
 		lk_sleep_ms(TICK_MS, d->opts->stop);
 	}
+}
+
+static void set_ready(struct lk_daemon *d)
+{
+	pthread_mutex_lock(&d->mu);
+	d->ready = true;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->mu);
 }
 
 static void api_free(struct lk_daemon *d)
@@ -525,6 +533,7 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 	d.http = lk_http_start(g->cfg->http.listen ? g->cfg->http.listen : "127.0.0.1:8433",
 			       g->cfg->http.token, &d, err);
 	if (!d.http || lk_daemon_pool_start(&d, MAX_WORKERS, err) < 0) {
+		set_ready(&d); /* requests waiting for the jobs end now */
 		lk_http_stop(d.http);
 		lk_store_close(store);
 		api_free(&d);
@@ -537,6 +546,7 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 		s->realtime ? nrt++ : nsched++;
 		slot_add(&d, s, store);
 	}
+	set_ready(&d);
 	lk_log_info("lockstep running: %d real-time job%s, %d scheduled or triggered job%s, %d "
 		    "workers (restart %lld)",
 		    nrt, nrt == 1 ? "" : "s", nsched, nsched == 1 ? "" : "s", MAX_WORKERS,

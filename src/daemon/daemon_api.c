@@ -395,8 +395,16 @@ json_t *lk_api_runs(struct lk_daemon *d, const char *job, int limit, struct lk_e
 
 /* ---- triggers and cancels ---- */
 
+/* Waits (mu held) until the daemon has placed its jobs: the server starts before them. */
+static void wait_ready(struct lk_daemon *d)
+{
+	while (!d->ready)
+		pthread_cond_wait(&d->cond, &d->mu);
+}
+
 static struct lk_slot *slot_named(struct lk_daemon *d, const char *job)
 {
+	wait_ready(d);
 	for (int i = 0; i < d->nslots; i++) {
 		if (!d->slots[i]->gone && strcmp(d->slots[i]->job->name, job) == 0)
 			return d->slots[i];
@@ -427,7 +435,7 @@ enum lk_api_trigger lk_api_trigger(struct lk_daemon *d, const char *job, bool fu
 	s = slot_named(d, job);
 	if (!s) {
 		rc = LK_API_UNKNOWN_JOB;
-	} else if (d->closing || *d->opts->stop) {
+	} else if (d->closing || lk_flag(d->opts->stop)) {
 		rc = LK_API_CLOSING;
 	} else if (s->realtime && !full) {
 		*why = "a real-time job streams all the time; ask for type full to re-snapshot it";
@@ -436,7 +444,8 @@ enum lk_api_trigger lk_api_trigger(struct lk_daemon *d, const char *job, bool fu
 		lk_uuid7(s->next_id);
 		memcpy(id, s->next_id, 37);
 		s->resnap = true;
-		s->stop = true; /* the stream stops at its next page; the thread re-snapshots */
+		lk_flag_set(&s->stop,
+			    true); /* the stream stops at its next page; the thread re-snapshots */
 		record = true;
 		rc = LK_API_QUEUED;
 	} else if (s->queued && s->run_id[0]) {
@@ -499,6 +508,7 @@ enum lk_api_cancel lk_api_cancel(struct lk_daemon *d, const char *id, struct lk_
 	int got;
 
 	pthread_mutex_lock(&d->mu);
+	wait_ready(d);
 	for (int i = 0; i < d->nslots && !found; i++) {
 		struct lk_slot *s = d->slots[i];
 
@@ -519,8 +529,8 @@ enum lk_api_cancel lk_api_cancel(struct lk_daemon *d, const char *id, struct lk_
 				rc = LK_API_CANNOT;
 				continue;
 			}
-			s->cancel = true;
-			s->stop = true;
+			lk_flag_set(&s->cancel, true);
+			lk_flag_set(&s->stop, true);
 			rc = LK_API_CANCELLING;
 		}
 	}
@@ -563,6 +573,7 @@ json_t *lk_api_jobs(struct lk_daemon *d)
 	json_t *j;
 
 	pthread_mutex_lock(&d->mu);
+	wait_ready(d);
 	for (int k = 0; k < d->nslots; k++) {
 		const struct lk_slot *s = d->slots[k];
 		const struct lk_job *job = s->job;
@@ -646,8 +657,8 @@ json_t *lk_api_health(struct lk_daemon *d, int *code)
 
 		if (s->gone)
 			continue;
-		failing += s->fail_streak > 0;
-		outages += s->outage;
+		failing += __atomic_load_n(&s->fail_streak, __ATOMIC_RELAXED) > 0;
+		outages += lk_flag(&s->outage);
 		if (s->busy && !s->queued)
 			(void)json_array_append_new(leases,
 						    json_pack("{s:s, s:s}", "job", s->job->name,

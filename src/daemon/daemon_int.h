@@ -44,7 +44,7 @@ struct lk_slot {
 	pthread_t thread;   /* real-time */
 	bool thread_started;
 	/* real-time thread's own state */
-	bool outage;
+	volatile bool outage; /* read by /api/health */
 	int64_t outage_ms;
 	int attempt;
 	char last_msg[LK_ERR_MSG_MAX];
@@ -94,6 +94,7 @@ struct lk_daemon {
 	pthread_mutex_t api_mu;
 	struct lk_store *api_store;
 	struct lk_http *http;
+	bool ready; /* the first config's slots exist: API calls wait for it (mu, cond) */
 };
 
 /* The live view of runs (daemon_api.c): recent and going runs, by id. */

@@ -99,7 +99,7 @@ static int attempt(struct lk_daemon *d, struct lk_slot *s, struct lk_store *stor
 static void report_failure(struct lk_slot *s, const struct lk_err *err, int attempts)
 {
 	int64_t now = lk_mono_ms(), since = now - s->fail_logged_ms;
-	int n = ++s->fail_streak;
+	int n = __atomic_add_fetch(&s->fail_streak, 1, __ATOMIC_RELAXED); /* health reads it */
 	bool same = strcmp(s->fail_msg, err->msg) == 0;
 	char tries[48] = "";
 
@@ -123,7 +123,7 @@ static void report_success(struct lk_slot *s)
 	if (s->fail_streak > 0)
 		lk_log_info("job %s: succeeded again after %d failed run%s", s->job->name,
 			    s->fail_streak, s->fail_streak == 1 ? "" : "s");
-	s->fail_streak = 0;
+	__atomic_store_n(&s->fail_streak, 0, __ATOMIC_RELAXED);
 }
 
 /* A run with its retries: only transient errors are retried, with full-jitter back-off. */
@@ -132,7 +132,7 @@ static void run_slot(struct lk_daemon *d, struct lk_slot *s)
 	const struct lk_retry_conf *r = &s->job->retry;
 	const struct lk_retry_conf once = {1, r->initial_ms, r->max_ms, r->multiplier};
 
-	for (int i = 0; i < r->attempts && !s->stop; i++) {
+	for (int i = 0; i < r->attempts && !lk_flag(&s->stop); i++) {
 		struct lk_err err = LK_ERR_INIT;
 		struct lk_store *store = lk_store_open(d->store_cfg, &err);
 		int rc;
@@ -146,7 +146,7 @@ static void run_slot(struct lk_daemon *d, struct lk_slot *s)
 			report_success(s);
 			return;
 		}
-		if (s->stop || err.code == LK_ERR_CANCELLED)
+		if (lk_flag(&s->stop) || err.code == LK_ERR_CANCELLED)
 			return;
 		if (err.code == LK_ERR_BUSY) {
 			lk_log_info("job %s: %s; this run is skipped", s->job->name, err.msg);
@@ -182,9 +182,10 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&d->mu);
 		run_slot(d, s);
 		/* a run stopped before it recorded anything still ends, for the API */
-		lk_daemon_live_settle(d, s->run_id, s->cancel ? "cancelled" : "interrupted",
-				      s->cancel ? "cancelled before it started"
-						: "stopped before it started");
+		lk_daemon_live_settle(d, s->run_id,
+				      lk_flag(&s->cancel) ? "cancelled" : "interrupted",
+				      lk_flag(&s->cancel) ? "cancelled before it started"
+							  : "stopped before it started");
 		pthread_mutex_lock(&d->mu);
 		d->running--;
 		s->busy = false;
@@ -246,11 +247,11 @@ static void on_progress(void *arg, const struct lk_sync_progress *p)
 {
 	struct lk_slot *s = arg;
 
-	if (!s->outage || strcmp(p->stage, "stream") != 0)
+	if (!lk_flag(&s->outage) || strcmp(p->stage, "stream") != 0)
 		return;
 	lk_log_info("job %s: streaming again after %.1f s", s->job->name,
 		    (double)(lk_mono_ms() - s->outage_ms) / 1000.0);
-	s->outage = false;
+	lk_flag_set(&s->outage, false);
 	s->attempt = 0;
 	s->last_msg[0] = '\0';
 }
@@ -258,8 +259,8 @@ static void on_progress(void *arg, const struct lk_sync_progress *p)
 /* Logs a failure once per outage. */
 static void note_failure(struct lk_slot *s, const struct lk_err *err)
 {
-	if (!s->outage) {
-		s->outage = true;
+	if (!lk_flag(&s->outage)) {
+		lk_flag_set(&s->outage, true);
 		s->outage_ms = lk_mono_ms();
 	}
 	if (s->last_msg[0]) { /* one line per outage; the rest at debug level */
@@ -293,7 +294,7 @@ static void *realtime_main(void *arg)
 
 	free(arg);
 	opts.progress_arg = s;
-	while (!s->stop) {
+	while (!lk_flag(&s->stop)) {
 		struct lk_err err = LK_ERR_INIT;
 		struct lk_sync_result res;
 		struct lk_store *store = lk_store_open(a.d->store_cfg, &err);
@@ -320,9 +321,10 @@ static void *realtime_main(void *arg)
 		}
 		lk_store_close(store);
 		pthread_mutex_lock(&a.d->mu);
-		if (s->resnap && !s->gone && !a.d->closing && !*a.d->opts->stop) {
+		if (s->resnap && !s->gone && !a.d->closing && !lk_flag(a.d->opts->stop)) {
 			s->resnap = false;
-			s->stop = false; /* stopped for the re-snapshot, not for good */
+			lk_flag_set(&s->stop,
+				    false); /* stopped for the re-snapshot, not for good */
 			again = true;
 		}
 		pthread_mutex_unlock(&a.d->mu);
@@ -331,7 +333,7 @@ static void *realtime_main(void *arg)
 				    s->job->name, s->next_id);
 			continue;
 		}
-		if (s->stop)
+		if (lk_flag(&s->stop))
 			break;
 		note_failure(s, &err);
 		wait = lk_backoff_ms(&s->job->retry, s->attempt);

@@ -478,7 +478,7 @@ static bool sse_next(struct sse *s)
 	struct lk_api_run r;
 	struct lk_err err = LK_ERR_INIT;
 
-	while (!s->h->stopping) {
+	while (!lk_flag(&s->h->stopping)) {
 		int w = lk_api_run_wait(s->h->d, s->id, s->last_ms, SSE_TICK_MS, &r);
 
 		if (w < 0) { /* not live here: the store (another instance, or long done) */
@@ -771,7 +771,7 @@ void lk_http_stop(struct lk_http *h)
 {
 	if (!h)
 		return;
-	h->stopping = true; /* event streams end at their next tick */
+	lk_flag_set(&h->stopping, true); /* event streams end at their next tick */
 	MHD_stop_daemon(h->mhd);
 	if (h->token) {
 		volatile char *p = h->token;

@@ -228,7 +228,7 @@ static void check_limits(struct run *x, int64_t now)
 		}
 		return;
 	}
-	if (o->stop && *o->stop)
+	if (lk_flag(o->stop))
 		begin_kill(x, KILL_STOP, now);
 	else if (o->timeout_ms > 0 && now >= x->timeout_at_ms)
 		begin_kill(x, KILL_TIMEOUT, now);
@@ -389,7 +389,7 @@ int lk_exec_run(const struct lk_exec_opts *o, struct lk_exec_result *r, struct l
 	r->exit_code = -1;
 	if (!o->argv || !o->argv[0] || !o->argv[0][0])
 		return lk_err_set(err, LK_ERR_INTERNAL, "exec: no command given");
-	if (o->stop && *o->stop) {
+	if (lk_flag(o->stop)) {
 		r->cancelled = true;
 		return lk_err_set(err, LK_ERR_CANCELLED, "cancelled");
 	}

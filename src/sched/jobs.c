@@ -42,7 +42,7 @@ static void run_end(struct lk_jobrun *jr, struct lk_run *run, bool inserted, int
 
 	run->status = rc == 0			      ? "succeeded"
 		      : err->code != LK_ERR_CANCELLED ? "failed"
-		      : jr->cancel && *jr->cancel     ? "cancelled"
+		      : lk_flag(jr->cancel)	      ? "cancelled"
 						      : "interrupted";
 	run->error = rc == 0 || err->code == LK_ERR_CANCELLED ? NULL : err->msg;
 	run->finished_ms = lk_wall_ms();

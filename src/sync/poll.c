@@ -156,7 +156,7 @@ static int poll_loop(struct lk_job_ctx *ctx, struct lk_scan *scan, const struct 
 	lk_rows_init(&ups, ctx->ncols);
 	lk_rows_init(&dels, ctx->ncols);
 	for (;;) {
-		if (ctx->opts && ctx->opts->stop && *ctx->opts->stop) {
+		if (ctx->opts && lk_flag(ctx->opts->stop)) {
 			lk_err_set(err, LK_ERR_CANCELLED, "stopped at a batch boundary");
 			goto out;
 		}

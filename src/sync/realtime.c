@@ -64,7 +64,7 @@ void lk_rt_pos_json(struct lk_buf *b, const struct lk_job_ctx *ctx, const char *
 
 static bool stopped(const struct lk_job_ctx *ctx)
 {
-	return ctx->opts && ctx->opts->stop && *ctx->opts->stop;
+	return ctx->opts && lk_flag(ctx->opts->stop);
 }
 
 static int64_t json_i64(json_t *o, const char *k)

@@ -129,10 +129,10 @@ static void finish(struct run_state *st, struct lk_job_ctx *ctx, int rc, const s
 
 	ctx->prog.stage = "done";
 	record(st, &ctx->prog, true);
-	st->run.status = rc == 0					     ? "succeeded"
-			 : (err->code != LK_ERR_CANCELLED)		     ? "failed"
-			 : st->user && st->user->cancel && *st->user->cancel ? "cancelled"
-									     : "interrupted";
+	st->run.status = rc == 0				 ? "succeeded"
+			 : (err->code != LK_ERR_CANCELLED)	 ? "failed"
+			 : st->user && lk_flag(st->user->cancel) ? "cancelled"
+								 : "interrupted";
 	/* A stop on request is not an error (a real-time run ends only that way). */
 	st->run.error = rc == 0 || err->code == LK_ERR_CANCELLED ? NULL : err->msg;
 	st->run.finished_ms = lk_wall_ms();

@@ -12,6 +12,7 @@
 #define LK_LOG_COMPONENT "snapshot"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/units.h"
 #include "keyset.h"
 
 /* Reads a resumable "last key" from the position, or NULL to start from the beginning. */
@@ -68,7 +69,7 @@ static void snapshot_pos(struct lk_buf *pos, struct lk_job_ctx *ctx, const struc
 
 static bool stopped(struct lk_job_ctx *ctx)
 {
-	return ctx->opts && ctx->opts->stop && *ctx->opts->stop;
+	return ctx->opts && lk_flag(ctx->opts->stop);
 }
 
 /* Streams the source into the target; `plain` when the target was empty at the start. */
