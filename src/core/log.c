@@ -16,8 +16,9 @@ static const char *const level_names[] = {"debug", "info", "warn", "error", "off
 
 void lk_log_setup(enum lk_log_level level, enum lk_log_format format)
 {
-	lk_log_min_level = level;
-	log_format = format;
+	/* a reload changes these while other threads log: atomic, relaxed is enough */
+	__atomic_store_n(&lk_log_min_level, level, __ATOMIC_RELAXED);
+	__atomic_store_n(&log_format, format, __ATOMIC_RELAXED);
 }
 
 int lk_log_level_parse(const char *s, enum lk_log_level *out)
@@ -54,7 +55,7 @@ void lk_log_write(enum lk_log_level level, const char *comp, const struct lk_err
 	(void)snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
 		       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 		       tm.tm_sec, ts.tv_nsec / 1000000);
-	if (log_format == LK_LOG_JSON) {
+	if (__atomic_load_n(&log_format, __ATOMIC_RELAXED) == LK_LOG_JSON) {
 		lk_buf_addf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"comp\":", when,
 			    level_names[level]);
 		lk_buf_add_json_str(&line, comp, strlen(comp));

@@ -28,7 +28,7 @@ void lk_log_write(enum lk_log_level level, const char *comp, const struct lk_err
 
 #define LK_LOG_AT(lvl, err, ...)                                                                   \
 	do {                                                                                       \
-		if ((lvl) >= lk_log_min_level)                                                     \
+		if ((int)(lvl) >= (int)__atomic_load_n(&lk_log_min_level, __ATOMIC_RELAXED))       \
 			lk_log_write((lvl), LK_LOG_COMPONENT, (err), __VA_ARGS__);                 \
 	} while (0)
 
