@@ -127,7 +127,7 @@ static struct lk_slot *slot_new(struct lk_gen *g, const struct lk_job *job)
 
 	s->job = job;
 	s->gen = g;
-	g->users++;
+	(void)__atomic_add_fetch(&g->users, 1, __ATOMIC_ACQ_REL);
 	lk_config_job_fingerprint(g->cfg, job, &fp);
 	s->fp = lk_buf_detach(&fp, NULL);
 	s->realtime = job->kind == LK_JOB_SYNC && job->mode == LK_MODE_REALTIME;
@@ -136,7 +136,7 @@ static struct lk_slot *slot_new(struct lk_gen *g, const struct lk_job *job)
 
 static void slot_free(struct lk_slot *s)
 {
-	s->gen->users--;
+	(void)__atomic_sub_fetch(&s->gen->users, 1, __ATOMIC_ACQ_REL);
 	lk_tz_free(s->tz);
 	free(s->fp);
 	free(s);
@@ -184,8 +184,10 @@ static struct lk_gen *gen_new(struct lk_daemon *d, struct lk_config *cfg)
 	struct lk_gen *g = lk_xcalloc(1, sizeof(*g));
 
 	g->cfg = cfg;
+	pthread_mutex_lock(&d->mu); /* an HTTP replay reads the newest generation */
 	g->next = d->gens;
 	d->gens = g;
+	pthread_mutex_unlock(&d->mu);
 	d->limit = cfg->memory_limit;
 	lk_log_setup(cfg->log.level, cfg->log.format);
 	return g;
@@ -220,11 +222,10 @@ static void collect(struct lk_daemon *d)
 		if (s->realtime)
 			(void)lk_daemon_realtime_start(d, s);
 	}
-	pthread_mutex_unlock(&d->mu);
 	for (struct lk_gen **p = &d->gens->next; *p;) {
 		struct lk_gen *g = *p;
 
-		if (g->users == 0 && g->cfg != d->store_cfg) {
+		if (__atomic_load_n(&g->users, __ATOMIC_ACQUIRE) == 0 && g->cfg != d->store_cfg) {
 			*p = g->next;
 			lk_config_free(g->cfg);
 			free(g);
@@ -232,6 +233,7 @@ static void collect(struct lk_daemon *d)
 		}
 		p = &g->next;
 	}
+	pthread_mutex_unlock(&d->mu); /* the generations too: an HTTP replay walks them */
 }
 
 static struct lk_slot *find_live(struct lk_daemon *d, const char *name)

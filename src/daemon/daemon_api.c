@@ -844,13 +844,13 @@ int lk_api_error_replay(struct lk_daemon *d, int64_t id, json_t **result, struct
 		return -1;
 	pthread_mutex_lock(&d->mu);
 	cfg = d->gens->cfg; /* the newest config stays alive while it is the newest... */
-	d->gens->users++;   /* ...and while we use it */
+	(void)__atomic_add_fetch(&d->gens->users, 1, __ATOMIC_ACQ_REL); /* ...while we use it */
 	pthread_mutex_unlock(&d->mu);
 	rc = lk_sync_replay(cfg, store, id, &so, &res, err);
 	pthread_mutex_lock(&d->mu);
 	for (struct lk_gen *g = d->gens; g; g = g->next) {
 		if (g->cfg == cfg)
-			g->users--;
+			(void)__atomic_sub_fetch(&g->users, 1, __ATOMIC_ACQ_REL);
 	}
 	pthread_mutex_unlock(&d->mu);
 	lk_store_close(store);
