@@ -236,12 +236,25 @@ static void api_store_failed(struct lk_daemon *d)
 	d->api_store = NULL;
 }
 
+/* Writes a run through the API's store handle: queued (kept if it started) or final. */
+static void api_record(struct lk_daemon *d, const struct lk_run *run, bool queued)
+{
+	struct lk_err err = LK_ERR_INIT;
+
+	pthread_mutex_lock(&d->api_mu);
+	if (api_store(d, &err) && (queued ? lk_store_run_queue(d->api_store, run, &err)
+					  : lk_store_run_insert(d->api_store, run, &err)) < 0)
+		api_store_failed(d);
+	pthread_mutex_unlock(&d->api_mu);
+	if (err.code != LK_OK)
+		lk_log_warn_err(&err, "cannot record run %s", run->id);
+}
+
 void lk_daemon_live_settle(struct lk_daemon *d, const char *id, const char *status, const char *why)
 {
 	struct lk_live *l;
 	struct lk_api_run r;
 	struct lk_run run;
-	struct lk_err err = LK_ERR_INIT;
 	bool write = false;
 
 	pthread_mutex_lock(&d->live_mu);
@@ -268,12 +281,7 @@ void lk_daemon_live_settle(struct lk_daemon *d, const char *id, const char *stat
 	run.started_ms = r.started_ms > 0 ? r.started_ms : r.finished_ms;
 	run.finished_ms = r.finished_ms;
 	run.error = r.error[0] ? r.error : NULL;
-	pthread_mutex_lock(&d->api_mu);
-	if (api_store(d, &err) && lk_store_run_insert(d->api_store, &run, &err) < 0)
-		api_store_failed(d);
-	pthread_mutex_unlock(&d->api_mu);
-	if (err.code != LK_OK)
-		lk_log_warn_err(&err, "cannot record run %s", id);
+	api_record(d, &run, false);
 }
 
 /* ---- runs ---- */
@@ -478,7 +486,6 @@ enum lk_api_trigger lk_api_trigger(struct lk_daemon *d, const char *job, bool fu
 		/* queued in the store too, so any instance answers; a run that has started
 		 * already (its row exists) is left alone */
 		struct lk_run run;
-		struct lk_err err = LK_ERR_INIT;
 
 		memset(&run, 0, sizeof(run));
 		memcpy(run.id, id, sizeof(run.id));
@@ -488,12 +495,7 @@ enum lk_api_trigger lk_api_trigger(struct lk_daemon *d, const char *job, bool fu
 		run.progress = -1;
 		run.total_estimate = -1;
 		run.started_ms = lk_wall_ms();
-		pthread_mutex_lock(&d->api_mu);
-		if (api_store(d, &err) && lk_store_run_queue(d->api_store, &run, &err) < 0)
-			api_store_failed(d);
-		pthread_mutex_unlock(&d->api_mu);
-		if (err.code != LK_OK)
-			lk_log_warn_err(&err, "cannot record queued run %s", id);
+		api_record(d, &run, true);
 		lk_log_info("job %s: run %s queued over HTTP (%s)", job, id,
 			    full ? "full" : "incremental");
 	}
