@@ -41,7 +41,8 @@ struct lk_dbconf {
 	char *listen_url; /* optional direct URL for LISTEN; NULL when absent */
 	struct lk_breaker_conf breaker;
 	int64_t connect_timeout_ms; /* 0: the default (10 s); the breaker's probe sets its own */
-	int line, col;		    /* where it was defined, for later errors */
+	bool state_store; /* the state store's synthetic entry: its counts are kept apart */
+	int line, col;	  /* where it was defined, for later errors */
 };
 
 /* A table reference: `schema.name` or `name`; names are literal (case, spaces kept). */

@@ -184,6 +184,13 @@ struct lk_connector_ops {
 	 * PostgreSQL; on SQLite the caller turns it off.
 	 */
 	int (*set_timeout)(struct lk_conn *c, int64_t ms, struct lk_err *err);
+	/*
+	 * Statements this connection ran, and how many failed, since it opened. PostgreSQL:
+	 * statements sent to the server (a COPY is one; a multi-statement script is one);
+	 * SQLite: statements started (a statement stepped once per row counts once per row).
+	 * Safe from any thread while the connection is open.
+	 */
+	void (*counters)(const struct lk_conn *c, int64_t *queries, int64_t *errors);
 
 	/* Describes a table; LK_ERR_NOTFOUND (naming it) when it does not exist. */
 	int (*describe)(struct lk_conn *c, const struct lk_tref *t, struct lk_table *out,
@@ -274,11 +281,32 @@ struct lk_db {
 	const struct lk_connector_ops *ops;
 	struct lk_conn *conn;
 	const struct lk_dbconf *conf;
+	/* Statements run and failed through this handle since lk_db_open, as of the last
+	 * lk_db_tally (lk_db_close tallies; they stay readable after it). */
+	int64_t queries, errors;
+	int64_t conn_queries, conn_errors; /* the open connection's counters at that tally */
 };
 
+/* Opens conf's database; a failed attempt counts as an error of that database. */
 int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_retry_conf *retry,
 	       volatile const bool *stop, struct lk_err *err);
 void lk_db_close(struct lk_db *db);
+/*
+ * Brings db->queries and db->errors up to date and adds what is new to the process-wide
+ * totals of its database (lk_db_stats). Call on the thread that opened db.
+ */
+void lk_db_tally(struct lk_db *db);
+
+/* Process-wide statement and error counts of one database (lockstep_db_* metrics). */
+struct lk_db_stat {
+	char name[64];
+	bool state_store; /* the state store, not a configured database */
+	int64_t queries, errors;
+};
+
+#define LK_DB_STATS_MAX 64
+/* Copies up to max entries (in first-seen order) to out; returns how many. */
+int lk_db_stats(struct lk_db_stat *out, int max);
 /* Full jitter: a uniform pick in [0, min(max, initial * multiplier^attempt)] milliseconds. */
 int64_t lk_backoff_ms(const struct lk_retry_conf *r, int attempt);
 

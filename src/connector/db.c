@@ -2,7 +2,10 @@
 #include "breaker.h"
 #include "connector.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <uuid/uuid.h>
 
 #define LK_LOG_COMPONENT "db"
@@ -26,6 +29,61 @@ int64_t lk_backoff_ms(const struct lk_retry_conf *r, int attempt)
 	return (int64_t)((double)(x >> 11) / (double)(1ULL << 53) * cap);
 }
 
+/* The process-wide counts per database: few entries, updated at most about once a second
+ * per connection, so one lock and a linear search do. */
+static pthread_mutex_t stats_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lk_db_stat stats[LK_DB_STATS_MAX];
+static int nstats;
+
+static void stats_add(const struct lk_dbconf *conf, int64_t queries, int64_t errors)
+{
+	const char *name = conf->name ? conf->name : "?";
+	struct lk_db_stat *e = NULL;
+
+	if (queries == 0 && errors == 0)
+		return;
+	pthread_mutex_lock(&stats_mu);
+	for (int i = 0; i < nstats && !e; i++) {
+		if (stats[i].state_store == conf->state_store && strcmp(stats[i].name, name) == 0)
+			e = &stats[i];
+	}
+	if (!e && nstats < LK_DB_STATS_MAX) {
+		e = &stats[nstats++];
+		(void)snprintf(e->name, sizeof(e->name), "%s", name);
+		e->state_store = conf->state_store;
+	}
+	if (e) {
+		e->queries += queries;
+		e->errors += errors;
+	}
+	pthread_mutex_unlock(&stats_mu);
+}
+
+int lk_db_stats(struct lk_db_stat *out, int max)
+{
+	int n;
+
+	pthread_mutex_lock(&stats_mu);
+	n = nstats < max ? nstats : max;
+	memcpy(out, stats, (size_t)n * sizeof(*out));
+	pthread_mutex_unlock(&stats_mu);
+	return n;
+}
+
+void lk_db_tally(struct lk_db *db)
+{
+	int64_t q, e;
+
+	if (!db->ops || !db->conn)
+		return;
+	db->ops->counters(db->conn, &q, &e);
+	stats_add(db->conf, q - db->conn_queries, e - db->conn_errors);
+	db->queries += q - db->conn_queries;
+	db->errors += e - db->conn_errors;
+	db->conn_queries = q;
+	db->conn_errors = e;
+}
+
 int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_retry_conf *retry,
 	       volatile const bool *stop, struct lk_err *err)
 {
@@ -37,9 +95,9 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 
 	if (!retry)
 		retry = &def;
+	memset(db, 0, sizeof(*db));
 	db->ops = lk_connector_for(conf->kind);
 	db->conf = conf;
-	db->conn = NULL;
 	br = lk_breaker_enter(conf, &admit, &probe, err);
 	if (!admit)
 		return -1;
@@ -56,6 +114,8 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 			lk_breaker_success(br);
 			return 0;
 		}
+		stats_add(conf, 0, 1);
+		db->errors++;
 		if (!err->transient)
 			return -1;
 		if (i + 1 == attempts || lk_flag(stop))
@@ -73,6 +133,7 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 
 void lk_db_close(struct lk_db *db)
 {
+	lk_db_tally(db);
 	if (db->ops && db->conn)
 		db->ops->close(db->conn);
 	db->conn = NULL;

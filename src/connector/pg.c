@@ -29,6 +29,8 @@ int lk_pg_err(struct lk_err *err, struct lk_conn *c, const PGresult *res, const 
 	char clean[LK_ERR_MSG_MAX];
 	size_t n;
 
+	if (c)
+		__atomic_fetch_add(&c->errors, 1, __ATOMIC_RELAXED);
 	if (!err) /* the caller already holds the error it will report */
 		return -1;
 	if (!msg)
@@ -98,7 +100,7 @@ static struct lk_conn *pg_open(const struct lk_dbconf *db, struct lk_err *err)
 		return NULL;
 	}
 	(void)PQsetNoticeProcessor(c->pg, on_notice, c);
-	res = PQexec(c->pg, session_setup);
+	res = PQexec(lk_pg_q(c), session_setup);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		lk_pg_err(err, c, res, "session setup");
 		PQclear(res);
@@ -133,7 +135,7 @@ static void pg_close(struct lk_conn *c)
 int lk_pg_cmd(struct lk_conn *c, const char *sql, int n, const char *const *params,
 	      int64_t *affected, struct lk_err *err)
 {
-	PGresult *res = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	PGresult *res = PQexecParams(lk_pg_q(c), sql, n, NULL, params, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(res);
 	int rc = 0;
 
@@ -167,7 +169,7 @@ static int pg_commit(struct lk_conn *c, struct lk_err *err)
 
 static int pg_rollback(struct lk_conn *c)
 {
-	PGresult *res = PQexec(c->pg, "ROLLBACK");
+	PGresult *res = PQexec(lk_pg_q(c), "ROLLBACK");
 
 	PQclear(res);
 	c->in_txn = false;
@@ -247,6 +249,12 @@ static int pg_set_timeout(struct lk_conn *c, int64_t ms, struct lk_err *err)
 	return lk_pg_cmd(c, sql, 0, NULL, NULL, err);
 }
 
+static void pg_counters(const struct lk_conn *c, int64_t *queries, int64_t *errors)
+{
+	*queries = __atomic_load_n(&c->queries, __ATOMIC_RELAXED);
+	*errors = __atomic_load_n(&c->errors, __ATOMIC_RELAXED);
+}
+
 static int pg_exec(struct lk_conn *c, const char *sql, int n, const char *const *params,
 		   struct lk_rows *out, int64_t *affected, struct lk_err *err)
 {
@@ -255,9 +263,9 @@ static int pg_exec(struct lk_conn *c, const char *sql, int n, const char *const 
 	int rc = -1;
 
 	if (n == 0 && !out)
-		res = PQexec(c->pg, sql); /* allows several statements */
+		res = PQexec(lk_pg_q(c), sql); /* allows several statements */
 	else
-		res = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+		res = PQexecParams(lk_pg_q(c), sql, n, NULL, params, NULL, NULL, 0);
 	st = PQresultStatus(res);
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		lk_pg_err(err, c, res, "query failed");
@@ -298,7 +306,7 @@ static int pg_describe(struct lk_conn *c, const struct lk_tref *t, struct lk_tab
 		       struct lk_err *err)
 {
 	const char *params[2] = {schema_of(t), t->name};
-	PGresult *res = PQexecParams(c->pg, describe_sql, 2, NULL, params, NULL, NULL, 0);
+	PGresult *res = PQexecParams(lk_pg_q(c), describe_sql, 2, NULL, params, NULL, NULL, 0);
 	int n, npk = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -355,7 +363,7 @@ static int pg_has_unique(struct lk_conn *c, const struct lk_tref *t, const char 
 
 	*yes = false;
 	(void)snprintf(nbuf, sizeof(nbuf), "%d", ncols);
-	res = PQexecParams(c->pg, sql, 3, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(lk_pg_q(c), sql, 3, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		lk_pg_err(err, c, res, "list unique indexes");
 		PQclear(res);
@@ -490,6 +498,7 @@ const struct lk_connector_ops lk_pg_ops = {
 	.set_refused = pg_set_refused,
 	.exec = pg_exec,
 	.set_timeout = pg_set_timeout,
+	.counters = pg_counters,
 	.describe = pg_describe,
 	.has_unique = pg_has_unique,
 	.create_table = pg_create_table,

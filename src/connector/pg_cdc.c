@@ -31,7 +31,7 @@ static int one_value(struct lk_conn *c, const char *sql, int n, const char *cons
 	int rc = 0;
 
 	out[0] = '\0';
-	res = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(lk_pg_q(c), sql, n, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		rc = lk_pg_err(err, c, res, "change capture");
 	else if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
@@ -55,7 +55,7 @@ static int cmd(struct lk_conn *c, const char *sql, int n, const char *const *par
 			return lk_err_prefix(err, "change capture on database '%s'", c->dbname);
 		return 0;
 	}
-	res = PQexec(c->pg, sql);
+	res = PQexec(lk_pg_q(c), sql);
 	st = PQresultStatus(res);
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		lk_pg_err(err, c, res, "query failed");
@@ -67,7 +67,7 @@ static int cmd(struct lk_conn *c, const char *sql, int n, const char *const *par
 
 static void abort_txn(struct lk_conn *c)
 {
-	PGresult *res = PQexec(c->pg, "ROLLBACK");
+	PGresult *res = PQexec(lk_pg_q(c), "ROLLBACK");
 
 	PQclear(res);
 	c->in_txn = false;
@@ -188,7 +188,7 @@ static int check_privileges(struct lk_conn *c, const char *table, const char *re
 		"  WHERE oid = $1::oid)),"
 		" pg_catalog.current_setting('server_version_num')::int";
 	const char *params[] = {relid};
-	PGresult *res = PQexecParams(c->pg, sql, 1, NULL, params, NULL, NULL, 0);
+	PGresult *res = PQexecParams(lk_pg_q(c), sql, 1, NULL, params, NULL, NULL, 0);
 	const char *user, *db, *owner;
 	int rc = -1;
 
@@ -569,7 +569,7 @@ static int pg_cdc_read(struct lk_conn *c, int64_t relid, const struct lk_cdc_pos
 		       from->xid > from->horizon ? from->xid : from->horizon);
 	(void)snprintf(s, sizeof(s), "%" PRId64, from->xid >= from->horizon ? from->seq : 0);
 	(void)snprintf(lim, sizeof(lim), "%d", max);
-	res = PQexecParams(c->pg, sql, 5, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(lk_pg_q(c), sql, 5, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		lk_pg_err(err, c, res, "read the changelog");
 		goto out;
@@ -632,7 +632,7 @@ static int pg_cdc_stalled(struct lk_conn *c, int64_t relid, const char *self, do
 	(void)snprintf(id, sizeof(id), "%" PRId64, relid);
 	(void)snprintf(secs, sizeof(secs), "%.3f", stall_s);
 	res = PQexecParams(
-		c->pg,
+		lk_pg_q(c),
 		"SELECT job, round(extract(epoch FROM now() - updated_at))::text, p.n::text"
 		" FROM lockstep_cdc.consumers k, LATERAL (SELECT count(*) AS n"
 		"  FROM lockstep_cdc.changelog l WHERE l.relid = k.relid"
@@ -836,12 +836,12 @@ static int pg_cdc_uninstall(struct lk_conn *c, const char *job, const struct lk_
 static int horizon_holder(struct lk_conn *c, struct lk_cdc_lag *out, struct lk_err *err)
 {
 	PGresult *res = PQexec(
-		c->pg, "SELECT pid, extract(epoch FROM now() - xact_start) FROM ("
-		       " SELECT pid, xact_start, backend_xid FROM pg_catalog.pg_stat_activity"
-		       " WHERE backend_xid IS NOT NULL AND pid <> pg_catalog.pg_backend_pid()"
-		       " UNION ALL SELECT 0, prepared, transaction"
-		       " FROM pg_catalog.pg_prepared_xacts) a"
-		       " ORDER BY pg_catalog.age(backend_xid) DESC LIMIT 1");
+		lk_pg_q(c), "SELECT pid, extract(epoch FROM now() - xact_start) FROM ("
+			    " SELECT pid, xact_start, backend_xid FROM pg_catalog.pg_stat_activity"
+			    " WHERE backend_xid IS NOT NULL AND pid <> pg_catalog.pg_backend_pid()"
+			    " UNION ALL SELECT 0, prepared, transaction"
+			    " FROM pg_catalog.pg_prepared_xacts) a"
+			    " ORDER BY pg_catalog.age(backend_xid) DESC LIMIT 1");
 	int rc = 0;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -873,7 +873,7 @@ static int pg_cdc_lag(struct lk_conn *c, const char *job, const struct lk_tref *
 		return 0;
 	out->installed = true;
 	res = PQexecParams(
-		c->pg,
+		lk_pg_q(c),
 		"SELECT extract(epoch FROM now() - k.updated_at), p.n, extract(epoch FROM now() -"
 		" p.oldest), (SELECT count(*) FROM lockstep_cdc.changelog l WHERE l.relid = "
 		"k.relid)"

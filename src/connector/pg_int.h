@@ -26,7 +26,17 @@ struct lk_conn {
 	int sp_seq;	       /* seq when the open savepoint was taken: later stages die with it */
 	lk_refused_cb refused; /* the refusal hook (set_refused), or NULL */
 	void *refused_arg;
+	/* Statements sent and failed (the `counters` op). Written by the owning thread, read
+	 * by any: accessed with relaxed atomics. */
+	int64_t queries, errors;
 };
+
+/* The connection for one statement sent to the server: counts it (every PQexec*, PQsend*). */
+static inline PGconn *lk_pg_q(struct lk_conn *c)
+{
+	__atomic_fetch_add(&c->queries, 1, __ATOMIC_RELAXED);
+	return c->pg;
+}
 
 /* Fills err from a failed result (or the connection when res is NULL); returns -1. */
 int lk_pg_err(struct lk_err *err, struct lk_conn *c, const PGresult *res, const char *context);

@@ -180,7 +180,7 @@ static int send_fetch(struct lk_scan *s, int max, struct lk_err *err)
 	char sql[80];
 
 	(void)snprintf(sql, sizeof(sql), "FETCH FORWARD %d FROM %s", max, s->cursor);
-	if (!PQsendQuery(s->c->pg, sql))
+	if (!PQsendQuery(lk_pg_q(s->c), sql))
 		return lk_pg_err(err, s->c, NULL, "read source rows");
 	s->pending = true;
 	s->pending_max = max;
@@ -247,7 +247,7 @@ void lk_pg_scan_close(struct lk_scan *s)
 	if (s->pending)
 		PQclear(collect(s));
 	if (s->began && s->c->in_txn) {
-		PGresult *res = PQexec(s->c->pg, "COMMIT"); /* read-only: ends the snapshot */
+		PGresult *res = PQexec(lk_pg_q(s->c), "COMMIT"); /* read-only: ends the snapshot */
 
 		PQclear(res);
 		s->c->in_txn = false;
@@ -310,7 +310,7 @@ int lk_pg_fetch(struct lk_conn *c, const struct lk_scan_spec *spec_in, const str
 				params[n++] =
 					lk_pg_param(&scratch, spec->types[spec->order[i]], &row[i]);
 		}
-		res = PQexecParams(c->pg, sql.buf, n, NULL, params, NULL, NULL, 0);
+		res = PQexecParams(lk_pg_q(c), sql.buf, n, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 			rc = lk_pg_err(err, c, res, "fetch rows by key");
 		else

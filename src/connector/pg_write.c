@@ -124,7 +124,7 @@ static int copy_rows(struct lk_conn *c, const char *into, const struct lk_write_
 	int rc = -1;
 
 	lk_buf_addf(&sql, "COPY %s FROM STDIN", into);
-	res = PQexec(c->pg, sql.buf);
+	res = PQexec(lk_pg_q(c), sql.buf);
 	if (PQresultStatus(res) != PGRES_COPY_IN) {
 		lk_pg_err(err, c, res, "start COPY");
 		PQclear(res);
@@ -424,7 +424,8 @@ int lk_pg_position_setup(struct lk_conn *c, struct lk_err *err)
 		" CREATE TABLE IF NOT EXISTS lockstep_sync.position (job text PRIMARY KEY,"
 		" epoch bigint NOT NULL, pos text NOT NULL,"
 		" updated_at timestamptz NOT NULL DEFAULT now())";
-	PGresult *res = PQexec(c->pg, "SELECT to_regclass('lockstep_sync.position') IS NOT NULL");
+	PGresult *res =
+		PQexec(lk_pg_q(c), "SELECT to_regclass('lockstep_sync.position') IS NOT NULL");
 	int rc = 0;
 
 	/* An admin may have created it for a role without CREATE: then just use it. */
@@ -432,14 +433,14 @@ int lk_pg_position_setup(struct lk_conn *c, struct lk_err *err)
 	    PQgetvalue(res, 0, 0)[0] == 't')
 		goto out;
 	PQclear(res);
-	res = PQexec(c->pg, sql);
+	res = PQexec(lk_pg_q(c), sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 		/* Two first runs racing on CREATE ... IF NOT EXISTS: the loser retries once. */
 		if (state && strcmp(state, "23505") == 0) {
 			PQclear(res);
-			res = PQexec(c->pg, sql);
+			res = PQexec(lk_pg_q(c), sql);
 			if (PQresultStatus(res) == PGRES_COMMAND_OK)
 				goto out;
 		}
@@ -454,9 +455,9 @@ int lk_pg_position_get(struct lk_conn *c, const char *job, int64_t *epoch, char 
 		       struct lk_err *err)
 {
 	const char *params[1] = {job};
-	PGresult *res =
-		PQexecParams(c->pg, "SELECT epoch, pos FROM lockstep_sync.position WHERE job = $1",
-			     1, NULL, params, NULL, NULL, 0);
+	PGresult *res = PQexecParams(lk_pg_q(c),
+				     "SELECT epoch, pos FROM lockstep_sync.position WHERE job = $1",
+				     1, NULL, params, NULL, NULL, 0);
 
 	*epoch = 0;
 	*pos = NULL;

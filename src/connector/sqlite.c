@@ -23,6 +23,8 @@ int lk_sqlite_fail(struct lk_conn *c, int rc, struct lk_err *err, const char *fm
 	char ctx[256];
 	va_list ap;
 
+	if (c)
+		__atomic_fetch_add(&c->errors, 1, __ATOMIC_RELAXED);
 	if (!err)
 		return -1;
 	va_start(ap, fmt);
@@ -133,6 +135,25 @@ static void sq_close(struct lk_conn *c)
 	free(c);
 }
 
+/* Counts each statement as it starts; a trigger's program (a "--" comment) is not one. */
+static int on_statement(unsigned type, void *arg, void *stmt, void *sql)
+{
+	struct lk_conn *c = arg;
+	const char *text = sql;
+
+	(void)type;
+	(void)stmt;
+	if (!text || text[0] != '-' || text[1] != '-')
+		__atomic_fetch_add(&c->queries, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void sq_counters(const struct lk_conn *c, int64_t *queries, int64_t *errors)
+{
+	*queries = __atomic_load_n(&c->queries, __ATOMIC_RELAXED);
+	*errors = __atomic_load_n(&c->errors, __ATOMIC_RELAXED);
+}
+
 static struct lk_conn *sq_open(const struct lk_dbconf *conf, struct lk_err *err)
 {
 	const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
@@ -159,6 +180,7 @@ static struct lk_conn *sq_open(const struct lk_dbconf *conf, struct lk_err *err)
 	c = lk_xcalloc(1, sizeof(*c));
 	c->db = db;
 	c->label = lk_xstrdup(conf->name ? conf->name : conf->path);
+	(void)sqlite3_trace_v2(db, SQLITE_TRACE_STMT, on_statement, c);
 	/* Reading the schema now turns "file is not a database" into an open error. */
 	rc = sqlite3_exec(db, "SELECT 1 FROM main.sqlite_master LIMIT 0", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
@@ -624,6 +646,7 @@ const struct lk_connector_ops lk_sqlite_ops = {
 	.set_refused = sq_set_refused,
 	.exec = sq_exec,
 	.set_timeout = sq_set_timeout,
+	.counters = sq_counters,
 	.describe = lk_sqlite_describe,
 	.has_unique = sq_has_unique,
 	.create_table = sq_create_table,

@@ -47,6 +47,9 @@ struct lk_conn {
 	lk_refused_cb refused; /* the refusal hook (set_refused), or NULL */
 	void *refused_arg;
 	int64_t deadline_ms; /* set_timeout: statements are interrupted after it (monotonic) */
+	/* Statements started and failed (the `counters` op): relaxed atomics, read by any
+	 * thread. */
+	int64_t queries, errors;
 };
 
 /*

@@ -36,6 +36,7 @@ void lk_log_write(enum lk_log_level level, const char *comp, const struct lk_err
 #define lk_log_info(...) LK_LOG_AT(LK_LOG_INFO, NULL, __VA_ARGS__)
 #define lk_log_warn(...) LK_LOG_AT(LK_LOG_WARN, NULL, __VA_ARGS__)
 #define lk_log_error(...) LK_LOG_AT(LK_LOG_ERROR, NULL, __VA_ARGS__)
+#define lk_log_debug_err(e, ...) LK_LOG_AT(LK_LOG_DEBUG, (e), __VA_ARGS__)
 #define lk_log_warn_err(e, ...) LK_LOG_AT(LK_LOG_WARN, (e), __VA_ARGS__)
 #define lk_log_error_err(e, ...) LK_LOG_AT(LK_LOG_ERROR, (e), __VA_ARGS__)
 

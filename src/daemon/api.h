@@ -29,6 +29,9 @@ struct lk_api_run {
 	int64_t started_ms, updated_ms, finished_ms; /* finished 0 while not finished */
 	int64_t epoch;
 	char error[512];
+	bool has_lag; /* a real-time run's replication lag, as last measured */
+	double lag_s;
+	int64_t lag_rows;
 };
 
 /* True once the status can no longer change. */
@@ -87,6 +90,8 @@ json_t *lk_api_errors(struct lk_daemon *d, const char *job, int resolved, struct
 /* POST /api/errors/{id}/resolve and /replay: 1 done, 0 no such dead letter, -1 err. */
 int lk_api_error_resolve(struct lk_daemon *d, int64_t id, struct lk_err *err);
 int lk_api_error_replay(struct lk_daemon *d, int64_t id, json_t **result, struct lk_err *err);
+/* GET /api/usage (reads the store): the last `days` days (1..366), per job and database. */
+json_t *lk_api_usage(struct lk_daemon *d, int days, struct lk_err *err);
 /* GET /metrics: the Prometheus text exposition. */
 void lk_api_metrics(struct lk_daemon *d, struct lk_buf *out);
 

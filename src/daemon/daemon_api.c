@@ -64,7 +64,7 @@ static json_t *count_or_null(int64_t n)
 
 json_t *lk_api_run_json(const struct lk_api_run *r)
 {
-	return json_pack(
+	json_t *o = json_pack(
 		"{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:o}, s:I, s:o}",
 		"syncId", r->id, "job", r->job, "type", r->type, "status", r->status, "progress",
 		r->progress < 0 ? json_null() : json_real(r->progress), "stage",
@@ -75,6 +75,12 @@ json_t *lk_api_run_json(const struct lk_api_run *r)
 		(json_int_t)r->rows_failed, "totalEstimate", count_or_null(r->total_estimate),
 		"epoch", (json_int_t)r->epoch, "error",
 		r->error[0] ? json_string(r->error) : json_null());
+
+	if (o && r->has_lag && !lk_api_run_final(r))
+		(void)json_object_set_new(o, "lag",
+					  json_pack("{s:f, s:I}", "seconds", r->lag_s, "rows",
+						    (json_int_t)r->lag_rows));
+	return o;
 }
 
 /* ---- the live view ---- */
@@ -125,6 +131,10 @@ static void account(struct lk_daemon *d, const struct lk_api_run *was, const str
 {
 	struct lk_jobstat *js = jobstat(d, r->job);
 	bool was_final = was && lk_api_run_final(was);
+
+	js->has_lag = r->has_lag && !lk_api_run_final(r);
+	js->lag_s = r->lag_s;
+	js->lag_rows = r->lag_rows;
 
 	if (r->rows_read > (was ? was->rows_read : 0))
 		js->rows_read += r->rows_read - (was ? was->rows_read : 0);
@@ -200,6 +210,9 @@ void lk_daemon_observe(void *arg, const struct lk_run *run)
 	r.started_ms = run->started_ms;
 	r.finished_ms = run->finished_ms;
 	r.epoch = run->epoch;
+	r.has_lag = run->has_lag;
+	r.lag_s = run->lag_s;
+	r.lag_rows = run->lag_rows;
 	pthread_mutex_lock(&d->live_mu);
 	live_put(d, &r);
 	pthread_mutex_unlock(&d->live_mu);
@@ -863,6 +876,82 @@ int lk_api_error_replay(struct lk_daemon *d, int64_t id, json_t **result, struct
 	return 1;
 }
 
+/* ---- usage ---- */
+
+static json_int_t col_int(const struct lk_value *v)
+{
+	return v->null ? 0 : (json_int_t)strtoll(v->p, NULL, 10);
+}
+
+static json_t *counts_json(const struct lk_value *v)
+{
+	return json_pack("{s:I, s:I, s:I}", "runs", col_int(&v[0]), "rows", col_int(&v[1]),
+			 "queries", col_int(&v[2]));
+}
+
+/*
+ * {days, from, to, jobs: [{day, job, runs, rows, queries, databases: {db: counts}}],
+ *  databases: [{day, db, runs, rows, queries}], totals: counts}. A job's rows are the
+ * rows it wrote (sql: changed); a database's are the rows read from it plus written to it.
+ */
+json_t *lk_api_usage(struct lk_daemon *d, int days, struct lk_err *err)
+{
+	struct lk_rows per_job, per_db;
+	json_t *jobs = NULL, *dbs = NULL, *cur = NULL, *out = NULL;
+	json_int_t total[3] = {0, 0, 0};
+	char from[11], to[11];
+	int rc;
+
+	lk_rows_init(&per_job, 6);
+	lk_rows_init(&per_db, 5);
+	pthread_mutex_lock(&d->api_mu);
+	rc = api_store(d, err) ? lk_store_usage(d->api_store, days, false, &per_job, err) : -1;
+	if (rc == 0)
+		rc = lk_store_usage(d->api_store, days, true, &per_db, err);
+	if (rc < 0)
+		api_store_failed(d);
+	pthread_mutex_unlock(&d->api_mu);
+	if (rc < 0)
+		goto out;
+	jobs = json_array();
+	dbs = json_array();
+	/* rows come by day, then job, with the job's own row (db "") before its databases */
+	for (int i = 0; i < per_job.nrows; i++) {
+		const struct lk_value *v = LK_ROW(&per_job, i);
+
+		if (v[2].len == 0) {
+			cur = json_pack("{s:s, s:s, s:I, s:I, s:I, s:{}}", "day", v[0].p, "job",
+					v[1].p, "runs", col_int(&v[3]), "rows", col_int(&v[4]),
+					"queries", col_int(&v[5]), "databases");
+			(void)json_array_append_new(jobs, cur);
+			for (int k = 0; k < 3; k++)
+				total[k] += col_int(&v[3 + k]);
+		} else if (cur &&
+			   strcmp(json_string_value(json_object_get(cur, "day")), v[0].p) == 0 &&
+			   strcmp(json_string_value(json_object_get(cur, "job")), v[1].p) == 0) {
+			(void)json_object_set_new(json_object_get(cur, "databases"), v[2].p,
+						  counts_json(&v[3]));
+		}
+	}
+	for (int i = 0; i < per_db.nrows; i++) {
+		const struct lk_value *v = LK_ROW(&per_db, i);
+		json_t *e = counts_json(&v[2]);
+
+		(void)json_object_set_new(e, "day", json_string(v[0].p));
+		(void)json_object_set_new(e, "db", json_string(v[1].p));
+		(void)json_array_append_new(dbs, e);
+	}
+	lk_usage_day(lk_wall_ms() - (int64_t)(days - 1) * 86400000, from);
+	lk_usage_day(lk_wall_ms(), to);
+	out = json_pack("{s:i, s:s, s:s, s:o, s:o, s:{s:I, s:I, s:I}}", "days", days, "from", from,
+			"to", to, "jobs", jobs, "databases", dbs, "totals", "runs", total[0],
+			"rows", total[1], "queries", total[2]);
+out:
+	lk_rows_release(&per_job);
+	lk_rows_release(&per_db);
+	return out;
+}
+
 /* ---- metrics ---- */
 
 static void label(struct lk_buf *b, const char *v)
@@ -891,6 +980,36 @@ static void per_job(struct lk_buf *b, const char *name, const char *job, const c
 	lk_buf_addf(b, "} ");
 	lk_buf_addf(b, fmt, v);
 	lk_buf_addch(b, '\n');
+}
+
+/* Statements and errors per database, and the state store's, from the connector's tallies. */
+static void db_metrics(struct lk_buf *b)
+{
+	struct lk_db_stat st[LK_DB_STATS_MAX];
+	int n = lk_db_stats(st, LK_DB_STATS_MAX);
+	static const char *const names[2][2] = {
+		{"lockstep_db_queries_total", "lockstep_db_errors_total"},
+		{"lockstep_state_store_queries_total", "lockstep_state_store_errors_total"}};
+
+	for (int store = 0; store < 2; store++) {
+		for (int k = 0; k < 2; k++) {
+			help(b, names[store][k], "counter",
+			     k == 0 ? "Statements run (PostgreSQL: sent; SQLite: started)."
+				    : "Failed statements and connection attempts.");
+			for (int i = 0; i < n; i++) {
+				if (st[i].state_store != (store == 1))
+					continue;
+				lk_buf_adds(b, names[store][k]);
+				if (!store) {
+					lk_buf_adds(b, "{db=");
+					label(b, st[i].name);
+					lk_buf_addch(b, '}');
+				}
+				lk_buf_addf(b, " %lld\n",
+					    (long long)(k == 0 ? st[i].queries : st[i].errors));
+			}
+		}
+	}
 }
 
 /* process_* from /proc/self. */
@@ -1045,6 +1164,21 @@ void lk_api_metrics(struct lk_daemon *d, struct lk_buf *b)
 		lk_buf_adds(b, "lockstep_breaker_state{db=");
 		label(b, info[i].db);
 		lk_buf_addf(b, "} %d\n", (int)info[i].state);
+	}
+	db_metrics(b);
+	help(b, "lockstep_replication_lag_seconds", "gauge",
+	     "Real-time jobs: age of the oldest source change not yet applied.");
+	for (int i = 0; i < n; i++) {
+		if (js[i].has_lag)
+			per_job(b, "lockstep_replication_lag_seconds", js[i].job, "%.3f",
+				js[i].lag_s);
+	}
+	help(b, "lockstep_replication_lag_rows", "gauge",
+	     "Real-time jobs: source changes committed and not yet applied.");
+	for (int i = 0; i < n; i++) {
+		if (js[i].has_lag)
+			per_job(b, "lockstep_replication_lag_rows", js[i].job, "%.0f",
+				(double)js[i].lag_rows);
 	}
 	help(b, "lockstep_restarts", "gauge", "Starts of this instance before this one.");
 	lk_buf_addf(b, "lockstep_restarts %lld\n", (long long)restarts);

@@ -114,6 +114,9 @@ struct lk_jobstat {
 	int64_t hist[LK_HIST_BUCKETS], hist_count;
 	double hist_sum;
 	int64_t last_success_ms;
+	bool has_lag; /* a real-time run is going and has measured its lag */
+	double lag_s;
+	int64_t lag_rows;
 };
 
 /* daemon_api.c */

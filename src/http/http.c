@@ -389,6 +389,23 @@ static enum MHD_Result get_runs(struct lk_http *h, struct MHD_Connection *c)
 	return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "runs", runs));
 }
 
+static enum MHD_Result get_usage(struct lk_http *h, struct MHD_Connection *c)
+{
+	const char *ds = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "days");
+	struct lk_err err = LK_ERR_INIT;
+	int64_t days = 7;
+	json_t *usage;
+
+	if (ds && (lk_int64_parse(ds, &days) < 0 || days < 1 || days > 366))
+		return send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
+				  "days must be an integer from 1 to 366");
+	usage = lk_api_usage(h->d, (int)days, &err);
+	if (!usage)
+		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state store unavailable",
+				  err.msg);
+	return send_json(c, MHD_HTTP_OK, usage);
+}
+
 static enum MHD_Result get_errors(struct lk_http *h, struct MHD_Connection *c)
 {
 	const char *job = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "job");
@@ -633,6 +650,8 @@ static enum MHD_Result route(struct lk_http *h, struct MHD_Connection *c, const 
 		return get ? get_runs(h, c) : method_not_allowed(c, "GET");
 	if (strcmp(url, "/api/errors") == 0)
 		return get ? get_errors(h, c) : method_not_allowed(c, "GET");
+	if (strcmp(url, "/api/usage") == 0)
+		return get ? get_usage(h, c) : method_not_allowed(c, "GET");
 	if (strncmp(url, "/api/sync/status/", 17) == 0 && id_ok(url + 17, strlen(url + 17)))
 		return get ? get_status(h, c, url + 17) : method_not_allowed(c, "GET");
 	if (strncmp(url, "/api/sync/events/", 17) == 0 && id_ok(url + 17, strlen(url + 17)))

@@ -62,6 +62,18 @@ static void run_end(struct lk_jobrun *jr, struct lk_run *run, bool inserted, int
 	/* the daemon reports failures, with repeats held back (daemon_jobs.c) */
 }
 
+/* Adds a finished run to today's usage: the job's, and its database's when it has one. */
+static void usage_add(struct lk_jobrun *jr, const struct lk_db *db, int64_t rows)
+{
+	struct lk_usage u[2] = {{NULL, 1, rows, db ? db->queries : 0}, {NULL, 0, 0, 0}};
+	struct lk_err err = LK_ERR_INIT;
+
+	if (db && db->conf)
+		u[1] = (struct lk_usage){db->conf->name, 1, rows, db->queries};
+	if (lk_store_usage_add(jr->store, jr->job->name, u, db && db->conf ? 2 : 1, &err) < 0)
+		lk_log_warn_err(&err, "cannot add to the usage counts of job %s", jr->job->name);
+}
+
 /* Reads the database's epoch for the job, takes the lock and a newer epoch, seals it. */
 static struct lk_job_lock *lock_and_seal(struct lk_jobrun *jr, struct lk_db *db, int64_t *epoch,
 					 struct lk_err *err)
@@ -150,11 +162,14 @@ out:
 	if (rc < 0 && err->code == LK_ERR_BUSY) {
 		jr->status = "failed";
 		lk_log_info("job %s: %s", jr->job->name, err->msg);
-	} else {
-		run_end(jr, &run, inserted, rc, err);
+		lk_store_job_unlock(lock);
+		lk_db_close(&db);
+		return rc;
 	}
+	run_end(jr, &run, inserted, rc, err);
 	lk_store_job_unlock(lock);
-	lk_db_close(&db);
+	lk_db_close(&db); /* tallies its statements */
+	usage_add(jr, &db, rc == 0 ? jr->rows : 0);
 	return rc;
 }
 
@@ -243,6 +258,7 @@ int lk_execjob_run(struct lk_jobrun *jr, struct lk_err *err)
 	if (lk_store_run_insert(jr->store, &run, err) == 0)
 		rc = lk_exec_run(&o, &res, err);
 	run_end(jr, &run, true, rc, err);
+	usage_add(jr, NULL, jr->rows);
 	lk_store_job_unlock(lock);
 	free(argv);
 	return rc;

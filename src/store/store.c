@@ -23,6 +23,7 @@ struct lk_store *lk_store_open(const struct lk_config *cfg, struct lk_err *err)
 	s->conf.url = cfg->state_url;
 	s->conf.path = cfg->state_path;
 	s->conf.pool = 1;
+	s->conf.state_store = true;
 	s->prefix = s->kind == LK_DB_POSTGRES ? "lockstep." : "lockstep_";
 	if (cfg->state_path)
 		s->lock_base = lk_xstrdup(cfg->state_path);
@@ -57,7 +58,10 @@ struct lk_db *lk_store_db(struct lk_store *s)
 int lk_store_exec(struct lk_store *s, const char *sql, int n, const char *const *params,
 		  struct lk_rows *out, struct lk_err *err)
 {
-	return s->db.ops->exec(s->db.conn, sql, n, params, out, NULL, err);
+	int rc = s->db.ops->exec(s->db.conn, sql, n, params, out, NULL, err);
+
+	lk_db_tally(&s->db); /* the state store's statement counts (metrics) */
+	return rc;
 }
 
 static void checksum(const char *sql, char out[17])

@@ -49,6 +49,10 @@ struct lk_run {
 	int64_t started_ms, finished_ms; /* finished_ms 0 while running */
 	int64_t epoch;
 	const char *error; /* NULL when none */
+	/* real-time: the replication lag (for observers only; not stored) */
+	bool has_lag;
+	double lag_s;
+	int64_t lag_rows;
 };
 
 /* Records a queued run; nothing when a run with its id exists already (it started). */
@@ -138,6 +142,27 @@ int lk_store_schedule_put(struct lk_store *s, const char *job, const char *spec,
  */
 int lk_store_instance_report(struct lk_store *s, const char *name, const char *health,
 			     const char *detail_json, struct lk_err *err);
+
+/*
+ * Usage per day (SPEC §6): one job's counts to add under today's date (UTC) for a
+ * database (its config name), or for the job as a whole (db NULL, stored as "").
+ */
+struct lk_usage {
+	const char *db;
+	int64_t runs, rows, queries;
+};
+
+/* The UTC day of a wall-clock time, "YYYY-MM-DD". */
+void lk_usage_day(int64_t wall_ms, char out[11]);
+/* Adds u[0..n) to today's counts of `job`, in one transaction; all-zero entries are skipped. */
+int lk_store_usage_add(struct lk_store *s, const char *job, const struct lk_usage *u, int n,
+		       struct lk_err *err);
+/*
+ * The last `days` days (today included), newest first: day, job, db, runs, rows, queries
+ * (db "" is the job as a whole); by_db: day, db, runs, rows, queries summed over jobs.
+ */
+int lk_store_usage(struct lk_store *s, int days, bool by_db, struct lk_rows *out,
+		   struct lk_err *err);
 
 /*
  * Retention: deletes finished runs that ended before `before_ms` and dead letters resolved

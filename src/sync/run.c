@@ -16,13 +16,65 @@
 #include "core/units.h"
 #include "core/uuid7.h"
 
+/* Usage counts reach the state store at most this often while a run goes, and at its end. */
+#define LK_USAGE_FLUSH_MS 60000
+
 struct run_state {
 	struct lk_store *store;
 	struct lk_run run;
 	const struct lk_sync_opts *user;
 	const char *last_stage;
 	int64_t last_write_ms;
+	/* Usage (SPEC /api/usage): what has been added to usage_daily so far. */
+	struct lk_job_ctx *ctx; /* set once the run's connections may be open */
+	int64_t usage_ms;	/* monotonic time of the last flush */
+	int64_t u_src_q, u_dst_q, u_read, u_written;
+	bool u_counted; /* the run itself has been counted */
 };
+
+/*
+ * Adds what the run did since the last flush to today's usage: per database (statements,
+ * and rows read from the source or written to the target) and for the job as a whole.
+ * Runs on the run's thread (it tallies the connections that thread opened).
+ */
+static void usage_flush(struct run_state *st, bool recorded)
+{
+	struct lk_job_ctx *ctx = st->ctx;
+	const struct lk_sync_progress *p = &ctx->prog;
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_usage u[3];
+	int64_t runs = recorded && !st->u_counted ? 1 : 0;
+	int64_t dq, sq, read, written;
+	int n = 0;
+
+	lk_db_tally(&ctx->src);
+	lk_db_tally(&ctx->dst);
+	sq = ctx->src.queries - st->u_src_q;
+	dq = ctx->dst.queries - st->u_dst_q;
+	read = p->rows_read - st->u_read;
+	written = p->rows_written + p->rows_deleted - st->u_written;
+	if (runs == 0 && sq == 0 && dq == 0 && read == 0 && written == 0)
+		return;
+	u[n++] = (struct lk_usage){NULL, runs, written, sq + dq};
+	if (ctx->src.conf)
+		u[n++] = (struct lk_usage){ctx->src.conf->name, runs, read, sq};
+	if (ctx->dst.conf && n == 2 && strcmp(ctx->dst.conf->name, u[1].db) == 0) {
+		u[1].rows += written; /* one database in both roles: one entry, one run */
+		u[1].queries += dq;
+	} else if (ctx->dst.conf) {
+		u[n++] = (struct lk_usage){ctx->dst.conf->name, runs, written, dq};
+	}
+	st->usage_ms = lk_mono_ms();
+	if (lk_store_usage_add(st->store, ctx->job->name, u, n, &err) < 0) {
+		lk_log_warn_err(&err, "cannot add to the usage counts of job %s", ctx->job->name);
+		return; /* tried again at the next flush, with the counts still owed */
+	}
+	st->u_counted = st->u_counted || runs;
+	st->u_src_q = ctx->src.queries;
+	st->u_dst_q = ctx->dst.queries;
+	st->u_read = p->rows_read;
+	st->u_written = p->rows_written + p->rows_deleted;
+}
 
 static void record(struct run_state *st, const struct lk_sync_progress *p, bool force)
 {
@@ -34,12 +86,21 @@ static void record(struct run_state *st, const struct lk_sync_progress *p, bool 
 	st->run.rows_failed = p->rows_failed;
 	st->run.total_estimate = p->total_estimate;
 	st->run.stage = p->stage;
+	st->run.has_lag = p->has_lag;
+	st->run.lag_s = p->lag_s;
+	st->run.lag_rows = p->lag_rows;
+	if (st->ctx) { /* the per-database statement counts of the metrics */
+		lk_db_tally(&st->ctx->src);
+		lk_db_tally(&st->ctx->dst);
+	}
 	st->run.progress = p->total_estimate > 0
 				   ? 100.0 * (double)p->rows_read / (double)p->total_estimate
 				   : -1;
 	if (st->run.progress > 100)
 		st->run.progress = 100;
 	lk_store_run_observe(st->store, &st->run); /* live, even when not written */
+	if (st->ctx && st->u_counted && lk_mono_ms() - st->usage_ms >= LK_USAGE_FLUSH_MS)
+		usage_flush(st, true);
 	if (!force && st->last_stage == p->stage && now - st->last_write_ms < 1000)
 		return;
 	st->last_stage = p->stage;
@@ -138,6 +199,7 @@ static void finish(struct run_state *st, struct lk_job_ctx *ctx, int rc, const s
 	st->run.finished_ms = lk_wall_ms();
 	if (lk_store_run_update(st->store, &st->run, &e2) < 0)
 		lk_log_warn_err(&e2, "cannot record the end of run %s", st->run.id);
+	usage_flush(st, true);
 	if (ctx->pos && rc == 0 &&
 	    lk_store_position_copy(st->store, ctx->job->name, ctx->epoch, ctx->pos, &e2) < 0)
 		lk_log_warn_err(&e2, "cannot copy the position of job %s", ctx->job->name);
@@ -181,6 +243,7 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 	st.run.progress = -1;
 	st.run.total_estimate = -1;
 	st.run.started_ms = lk_wall_ms();
+	st.ctx = &ctx;
 	if (lk_job_prepare(&ctx, cfg, job, &inner, true, err) < 0)
 		goto out_unrecorded;
 	lock = lk_job_lock_and_seal(&ctx, store, true, err);
@@ -193,6 +256,7 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 	st.run.epoch = ctx.epoch;
 	if (lk_store_run_insert(store, &st.run, err) < 0)
 		goto out;
+	usage_flush(&st, true); /* counts the run now: a real-time run may last for weeks */
 	lk_log_info("run %s of job %s started (epoch %lld)", st.run.id, job->name,
 		    (long long)ctx.epoch);
 	switch (job->mode) {
@@ -218,6 +282,8 @@ out_unrecorded:
 		st.run.finished_ms = lk_wall_ms();
 		if (lk_store_run_insert(store, &st.run, &e2) < 0)
 			lk_log_warn_err(&e2, "cannot record run %s", st.run.id);
+		else
+			usage_flush(&st, true);
 	}
 out:
 	lk_store_job_unlock(lock);

@@ -21,6 +21,10 @@ struct lk_sync_progress {
 	int64_t rows_read, rows_written, rows_deleted, rows_failed;
 	int64_t total_estimate; /* -1 when unknown */
 	int64_t elapsed_ms;
+	/* real-time, following: the replication lag as last measured (has_lag false: unknown) */
+	bool has_lag;
+	double lag_s;	  /* age of the oldest change not yet applied; 0 when none */
+	int64_t lag_rows; /* changes committed on the source and not yet applied */
 };
 
 typedef void (*lk_sync_progress_cb)(void *arg, const struct lk_sync_progress *p);

@@ -186,6 +186,7 @@ def test_endpoints():
                  "mode": "snapshot", "batch": 500},
         "tick": {"kind": "sql", "db": "aux", "every": "1s", "sql": "INSERT INTO ticks DEFAULT VALUES"},
         "slowq": {"kind": "sql", "db": "aux", "overlap": "queue", "sql": "SELECT pg_sleep(2)"},
+        "bad": {"kind": "sql", "db": "aux", "sql": "SELECT 1 / 0"},
     }
     cfg = config(wd, {"src": src, "dst": dst, "aux": aux}, jobs)
     api = Api(cfg, wd)
@@ -220,7 +221,7 @@ def test_endpoints():
         code, body, _ = api.get("/api/jobs")
         t.eq(code, 200, "/api/jobs: 200")
         js = dict((j["name"], j) for j in body.get("jobs", []))
-        t.eq(sorted(js), ["slowq", "snap", "tick"], "/api/jobs: every job")
+        t.eq(sorted(js), ["bad", "slowq", "snap", "tick"], "/api/jobs: every job")
         t.eq((js["snap"]["kind"], js["snap"]["mode"], js["snap"]["schedule"], js["snap"]["nextRun"]),
              ("sync", "snapshot", None, None), "/api/jobs: snap is a sync snapshot without a schedule")
         t.check(js["tick"]["kind"] == "sql" and js["tick"]["mode"] is None and js["tick"]["schedule"]
@@ -362,6 +363,51 @@ def test_endpoints():
         code, body, _ = api.post("/api/errors/999/resolve")
         t.eq(code, 404, "resolve an unknown dead letter: 404", body)
 
+        # ---- a failing statement (division by zero), for the error counts
+        code, body, _ = api.post("/api/sync", {"job": "bad"})
+        bad_id = body.get("syncId")
+        t.check(wait_for(lambda: api.status(bad_id).get("status") == "failed", 20),
+                "bad: the run fails (division by zero)", api.status(bad_id))
+
+        # ---- usage
+        code, u, _ = api.get("/api/usage")
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        t.eq((code, u.get("days"), u.get("to")), (200, 7, today), "/api/usage: 200, 7 days to today (UTC)", u)
+        t.eq(u.get("from"), time.strftime("%Y-%m-%d", time.gmtime(time.time() - 6 * 86400)),
+             "/api/usage: from is 6 days back")
+        uj = dict((e["job"], e) for e in u.get("jobs", []) if e.get("day") == today)
+        snap_u = uj.get("snap", {})
+        st2 = api.status(rid2)
+        written = n + st2["stats"]["rowsWritten"]
+        t.eq((snap_u.get("runs"), snap_u.get("rows")), (2, written),
+             "/api/usage: snap ran twice today and wrote %d rows (the status stats)" % written, snap_u)
+        sdb = snap_u.get("databases", {})
+        t.eq(sorted(sdb), ["dst", "src"], "/api/usage: snap's databases are src and dst", snap_u)
+        t.eq((sdb.get("src", {}).get("rows"), sdb.get("dst", {}).get("rows")),
+             (n + st2["stats"]["rowsRead"], written), "/api/usage: rows read from src, written to dst", sdb)
+        t.eq(sdb.get("src", {}).get("queries", 0) + sdb.get("dst", {}).get("queries", 0), snap_u.get("queries"),
+             "/api/usage: the job's statements are its databases' sum", snap_u)
+        # every committed batch of 500 is at least BEGIN, the fenced position, the write, COMMIT
+        t.check(sdb.get("dst", {}).get("queries", 0) >= 4 * (written // 500),
+                "/api/usage: at least 4 statements per committed batch on dst (%d for %d batches)"
+                % (sdb.get("dst", {}).get("queries", 0), written // 500))
+        tick_u = uj.get("tick", {})
+        t.check(tick_u.get("runs", 0) >= 2 and tick_u.get("rows") == tick_u.get("runs")
+                and tick_u.get("databases", {}).get("aux", {}).get("runs") == tick_u.get("runs"),
+                "/api/usage: tick inserted one row per run, all on aux", tick_u)
+        per_run = tick_u.get("queries", 0) / max(tick_u.get("runs", 1), 1)
+        t.check(4 <= per_run <= 20, "/api/usage: a tick run takes 4 to 20 statements (%.1f)" % per_run)
+        ud = dict((e["db"], e) for e in u.get("databases", []) if e.get("day") == today)
+        aux_jobs = [e["databases"]["aux"] for e in uj.values() if "aux" in e.get("databases", {})]
+        t.eq(ud.get("aux", {}).get("queries"), sum(e["queries"] for e in aux_jobs),
+             "/api/usage: per database, aux's statements are the sum over its jobs", ud.get("aux"))
+        t.eq(u.get("totals", {}).get("runs"), sum(e["runs"] for e in u.get("jobs", [])),
+             "/api/usage: totals.runs sums the jobs", u.get("totals"))
+        t.eq(api.get("/api/usage?days=0")[0], 400, "/api/usage?days=0: 400")
+        t.eq(api.get("/api/usage?days=x")[0], 400, "/api/usage?days=x: 400")
+        t.eq(api.get("/api/usage?days=366")[0], 200, "/api/usage?days=366: 200")
+        t.eq(api.post("/api/usage")[0], 405, "POST /api/usage: 405")
+
         # ---- metrics
         code, text, hdr = api.get("/metrics")
         t.check(code == 200 and hdr.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
@@ -388,6 +434,12 @@ def test_endpoints():
         t.check(vals.get('lockstep_last_success_timestamp_seconds{job="snap"}', 0) > time.time() - 600,
                 "/metrics: snap's last success time")
         t.eq(vals.get('lockstep_dead_letters{job="snap"}'), 0.0, "/metrics: dead-letter depth 0")
+        t.check(vals.get('lockstep_db_queries_total{db="dst"}', 0) >= sdb.get("dst", {}).get("queries", 1),
+                "/metrics: statements on dst at least those usage counts")
+        t.check(vals.get('lockstep_db_errors_total{db="aux"}', 0) >= 1 and vals.get('lockstep_db_errors_total{db="dst"}', 0) == 0,
+                "/metrics: the failed statement is an error of aux; dst had none",
+                dict((k, v) for k, v in vals.items() if "errors_total" in k))
+        t.check(vals.get("lockstep_state_store_queries_total", 0) > 0, "/metrics: state store statements counted")
         t.check(all(k.split("{")[0].endswith("_total") or types.get(k.split("{")[0]) != "counter" for k in vals),
                 "/metrics: counters end in _total", [k for k in vals if types.get(k.split("{")[0]) == "counter"][:5])
         rc = api.run.term(30)
@@ -563,13 +615,86 @@ def test_realtime_resnapshot():
                  "the stream it replaced is recorded interrupted")
         L.execute(src, "UPDATE items SET version = version + 1 WHERE id <= 10")
         W.wait_equal(t, src, dst, None, 60, what="rt: changes after the re-snapshot stream through")
+        # lag: measured every 5 s between pages. A trigger slows the target's updates so a
+        # burst of n changes takes about 10 s to apply: the lag must show, then drain.
+        lags = []
+
+        def lag():
+            v = prom_parse(api.get("/metrics")[1])[0]
+            lags.append((v.get('lockstep_replication_lag_rows{job="rt"}'),
+                         v.get('lockstep_replication_lag_seconds{job="rt"}')))
+            return lags[-1]
+        t.check(wait_for(lambda: lag() == (0, 0), 30), "/metrics: lag 0 rows, 0 s once caught up", lags[-5:])
+        L.execute(dst, "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$BEGIN PERFORM pg_sleep(%f); RETURN NEW; END$$" % (10.0 / n))
+        L.execute(dst, "CREATE TRIGGER slow BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION slow()")
+        L.execute(src, "UPDATE items SET version = version + 1")  # one burst of n changes
+        t.check(wait_for(lambda: (lag()[0] or 0) > 0 and (lag()[1] or 0) > 0, 30),
+                "/metrics: the burst of %d changes shows as lag (rows, seconds) %s"
+                % (n, max(lags, key=lambda x: x[0] or 0)))
+        t.check(wait_for(lambda: lag()[0] == 0, 60), "/metrics: the lag drains to 0 rows", lags[-5:])
+        W.wait_equal(t, src, dst, None, 60, what="rt: the burst is applied")
+        rt_run = [r for r in api.get("/api/runs?job=rt")[1]["runs"] if r["status"] == "running"]
+        t.check(rt_run and rt_run[0].get("lag", {}).get("rows") == 0 and "seconds" in rt_run[0]["lag"],
+                "/api/runs: the streaming run shows lag {seconds, rows}", rt_run[:1])
         t.eq(W.versions_monotonic(dst), [], "rt: no key's version went backwards")
         t.eq(api.run.term(30), 0, "rt: SIGTERM exit 0")
     finally:
         api.run.kill()
 
 
-CASES = (test_endpoints, test_crash_restart, test_security, test_robustness, test_realtime_resnapshot)
+def test_dead_letters():
+    src, dst = L.new_db("http_dl_src"), L.new_db("http_dl_dst")
+    L.execute(src, "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)")
+    L.execute(src, "INSERT INTO t SELECT g, CASE WHEN g IN (3, 7) THEN -g ELSE g END FROM generate_series(1, 10) g")
+    L.execute(dst, "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL CHECK (v >= 0))")
+    wd = L.Workdir("http_dl")
+    cfg = config(wd, {"src": src, "dst": dst}, {
+        "dl": {"source": {"db": "src", "table": "t"}, "target": {"db": "dst", "table": "t", "create": False},
+               "mode": "snapshot"}})
+    api = Api(cfg, wd)
+    try:
+        code, body, _ = api.post("/api/sync", {"job": "dl"})
+        rid = body.get("syncId")
+        t.check(wait_for(lambda: api.status(rid).get("status") == "succeeded", 30),
+                "a sync with 2 rows the target rejects succeeds", api.status(rid))
+        t.eq(api.status(rid)["stats"]["rowsFailed"], 2, "status: rowsFailed 2")
+        code, body, _ = api.get("/api/errors?job=dl")
+        errs = sorted(body.get("errors", []), key=lambda e: e["key"])
+        t.eq((code, len(errs)), (200, 2), "/api/errors?job=dl: 2 open dead letters", body)
+        t.check(all(e["sqlstate"] == "23514" and e["job"] == "dl" and e["resolved"] is None for e in errs),
+                "/api/errors: SQLSTATE 23514 (check_violation), open", errs)
+        t.eq([e["key"] for e in errs], [["3"], ["7"]], "/api/errors: the keys of the rejected rows (id 3 and 7)")
+        vals = prom_parse(api.get("/metrics")[1])[0]
+        t.eq(vals.get('lockstep_dead_letters{job="dl"}'), 2.0, "/metrics: dead-letter depth 2")
+        e3, e7 = errs[0]["id"], errs[1]["id"]
+        code, body, _ = api.post("/api/errors/%d/replay" % e3, token=None)
+        t.eq(code, 401, "replay without a token: 401")
+        code, body, _ = api.post("/api/errors/%d/replay" % e3)
+        t.check(code == 409 and body.get("error") == "rejected again", "replay while the row is still bad: 409 rejected again", body)
+        code, body, _ = api.get("/api/errors?job=dl")
+        t.eq([e["attempts"] for e in body["errors"] if e["id"] == e3], [2], "the rejected replay counts an attempt")
+        L.execute(src, "UPDATE t SET v = 30 WHERE id = 3")
+        code, body, _ = api.post("/api/errors/%d/replay" % e3)
+        t.check(code == 200 and body.get("id") == e3 and body.get("job") == "dl" and body.get("action") == "upserted",
+                "replay after the source row was fixed: 200 {id, job, action: upserted}", body)
+        t.eq(L.execute(dst, "SELECT v FROM t WHERE id = 3"), [(30,)], "the replayed row is in the target (independent read)")
+        code, body, _ = api.post("/api/errors/%d/resolve" % e7)
+        t.eq((code, body), (200, {"id": e7, "status": "resolved"}), "resolve: 200 {id, status: resolved}")
+        t.eq(api.post("/api/errors/%d/resolve" % e7)[0], 404, "resolve it again: 404 (no open dead letter)")
+        t.eq(api.get("/api/errors?job=dl")[1], {"errors": []}, "/api/errors: none open")
+        code, body, _ = api.get("/api/errors?job=dl&resolved=true")
+        t.eq(sorted(e["id"] for e in body.get("errors", [])), sorted([e3, e7]), "/api/errors?resolved=true: both")
+        t.check(all(iso_ok(e["resolved"]) for e in body.get("errors", [])), "resolved carries an ISO time", body)
+        vals = prom_parse(api.get("/metrics")[1])[0]
+        t.eq(vals.get('lockstep_dead_letters{job="dl"}'), 0.0, "/metrics: dead-letter depth 0")
+        t.eq(L.execute(dst, "SELECT count(*) FROM t"), [(9,)], "the target holds the 9 rows it accepts")
+        t.eq(api.run.term(30), 0, "SIGTERM exit 0")
+    finally:
+        api.run.kill()
+
+
+CASES = (test_endpoints, test_dead_letters, test_crash_restart, test_security, test_robustness, test_realtime_resnapshot)
 for case in CASES:
     if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
         t.case(case)

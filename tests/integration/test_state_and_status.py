@@ -127,6 +127,11 @@ def test_migrate_status_pg_store():
         return [r[0] for r in rows], [r[1] for r in rows]
     migrations_listed(cfg, applied, "PostgreSQL store")
     L.sync(t, cfg, "users")
+    L.sync(t, cfg, "users")
+    usage = L.execute(store, "SELECT db, runs, queries > 0 FROM lockstep.usage_daily "
+                             "WHERE job = 'users' AND day = (now() AT TIME ZONE 'utc')::date ORDER BY db")
+    t.eq([tuple(r) for r in usage], [("", 2, True), ("dst", 2, True), ("src", 2, True)],
+         "PostgreSQL store: two syncs add up in today's usage (the job, src and dst)")
 
 
 def test_concurrent_syncs_of_one_job():
