@@ -686,7 +686,7 @@ static void is_text(const char *s, size_t len)
 	struct lk_exec_progress p;
 
 	if (parse(s, len, &p) != 0)
-		fail_msg("taken as progress: '%.*s'", (int)len, s);
+		fail_msg("taken as progress: '%.*s'", (int)len, s ? s : "");
 }
 
 #define TEXT(lit) is_text((lit), sizeof(lit) - 1)
