@@ -14,6 +14,16 @@ static enum lk_log_format log_format = LK_LOG_TEXT;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
 
+/* The job and run this thread works for (lk_log_context); "" when none. */
+static _Thread_local char ctx_job[128];
+static _Thread_local char ctx_run[40];
+
+void lk_log_context(const char *job, const char *run_id)
+{
+	(void)snprintf(ctx_job, sizeof(ctx_job), "%s", job ? job : "");
+	(void)snprintf(ctx_run, sizeof(ctx_run), "%s", run_id ? run_id : "");
+}
+
 void lk_log_setup(enum lk_log_level level, enum lk_log_format format)
 {
 	/* a reload changes these while other threads log: atomic, relaxed is enough */
@@ -59,6 +69,13 @@ void lk_log_write(enum lk_log_level level, const char *comp, const struct lk_err
 		lk_buf_addf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"comp\":", when,
 			    level_names[level]);
 		lk_buf_add_json_str(&line, comp, strlen(comp));
+		if (ctx_job[0]) {
+			lk_buf_adds(&line, ",\"job\":");
+			lk_buf_add_json_str(&line, ctx_job, strlen(ctx_job));
+		}
+		if (ctx_run[0])
+			lk_buf_addf(&line, ",\"run\":\"%s\"",
+				    ctx_run); /* a UUID: nothing to escape */
 		lk_buf_adds(&line, ",\"msg\":");
 		lk_buf_add_json_str(&line, msg.buf, msg.len);
 		if (err && err->code != LK_OK) {
@@ -70,7 +87,15 @@ void lk_log_write(enum lk_log_level level, const char *comp, const struct lk_err
 		}
 		lk_buf_adds(&line, "}\n");
 	} else {
-		lk_buf_addf(&line, "ts=%s level=%s comp=%s msg=", when, level_names[level], comp);
+		lk_buf_addf(&line, "ts=%s level=%s comp=%s ", when, level_names[level], comp);
+		if (ctx_job[0]) {
+			lk_buf_adds(&line, "job=");
+			add_text_value(&line, ctx_job);
+			lk_buf_addch(&line, ' ');
+		}
+		if (ctx_run[0])
+			lk_buf_addf(&line, "run=%s ", ctx_run);
+		lk_buf_adds(&line, "msg=");
 		add_text_value(&line, msg.buf);
 		if (err && err->code != LK_OK) {
 			lk_buf_addf(&line, " code=%s", lk_err_code_name(err->code));

@@ -20,6 +20,13 @@ extern enum lk_log_level lk_log_min_level;
 /* Called once at start and at reload (from the main thread). */
 void lk_log_setup(enum lk_log_level level, enum lk_log_format format);
 
+/*
+ * Tags this thread's lines with the job and run it works for (job=, run= in text; "job",
+ * "run" in JSON) until called again; NULL clears. The run id is copied, so it may be set
+ * before the run is recorded.
+ */
+void lk_log_context(const char *job, const char *run_id);
+
 /* Parses "debug" | "info" | "warn" | "error"; returns -1 for anything else. */
 int lk_log_level_parse(const char *s, enum lk_log_level *out);
 

@@ -132,6 +132,7 @@ static void run_slot(struct lk_daemon *d, struct lk_slot *s)
 	const struct lk_retry_conf *r = &s->job->retry;
 	const struct lk_retry_conf once = {1, r->initial_ms, r->max_ms, r->multiplier};
 
+	lk_log_context(s->job->name, s->run_id[0] ? s->run_id : NULL);
 	for (int i = 0; i < r->attempts && !lk_flag(&s->stop); i++) {
 		struct lk_err err = LK_ERR_INIT;
 		struct lk_store *store = lk_store_open(d->store_cfg, &err);
@@ -181,6 +182,7 @@ static void *worker_main(void *arg)
 		s->e.run_started_ms = lk_wall_ms(); /* the 80% warning counts from here */
 		pthread_mutex_unlock(&d->mu);
 		run_slot(d, s);
+		lk_log_context(NULL, NULL);
 		/* a run stopped before it recorded anything still ends, for the API */
 		lk_daemon_live_settle(d, s->run_id,
 				      lk_flag(&s->cancel) ? "cancelled" : "interrupted",

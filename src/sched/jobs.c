@@ -25,6 +25,7 @@ static void run_begin(struct lk_jobrun *jr, struct lk_run *run, const char *stag
 	else
 		lk_uuid7(run->id);
 	memcpy(jr->run_id, run->id, sizeof(jr->run_id));
+	lk_log_context(jr->job->name, run->id);
 	run->job = jr->job->name;
 	run->type = "full";
 	run->status = "running";

@@ -7,6 +7,8 @@
  */
 #include "core/buf.h"
 #include "core/failpoint.h"
+#define LK_LOG_COMPONENT "sync"
+#include "core/log.h"
 #include "sync_int.h"
 
 #include <pthread.h>
@@ -38,6 +40,8 @@ static void *writer_main(void *arg)
 	struct lk_pipeline *p = arg;
 	struct lk_buf pos = LK_BUF_INIT;
 	bool committed = false;
+
+	lk_log_context(p->ctx->job->name, p->ctx->opts ? p->ctx->opts->run_id : NULL);
 
 	for (;;) {
 		const struct lk_rows *rows;

@@ -236,6 +236,8 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 	else
 		lk_uuid7(st.run.id);
 	memcpy(res->run_id, st.run.id, sizeof(res->run_id));
+	inner.run_id = st.run.id; /* the run's threads tag their log lines with it */
+	lk_log_context(job->name, st.run.id);
 	st.run.job = job->name;
 	st.run.type = inner.full ? "full" : "incremental";
 	st.run.status = "running";
@@ -289,5 +291,5 @@ out:
 	lk_store_job_unlock(lock);
 	lk_dl_release(&ctx);
 	lk_job_release(&ctx);
-	return rc;
+	return rc; /* the log context stays: the caller's report of the run carries it too */
 }

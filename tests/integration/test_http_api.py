@@ -130,10 +130,12 @@ class Api:
             c.close()
 
 
-def config(wd, dbs, jobs, http=None):
+def config(wd, dbs, jobs, http=None, extra=None):
     h = {"listen": "127.0.0.1:0", "token": TOKEN}
     h.update(http or {})
-    return L.sync_config(wd, dbs, jobs, extra={"http": h, "instance": {"name": "http-it"}})
+    x = {"http": h, "instance": {"name": "http-it"}}
+    x.update(extra or {})
+    return L.sync_config(wd, dbs, jobs, extra=x)
 
 
 def iso_ok(s):
@@ -651,7 +653,7 @@ def test_dead_letters():
     wd = L.Workdir("http_dl")
     cfg = config(wd, {"src": src, "dst": dst}, {
         "dl": {"source": {"db": "src", "table": "t"}, "target": {"db": "dst", "table": "t", "create": False},
-               "mode": "snapshot"}})
+               "mode": "snapshot"}}, extra={"log": {"format": "json"}})
     api = Api(cfg, wd)
     try:
         code, body, _ = api.post("/api/sync", {"job": "dl"})
@@ -690,6 +692,28 @@ def test_dead_letters():
         t.eq(vals.get('lockstep_dead_letters{job="dl"}'), 0.0, "/metrics: dead-letter depth 0")
         t.eq(L.execute(dst, "SELECT count(*) FROM t"), [(9,)], "the target holds the 9 rows it accepts")
         t.eq(api.run.term(30), 0, "SIGTERM exit 0")
+        # log.format: json: one object per line; a run's lines carry its job and run id
+        lines = [x for x in api.run.output().splitlines() if x.strip() and not x.startswith("==== ")]
+        objs, bad = [], []
+        for x in lines:
+            try:
+                objs.append(json.loads(x))
+            except ValueError:
+                bad.append(x)
+        t.eq(bad, [], "log.format json: every line is one JSON object (%d lines)" % len(lines))
+        t.check(objs and all({"ts", "level", "comp", "msg"} <= set(o) and iso_ok(o["ts"]) for o in objs),
+                "log.format json: each has ts, level, comp, msg", objs[:2])
+        started = [o for o in objs if "started" in o.get("msg", "") and rid in o.get("msg", "")]
+        t.check(started and started[0].get("job") == "dl" and started[0].get("run") == rid,
+                "log.format json: the run's start line carries job and run", started)
+        rej = [o for o in objs if o.get("comp") == "deadletter"]
+        t.check(rej and all(o.get("job") == "dl" and o.get("run") == rid and o["level"] == "warn" for o in rej),
+                "log.format json: the dead-letter warning carries job and run", rej[:1])
+        done = [o for o in objs if "succeeded" in o.get("msg", "") and rid in o["msg"]]
+        t.check(done and done[0].get("job") == "dl" and done[0].get("run") == rid,
+                "log.format json: the daemon's report of the run carries job and run", done)
+        after = [o for o in objs if o.get("msg", "").startswith("stopping")]
+        t.check(after and "job" not in after[0], "log.format json: lines after the run carry no job", after)
     finally:
         api.run.kill()
 
