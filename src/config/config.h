@@ -123,6 +123,8 @@ struct lk_config {
 
 	int64_t memory_limit; /* memory.limit in bytes, 0 = none (SPEC §7) */
 	int64_t retention_ms; /* finished runs and resolved dead letters (default 24h) */
+	int64_t lease_ms;     /* cluster.lease: a job lease's time to live (default 30s) */
+	int64_t renew_ms;     /* cluster.renew: how often held leases are renewed (10s) */
 	char *instance_name;  /* instance.name; NULL: the host name */
 
 	struct lk_dbconf *dbs;

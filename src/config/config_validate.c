@@ -254,6 +254,19 @@ static int validate_job(struct lk_cfgctx *c, struct lk_job *j, const struct lk_y
 int lk_cfg_validate(struct lk_cfgctx *c, const struct lk_ynode *root)
 {
 	const struct lk_ynode *jobs = lk_ymap_get(root, "jobs");
+	const struct lk_ynode *cluster = lk_ymap_get(root, "cluster");
+
+	/* A lease must survive a missed renewal or two (and the holder stops a margin early). */
+	if (c->cfg->renew_ms * 2 > c->cfg->lease_ms) {
+		const struct lk_ynode *at = lk_ymap_get(cluster, "renew");
+
+		return lk_cfg_fail(
+			c, at ? at : lk_ymap_get(cluster, "lease"),
+			"expected cluster.renew of at most half of cluster.lease (%lld ms), "
+			"found %lld ms; hint: renew every third of the lease (the defaults "
+			"are 30s and 10s)",
+			(long long)c->cfg->lease_ms, (long long)c->cfg->renew_ms);
+	}
 
 	for (int i = 0; i < c->cfg->njobs; i++) {
 		if (validate_job(c, &c->cfg->jobs[i], jobs->kids[2 * (size_t)i + 1],

@@ -156,6 +156,9 @@ int lk_cfg_duration(struct lk_cfgctx *c, const struct lk_ynode *val, int64_t min
 		return 0;
 	}
 	lk_ynode_describe(val, found, sizeof(found));
+	if (val && val->type == LK_Y_SCALAR && lk_duration_parse(val->text, &v) == 0 && min_ms > 1)
+		return lk_cfg_fail(c, val, "expected a duration of at least %lld ms, found %s",
+				   (long long)min_ms, found);
 	return lk_cfg_fail(c, val,
 			   "expected a %sduration with a unit (500ms, 30s, 5m, 2h, 1d), found %s",
 			   min_ms > 0 ? "positive " : "", found);

@@ -297,6 +297,17 @@ void lk_db_close(struct lk_db *db);
  */
 void lk_db_tally(struct lk_db *db);
 
+/*
+ * Writers of a job's target tag their PostgreSQL session "lockstep:JOB" (application_name;
+ * no-op on SQLite), so that a new holder can end an older holder's open transaction:
+ * lk_db_fence_others, called by a holder of the job's lease before its seal, terminates
+ * the other sessions with that tag that are inside a transaction (a frozen zombie's batch
+ * would otherwise hold the position row's lock until it wakes, and then commit). Returns
+ * how many it ended; a failure (no right to signal them) is logged, and the seal waits.
+ */
+void lk_db_tag(struct lk_db *db, const char *job);
+int64_t lk_db_fence_others(struct lk_db *db, const char *job);
+
 /* Process-wide statement and error counts of one database (lockstep_db_* metrics). */
 struct lk_db_stat {
 	char name[64];

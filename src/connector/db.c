@@ -138,3 +138,49 @@ void lk_db_close(struct lk_db *db)
 		db->ops->close(db->conn);
 	db->conn = NULL;
 }
+
+void lk_db_tag(struct lk_db *db, const char *job)
+{
+	struct lk_err err = LK_ERR_INIT;
+	char tag[64];
+	const char *p[1] = {tag};
+
+	if (!db->conn || db->conf->kind != LK_DB_POSTGRES)
+		return;
+	(void)snprintf(tag, sizeof(tag), "lockstep:%s", job); /* application_name: 63 bytes */
+	if (db->ops->exec(db->conn, "SELECT set_config('application_name', $1, false)", 1, p, NULL,
+			  NULL, &err) < 0)
+		lk_log_warn_err(&err, "job %s: cannot tag its session on database '%s'", job,
+				db->conf->name);
+}
+
+int64_t lk_db_fence_others(struct lk_db *db, const char *job)
+{
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_rows rows;
+	char tag[64];
+	const char *p[1] = {tag};
+	int64_t n = 0;
+
+	if (!db->conn || db->conf->kind != LK_DB_POSTGRES)
+		return 0;
+	(void)snprintf(tag, sizeof(tag), "lockstep:%s", job);
+	lk_rows_init(&rows, 1);
+	if (db->ops->exec(db->conn,
+			  "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+			  " WHERE datname = current_database() AND application_name = $1"
+			  " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL",
+			  1, p, &rows, NULL, &err) < 0)
+		lk_log_warn_err(&err,
+				"job %s: cannot end an older holder's open transaction on "
+				"database '%s' (the seal waits for it)",
+				job, db->conf->name);
+	else if (rows.nrows == 1)
+		(void)lk_int64_parse(LK_ROW(&rows, 0)[0].p, &n);
+	lk_rows_release(&rows);
+	if (n > 0)
+		lk_log_warn("job %s: ended %lld open transaction%s of an older holder on database "
+			    "'%s' (it lost its lease; its uncommitted batch is rolled back)",
+			    job, (long long)n, n == 1 ? "" : "s", db->conf->name);
+	return n;
+}

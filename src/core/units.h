@@ -32,6 +32,8 @@ int lk_ts_shift(const char *s, int64_t delta_us, char *out, unsigned out_size);
 
 /* Monotonic and wall clocks. */
 int64_t lk_mono_ms(void);
+/* CLOCK_BOOTTIME: like lk_mono_ms, but it also counts time suspended (a paused VM). */
+int64_t lk_boot_ms(void);
 int64_t lk_wall_ms(void);
 /* Formats a wall time in ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (size >= 32). */
 void lk_wall_format(int64_t wall_ms, char *out, unsigned out_size);

@@ -59,7 +59,8 @@ enum lk_api_trigger {
 	LK_API_RUNNING,	      /* 409: one is running (overlap: skip); its id */
 	LK_API_UNKNOWN_JOB,   /* 404 */
 	LK_API_NOT_SUPPORTED, /* 409: e.g. an incremental run of a real-time job */
-	LK_API_CLOSING	      /* 503: shutting down */
+	LK_API_CLOSING,	      /* 503: shutting down */
+	LK_API_NOT_HERE	      /* 409: another instance holds the job's lease (why names it) */
 };
 
 /* POST /api/sync. id receives the run's id for QUEUED, COALESCED and RUNNING. */

@@ -112,12 +112,39 @@ static void place(struct lk_daemon *d, struct lk_slot *s, struct lk_store *store
 		lk_log_info("job %s: %d missed run%s to make up (misfire: %s)", s->job->name,
 			    s->e.pending, s->e.pending == 1 ? "" : "s",
 			    s->job->misfire == LK_MISFIRE_ONCE ? "once" : "catchup");
+	if (d->cluster)
+		return; /* re-placed when this instance takes the job's lease (replace()) */
 	(void)lk_store_runs_interrupt_stale(store, s->job->name, NULL, &err);
 	if (s->e.pending == 0 && was_interrupted(store, s->job->name)) {
 		lk_log_info("job %s: its last run was interrupted; resuming it now", s->job->name);
 		s->e.pending = 1;
 	}
-	(void)d;
+}
+
+/*
+ * A scheduled job this instance just took the lease of: reads the next fire time the last
+ * holder kept, marks its unfinished runs interrupted (it is gone, or fenced from now on)
+ * and resumes an interrupted run. Scheduler thread; the store first, then the entry
+ * under mu.
+ */
+static void replace(struct lk_daemon *d, struct lk_slot *s, struct lk_store *store)
+{
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_sched_act act;
+	int64_t stored = 0;
+	bool interrupted;
+
+	if (s->e.next && lk_store_schedule_get(store, s->job->name, s->spec, &stored, &err) < 0)
+		lk_log_warn_err(&err, "job %s: cannot read its next fire time", s->job->name);
+	(void)lk_store_runs_interrupt_stale(store, s->job->name, NULL, &err);
+	interrupted = was_interrupted(store, s->job->name);
+	pthread_mutex_lock(&d->mu);
+	(void)lk_sched_place(&s->e, 0, stored, lk_wall_ms(), &act);
+	if (s->e.pending == 0 && interrupted) {
+		lk_log_info("job %s: its last run was interrupted; resuming it now", s->job->name);
+		s->e.pending = 1;
+	}
+	pthread_mutex_unlock(&d->mu);
 }
 
 static struct lk_slot *slot_new(struct lk_gen *g, const struct lk_job *job)
@@ -174,7 +201,7 @@ static void slot_add(struct lk_daemon *d, struct lk_slot *s, struct lk_store *st
 	if (s->held)
 		lk_log_info("job %s: the new version starts once the old one has stopped",
 			    s->job->name);
-	else if (s->realtime)
+	else if (s->realtime && lk_daemon_may_run(d, s->job->name))
 		(void)lk_daemon_realtime_start(d, s);
 	pthread_mutex_unlock(&d->mu);
 }
@@ -219,7 +246,7 @@ static void collect(struct lk_daemon *d)
 			continue;
 		s->held = false;
 		lk_log_info("job %s: the old version stopped; the new one starts", s->job->name);
-		if (s->realtime)
+		if (s->realtime && lk_daemon_may_run(d, s->job->name))
 			(void)lk_daemon_realtime_start(d, s);
 	}
 	for (struct lk_gen **p = &d->gens->next; *p;) {
@@ -318,8 +345,26 @@ static void tick(struct lk_daemon *d, struct lk_store *store)
 		int kind; /* 0 skip, 1 persist next */
 	} todo[64];
 	int ntodo = 0;
+	struct lk_slot *fresh[64];
+	int nfresh = 0;
 
 	memset(todo, 0, sizeof(todo));
+	/* jobs whose lease was just taken: their schedule as the last holder left it */
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; d->cluster && i < d->nslots && nfresh < 64; i++) {
+		struct lk_slot *s = d->slots[i];
+		struct lk_lease *l = lk_daemon_lease(d, s->job->name);
+
+		if (l && l->fresh && l->held) {
+			l->fresh = false;
+			if (!s->realtime && !s->gone)
+				fresh[nfresh++] = s; /* not freed: only this thread frees slots */
+		}
+	}
+	pthread_mutex_unlock(&d->mu);
+	for (int i = 0; i < nfresh; i++)
+		replace(d, fresh[i], store);
+
 	int64_t now = lk_wall_ms();
 
 	pthread_mutex_lock(&d->mu);
@@ -328,7 +373,7 @@ static void tick(struct lk_daemon *d, struct lk_store *store)
 		struct lk_sched_act acts[4];
 		int n;
 
-		if (s->realtime || s->gone || s->held)
+		if (s->realtime || s->gone || s->held || !lk_daemon_may_run(d, s->job->name))
 			continue;
 		n = d->closing ? 0 : lk_sched_tick(&s->e, 1, now, acts, 4);
 		for (int k = 0; k < n; k++) {
@@ -542,6 +587,16 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 		free(d.gens);
 		return -1;
 	}
+	if (lk_daemon_lease_start(&d, err) < 0) {
+		set_ready(&d);
+		lk_daemon_pool_close(&d);
+		lk_daemon_pool_join(&d);
+		lk_http_stop(d.http);
+		lk_store_close(store);
+		api_free(&d);
+		free(d.gens);
+		return -1;
+	}
 	for (int i = 0; i < g->cfg->njobs; i++) {
 		struct lk_slot *s = slot_new(g, &g->cfg->jobs[i]);
 
@@ -558,6 +613,9 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 	(void)lk_sd_notifyf("READY=1\nSTATUS=running %d jobs", g->cfg->njobs);
 	loop(&d, store);
 	clean = stop_all(&d, store);
+	/* leases are freed for a quick handover only when every job really stopped */
+	d.lease_release = clean;
+	lk_daemon_lease_stop(&d);
 	lk_http_stop(d.http); /* answered during the shutdown; no request is left now */
 	d.http = NULL;
 	lk_daemon_heartbeat(&d, store, "STOPPED");

@@ -238,8 +238,11 @@ void lk_daemon_live_queued(struct lk_daemon *d, const char *id, const char *job,
 /* The API's store handle (api_mu held): opened on first use, dropped after an error. */
 static struct lk_store *api_store(struct lk_daemon *d, struct lk_err *err)
 {
-	if (!d->api_store)
+	if (!d->api_store) {
 		d->api_store = lk_store_open(d->store_cfg, err);
+		if (d->api_store && d->cluster) /* a replay writes under this instance's lease */
+			lk_store_set_member(d->api_store, d->member);
+	}
 	return d->api_store;
 }
 
@@ -458,6 +461,10 @@ enum lk_api_trigger lk_api_trigger(struct lk_daemon *d, const char *job, bool fu
 		rc = LK_API_UNKNOWN_JOB;
 	} else if (d->closing || lk_flag(d->opts->stop)) {
 		rc = LK_API_CLOSING;
+	} else if (!lk_daemon_may_run(d, job)) {
+		*why = "another instance holds this job's lease: trigger it there (GET /api/jobs "
+		       "shows the holder)";
+		rc = LK_API_NOT_HERE;
 	} else if (s->realtime && !full) {
 		*why = "a real-time job streams all the time; ask for type full to re-snapshot it";
 		rc = LK_API_NOT_SUPPORTED;
@@ -579,6 +586,20 @@ static const char *kind_name(const struct lk_job *j)
 	return modes[j->mode];
 }
 
+/*
+ * Who holds the job (mu held): with leases, the holder as last read from the store (any
+ * instance, NULL when free); without, this instance while a run goes.
+ */
+static json_t *holder_json(struct lk_daemon *d, const struct lk_slot *s, bool running)
+{
+	const struct lk_lease *l;
+
+	if (!d->cluster)
+		return running ? json_string(d->opts->instance) : json_null();
+	l = lk_daemon_lease(d, s->job->name);
+	return l && l->holder[0] ? json_string(l->holder) : json_null();
+}
+
 json_t *lk_api_jobs(struct lk_daemon *d)
 {
 	json_t *arr = json_array();
@@ -615,8 +636,14 @@ json_t *lk_api_jobs(struct lk_daemon *d)
 				  : job->priority == LK_PRIO_LOW ? "low"
 								 : "normal",
 				  "paused", d->degraded && job->priority == LK_PRIO_LOW, "holder",
-				  running ? json_string(d->opts->instance) : json_null(), "lastRun",
-				  json_null()));
+				  holder_json(d, s, running), "lastRun", json_null()));
+		if (d->cluster) {
+			const struct lk_lease *l = lk_daemon_lease(d, job->name);
+
+			(void)json_object_set_new(
+				json_array_get(arr, json_array_size(arr) - 1), "epoch",
+				l && l->holder[0] ? json_integer(l->epoch) : json_null());
+		}
 	}
 	pthread_mutex_unlock(&d->mu);
 	/* the last run of each job, from the store (any instance's) */
@@ -635,7 +662,7 @@ json_t *lk_api_jobs(struct lk_daemon *d)
 			continue;
 		run_from_row(LK_ROW(&rows, 0), &r);
 		(void)json_object_set_new(j, "lastRun", lk_api_run_json(&r));
-		if (json_is_true(json_object_get(j, "running")))
+		if (!json_object_get(j, "epoch") && json_is_true(json_object_get(j, "running")))
 			(void)json_object_set_new(j, "epoch", json_integer(r.epoch));
 	}
 	pthread_mutex_unlock(&d->api_mu);
@@ -674,10 +701,19 @@ json_t *lk_api_health(struct lk_daemon *d, int *code)
 			continue;
 		failing += __atomic_load_n(&s->fail_streak, __ATOMIC_RELAXED) > 0;
 		outages += lk_flag(&s->outage);
-		if (s->busy && !s->queued)
+		if (!d->cluster && s->busy && !s->queued)
 			(void)json_array_append_new(leases,
 						    json_pack("{s:s, s:s}", "job", s->job->name,
 							      "holder", d->opts->instance));
+	}
+	for (int i = 0; d->cluster && i < d->nleases; i++) {
+		const struct lk_lease *l = &d->leases[i];
+
+		if (l->held)
+			(void)json_array_append_new(leases, json_pack("{s:s, s:s, s:I, s:b}", "job",
+								      l->job, "holder", d->member,
+								      "epoch", (json_int_t)l->epoch,
+								      "releasing", l->releasing));
 	}
 	pthread_mutex_unlock(&d->mu);
 
@@ -1064,7 +1100,7 @@ void lk_api_metrics(struct lk_daemon *d, struct lk_buf *b)
 	struct {
 		char job[128];
 		int64_t next_ms;
-		bool running, realtime;
+		bool running, realtime, held;
 	} * jobs;
 	int64_t rss, restarts = d->opts->restarts;
 	struct lk_err err = LK_ERR_INIT;
@@ -1079,6 +1115,8 @@ void lk_api_metrics(struct lk_daemon *d, struct lk_buf *b)
 		jobs[nslots].next_ms = d->slots[i]->e.next_ms;
 		jobs[nslots].running = d->slots[i]->busy && !d->slots[i]->queued;
 		jobs[nslots].realtime = d->slots[i]->realtime;
+		jobs[nslots].held = d->cluster ? lk_daemon_may_run(d, d->slots[i]->job->name)
+					       : jobs[nslots].running;
 		nslots++;
 	}
 	pthread_mutex_unlock(&d->mu);
@@ -1142,9 +1180,21 @@ void lk_api_metrics(struct lk_daemon *d, struct lk_buf *b)
 	for (int i = 0; i < nslots; i++)
 		per_job(b, "lockstep_job_running", jobs[i].job, "%.0f", jobs[i].running ? 1 : 0);
 	help(b, "lockstep_lease_held", "gauge",
-	     "1 while this instance holds the job (single instance: while it runs).");
+	     "1 while this instance holds the job's lease (an SQLite store: while it runs).");
 	for (int i = 0; i < nslots; i++)
-		per_job(b, "lockstep_lease_held", jobs[i].job, "%.0f", jobs[i].running ? 1 : 0);
+		per_job(b, "lockstep_lease_held", jobs[i].job, "%.0f", jobs[i].held ? 1 : 0);
+	help(b, "lockstep_lease_takeovers_total", "counter",
+	     "Leases this instance took from an expired or departed holder.");
+	lk_buf_addf(b, "lockstep_lease_takeovers_total %lld\n",
+		    (long long)__atomic_load_n(&d->takeovers, __ATOMIC_RELAXED));
+	help(b, "lockstep_lease_losses_total", "counter",
+	     "Leases this instance lost (not renewed in time, or taken).");
+	lk_buf_addf(b, "lockstep_lease_losses_total %lld\n",
+		    (long long)__atomic_load_n(&d->losses, __ATOMIC_RELAXED));
+	help(b, "lockstep_fenced_writes_total", "counter",
+	     "Runs whose write the target or state store refused for an older epoch.");
+	lk_buf_addf(b, "lockstep_fenced_writes_total %lld\n",
+		    (long long)__atomic_load_n(&d->fenced, __ATOMIC_RELAXED));
 	help(b, "lockstep_dead_letters", "gauge", "Open dead letters.");
 	pthread_mutex_lock(&d->api_mu);
 	for (int i = 0; i < nslots; i++) {

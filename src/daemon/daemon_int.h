@@ -63,6 +63,20 @@ struct lk_slot {
 	int64_t queued_seq;
 };
 
+/*
+ * A job's lease as this instance knows it (daemon_lease.c; PostgreSQL state store). Under
+ * the daemon's mu. Slots run only while their job's lease is held and not releasing.
+ */
+struct lk_lease {
+	char job[128];
+	bool held;	    /* this instance holds it */
+	bool releasing;	    /* assigned elsewhere now: the job stops, then the lease is freed */
+	bool fresh;	    /* just acquired: a scheduled slot re-reads its schedule first */
+	int64_t epoch;	    /* the lease row's epoch as last read */
+	int64_t ok_boot_ms; /* CLOCK_BOOTTIME at the start of the last successful renewal */
+	char holder[160];   /* the holder as last read ("" when free) */
+};
+
 struct lk_daemon {
 	const struct lk_daemon_opts *opts;
 	const struct lk_config *store_cfg; /* the first config: the state store never moves */
@@ -95,6 +109,17 @@ struct lk_daemon {
 	struct lk_store *api_store;
 	struct lk_http *http;
 	bool ready; /* the first config's slots exist: API calls wait for it (mu, cond) */
+	/* leases (daemon_lease.c): with a PostgreSQL store, jobs run only under their lease */
+	bool cluster;
+	char member[160]; /* this process as a lease holder: "NAME#RANDOM" */
+	struct lk_lease *leases;
+	int nleases, aleases;
+	int64_t lease_ms, renew_ms;
+	pthread_t lease_thread;
+	bool lease_started;
+	volatile bool lease_stop;
+	bool lease_release; /* at the stop: free the leases (every job stopped in time) */
+	int64_t takeovers, losses, fenced; /* atomics: /metrics */
 };
 
 /* The live view of runs (daemon_api.c): recent and going runs, by id. */
@@ -127,6 +152,16 @@ void lk_daemon_live_queued(struct lk_daemon *d, const char *id, const char *job,
 /* A run that never started (or never recorded its end) gets a final status. */
 void lk_daemon_live_settle(struct lk_daemon *d, const char *id, const char *status,
 			   const char *why);
+
+/* daemon_lease.c */
+/* Sets up leases for a PostgreSQL store and starts the lease thread (no-op for SQLite). */
+int lk_daemon_lease_start(struct lk_daemon *d, struct lk_err *err);
+/* Stops the lease thread; it releases every lease it holds (after the jobs stopped). */
+void lk_daemon_lease_stop(struct lk_daemon *d);
+/* Whether this instance may run the job now (mu held): always without leases. */
+bool lk_daemon_may_run(struct lk_daemon *d, const char *job);
+/* The job's lease entry, or NULL (mu held). */
+struct lk_lease *lk_daemon_lease(struct lk_daemon *d, const char *job);
 
 /* daemon_jobs.c */
 int lk_daemon_pool_start(struct lk_daemon *d, int nworkers, struct lk_err *err);

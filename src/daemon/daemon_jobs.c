@@ -139,10 +139,15 @@ static void run_slot(struct lk_daemon *d, struct lk_slot *s)
 		int rc;
 		int64_t wait;
 
-		if (store)
+		if (store) {
 			lk_store_set_observer(store, lk_daemon_observe, d);
+			if (d->cluster)
+				lk_store_set_member(store, d->member);
+		}
 		rc = store ? attempt(d, s, store, &once, &err) : -1;
 		lk_store_close(store);
+		if (rc < 0 && err.code == LK_ERR_FENCED)
+			(void)__atomic_add_fetch(&d->fenced, 1, __ATOMIC_RELAXED);
 		if (rc == 0) {
 			report_success(s);
 			return;
@@ -306,6 +311,8 @@ static void *realtime_main(void *arg)
 
 		if (store) {
 			lk_store_set_observer(store, lk_daemon_observe, a.d);
+			if (a.d->cluster)
+				lk_store_set_member(store, a.d->member);
 			pthread_mutex_lock(&a.d->mu);
 			opts.full = s->next_id[0] != '\0'; /* a re-snapshot asked for over HTTP */
 			if (opts.full)
@@ -316,7 +323,9 @@ static void *realtime_main(void *arg)
 			memcpy(id, s->run_id, sizeof(id));
 			pthread_mutex_unlock(&a.d->mu);
 			opts.run_id = id;
-			(void)lk_sync_run(s->gen->cfg, s->job, store, &opts, &res, &err);
+			if (lk_sync_run(s->gen->cfg, s->job, store, &opts, &res, &err) < 0 &&
+			    err.code == LK_ERR_FENCED)
+				(void)__atomic_add_fetch(&a.d->fenced, 1, __ATOMIC_RELAXED);
 			pthread_mutex_lock(&a.d->mu);
 			memcpy(s->run_id, res.run_id, sizeof(s->run_id));
 			pthread_mutex_unlock(&a.d->mu);
@@ -357,6 +366,11 @@ int lk_daemon_realtime_start(struct lk_daemon *d, struct lk_slot *s)
 
 	a->d = d;
 	a->s = s;
+	if (s->thread_started) { /* a stream that ended (its lease went) starts again */
+		(void)pthread_join(s->thread, NULL);
+		s->thread_started = false;
+	}
+	lk_flag_set(&s->stop, false);
 	s->busy = true;
 	if (pthread_create(&s->thread, NULL, realtime_main, a) != 0) {
 		free(a);

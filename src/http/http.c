@@ -314,6 +314,8 @@ static enum MHD_Result post_sync(struct lk_http *h, struct MHD_Connection *c, co
 		return send_error(c, MHD_HTTP_NOT_FOUND, "unknown job", detail);
 	case LK_API_NOT_SUPPORTED:
 		return send_error(c, MHD_HTTP_CONFLICT, "not possible", why);
+	case LK_API_NOT_HERE:
+		return send_error(c, MHD_HTTP_CONFLICT, "held elsewhere", why);
 	default:
 		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down",
 				  "lockstep is stopping");

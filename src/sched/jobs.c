@@ -91,6 +91,7 @@ static struct lk_job_lock *lock_and_seal(struct lk_jobrun *jr, struct lk_db *db,
 	lock = lk_store_job_lock(jr->store, jr->job->name, target_epoch, epoch, err);
 	if (!lock)
 		return NULL;
+	(void)lk_db_fence_others(db, jr->job->name);
 	if (ops->begin(db->conn, err) < 0 ||
 	    ops->position_put(db->conn, jr->job->name, *epoch, "{\"kind\":\"sql\"}", err) < 0 ||
 	    ops->commit(db->conn, err) < 0) {
@@ -150,6 +151,7 @@ int lk_sqljob_run(struct lk_jobrun *jr, struct lk_err *err)
 	run_begin(jr, &run, "sql");
 	if (lk_db_open(&db, conf, retry, jr->stop, err) < 0)
 		goto out;
+	lk_db_tag(&db, jr->job->name);
 	lock = lock_and_seal(jr, &db, &epoch, err);
 	if (!lock)
 		goto out;

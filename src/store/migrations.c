@@ -33,6 +33,10 @@ static const struct lk_migration sqlite_migrations[] = {
 	 "CREATE INDEX lockstep_runs_finished ON lockstep_runs (finished_ms);"
 	 "ALTER TABLE lockstep_instances ADD COLUMN health TEXT;"
 	 "ALTER TABLE lockstep_instances ADD COLUMN detail TEXT;"},
+	{3, "members",
+	 "CREATE TABLE lockstep_members (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+	 " started_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL,"
+	 " stopping INTEGER NOT NULL DEFAULT 0);"},
 };
 
 static const struct lk_migration pg_migrations[] = {
@@ -64,6 +68,10 @@ static const struct lk_migration pg_migrations[] = {
 	 "CREATE INDEX runs_finished ON lockstep.runs (finished_ms);"
 	 "ALTER TABLE lockstep.instances ADD COLUMN health text;"
 	 "ALTER TABLE lockstep.instances ADD COLUMN detail text;"},
+	{3, "members",
+	 "CREATE TABLE lockstep.members (id text PRIMARY KEY, name text NOT NULL,"
+	 " started_at timestamptz NOT NULL, seen_at timestamptz NOT NULL,"
+	 " stopping boolean NOT NULL DEFAULT false);"},
 };
 
 const struct lk_migration *lk_store_migration_list(enum lk_db_kind kind, int *n)

@@ -188,8 +188,9 @@ int lk_store_runs_interrupt_stale(struct lk_store *s, const char *job, const cha
 
 struct lk_job_lock {
 	struct lk_store *s;
-	int fd;	   /* SQLite store: the flock'd file */
-	char *job; /* PostgreSQL store: the job whose advisory lock we hold */
+	int fd; /* SQLite store: the flock'd file */
+	/* PostgreSQL store: a command's own lease (a daemon's are held by its lease thread) */
+	struct lk_lease_keeper *keeper;
 };
 
 /* A file-name-safe rendering of a job name. */
@@ -258,24 +259,6 @@ struct lk_job_lock *lk_store_daemon_lock(struct lk_store *s, struct lk_err *err)
 	return NULL;
 }
 
-static int lock_advisory(struct lk_job_lock *l, const char *job, struct lk_err *err)
-{
-	const char *p[1] = {job};
-	struct lk_rows rows;
-	int rc;
-
-	lk_rows_init(&rows, 1);
-	rc = lk_store_exec(l->s, "SELECT pg_try_advisory_lock(hashtextextended($1, 7154239))", 1, p,
-			   &rows, err);
-	if (rc == 0 && (rows.nrows != 1 || LK_ROW(&rows, 0)[0].p[0] != 't'))
-		rc = lk_err_set(err, LK_ERR_BUSY,
-				"job '%s' is being run by another lockstep process", job);
-	lk_rows_release(&rows);
-	if (rc == 0)
-		l->job = lk_xstrdup(job);
-	return rc;
-}
-
 /* Sets the job's epoch to max(store, target) + 1 and returns it. */
 static int bump_epoch(struct lk_store *s, const char *job, int64_t target_epoch, int64_t *epoch,
 		      struct lk_err *err)
@@ -310,8 +293,14 @@ struct lk_job_lock *lk_store_job_lock(struct lk_store *s, const char *job, int64
 
 	l->s = s;
 	l->fd = -1;
-	rc = s->kind == LK_DB_SQLITE ? lock_file(l, job, err) : lock_advisory(l, job, err);
-	if (rc == 0 && bump_epoch(s, job, target_epoch, epoch, err) == 0)
+	if (s->kind == LK_DB_SQLITE) /* one process at a time per job: the file lock */
+		rc = lock_file(l, job, err) == 0 ? bump_epoch(s, job, target_epoch, epoch, err)
+						 : -1;
+	else if (!s->member && !(l->keeper = lk_lease_keeper_take(s, job, err)))
+		rc = -1; /* a command outside `lockstep run` takes the lease for itself */
+	else		 /* the holder of the job's lease, while it lasts */
+		rc = lk_store_lease_bump(s, job, target_epoch, epoch, err);
+	if (rc == 0)
 		return l;
 	lk_store_job_unlock(l);
 	return NULL;
@@ -323,17 +312,6 @@ void lk_store_job_unlock(struct lk_job_lock *l)
 		return;
 	if (l->fd >= 0)
 		(void)close(l->fd); /* releases the flock */
-	if (l->job) {
-		struct lk_err err = LK_ERR_INIT;
-		const char *p[1] = {l->job};
-		struct lk_rows rows;
-
-		lk_rows_init(&rows, 1);
-		(void)lk_store_exec(l->s,
-				    "SELECT pg_advisory_unlock(hashtextextended($1, 7154239))", 1,
-				    p, &rows, &err);
-		lk_rows_release(&rows);
-		free(l->job);
-	}
+	lk_lease_keeper_drop(l->keeper, l->s);
 	free(l);
 }

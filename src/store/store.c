@@ -24,6 +24,8 @@ struct lk_store *lk_store_open(const struct lk_config *cfg, struct lk_err *err)
 	s->conf.path = cfg->state_path;
 	s->conf.pool = 1;
 	s->conf.state_store = true;
+	s->lease_ms = cfg->lease_ms > 0 ? cfg->lease_ms : 30000;
+	s->renew_ms = cfg->renew_ms > 0 ? cfg->renew_ms : 10000;
 	s->prefix = s->kind == LK_DB_POSTGRES ? "lockstep." : "lockstep_";
 	if (cfg->state_path)
 		s->lock_base = lk_xstrdup(cfg->state_path);
@@ -36,12 +38,32 @@ struct lk_store *lk_store_open(const struct lk_config *cfg, struct lk_err *err)
 	return s;
 }
 
+struct lk_store *lk_store_clone(const struct lk_store *s, struct lk_err *err)
+{
+	struct lk_store *c = lk_xcalloc(1, sizeof(*c));
+	struct lk_retry_conf retry = {3, 500, 5000, 2.0};
+
+	*c = *s;
+	c->conf.name = c->name;
+	c->lock_base = s->lock_base ? lk_xstrdup(s->lock_base) : NULL;
+	c->member = s->member ? lk_xstrdup(s->member) : NULL;
+	c->observer = NULL;
+	if (lk_db_open(&c->db, &c->conf, &retry, NULL, err) < 0) {
+		free(c->lock_base);
+		free(c->member);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
 void lk_store_close(struct lk_store *s)
 {
 	if (!s)
 		return;
 	lk_db_close(&s->db);
 	free(s->lock_base);
+	free(s->member);
 	free(s);
 }
 

@@ -111,9 +111,10 @@ int lk_store_position_copy(struct lk_store *s, const char *job, int64_t epoch, c
 
 /*
  * Takes the right to write a job's target. SQLite store: an flock on
- * "<state>.job.<name>.lock"; PostgreSQL store: a session advisory lock (leases come
- * later). Held by another process -> LK_ERR_BUSY. Then sets the job's epoch to
- * max(store epoch, target_epoch) + 1 and returns it in *epoch (DESIGN decision 5).
+ * "<state>.job.<name>.lock"; PostgreSQL store: the job's lease, which this handle's member
+ * (lk_store_set_member) must hold unexpired (lk_store_lease_bump). Held by another ->
+ * LK_ERR_BUSY naming it. Sets the job's epoch to max(store epoch, target_epoch) + 1 and
+ * returns it in *epoch (DESIGN decision 5).
  */
 struct lk_job_lock;
 struct lk_job_lock *lk_store_job_lock(struct lk_store *s, const char *job, int64_t target_epoch,
@@ -142,6 +143,39 @@ int lk_store_schedule_put(struct lk_store *s, const char *job, const char *spec,
  */
 int lk_store_instance_report(struct lk_store *s, const char *name, const char *health,
 			     const char *detail_json, struct lk_err *err);
+
+/*
+ * Cluster membership and job leases (lease.c; a PostgreSQL state store only). A member is
+ * one `lockstep run` process ("NAME#RANDOM"); times are the database's clock.
+ */
+/* Sets the lease holder this handle's job locks act for (NULL: none); copied. */
+void lk_store_set_member(struct lk_store *s, const char *member);
+const char *lk_store_member(const struct lk_store *s);
+/* Marks the member alive now (stopping: it is shutting down and takes no jobs). */
+int lk_store_member_beat(struct lk_store *s, const char *member, const char *name, bool stopping,
+			 struct lk_err *err);
+/* Live members (seen within ttl, not stopping) by id: id, age in ms since it started. */
+int lk_store_members_live(struct lk_store *s, int64_t ttl_ms, struct lk_rows *out,
+			  struct lk_err *err);
+/* Every lease row: job, holder (NULL when free), epoch, live "t"/"f". */
+int lk_store_leases(struct lk_store *s, struct lk_rows *out, struct lk_err *err);
+/* Takes the job's lease for ttl_ms when it is free, expired or already ours (*got). */
+int lk_store_lease_acquire(struct lk_store *s, const char *job, const char *member, int64_t ttl_ms,
+			   bool *got, int64_t *epoch, struct lk_err *err);
+/* Extends our lease by ttl_ms from now; *held false when it is no longer ours. */
+int lk_store_lease_renew(struct lk_store *s, const char *job, const char *member, int64_t ttl_ms,
+			 bool *held, struct lk_err *err);
+/* LISTENs on this handle for lockstep_leases (wait with the connector's cdc wait op). */
+int lk_store_listen_leases(struct lk_store *s, struct lk_err *err);
+/* Frees our lease (holder NULL, expiry now; the row stays) and NOTIFYs lockstep_leases. */
+int lk_store_lease_release(struct lk_store *s, const char *job, const char *member,
+			   struct lk_err *err);
+/*
+ * A run's new epoch under the lease of this handle's member: max(store, target) + 1, only
+ * while the member holds an unexpired lease; else LK_ERR_BUSY naming the holder.
+ */
+int lk_store_lease_bump(struct lk_store *s, const char *job, int64_t target_epoch, int64_t *epoch,
+			struct lk_err *err);
 
 /*
  * Usage per day (SPEC §6): one job's counts to add under today's date (UTC) for a

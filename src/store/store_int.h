@@ -19,9 +19,24 @@ struct lk_store {
 	enum lk_db_kind kind;
 	const char *prefix; /* "lockstep_" or "lockstep." */
 	char *lock_base;    /* SQLite: the state file path, base of lock file names */
+	char *member;	    /* PostgreSQL: the lease holder this handle's job locks act for */
+	int64_t lease_ms, renew_ms; /* cluster.lease and cluster.renew */
 	lk_run_observer observer;
 	void *observer_arg;
 };
+
+/*
+ * A command's own lease on one job (lease.c): taken for a member "cli@HOST#PID" when free
+ * or expired (else LK_ERR_BUSY naming the holder), renewed by a thread, and set as the
+ * handle's member; dropping it releases the lease and clears the member.
+ */
+struct lk_lease_keeper;
+struct lk_lease_keeper *lk_lease_keeper_take(struct lk_store *s, const char *job,
+					     struct lk_err *err);
+void lk_lease_keeper_drop(struct lk_lease_keeper *k, struct lk_store *s);
+
+/* A second handle on the same store (its own connection), for a helper thread. */
+struct lk_store *lk_store_clone(const struct lk_store *s, struct lk_err *err);
 
 /* exec() on the store connection. */
 int lk_store_exec(struct lk_store *s, const char *sql, int n, const char *const *params,

@@ -232,6 +232,8 @@ int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const st
 	ctx->prog.total_estimate = -1;
 	if (open_both(ctx, err) < 0)
 		return -1;
+	if (for_write) /* a later holder can end this session's open batch (lk_db_fence_others) */
+		lk_db_tag(&ctx->dst, job->name);
 	if (ctx->src.ops->describe(ctx->src.conn, &job->source.table, &ctx->sdesc, err) < 0) {
 		if (err->code == LK_ERR_NOTFOUND)
 			return schema_err(err, "source", sdb, &job->source.table, "does not exist");

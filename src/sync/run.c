@@ -170,6 +170,7 @@ struct lk_job_lock *lk_job_lock_and_seal(struct lk_job_ctx *ctx, struct lk_store
 	}
 	if (check_fp)
 		check_fingerprint(ctx);
+	(void)lk_db_fence_others(&ctx->dst, ctx->job->name);
 	/* The seal: the new epoch reaches the target before any batch (DESIGN decision 5). */
 	if (ops->begin(ctx->dst.conn, err) < 0 ||
 	    ops->position_put(ctx->dst.conn, ctx->job->name, ctx->epoch, ctx->pos ? ctx->pos : "{}",

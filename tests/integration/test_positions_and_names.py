@@ -129,21 +129,23 @@ def test_pg_store_job_lock():
     L.execute(src, "INSERT INTO t SELECT i, 'v' FROM generate_series(1, 10) i")
     cfg = L.sync_config(L.Workdir("pglock"), {"src": src, "dst": dst}, {"t": job("t", "t")},
                         state=store)
-    holder = psycopg2.connect(store)
-    holder.autocommit = True
-    try:
-        cur = holder.cursor()
-        cur.execute("SELECT pg_try_advisory_lock(hashtextextended('t', 7154239))")
-        t.eq(cur.fetchone()[0], True, "another session holds the job's lock")
-        rc, out, err = L.run_lockstep(["sync", "t"], cfg)
-        t.eq(rc, 75, "sync of a job locked elsewhere exits 75", L.show(rc, out, err))
-        t.check("another lockstep process" in err, "the message says who holds it", err)
-        cur.execute("SELECT pg_advisory_unlock(hashtextextended('t', 7154239))")
-    finally:
-        holder.close()
+    rc, out, err = L.run_lockstep(["migrate"], cfg)
+    t.eq(rc, 0, "migrate the PostgreSQL state store", L.show(rc, out, err))
+    # an instance of `lockstep run` holds the job's lease (the row as it would write it)
+    L.execute(store, "INSERT INTO lockstep.leases (job, holder, epoch, expires_at)"
+                     " VALUES ('t', 'other#1a2b3c', 4, clock_timestamp() + interval '60 s')")
+    rc, out, err = L.run_lockstep(["sync", "t"], cfg)
+    t.eq(rc, 75, "sync of a job whose lease another holds exits 75", L.show(rc, out, err))
+    t.check("held by other#1a2b3c" in err, "the message names the holder", err)
+    t.eq(L.count_rows(dst, "t") if L.execute(dst, "SELECT to_regclass('t') IS NOT NULL")[0][0] else 0, 0,
+         "nothing was written")
+    # released: holder NULL, expired now (the row stays: epochs only grow)
+    L.execute(store, "UPDATE lockstep.leases SET holder = NULL, expires_at = clock_timestamp()")
     L.sync(t, cfg, "t")
     t.eq(L.count_rows(dst, "t"), 10, "once released the run goes ahead")
-    L.sync(t, cfg, "t")  # our own lock was released at the end of the first run
+    L.sync(t, cfg, "t")  # our own lease was released at the end of the first run
+    t.eq(L.execute(store, "SELECT holder, epoch > 4 FROM lockstep.leases WHERE job = 't'"), [(None, True)],
+         "the lease is free again and its epoch grew past the other holder's")
 
 
 t.case(test_types_without_equality)

@@ -345,9 +345,9 @@ def main():
         def kill_sessions(url):
             def act():
                 n = wait_for(lambda: L.scalar(url, "SELECT count(*) FROM pg_stat_activity "
-                                                   "WHERE application_name = 'lockstep'"), deadline=30)
+                                                   "WHERE left(application_name, 8) = 'lockstep'"), deadline=30)
                 killed = L.execute(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                        "WHERE application_name = 'lockstep'")
+                                        "WHERE left(application_name, 8) = 'lockstep'")
                 t.check(n > 0 and len(killed) > 0 and all(r[0] for r in killed),
                         "lockstep's %d session(s) terminated" % len(killed))
             return act

@@ -10,8 +10,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 /* clang-format on */
+#include "sched/assign.h"
 #include "sched/sched.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define T0 1700000000000LL /* a whole second */
@@ -267,6 +269,55 @@ static void test_pause_collapses_fires(void **state)
 	assert_int_equal(e.next_ms, T0 + 61000);
 }
 
+/* Jobs spread evenly: no member above ceil(J/I); the same inputs give the same answer. */
+static void test_assign_balanced_and_stable(void **state)
+{
+	char jn[40][16], mn[5][16];
+	const char *jobs[40], *members[5];
+	int owner[40], again[40], fewer[40];
+
+	(void)state;
+	for (int j = 0; j < 40; j++) {
+		(void)snprintf(jn[j], sizeof(jn[j]), "job%02d", j);
+		jobs[j] = jn[j];
+	}
+	for (int m = 0; m < 5; m++) {
+		(void)snprintf(mn[m], sizeof(mn[m]), "host%d#%04x", m, 0x1234 * (m + 1));
+		members[m] = mn[m];
+	}
+	for (int nj = 1; nj <= 40; nj++) {
+		for (int nm = 1; nm <= 5; nm++) {
+			int count[5] = {0};
+			int cap = (nj + nm - 1) / nm;
+
+			lk_assign(jobs, nj, members, nm, owner);
+			lk_assign(jobs, nj, members, nm, again);
+			for (int j = 0; j < nj; j++) {
+				assert_true(owner[j] >= 0 && owner[j] < nm);
+				assert_int_equal(owner[j], again[j]);
+				count[owner[j]]++;
+			}
+			for (int m = 0; m < nm; m++)
+				assert_true(count[m] <= cap);
+		}
+	}
+	/* 6 jobs on 3 members: 2 each; when one member leaves, its jobs move, and most
+	 * of the others stay where they were */
+	lk_assign(jobs, 6, members, 3, owner);
+	lk_assign(jobs, 6, members, 2, fewer);
+	{
+		int stayed = 0, on_first_two = 0;
+
+		for (int j = 0; j < 6; j++) {
+			on_first_two += owner[j] < 2;
+			stayed += owner[j] < 2 && fewer[j] == owner[j];
+		}
+		assert_true(stayed >= on_first_two - 2);
+	}
+	lk_assign(jobs, 3, members, 0, owner);
+	assert_int_equal(owner[0], -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -280,6 +331,7 @@ int main(void)
 		cmocka_unit_test(test_trigger_coalesces),
 		cmocka_unit_test(test_manual_only_never_fires),
 		cmocka_unit_test(test_pause_collapses_fires),
+		cmocka_unit_test(test_assign_balanced_and_stable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

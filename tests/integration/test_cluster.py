@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Several `lockstep run` instances on one PostgreSQL state store (SPEC §5, issue 6).
+
+Real processes on the harness's PostgreSQL, leases of 4 s renewed every second so a
+takeover is quick. The oracles are not lockstep's code:
+- every execution of an `sql` job writes its time range into a table with
+  EXCLUDE USING gist (job WITH =, during WITH &&): two instances running one job at once
+  fail loudly;
+- the lease table, polled by the test, says how long each job went without a live holder;
+- real-time jobs: md5 of source and target, and a per-key version log on the target
+  whose versions must never go backwards (rtwriters).
+
+Cases:
+  spread       3 instances, 6 sql jobs on `every: 1s` for 60 s x LK_SCALE (at least 20 s):
+               no overlap, about one execution per second per job, no job unheld longer
+               than lease + renew, no instance above ceil(6/3) + 1 leases; then SIGTERM of
+               a holder hands its jobs over in under 2 s.
+  takeover     SIGKILL of the instance streaming a real-time job while 8 writers run:
+               another takes it over within lease + 5 s; equal at the end, versions
+               monotonic.
+  zombie       SIGSTOP of the streaming instance for longer than the lease, a takeover,
+               then SIGCONT: the old holder's writes are fenced or it stopped first; equal,
+               versions monotonic; it carries on as a follower.
+  cli          `lockstep sync JOB` while an instance holds JOB exits 75 naming the holder.
+"""
+import json
+import os
+import re
+import signal
+import sys
+import time
+import urllib.request
+
+import lktest as L
+import rtwriters as W
+
+t = L.Suite("test_cluster")
+LEASE_S, RENEW_S = 4.0, 1.0
+CLUSTER = {"lease": "4s", "renew": "1s"}
+
+
+def wait_for(cond, deadline=60, step=0.2):
+    end = time.monotonic() + deadline
+    while True:
+        v = cond()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
+
+
+class Inst:
+    """One `lockstep run` with its own config file (same jobs, its own instance name)."""
+
+    def __init__(self, name, dbs, jobs, store):
+        self.name = name
+        self.wd = L.Workdir("cluster_" + name)
+        self.cfg = L.sync_config(self.wd, dbs, jobs, state=store,
+                                 extra={"instance": {"name": name}, "cluster": CLUSTER})
+        self.run = W.Daemon(self.cfg, self.wd.file("run.log"), {"LOCKSTEP_SHUTDOWN_GRACE": "10s"})
+        self.port = None
+
+    def start(self):
+        self.run.start()
+        m = wait_for(lambda: re.search(r"HTTP API on http://[^:]+:(\d+)/", self.run.output())
+                     or not self.run.alive(), 30)
+        self.port = int(m.group(1)) if m and m is not True else None
+        return self
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=5) as r:
+                return json.loads(r.read().decode())
+        except Exception:
+            return None
+
+    def held(self):
+        h = self.get("/api/health") or {}
+        return sorted(x["job"] for x in h.get("leases", []))
+
+    def member(self):
+        m = re.search(r"this instance is (\S+) \(lease", self.run.output())
+        return m and m.group(1)
+
+
+def leases(store):
+    """{job: holder} of the live leases, read from the store by the test."""
+    rows = L.execute(store, "SELECT job, holder FROM lockstep.leases "
+                            "WHERE holder IS NOT NULL AND expires_at > clock_timestamp()")
+    return dict((r[0], r[1]) for r in rows)
+
+
+def stop_all(insts):
+    for i in insts:
+        if i.run.alive():
+            i.run.term(30)
+
+
+def test_spread():
+    store, aux = L.new_db("cl_state"), L.new_db("cl_aux")
+    L.execute(aux, "CREATE EXTENSION IF NOT EXISTS btree_gist")
+    L.execute(aux, "CREATE TABLE execs (job text NOT NULL, during tstzrange NOT NULL,"
+                   " EXCLUDE USING gist (job WITH =, during WITH &&))")
+    L.execute(aux, "CREATE FUNCTION work(j text) RETURNS void LANGUAGE plpgsql AS $$"
+                   " DECLARE t0 timestamptz := clock_timestamp(); BEGIN PERFORM pg_sleep(0.3);"
+                   " INSERT INTO execs VALUES (j, tstzrange(t0, clock_timestamp())); END $$")
+    names = ["j%d" % i for i in range(1, 7)]
+    jobs = dict((n, {"kind": "sql", "db": "aux", "every": "1s", "sql": "SELECT work('%s')" % n})
+                for n in names)
+    insts = [Inst(n, {"aux": aux}, jobs, store) for n in ("a", "b", "c")]
+    duration = max(20.0, L.scale(60000) / 1000.0)
+    try:
+        for i in insts:
+            i.start()
+        t.check(all(i.port for i in insts), "3 instances serve their API", [i.run.tail(800) for i in insts])
+        t.check(wait_for(lambda: len(leases(store)) == 6, 30), "all 6 jobs get a live lease", leases(store))
+        # the first instance up holds every job until the others are past their joining
+        # grace (2 renewals); then the jobs spread
+        t.check(wait_for(lambda: sorted(len(i.held()) for i in insts) == [2, 2, 2], 30),
+                "the jobs spread: 2 on each instance", dict((i.name, i.held()) for i in insts))
+        start = time.monotonic()
+        unheld = dict((n, 0.0) for n in names)
+        since = {}
+        most = 0
+        while time.monotonic() - start < duration:
+            now = time.monotonic()
+            live = leases(store)
+            for n in names:
+                if n in live:
+                    since.pop(n, None)
+                else:
+                    since.setdefault(n, now)
+                    unheld[n] = max(unheld[n], now - since[n])
+            most = max([most] + [len(i.held()) for i in insts])
+            time.sleep(0.25)
+        t.check(max(unheld.values()) <= LEASE_S + RENEW_S,
+                "no job went without a live lease longer than lease + renew (longest %.2f s)"
+                % max(unheld.values()), unheld)
+        t.check(most <= 3, "no instance held more than ceil(6/3) + 1 = 3 leases (most: %d)" % most)
+        held = dict((i.name, i.held()) for i in insts)
+        t.eq(sorted(len(v) for v in held.values()), [2, 2, 2], "settled: 2 jobs on each instance", held)
+        counts = dict(L.execute(aux, "SELECT job, count(*) FROM execs GROUP BY job"))
+        t.check(all(counts.get(n, 0) >= 0.6 * duration for n in names),
+                "every job ran about once a second (%s in %.0f s)" % (sorted(counts.values()), duration), counts)
+        failed = L.execute(store, "SELECT job, error FROM lockstep.runs WHERE status = 'failed'")
+        t.eq(failed, [], "no run failed (an overlap would fail on the exclusion constraint)")
+        # the exclusion constraint held by construction; check its work independently too
+        overlaps = L.execute(aux, "SELECT count(*) FROM execs a JOIN execs b ON a.job = b.job"
+                                  " AND a.ctid < b.ctid AND a.during && b.during")
+        t.eq(overlaps, [(0,)], "no two executions of a job overlap in time")
+
+        # SIGTERM of a holder: its jobs are taken over in under 2 s
+        victim = insts[0]
+        mine = victim.held()
+        member = victim.member()
+        t0 = time.monotonic()
+        victim.run.p.send_signal(signal.SIGTERM)
+        moved = wait_for(lambda: all(leases(store).get(j) not in (None, member) for j in mine), 10, 0.05)
+        took = time.monotonic() - t0
+        t.check(moved and took < 2.0, "SIGTERM: %s's jobs %s held elsewhere after %.2f s (< 2 s)"
+                % (victim.name, mine, took), leases(store))
+        t.eq(victim.run.wait(30), 0, "the stopped instance exits 0")
+        t.check("released 2 leases" in victim.run.output(), "it logged releasing its 2 leases",
+                victim.run.tail(1500))
+        time.sleep(3)
+        t.eq(sorted(len(i.held()) for i in insts[1:]), [3, 3], "the 2 left hold 3 jobs each")
+        rows = L.execute(store, "SELECT count(*) FROM lockstep.runs WHERE status = 'failed'")
+        t.eq(rows, [(0,)], "no run failed during the handover")
+    finally:
+        stop_all(insts)
+
+
+def realtime_setup(prefix, n_rows):
+    store, src, dst = L.new_db(prefix + "_state"), L.new_db(prefix + "_src"), L.new_db(prefix + "_dst")
+    W.create_source(src, n=n_rows)
+    W.create_target(dst)
+    jobs = {"rt": {"source": {"db": "src", "table": "items"},
+                   "target": {"db": "dst", "table": "items", "create": False, "deletes": "delete"},
+                   "mode": "realtime", "batch": 200}}
+    insts = [Inst(prefix + n, {"src": src, "dst": dst}, jobs, store) for n in ("a", "b", "c")]
+    return store, src, dst, insts
+
+
+def stable_holder(insts, store, hold_s=3.0, deadline=40):
+    """Waits until rt's holder stays the same for hold_s (the start-up spread is over)."""
+    end = time.monotonic() + deadline
+    last, since = None, time.monotonic()
+    while time.monotonic() < end:
+        h = leases(store).get("rt")
+        if h != last:
+            last, since = h, time.monotonic()
+        elif h and time.monotonic() - since >= hold_s:
+            return holder_inst(insts, store)
+        time.sleep(0.2)
+    return None
+
+
+def holder_inst(insts, store):
+    h = leases(store).get("rt")
+    for i in insts:
+        if h and i.member() == h:
+            return i
+    return None
+
+
+def test_takeover():
+    store, src, dst, insts = realtime_setup("clk", L.scale(5000))
+    writers = None
+    try:
+        for i in insts:
+            i.start()
+        t.check(stable_holder(insts, store), "rt gets a steady holder", leases(store))
+        W.wait_equal(t, src, dst, None, 120, what="the snapshot is equal")
+        writers = W.Writers(src, n=8, hold_s=(0.5, 1.5))
+        writers.start()
+        time.sleep(3)
+        victim = holder_inst(insts, store)
+        old = victim.member()
+        t0 = time.monotonic()
+        victim.run.kill()
+        new = wait_for(lambda: (leases(store).get("rt") or old) != old and leases(store)["rt"], LEASE_S + 10, 0.1)
+        took = time.monotonic() - t0
+        t.check(new and took <= LEASE_S + 5, "SIGKILL: rt taken over by %s after %.1f s (<= lease + 5 s)"
+                % (new, took))
+        time.sleep(3)
+        writers.stop()
+        t.eq(writers.errors, [], "the writers saw no unexpected errors")
+        W.wait_equal(t, src, dst, None, 120, what="after the takeover the target equals the source")
+        t.eq(W.versions_monotonic(dst), [], "no key's version went backwards")
+        survivors = [i for i in insts if i is not victim]
+        takeovers = sum(1 for i in survivors if "took over its lease from " + old in i.run.output())
+        t.eq(takeovers, 1, "exactly one survivor logs taking rt over from the killed holder")
+    finally:
+        if writers:
+            writers.stop()
+        stop_all(insts)
+
+
+def test_zombie():
+    store, src, dst, insts = realtime_setup("clz", L.scale(5000))
+    writers = None
+    try:
+        for i in insts:
+            i.start()
+        t.check(stable_holder(insts, store), "rt gets a steady holder", leases(store))
+        W.wait_equal(t, src, dst, None, 120, what="the snapshot is equal")
+        writers = W.Writers(src, n=8, hold_s=(0.5, 1.5))
+        writers.start()
+        time.sleep(2)
+        zombie = holder_inst(insts, store)
+        old = zombie.member()
+        zombie.run.p.send_signal(signal.SIGSTOP)
+        try:
+            new = wait_for(lambda: (leases(store).get("rt") or old) != old and leases(store)["rt"],
+                           LEASE_S + 10, 0.1)
+            t.check(bool(new), "while the holder is stopped, another instance takes rt (%s)" % new)
+            before = W.log_count(dst)
+            t.check(wait_for(lambda: W.log_count(dst) > before, 20), "the new holder commits changes")
+        finally:
+            zombie.run.p.send_signal(signal.SIGCONT)
+        time.sleep(5)
+        writers.stop()
+        t.eq(writers.errors, [], "the writers saw no unexpected errors")
+        W.wait_equal(t, src, dst, None, 120, what="after the zombie woke the target equals the source")
+        t.eq(W.versions_monotonic(dst), [], "no key's version went backwards")
+        out = zombie.run.output()
+        t.check("job rt: its lease was not renewed for" in out,
+                "the woken holder noticed its lease lapsed and stopped rt", zombie.run.tail(2500))
+        t.check(zombie.run.alive(), "the old holder keeps running (as a follower)")
+        rows = L.execute(store, "SELECT count(*) FROM lockstep.leases WHERE job = 'rt'"
+                                " AND holder IS NOT NULL AND expires_at > clock_timestamp()")
+        t.eq(rows, [(1,)], "rt has exactly one live holder at the end")
+    finally:
+        if writers:
+            writers.stop()
+        stop_all(insts)
+
+
+def test_cli():
+    store, src, dst, insts = realtime_setup("clc", 100)
+    try:
+        a = insts[0].start()
+        t.check(wait_for(lambda: leases(store).get("rt"), 30), "one instance holds rt")
+        rc, out, err = L.run_lockstep(["sync", "rt"], a.cfg, timeout=60)
+        t.eq(rc, 75, "lockstep sync rt while an instance holds it: exit 75", L.show(rc, out, err))
+        t.check(a.member() and a.member() in err, "the message names the holder (%s)" % a.member(), err)
+        t.eq(a.run.term(30), 0, "the instance stops (exit 0) and releases rt")
+        rc, out, err = L.run_lockstep(["sync", "rt"], a.cfg, timeout=120)
+        t.eq(rc, 0, "with no instance running, lockstep sync rt takes the lease itself", L.show(rc, out, err))
+        t.eq(leases(store).get("rt"), None, "and frees it when done")
+    finally:
+        stop_all(insts)
+
+
+CASES = (test_spread, test_takeover, test_zombie, test_cli)
+for case in CASES:
+    if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
+        t.case(case)
+t.finish()
