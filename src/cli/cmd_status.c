@@ -207,6 +207,31 @@ static void print_text_instances(json_t *arr)
 	}
 }
 
+/* The job's row of lk_store_leases (PostgreSQL store), or NULL. */
+static const struct lk_value *lease_of(const struct lk_rows *leases, const char *job)
+{
+	for (int i = 0; i < leases->nrows; i++) {
+		if (strcmp(LK_ROW(leases, i)[0].p, job) == 0)
+			return LK_ROW(leases, i);
+	}
+	return NULL;
+}
+
+/* holder: the live holder (or null); epoch: the lease's fencing token. */
+static void lease_json(json_t *j, const struct lk_value *l)
+{
+	bool live = l && !l[1].null && l[3].p[0] == 't';
+
+	(void)json_object_set_new(j, "holder", live ? json_string(l[1].p) : json_null());
+	(void)json_object_set_new(j, "epoch", l ? num_or_null(&l[2]) : json_null());
+}
+
+static void print_text_lease(const struct lk_value *lease)
+{
+	if (lease && !lease[1].null && lease[3].p[0] == 't')
+		(void)printf("%22sheld by %s (epoch %s)\n", "", lease[1].p, lease[2].p);
+}
+
 static void print_text_job(const struct lk_job *job, const struct lk_rows *runs, int64_t next)
 {
 	char when[40] = "";
@@ -241,6 +266,7 @@ int lk_cmd_status(struct lk_cli *cli)
 	bool json = cli->argc > 1 && strcmp(cli->argv[1], "--json") == 0;
 	json_t *root = json_object(), *jobs = json_array(), *instances = NULL;
 	struct lk_store *store;
+	struct lk_rows leases;
 	int code = 0;
 
 	if (cli->argc > 2 || (cli->argc == 2 && !json)) {
@@ -258,6 +284,10 @@ int lk_cmd_status(struct lk_cli *cli)
 	instances = instances_json(store);
 	if (!json)
 		print_text_instances(instances);
+	lk_rows_init(&leases, 4);
+	if (strcmp(lk_store_prefix(store), "lockstep.") == 0 &&
+	    lk_store_leases(store, &leases, &err) < 0) /* several instances: who holds what */
+		lk_err_clear(&err);
 	for (int i = 0; i < cli->cfg->njobs && code == 0; i++) {
 		const struct lk_job *job = &cli->cfg->jobs[i];
 		struct lk_rows runs;
@@ -277,6 +307,8 @@ int lk_cmd_status(struct lk_cli *cli)
 				(void)json_object_set_new(j, "mode",
 							  json_string(mode_names[job->mode]));
 			(void)json_object_set_new(j, "nextRun", time_or_null(&nv));
+			if (strcmp(lk_store_prefix(store), "lockstep.") == 0)
+				lease_json(j, lease_of(&leases, job->name));
 
 			(void)json_object_set_new(j, "lastRun",
 						  runs.nrows ? run_json(LK_ROW(&runs, 0))
@@ -294,6 +326,7 @@ int lk_cmd_status(struct lk_cli *cli)
 			(void)json_array_append_new(jobs, j);
 		} else {
 			print_text_job(job, &runs, next_fire(store, job->name));
+			print_text_lease(lease_of(&leases, job->name));
 			if (job->mode == LK_MODE_REALTIME) {
 				struct lk_cdc_lag lag = {0};
 				struct lk_err e2 = LK_ERR_INIT;
@@ -318,6 +351,7 @@ int lk_cmd_status(struct lk_cli *cli)
 	json_decref(jobs);
 	json_decref(instances);
 	json_decref(root);
+	lk_rows_release(&leases);
 	lk_store_close(store);
 	return code;
 }

@@ -115,8 +115,8 @@ struct lk_daemon {
 	struct lk_lease *leases;
 	int nleases, aleases;
 	int64_t lease_ms, renew_ms;
-	pthread_t lease_thread;
-	bool lease_started;
+	pthread_t lease_thread, watch_thread;
+	bool lease_started, watch_started;
 	volatile bool lease_stop;
 	bool lease_release; /* at the stop: free the leases (every job stopped in time) */
 	int64_t takeovers, losses, fenced; /* atomics: /metrics */

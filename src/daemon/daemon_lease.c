@@ -422,6 +422,24 @@ static void *lease_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The deadline watch, apart from the lease thread: a statement to a partitioned state
+ * store can block that thread for as long as TCP takes to notice, and the jobs must
+ * still stop before their leases can expire. This thread touches no database.
+ */
+static void *watch_main(void *arg)
+{
+	struct lk_daemon *d = arg;
+
+	while (!lk_flag(&d->lease_stop)) {
+		pthread_mutex_lock(&d->mu);
+		check_deadlines(d);
+		pthread_mutex_unlock(&d->mu);
+		lk_sleep_ms(100, &d->lease_stop);
+	}
+	return NULL;
+}
+
 int lk_daemon_lease_start(struct lk_daemon *d, struct lk_err *err)
 {
 	const struct lk_config *cfg = d->store_cfg;
@@ -438,6 +456,11 @@ int lk_daemon_lease_start(struct lk_daemon *d, struct lk_err *err)
 	if (pthread_create(&d->lease_thread, NULL, lease_main, d) != 0)
 		return lk_err_set(err, LK_ERR_INTERNAL, "cannot start the lease thread");
 	d->lease_started = true;
+	if (pthread_create(&d->watch_thread, NULL, watch_main, d) != 0) {
+		lk_daemon_lease_stop(d);
+		return lk_err_set(err, LK_ERR_INTERNAL, "cannot start the lease watch thread");
+	}
+	d->watch_started = true;
 	lk_log_info("leases: this instance is %s (lease %.0f s, renewed every %.1f s)", d->member,
 		    (double)d->lease_ms / 1000.0, (double)d->renew_ms / 1000.0);
 	return 0;
@@ -448,6 +471,9 @@ void lk_daemon_lease_stop(struct lk_daemon *d)
 	if (!d->lease_started)
 		return;
 	lk_flag_set(&d->lease_stop, true);
+	if (d->watch_started)
+		(void)pthread_join(d->watch_thread, NULL);
+	d->watch_started = false;
 	(void)pthread_join(d->lease_thread, NULL);
 	d->lease_started = false;
 }

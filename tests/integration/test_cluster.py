@@ -27,8 +27,11 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.request
 
 import lktest as L
@@ -80,6 +83,58 @@ class Inst:
     def member(self):
         m = re.search(r"this instance is (\S+) \(lease", self.run.output())
         return m and m.group(1)
+
+
+class Proxy:
+    """A loopback TCP proxy to host:port. cut() partitions it: bytes are no longer
+    forwarded (connections hang silently, new ones get no answer), like a lost network."""
+
+    def __init__(self, host, port):
+        self.target = (host, port)
+        self.cut_ev = threading.Event()
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            if self.cut_ev.is_set():
+                continue  # accepted, never answered
+            try:
+                u = socket.create_connection(self.target)
+            except OSError:
+                c.close()
+                continue
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                while self.cut_ev.is_set():
+                    time.sleep(0.1)  # hold it: the other side sees silence
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s_ in (a, b):
+                try:
+                    s_.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self):
+        self.cut_ev.set()
 
 
 def leases(store):
@@ -283,6 +338,12 @@ def test_cli():
         rc, out, err = L.run_lockstep(["sync", "rt"], a.cfg, timeout=60)
         t.eq(rc, 75, "lockstep sync rt while an instance holds it: exit 75", L.show(rc, out, err))
         t.check(a.member() and a.member() in err, "the message names the holder (%s)" % a.member(), err)
+        rc, out, err = L.run_lockstep(["status", "--json"], a.cfg, timeout=60)
+        st = dict((j["name"], j) for j in json.loads(out.strip().splitlines()[-1])["jobs"]) if rc == 0 else {}
+        t.check(st.get("rt", {}).get("holder") == a.member() and st["rt"].get("epoch", 0) >= 1,
+                "lockstep status --json shows rt's holder and epoch", st.get("rt"))
+        rc, out, err = L.run_lockstep(["status"], a.cfg, timeout=60)
+        t.check(rc == 0 and ("held by %s (epoch" % a.member()) in out, "lockstep status says who holds rt", out)
         t.eq(a.run.term(30), 0, "the instance stops (exit 0) and releases rt")
         rc, out, err = L.run_lockstep(["sync", "rt"], a.cfg, timeout=120)
         t.eq(rc, 0, "with no instance running, lockstep sync rt takes the lease itself", L.show(rc, out, err))
@@ -291,7 +352,60 @@ def test_cli():
         stop_all(insts)
 
 
-CASES = (test_spread, test_takeover, test_zombie, test_cli)
+def sql_setup(prefix, names):
+    store, aux = L.new_db(prefix + "_state"), L.new_db(prefix + "_aux")
+    L.execute(aux, "CREATE EXTENSION IF NOT EXISTS btree_gist")
+    L.execute(aux, "CREATE TABLE execs (job text NOT NULL, during tstzrange NOT NULL,"
+                   " EXCLUDE USING gist (job WITH =, during WITH &&))")
+    L.execute(aux, "CREATE FUNCTION work(j text) RETURNS void LANGUAGE plpgsql AS $$"
+                   " DECLARE t0 timestamptz := clock_timestamp(); BEGIN PERFORM pg_sleep(0.3);"
+                   " INSERT INTO execs VALUES (j, tstzrange(t0, clock_timestamp())); END $$")
+    jobs = dict((n, {"kind": "sql", "db": "aux", "every": "1s", "sql": "SELECT work('%s')" % n})
+                for n in names)
+    return store, aux, jobs
+
+
+def test_partition():
+    """An instance cut off from the state store stops its job before its lease expires."""
+    store, aux, jobs = sql_setup("clp", ["p1", "p2"])
+    u = urllib.parse.urlparse(store)
+    proxy = Proxy(u.hostname, u.port)
+    via_proxy = store.replace(":%d/" % u.port, ":%d/" % proxy.port)
+    a = Inst("pa", {"aux": aux}, jobs, via_proxy)
+    b = Inst("pb", {"aux": aux}, jobs, store)
+    try:
+        a.start()
+        b.start()
+        t.check(wait_for(lambda: len(a.held()) == 1 and len(b.held()) == 1, 30),
+                "one job on each instance", (a.held(), b.held()))
+        job = a.held()[0]
+        time.sleep(2)
+        cut_at = time.time()
+        proxy.cut()
+        line = wait_for(lambda: re.search(r'ts=(\S+) level=error comp=lease msg="job %s: its lease was '
+                                          r'not renewed' % job, a.run.output()), LEASE_S + 5, 0.05)
+        stopped_at = None
+        if line:
+            stopped_at = time.mktime(time.strptime(line.group(1)[:19], "%Y-%m-%dT%H:%M:%S")) \
+                - time.timezone + float("0." + line.group(1)[20:23])
+        t.check(stopped_at is not None and stopped_at - cut_at < LEASE_S,
+                "the cut-off instance stops %s %.2f s after the cut, before the %.0f s lease ends"
+                % (job, (stopped_at or 0) - cut_at, LEASE_S), a.run.tail(1500))
+        new = wait_for(lambda: (leases(store).get(job) or "").startswith("pb#"), LEASE_S + 5, 0.1)
+        t.check(bool(new), "the other instance takes %s over after the lease ends (%.1f s after the cut)"
+                % (job, time.time() - cut_at))
+        n0 = L.scalar(aux, "SELECT count(*) FROM execs WHERE job = '%s'" % job)
+        t.check(wait_for(lambda: L.scalar(aux, "SELECT count(*) FROM execs WHERE job = '%s'" % job) >= n0 + 3, 15),
+                "%s runs again, on the other instance" % job)
+        overlaps = L.execute(aux, "SELECT count(*) FROM execs a JOIN execs b ON a.job = b.job"
+                                  " AND a.ctid < b.ctid AND a.during && b.during")
+        t.eq(overlaps, [(0,)], "no two executions overlapped (the exclusion constraint holds)")
+    finally:
+        a.run.kill()
+        stop_all([b])
+
+
+CASES = (test_spread, test_takeover, test_zombie, test_cli, test_partition)
 for case in CASES:
     if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
         t.case(case)
