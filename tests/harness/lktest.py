@@ -78,6 +78,22 @@ def lk_bin():
     return os.path.abspath(b)
 
 
+# The cluster script beside this file (what CTest's pg_start/pg_stop run).
+PGENV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pg-test-env.sh")
+
+
+def _read_env(d):
+    """{name: value} from the `env` file pg-test-env.sh writes into cluster folder d."""
+    vals = {}
+    with open(os.path.join(d, "env")) as f:
+        for line in f:
+            line = line.strip()
+            if "=" in line:
+                k, v = line.split("=", 1)
+                vals[k] = v
+    return vals
+
+
 _pg_info = None
 
 
@@ -88,13 +104,7 @@ def pg():
         d = os.environ.get("LK_PGDIR")
         if not d:
             raise RuntimeError("LK_PGDIR is not set")
-        vals = {}
-        with open(os.path.join(d, "env")) as f:
-            for line in f:
-                line = line.strip()
-                if "=" in line:
-                    k, v = line.split("=", 1)
-                    vals[k] = v
+        vals = _read_env(d)
         _pg_info = {
             "host": vals.get("PGHOST", "127.0.0.1"),
             "port": int(vals["PGPORT"]),
@@ -242,6 +252,69 @@ def count_rows(url, table, where=None):
         return scalar(url, q)
     except psycopg2.errors.UndefinedTable:
         return 0
+
+
+class Cluster:
+    """A throw-away cluster of a test's own, from pg-test-env.sh, that it may crash,
+    stop and start (doing that to the shared cluster would break the tests beside it).
+
+    The folder is a new temporary one named PREFIX + name; the script skips (77) when
+    it finds no PostgreSQL, which becomes skip_or_fail(). sync_commit=True sets
+    synchronous_commit = on (the script's default is off), so that a commit
+    acknowledged before a crash survives it. destroy() stops the server and removes
+    the folder."""
+
+    def __init__(self, name, prefix="lk_cl_", sync_commit=False):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="%s%s_" % (prefix, name))
+        p = subprocess.run(["bash", PGENV, "start", self.dir], capture_output=True, text=True)
+        if p.returncode == SKIP:
+            skip_or_fail("pg-test-env.sh found no PostgreSQL")
+        if p.returncode != 0:
+            raise RuntimeError("cluster %s did not start:\n%s%s" % (name, p.stdout, p.stderr))
+        env = _read_env(self.dir)
+        self.port = int(env["PGPORT"])
+        self.bindir = env["PGBINDIR"]
+        if sync_commit:
+            try:
+                execute(self.url(), "ALTER SYSTEM SET synchronous_commit = on")
+                execute(self.url(), "SELECT pg_reload_conf()")
+            except Exception:
+                self.destroy()
+                raise
+
+    def url(self, db="postgres"):
+        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)
+
+    def _pg_ctl(self, *args):
+        cmd = [os.path.join(self.bindir, "pg_ctl"), "-D", os.path.join(self.dir, "data")] + list(args)
+        if os.geteuid() == 0:  # PostgreSQL refuses root: pg-test-env.sh runs it as `postgres`
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError("pg_ctl %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
+
+    def stop_immediate(self):
+        """Crash-stops the server (pg_ctl -m immediate)."""
+        self._pg_ctl("-m", "immediate", "-w", "-t", "60", "stop")
+
+    def stop_fast(self):
+        """Shuts the server down cleanly (pg_ctl -m fast)."""
+        self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
+
+    def start(self):
+        """Starts the server again after a stop_*(), on the same port."""
+        self._pg_ctl("-l", os.path.join(self.dir, "pg.log"), "-w", "-t", "60", "start")
+
+    def restart_immediate(self):
+        """Crash-stops the server and starts it again, same port (pg-test-env.sh restart-immediate)."""
+        p = subprocess.run(["bash", PGENV, "restart-immediate", self.dir], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError("restart-immediate %s failed:\n%s%s" % (self.name, p.stdout, p.stderr))
+
+    def destroy(self):
+        """Stops the server and removes its folder."""
+        subprocess.run(["bash", PGENV, "stop", self.dir], capture_output=True, text=True)
 
 
 # ---------------------------------------------------------------------------
@@ -409,6 +482,17 @@ def key_matches(jkey, want):
     if not isinstance(jkey, list) or len(jkey) != len(want):
         return False
     return all(str(a) == str(b) for a, b in zip(jkey, want))
+
+
+def wait_for(cond, deadline=60, step=0.2):
+    """Calls cond() every `step` seconds until it returns a true value or `deadline`
+    seconds have passed; returns its last value (so the caller can check or use it)."""
+    end = time.monotonic() + deadline
+    while True:
+        v = cond()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
 
 
 # ---------------------------------------------------------------------------

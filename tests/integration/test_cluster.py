@@ -24,7 +24,6 @@ Cases:
   cli          `lockstep sync JOB` while an instance holds JOB exits 75 naming the holder.
 """
 import json
-import os
 import re
 import signal
 import socket
@@ -42,15 +41,6 @@ LEASE_S, RENEW_S = 4.0, 1.0
 CLUSTER = {"lease": "4s", "renew": "1s"}
 
 
-def wait_for(cond, deadline=60, step=0.2):
-    end = time.monotonic() + deadline
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
-
-
 class Inst:
     """One `lockstep run` with its own config file (same jobs, its own instance name)."""
 
@@ -64,7 +54,7 @@ class Inst:
 
     def start(self):
         self.run.start()
-        m = wait_for(lambda: re.search(r"HTTP API on http://[^:]+:(\d+)/", self.run.output())
+        m = L.wait_for(lambda: re.search(r"HTTP API on http://[^:]+:(\d+)/", self.run.output())
                      or not self.run.alive(), 30)
         self.port = int(m.group(1)) if m and m is not True else None
         return self
@@ -167,10 +157,10 @@ def test_spread():
         for i in insts:
             i.start()
         t.check(all(i.port for i in insts), "3 instances serve their API", [i.run.tail(800) for i in insts])
-        t.check(wait_for(lambda: len(leases(store)) == 6, 30), "all 6 jobs get a live lease", leases(store))
+        t.check(L.wait_for(lambda: len(leases(store)) == 6, 30), "all 6 jobs get a live lease", leases(store))
         # the first instance up holds every job until the others are past their joining
         # grace (2 renewals); then the jobs spread
-        t.check(wait_for(lambda: sorted(len(i.held()) for i in insts) == [2, 2, 2], 30),
+        t.check(L.wait_for(lambda: sorted(len(i.held()) for i in insts) == [2, 2, 2], 30),
                 "the jobs spread: 2 on each instance", dict((i.name, i.held()) for i in insts))
         start = time.monotonic()
         unheld = dict((n, 0.0) for n in names)
@@ -209,7 +199,7 @@ def test_spread():
         member = victim.member()
         t0 = time.monotonic()
         victim.run.p.send_signal(signal.SIGTERM)
-        moved = wait_for(lambda: all(leases(store).get(j) not in (None, member) for j in mine), 10, 0.05)
+        moved = L.wait_for(lambda: all(leases(store).get(j) not in (None, member) for j in mine), 10, 0.05)
         took = time.monotonic() - t0
         t.check(moved and took < 2.0, "SIGTERM: %s's jobs %s held elsewhere after %.2f s (< 2 s)"
                 % (victim.name, mine, took), leases(store))
@@ -272,7 +262,7 @@ def test_takeover():
         old = victim.member()
         t0 = time.monotonic()
         victim.run.kill()
-        new = wait_for(lambda: (leases(store).get("rt") or old) != old and leases(store)["rt"], LEASE_S + 10, 0.1)
+        new = L.wait_for(lambda: (leases(store).get("rt") or old) != old and leases(store)["rt"], LEASE_S + 10, 0.1)
         took = time.monotonic() - t0
         t.check(new and took <= LEASE_S + 5, "SIGKILL: rt taken over by %s after %.1f s (<= lease + 5 s)"
                 % (new, took))
@@ -305,11 +295,11 @@ def test_zombie():
         old = zombie.member()
         zombie.run.p.send_signal(signal.SIGSTOP)
         try:
-            new = wait_for(lambda: (leases(store).get("rt") or old) != old and leases(store)["rt"],
+            new = L.wait_for(lambda: (leases(store).get("rt") or old) != old and leases(store)["rt"],
                            LEASE_S + 10, 0.1)
             t.check(bool(new), "while the holder is stopped, another instance takes rt (%s)" % new)
             before = W.log_count(dst)
-            t.check(wait_for(lambda: W.log_count(dst) > before, 20), "the new holder commits changes")
+            t.check(L.wait_for(lambda: W.log_count(dst) > before, 20), "the new holder commits changes")
         finally:
             zombie.run.p.send_signal(signal.SIGCONT)
         time.sleep(5)
@@ -334,7 +324,7 @@ def test_cli():
     store, src, dst, insts = realtime_setup("clc", 100)
     try:
         a = insts[0].start()
-        t.check(wait_for(lambda: leases(store).get("rt"), 30), "one instance holds rt")
+        t.check(L.wait_for(lambda: leases(store).get("rt"), 30), "one instance holds rt")
         rc, out, err = L.run_lockstep(["sync", "rt"], a.cfg, timeout=60)
         t.eq(rc, 75, "lockstep sync rt while an instance holds it: exit 75", L.show(rc, out, err))
         t.check(a.member() and a.member() in err, "the message names the holder (%s)" % a.member(), err)
@@ -376,13 +366,13 @@ def test_partition():
     try:
         a.start()
         b.start()
-        t.check(wait_for(lambda: len(a.held()) == 1 and len(b.held()) == 1, 30),
+        t.check(L.wait_for(lambda: len(a.held()) == 1 and len(b.held()) == 1, 30),
                 "one job on each instance", (a.held(), b.held()))
         job = a.held()[0]
         time.sleep(2)
         cut_at = time.time()
         proxy.cut()
-        line = wait_for(lambda: re.search(r'ts=(\S+) level=error comp=lease msg="job %s: its lease was '
+        line = L.wait_for(lambda: re.search(r'ts=(\S+) level=error comp=lease msg="job %s: its lease was '
                                           r'not renewed' % job, a.run.output()), LEASE_S + 5, 0.05)
         stopped_at = None
         if line:
@@ -391,11 +381,11 @@ def test_partition():
         t.check(stopped_at is not None and stopped_at - cut_at < LEASE_S,
                 "the cut-off instance stops %s %.2f s after the cut, before the %.0f s lease ends"
                 % (job, (stopped_at or 0) - cut_at, LEASE_S), a.run.tail(1500))
-        new = wait_for(lambda: (leases(store).get(job) or "").startswith("pb#"), LEASE_S + 5, 0.1)
+        new = L.wait_for(lambda: (leases(store).get(job) or "").startswith("pb#"), LEASE_S + 5, 0.1)
         t.check(bool(new), "the other instance takes %s over after the lease ends (%.1f s after the cut)"
                 % (job, time.time() - cut_at))
         n0 = L.scalar(aux, "SELECT count(*) FROM execs WHERE job = '%s'" % job)
-        t.check(wait_for(lambda: L.scalar(aux, "SELECT count(*) FROM execs WHERE job = '%s'" % job) >= n0 + 3, 15),
+        t.check(L.wait_for(lambda: L.scalar(aux, "SELECT count(*) FROM execs WHERE job = '%s'" % job) >= n0 + 3, 15),
                 "%s runs again, on the other instance" % job)
         overlaps = L.execute(aux, "SELECT count(*) FROM execs a JOIN execs b ON a.job = b.job"
                                   " AND a.ctid < b.ctid AND a.during && b.during")

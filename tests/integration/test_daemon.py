@@ -80,15 +80,6 @@ class Run(W.Daemon):
         self.p.send_signal(signal.SIGHUP)
 
 
-def wait_for(cond, deadline=60, step=0.2):
-    end = time.monotonic() + deadline
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
-
-
 def sq(wd, query, params=()):
     """Rows (dicts) of a query on WD/state.db, read with Python's sqlite3."""
     path = wd.file("state.db")
@@ -288,9 +279,9 @@ def test_exec_progress():
         if seen:
             t.eq((seen["rows_read"], seen["total_estimate"]), (400, 1000),
                  "prog: while running, rows_read 400 and total_estimate 1000 (stats.processed/total)")
-        wait_for(lambda: len(runs(wd, "prog", "succeeded")) >= 2 and runs(wd, "tmo", "failed")
-                 and runs(wd, "bad", "failed") and len(runs(wd, "cron2", "succeeded")) >= 2
-                 or not run.alive(), deadline=40)
+        L.wait_for(lambda: len(runs(wd, "prog", "succeeded")) >= 2 and runs(wd, "tmo", "failed")
+                   and runs(wd, "bad", "failed") and len(runs(wd, "cron2", "succeeded")) >= 2
+                   or not run.alive(), deadline=40)
         run.stop("exec_progress")
     finally:
         run.kill()
@@ -344,7 +335,7 @@ def test_exec_progress():
         # A zombie is dead (reaping orphans is init's business); a reused pid is not ours.
         return cmd[:2] == [b"sleep", b"60"] and state != "Z"
 
-    wait_for(lambda: not [p for p in pids if child_alive(p)], deadline=5)
+    L.wait_for(lambda: not [p for p in pids if child_alive(p)], deadline=5)
     alive = [p for p in pids if child_alive(p)]
     t.eq(alive, [], "tmo: the background child (sleep 60) of each timed-out run is gone")
     for p in alive:
@@ -396,7 +387,7 @@ def test_misfire_and_persistence():
     def start(misfire, what):
         cfg = cfg_with(misfire)
         r = Run(cfg, wd)
-        ok = wait_for(lambda: "lockstep running:" in r.output() or not r.alive(), deadline=30)
+        ok = L.wait_for(lambda: "lockstep running:" in r.output() or not r.alive(), deadline=30)
         t.check(ok and r.alive(), "%s: lockstep run started" % what, r.tail(2000))
         return r
 
@@ -406,7 +397,7 @@ def test_misfire_and_persistence():
     # first start: the next fire is the next hour boundary, kept in the state store
     r = start(None, "first start")
     try:
-        nm1 = wait_for(lambda: next_ms(wd, "hourly"), deadline=10)
+        nm1 = L.wait_for(lambda: next_ms(wd, "hourly"), deadline=10)
         now = now_ms()
         t.check(nm1 and nm1 % HOUR == 0 and now < nm1 <= now + HOUR,
                 "first start: lockstep_schedules holds the next hour boundary (%r)" % nm1)
@@ -424,7 +415,7 @@ def test_misfire_and_persistence():
     try:
         time.sleep(2.5)
         t.eq(next_ms(wd, "hourly"), kept, "restart: the stored next fire time is kept, unchanged")
-        h = wait_for(lambda: heartbeat_job(wd, "hourly"), deadline=5)
+        h = L.wait_for(lambda: heartbeat_job(wd, "hourly"), deadline=5)
         t.eq(h and h.get("nextMs"), kept, "restart: the heartbeat shows the stored next fire time")
         r.stop("restart")
     finally:
@@ -438,7 +429,7 @@ def test_misfire_and_persistence():
     downtime(3)
     r = start("once", "misfire once")
     try:
-        got = wait_for(lambda: runs(wd, "hourly", "succeeded"), deadline=20)
+        got = L.wait_for(lambda: runs(wd, "hourly", "succeeded"), deadline=20)
         time.sleep(3)  # no second run follows
         t.eq(len(runs(wd, "hourly", "succeeded")), 1, "misfire once: exactly one run at start",
              brief(runs(wd, "hourly")))
@@ -457,7 +448,7 @@ def test_misfire_and_persistence():
     past = next_ms(wd, "hourly")
     r = start("skip", "misfire skip")
     try:
-        moved = wait_for(lambda: (next_ms(wd, "hourly") or 0) > now_ms(), deadline=10)
+        moved = L.wait_for(lambda: (next_ms(wd, "hourly") or 0) > now_ms(), deadline=10)
         time.sleep(3)
         t.eq(len(executed(wd, "hourly")), 1, "misfire skip: no run (still only the earlier one)",
              brief(runs(wd, "hourly")))
@@ -473,7 +464,7 @@ def test_misfire_and_persistence():
     downtime(30)
     r = start("catchup", "misfire catchup")
     try:
-        wait_for(lambda: len(runs(wd, "hourly", "succeeded")) >= 11, deadline=60)
+        L.wait_for(lambda: len(runs(wd, "hourly", "succeeded")) >= 11, deadline=60)
         time.sleep(3)  # and no more
         ran = len(runs(wd, "hourly", "succeeded")) - 1
         t.eq(ran, 10, "misfire catchup: exactly 10 runs (the cap) for 30 missed hours", brief(runs(wd, "hourly")))
@@ -519,7 +510,7 @@ def test_sighup():
         return L.scalar(aux, "SELECT count(*) FROM ticks")
 
     try:
-        t.check(wait_for(lambda: started in run.output() or not run.alive(), deadline=60) and run.alive(),
+        t.check(L.wait_for(lambda: started in run.output() or not run.alive(), deadline=60) and run.alive(),
                 "sighup: the real-time job started", run.tail(3000))
         W.wait_equal(t, src, dst, None, 60, what="sighup: the first snapshot is equal to the source")
         writers.start()
@@ -529,11 +520,11 @@ def test_sighup():
         mark = len(run.output())
         config(wd, dbs, {"rt": rt(200), "tick": tick})
         run.hup()
-        t.check(wait_for(lambda: "config reloaded" in run.output()[mark:], deadline=20),
+        t.check(L.wait_for(lambda: "config reloaded" in run.output()[mark:], deadline=20),
                 "reload 1: the log says config reloaded", run.tail(3000))
         t.check("config reloaded: 1 job added, 0 changed, 0 removed, 1 unchanged" in run.output()[mark:],
                 "reload 1: one job added, the real-time one unchanged", run.tail(2000))
-        t.check(wait_for(lambda: ticks() >= 2, deadline=20), "reload 1: the added sql job runs (%d ticks)" % ticks(),
+        t.check(L.wait_for(lambda: ticks() >= 2, deadline=20), "reload 1: the added sql job runs (%d ticks)" % ticks(),
                 run.tail(3000))
         time.sleep(2)
         after = run.output()[mark:]
@@ -546,11 +537,11 @@ def test_sighup():
         with open(cfg, "a") as f:
             f.write("bogus_key: 1\n")
         run.hup()
-        t.check(wait_for(lambda: "reload refused" in run.output()[mark:] or not run.alive(), deadline=20)
+        t.check(L.wait_for(lambda: "reload refused" in run.output()[mark:] or not run.alive(), deadline=20)
                 and run.alive(), "reload 2: an invalid config is refused and lockstep keeps running",
                 run.tail(3000))
         n0 = ticks()
-        t.check(wait_for(lambda: ticks() >= n0 + 2, deadline=20),
+        t.check(L.wait_for(lambda: ticks() >= n0 + 2, deadline=20),
                 "reload 2: the sql job keeps running (%d -> %d ticks)" % (n0, ticks()))
         after = run.output()[mark:]
         t.check("job rt: stopped" not in after and run.output().count(started) == 1,
@@ -560,18 +551,18 @@ def test_sighup():
         mark = len(run.output())
         config(wd, dbs, {"rt": rt(100), "tick": tick})
         run.hup()
-        t.check(wait_for(lambda: "config reloaded" in run.output()[mark:], deadline=20),
+        t.check(L.wait_for(lambda: "config reloaded" in run.output()[mark:], deadline=20),
                 "reload 3: the log says config reloaded", run.tail(3000))
         after = run.output()[mark:]
         t.check("reload: job rt changed: restarting it" in after, "reload 3: the changed real-time job is restarted",
                 after[-3000:])
         t.check("config reloaded: 0 jobs added, 1 changed, 0 removed, 1 unchanged" in after,
                 "reload 3: one job changed, the sql job unchanged", after[-2000:])
-        t.check(wait_for(lambda: run.output().count(started) == 2, deadline=60)
+        t.check(L.wait_for(lambda: run.output().count(started) == 2, deadline=60)
                 and "job rt: stopped" in run.output()[mark:],
                 "reload 3: the old real-time job stopped and a new run started", run.tail(3000))
         n0 = ticks()
-        t.check(wait_for(lambda: ticks() >= n0 + 2, deadline=20), "reload 3: the sql job keeps running")
+        t.check(L.wait_for(lambda: ticks() >= n0 + 2, deadline=20), "reload 3: the sql job keeps running")
         time.sleep(3)
         writers.stop()
         t.eq(writers.errors, [], "the writers saw no unexpected error")
@@ -612,7 +603,7 @@ def test_memory_budget():
     def burst(first):
         """100 new source rows in one transaction; returns the largest target transaction."""
         L.execute(db, "INSERT INTO src_items SELECT i, i FROM generate_series(%d, %d) i" % (first, first + 99))
-        wait_for(lambda: L.scalar(db, "SELECT count(*) FROM dst_items") >= first + 99, deadline=30)
+        L.wait_for(lambda: L.scalar(db, "SELECT count(*) FROM dst_items") >= first + 99, deadline=30)
         return L.scalar(db, "SELECT max(n) FROM (SELECT count(*) AS n FROM page_log WHERE xid IN "
                             "(SELECT xid FROM page_log GROUP BY xid) GROUP BY xid) p")
 
@@ -630,11 +621,11 @@ def test_memory_budget():
         return h if h and h["health"] == health and h["detail"].get("batchDivisor") == divisor else None
 
     try:
-        t.check(wait_for(lambda: "(DEGRADED)" in run.output() or not run.alive(), deadline=15) and run.alive(),
+        t.check(L.wait_for(lambda: "(DEGRADED)" in run.output() or not run.alive(), deadline=15) and run.alive(),
                 "memory 1MiB: the log says DEGRADED", run.tail(2000))
         t.check("batch sizes halved" in run.output() and "low-priority jobs paused" in run.output(),
                 "memory 1MiB: the log says batch sizes are halved and low-priority jobs paused")
-        h = wait_for(lambda: hb_is("DEGRADED", 2), deadline=10)
+        h = L.wait_for(lambda: hb_is("DEGRADED", 2), deadline=10)
         t.check(h, "memory 1MiB: lockstep_instances says DEGRADED with batchDivisor 2",
                 repr(heartbeat(wd, "it_mem")))
         if h:
@@ -646,7 +637,7 @@ def test_memory_budget():
         biggest = burst(1)
         t.eq(L.scalar(db, "SELECT count(*) FROM dst_items"), 100, "memory 1MiB: the real-time job applies 100 rows")
         t.eq(biggest, 10, "memory 1MiB: the applier's target transactions hold at most 10 rows (batch 20 halved)")
-        t.check(wait_for(lambda: len(runs(wd, "high", "succeeded")) >= 3, deadline=20),
+        t.check(L.wait_for(lambda: len(runs(wd, "high", "succeeded")) >= 3, deadline=20),
                 "memory 1MiB: the high-priority job runs", brief(runs(wd, "high")))
         time.sleep(1)
         t.eq(hits("low"), 0, "memory 1MiB: the low-priority job's statement never ran")
@@ -659,11 +650,11 @@ def test_memory_budget():
         mark = len(run.output())
         write("1GiB")
         run.hup()
-        t.check(wait_for(lambda: "(HEALTHY)" in run.output()[mark:], deadline=15),
+        t.check(L.wait_for(lambda: "(HEALTHY)" in run.output()[mark:], deadline=15),
                 "memory 1GiB after SIGHUP: the log says HEALTHY again", run.tail(2000))
-        t.check(wait_for(lambda: hb_is("HEALTHY", 1), deadline=10),
+        t.check(L.wait_for(lambda: hb_is("HEALTHY", 1), deadline=10),
                 "memory 1GiB: lockstep_instances says HEALTHY with batchDivisor 1", repr(heartbeat(wd, "it_mem")))
-        t.check(wait_for(lambda: hits("low") >= 2, deadline=15),
+        t.check(L.wait_for(lambda: hits("low") >= 2, deadline=15),
                 "memory 1GiB: the low-priority job runs again (%d)" % hits("low"))
         t.check(len(runs(wd, "low", "succeeded")) >= 1, "memory 1GiB: lockstep_runs records the low job's runs")
         L.execute(db, "TRUNCATE page_log")
@@ -690,8 +681,8 @@ def test_graceful_shutdown_resume():
         "mode": "snapshot", "every": "1s", "overlap": "skip", "batch": 500}})
     run = Run(cfg, wd)
     try:
-        going = wait_for(lambda: [r for r in runs(wd, "big", "running") if r["rows_written"] > 0]
-                         or not run.alive(), deadline=60, step=0.1)
+        going = L.wait_for(lambda: [r for r in runs(wd, "big", "running") if r["rows_written"] > 0]
+                           or not run.alive(), deadline=60, step=0.1)
         t.check(going and run.alive(), "the snapshot run is copying (rows_written > 0)", run.tail(2000))
         time.sleep(0.3)  # small batches and a short wait: the first run is still copying
         took = run.stop("SIGTERM during the snapshot", within=30)
@@ -707,8 +698,8 @@ def test_graceful_shutdown_resume():
     restart = now_ms()
     run = Run(cfg, wd)
     try:
-        done = wait_for(lambda: [r for r in runs(wd, "big", "succeeded") if r["started_ms"] >= restart]
-                        or not run.alive(), deadline=180, step=0.3)
+        done = L.wait_for(lambda: [r for r in runs(wd, "big", "succeeded") if r["started_ms"] >= restart]
+                          or not run.alive(), deadline=180, step=0.3)
         log = run.output()
         t.check("job big: its last run was interrupted; resuming it now" in log,
                 "restart: the log says the last run was interrupted and resumes it", log[-3000:])
@@ -738,7 +729,7 @@ def test_retention_and_restarts():
     cfg = config(wd, {"d": db}, jobs, extra={"retention": "3s", "instance": {"name": "it_ret"}})
     run = Run(cfg, wd)
     try:
-        t.check(wait_for(lambda: len(runs(wd, "tick", "succeeded")) >= 2, deadline=20),
+        t.check(L.wait_for(lambda: len(runs(wd, "tick", "succeeded")) >= 2, deadline=20),
                 "first start: the job runs", brief(runs(wd, "tick")))
         run.stop("retention: first start")
     finally:
@@ -748,11 +739,11 @@ def test_retention_and_restarts():
     time.sleep(4)  # every recorded run is now older than the 3 s retention
     run = Run(cfg, wd)
     try:
-        t.check(wait_for(lambda: "pruned" in run.output(), deadline=15),
+        t.check(L.wait_for(lambda: "pruned" in run.output(), deadline=15),
                 "second start: the log says old runs were pruned", run.tail(2000))
         left = [r["id"] for r in runs(wd, "tick") if r["id"] in old]
         t.eq(left, [], "second start: runs finished before the retention are deleted from lockstep_runs")
-        after = wait_for(lambda: heartbeat(wd, "it_ret"), deadline=5)
+        after = L.wait_for(lambda: heartbeat(wd, "it_ret"), deadline=5)
         t.check(before and after and after["restarts"] == before["restarts"] + 1,
                 "second start: the instance's restart counter went up by one",
                 "%r -> %r" % (before and before["restarts"], after and after["restarts"]))
@@ -780,14 +771,14 @@ def test_reload_running_job():
     cfg = config(wd, {"d": db}, {"slow": job("v1")})
     run = Run(cfg, wd)
     try:
-        t.check(wait_for(lambda: runs(wd, "slow", "running"), deadline=30), "reload_busy: a v1 run is going",
+        t.check(L.wait_for(lambda: runs(wd, "slow", "running"), deadline=30), "reload_busy: a v1 run is going",
                 run.tail(2000))
         time.sleep(0.3)
         mark = len(run.output())
         config(wd, {"d": db}, {"slow": job("v2")})
         run.hup()
-        t.check(wait_for(lambda: L.scalar(db, "SELECT count(*) FROM executions WHERE version = 'v2'") >= 2,
-                         deadline=30), "reload_busy: the changed job runs its new version (twice)", run.tail(3000))
+        t.check(L.wait_for(lambda: L.scalar(db, "SELECT count(*) FROM executions WHERE version = 'v2'") >= 2,
+                           deadline=30), "reload_busy: the changed job runs its new version (twice)", run.tail(3000))
         after = run.output()[mark:]
         t.check("job slow: the new version starts once the old one has stopped" in after
                 and "job slow: the old version stopped; the new one starts" in after,
@@ -826,14 +817,14 @@ def test_sql_timeout():
     run = Run(cfg, wd)
     try:
         for job in ("pg_slow", "lite_slow"):
-            t.check(wait_for(lambda: runs(wd, job, "failed"), deadline=20),
+            t.check(L.wait_for(lambda: runs(wd, job, "failed"), deadline=20),
                     "%s: the run over its timeout is recorded failed" % job, brief(runs(wd, job)) + run.tail(2000))
             r = (runs(wd, job, "failed") or [{}])[0]
             took = ((r.get("finished_ms") or 0) - (r.get("started_ms") or 0)) / 1000.0
             t.check("cancelled by its timeout of 1000 ms" in (r.get("error") or ""),
                     "%s: the error names the timeout" % job, brief([r]))
             t.check(0.9 <= took <= 5.0, "%s: cancelled after about 1 s (%.1f s)" % (job, took), brief([r]))
-        t.check(wait_for(lambda: runs(wd, "lite_quick", "succeeded"), deadline=20),
+        t.check(L.wait_for(lambda: runs(wd, "lite_quick", "succeeded"), deadline=20),
                 "lite_quick: a job without a timeout on the same SQLite file succeeds", run.tail(2000))
         run.stop("sql_timeout")
     finally:

@@ -22,12 +22,9 @@ shared cluster. A snapshot job runs every second with one connection attempt per
   about 2 s (their own timeout), not 10; the runs in between fail fast.
 """
 import json
-import os
 import re
 import socket
 import sqlite3
-import subprocess
-import tempfile
 import time
 
 import lktest as L
@@ -36,58 +33,7 @@ import rtwriters as W
 L.require_pg()
 t = L.Suite("test_daemon_faults")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PGENV = os.path.join(HERE, "..", "harness", "pg-test-env.sh")
 N = L.scale(5000)
-
-
-class Cluster:
-    """A throw-away cluster from pg-test-env.sh that the test may stop and start."""
-
-    def __init__(self, name):
-        self.dir = tempfile.mkdtemp(prefix="lk_dmf_%s_" % name)
-        p = subprocess.run(["bash", PGENV, "start", self.dir], capture_output=True, text=True)
-        if p.returncode == L.SKIP:
-            L.skip_or_fail("pg-test-env.sh found no PostgreSQL")
-        if p.returncode != 0:
-            raise RuntimeError("cluster %s did not start:\n%s%s" % (name, p.stdout, p.stderr))
-        env = {}
-        with open(os.path.join(self.dir, "env")) as f:
-            for line in f:
-                if "=" in line:
-                    k, v = line.strip().split("=", 1)
-                    env[k] = v
-        self.port = int(env["PGPORT"])
-        self.bindir = env["PGBINDIR"]
-
-    def url(self, db="postgres"):
-        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)
-
-    def _pg_ctl(self, *args):
-        cmd = [os.path.join(self.bindir, "pg_ctl"), "-D", os.path.join(self.dir, "data")] + list(args)
-        if os.geteuid() == 0:  # PostgreSQL refuses root: pg-test-env.sh runs it as `postgres`
-            cmd = ["runuser", "-u", "postgres", "--"] + cmd
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise RuntimeError("pg_ctl %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
-
-    def stop_immediate(self):
-        self._pg_ctl("-m", "immediate", "-w", "-t", "60", "stop")
-
-    def start(self):
-        self._pg_ctl("-l", os.path.join(self.dir, "pg.log"), "-w", "-t", "60", "start")
-
-    def destroy(self):
-        subprocess.run(["bash", PGENV, "stop", self.dir], capture_output=True, text=True)
-
-
-def wait_for(cond, deadline=60, step=0.2):
-    end = time.monotonic() + deadline
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
 
 
 def sq(wd, query, params=()):
@@ -133,7 +79,7 @@ def now_ms():
 def test_breaker():
     cluster = run = None
     try:
-        cluster = Cluster("src")
+        cluster = L.Cluster("src", prefix="lk_dmf_")
         L.execute(cluster.url(), "CREATE DATABASE brk_src")
         src = cluster.url("brk_src")
         dst = L.new_db("dmf_brk_dst")
@@ -161,14 +107,14 @@ def test_breaker():
             except L.psycopg2.Error:
                 return False
 
-        t.check(wait_for(lambda: [r for r in runs(wd, "copy") if r["status"] == "succeeded"], deadline=60)
-                and wait_for(equal, deadline=30), "the job copies the source while it is up", run.tail(3000))
+        t.check(L.wait_for(lambda: [r for r in runs(wd, "copy") if r["status"] == "succeeded"], deadline=60)
+                and L.wait_for(equal, deadline=30), "the job copies the source while it is up", run.tail(3000))
 
         # ---- the source goes away
         mark, down_ms = len(run.output()), now_ms()
         cluster.stop_immediate()
         t.log("source cluster stopped (-m immediate)")
-        t.check(wait_for(lambda: "circuit breaker open" in run.output()[mark:] or not run.alive(), deadline=30)
+        t.check(L.wait_for(lambda: "circuit breaker open" in run.output()[mark:] or not run.alive(), deadline=30)
                 and run.alive(), "source down: the log says the circuit breaker is open", run.tail(3000))
         m = re.search(r"database 'src': circuit breaker open after (\d+) consecutive failures", run.output()[mark:])
         t.check(m and int(m.group(1)) == 2, "source down: it opened after 2 consecutive failures (breaker.failures)",
@@ -178,7 +124,7 @@ def test_breaker():
             return [r for r in runs(wd, "copy", down_ms) if r["status"] == "failed"
                     and "failing fast" in (r["error"] or "")]
 
-        ff = wait_for(lambda: len(fast_failures()) >= 2, deadline=20) and fast_failures()
+        ff = L.wait_for(lambda: len(fast_failures()) >= 2, deadline=20) and fast_failures()
         t.check(ff, "source down: runs are recorded failed with an error saying the database is failing fast",
                 brief(runs(wd, "copy", down_ms)))
         if ff:
@@ -186,16 +132,16 @@ def test_breaker():
                     "source down: the error names the database and its open breaker", brief(ff))
             took = [r["finished_ms"] - r["started_ms"] for r in ff]
             t.check(all(0 <= x < 1000 for x in took), "source down: failing-fast runs end at once (%s ms)" % took)
-        bs = wait_for(lambda: breakers(wd, "it_brk").get("src", {}).get("state") == "open"
-                      and breakers(wd, "it_brk"), deadline=10, step=0.3)
+        bs = L.wait_for(lambda: breakers(wd, "it_brk").get("src", {}).get("state") == "open"
+                        and breakers(wd, "it_brk"), deadline=10, step=0.3)
         t.check(bs, "source down: lockstep_instances.detail.breakers shows src open", repr(breakers(wd, "it_brk")))
         if bs:
             t.check(bs["src"].get("failures", 0) >= 2, "source down: the src breaker counts its failures (%r)"
                     % bs["src"].get("failures"))
             t.eq(bs.get("dst", {}).get("state"), "closed", "source down: the target's breaker stays closed",
                  repr(bs))
-        t.check(wait_for(lambda: "database 'src': circuit breaker half-open, probing" in run.output()[mark:],
-                         deadline=15), "source down: after the cooldown the breaker probes (half-open)")
+        t.check(L.wait_for(lambda: "database 'src': circuit breaker half-open, probing" in run.output()[mark:],
+                           deadline=15), "source down: after the cooldown the breaker probes (half-open)")
         time.sleep(1.5)
         tail = run.output()[mark:]
         t.check(tail.count("circuit breaker open after") >= 2,
@@ -214,13 +160,13 @@ def test_breaker():
                   % (N + 1, N + 300))
         L.execute(src, "UPDATE items SET version = version + 1, status = 'changed' WHERE id % 17 = 3")
         L.execute(src, "DELETE FROM items WHERE id % 101 = 5")  # snapshot without deletes: kept in the target
-        t.check(wait_for(lambda: "database 'src': circuit breaker closed" in run.output()[mark:], deadline=30),
+        t.check(L.wait_for(lambda: "database 'src': circuit breaker closed" in run.output()[mark:], deadline=30),
                 "source back: the log says the breaker closed", run.tail(3000))
         tail = run.output()[mark:]
         i_half = tail.find("circuit breaker half-open")
         i_closed = tail.find("circuit breaker closed")
         t.check(0 <= i_half < i_closed, "source back: half-open (probe) came before closed", tail[-3000:])
-        t.check(wait_for(lambda: breakers(wd, "it_brk").get("src", {}).get("state") == "closed", deadline=10),
+        t.check(L.wait_for(lambda: breakers(wd, "it_brk").get("src", {}).get("state") == "closed", deadline=10),
                 "source back: the heartbeat shows the src breaker closed", repr(breakers(wd, "it_brk")))
         t.eq(breakers(wd, "it_brk").get("src", {}).get("failures"), 0, "source back: its failure count is reset")
 
@@ -234,7 +180,7 @@ def test_breaker():
             except L.psycopg2.Error as e:
                 return False, None, repr(e)
 
-        ok = wait_for(lambda: caught_up()[0], deadline=60, step=0.5)
+        ok = L.wait_for(lambda: caught_up()[0], deadline=60, step=0.5)
         _, a, b = caught_up()
         t.check(ok, "source back: the target catches up by itself: md5 of the source == md5 of the target "
                 "(the rows the source still has) (%r, %r)" % (a, b),
@@ -286,7 +232,7 @@ def test_probe_timeout():
             return [r for r in runs(wd, "q") if r["status"] == "failed" and "failing fast" not in (r["error"] or "")
                     and r["finished_ms"]]
 
-        t.check(wait_for(lambda: len(probes()) >= 3, deadline=60), "probe_timeout: a first try and 2 probes failed",
+        t.check(L.wait_for(lambda: len(probes()) >= 3, deadline=60), "probe_timeout: a first try and 2 probes failed",
                 brief(runs(wd, "q")) + "\n" + run.tail(2000))
         ps = probes()
         t.log("connect attempts took %s s" % ", ".join("%.1f" % took(r) for r in ps[:4]))

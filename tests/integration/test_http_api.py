@@ -42,15 +42,6 @@ t = L.Suite("test_http_api")
 TOKEN = "t0k3n-for-tests"
 
 
-def wait_for(cond, deadline=60, step=0.1):
-    end = time.monotonic() + deadline
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
-
-
 class Api:
     """A daemon and an HTTP client to it (the port is read from its log)."""
 
@@ -63,7 +54,7 @@ class Api:
         def port():
             m = re.search(r"HTTP API on http://[^:]+:(\d+)/", self.run.output())
             return m and int(m.group(1))
-        self.port = wait_for(lambda: port() or not self.run.alive(), deadline=30) and port()
+        self.port = L.wait_for(lambda: port() or not self.run.alive(), deadline=30, step=0.1) and port()
         t.check(bool(self.port), "the daemon logs the HTTP API's address", self.run.tail(2000))
 
     def req(self, method, path, body=None, token=TOKEN, headers=None, raw=None):
@@ -201,7 +192,7 @@ def test_endpoints():
         code, body, _ = api.get("/readyz")
         t.eq(code, 200, "/readyz: 200 with the state store migrated", body)
         t.eq(body.get("status"), "ready", "/readyz: status ready", body)
-        t.check(wait_for(lambda: api.get("/api/health")[1].get("checks", [{}])[0].get("status") == "ok", 10),
+        t.check(L.wait_for(lambda: api.get("/api/health")[1].get("checks", [{}])[0].get("status") == "ok", 10, 0.1),
                 "/api/health: the state store check passes once the heartbeat ran")
         code, h, _ = api.get("/api/health")
         t.eq(code, 200, "/api/health: 200", h)
@@ -229,8 +220,8 @@ def test_endpoints():
         t.check(js["tick"]["kind"] == "sql" and js["tick"]["mode"] is None and js["tick"]["schedule"]
                 and iso_ok(js["tick"]["nextRun"]), "/api/jobs: tick is sql with a schedule and a next run",
                 js["tick"])
-        t.check(wait_for(lambda: (dict((j["name"], j) for j in api.get("/api/jobs")[1]["jobs"])["tick"]
-                                  .get("lastRun") or {}).get("status") == "succeeded", 10),
+        t.check(L.wait_for(lambda: (dict((j["name"], j) for j in api.get("/api/jobs")[1]["jobs"])["tick"]
+                                    .get("lastRun") or {}).get("status") == "succeeded", 10, 0.1),
                 "/api/jobs: tick's lastRun is a succeeded run")
 
         # ---- errors on POST /api/sync
@@ -277,7 +268,7 @@ def test_endpoints():
         result = {}
         th = threading.Thread(target=lambda: result.update(ev=api.events(rid)))
         th.start()
-        t.check(wait_for(lambda: api.status(rid).get("status") == "running", 30), "the run is running",
+        t.check(L.wait_for(lambda: api.status(rid).get("status") == "running", 30, 0.1), "the run is running",
                 api.status(rid))
         code3, body3, _ = api.post("/api/sync", {"job": "snap"})
         t.check(code3 == 409 and body3.get("syncId") == rid and body3.get("error"),
@@ -327,15 +318,15 @@ def test_endpoints():
         code, body, _ = api.post("/api/sync", {"job": "snap", "type": "full"})
         rid2 = body.get("syncId")
         t.check(code == 202 and rid2 and rid2 != rid, "a second full sync: a new run id", body)
-        t.check(wait_for(lambda: api.status(rid2).get("status") == "running"
-                         and api.status(rid2)["stats"]["rowsRead"] > 0, 30), "the second run is running")
+        t.check(L.wait_for(lambda: api.status(rid2).get("status") == "running"
+                           and api.status(rid2)["stats"]["rowsRead"] > 0, 30, 0.1), "the second run is running")
         code, body, _ = api.post("/api/sync/%s/cancel" % rid2, token=None)
         t.eq(code, 401, "cancel without a token: 401")
         code, body, _ = api.post("/api/sync/%s/cancel" % rid2, {"why": 1})
         t.eq(code, 400, "cancel with an unknown field: 400", body)
         code, body, _ = api.post("/api/sync/%s/cancel" % rid2)
         t.check(code == 202 and body.get("syncId") == rid2, "cancel a running run: 202", body)
-        t.check(wait_for(lambda: api.status(rid2).get("status") == "cancelled", 30),
+        t.check(L.wait_for(lambda: api.status(rid2).get("status") == "cancelled", 30, 0.1),
                 "the cancelled run ends `cancelled`", api.status(rid2))
         code, body, _ = api.post("/api/sync/%s/cancel" % rid2)
         t.check(code == 409 and body.get("detail") == "cancelled", "cancel a finished run: 409", body)
@@ -344,7 +335,7 @@ def test_endpoints():
         # ---- overlap: queue: one waiting run, coalesced, cancellable
         code, body, _ = api.post("/api/sync", {"job": "slowq"})
         q1 = body.get("syncId")
-        t.check(wait_for(lambda: api.status(q1).get("status") == "running", 10), "slowq: the first run runs")
+        t.check(L.wait_for(lambda: api.status(q1).get("status") == "running", 10, 0.1), "slowq: the first run runs")
         code, body, _ = api.post("/api/sync", {"job": "slowq"})
         q2 = body.get("syncId")
         t.check(code == 202 and q2 and q2 != q1 and not body.get("coalesced"),
@@ -368,7 +359,7 @@ def test_endpoints():
         # ---- a failing statement (division by zero), for the error counts
         code, body, _ = api.post("/api/sync", {"job": "bad"})
         bad_id = body.get("syncId")
-        t.check(wait_for(lambda: api.status(bad_id).get("status") == "failed", 20),
+        t.check(L.wait_for(lambda: api.status(bad_id).get("status") == "failed", 20, 0.1),
                 "bad: the run fails (division by zero)", api.status(bad_id))
 
         # ---- usage
@@ -465,7 +456,7 @@ def test_crash_restart():
         code, body, _ = api.post("/api/sync", {"job": "snap", "type": "full"})
         rid = body.get("syncId")
         t.check(code == 202 and rid, "crash: the sync is queued", body)
-        t.check(wait_for(lambda: api.status(rid)["stats"]["rowsRead"] > 0, 60), "crash: the run is copying")
+        t.check(L.wait_for(lambda: api.status(rid)["stats"]["rowsRead"] > 0, 60, 0.1), "crash: the run is copying")
         api.run.kill()
         t.log("SIGKILL at %d rows" % L.count_rows(dst, "items"))
         api.run.start()
@@ -478,8 +469,8 @@ def test_crash_restart():
             runs = api.get("/api/runs?job=snap")[1].get("runs", [])
             return [r for r in runs if r["syncId"] != rid]
 
-        t.check(wait_for(lambda: resumed(), 30), "the resumed run shows in /api/runs", api.run.tail(2000))
-        t.check(wait_for(lambda: resumed() and resumed()[0]["status"] == "succeeded", 300),
+        t.check(L.wait_for(lambda: resumed(), 30, 0.1), "the resumed run shows in /api/runs", api.run.tail(2000))
+        t.check(L.wait_for(lambda: resumed() and resumed()[0]["status"] == "succeeded", 300, 0.1),
                 "the resumed run succeeds", resumed())
         a, b = W.md5s(src, dst, None)
         t.eq(b, a, "md5 oracle: equal after the resumed run")
@@ -576,7 +567,7 @@ def test_robustness():
         t.check(api.run.alive(), "the daemon survived them", api.run.tail(2000))
         t.eq(api.get("/livez")[:2], (200, {"status": "ok"}), "/livez still answers")
         n1 = L.scalar(db, "SELECT count(*) FROM ticks")
-        t.check(wait_for(lambda: L.scalar(db, "SELECT count(*) FROM ticks") >= n1 + 2, 10),
+        t.check(L.wait_for(lambda: L.scalar(db, "SELECT count(*) FROM ticks") >= n1 + 2, 10, 0.1),
                 "the scheduled job keeps running (%d ticks before, %d after)" % (n0, n1))
         t.eq(api.run.term(30), 0, "robustness: SIGTERM exit 0")
     finally:
@@ -606,8 +597,8 @@ def test_realtime_resnapshot():
         code, body2, _ = api.post("/api/sync", {"job": "rt", "type": "full"})
         t.check(code in (202, 409) and body2.get("syncId") == rid,
                 "a second full while it is pending: the same run's id", body2)
-        t.check(wait_for(lambda: api.status(rid).get("status") == "running"
-                         and api.status(rid).get("stage") == "stream", 60),
+        t.check(L.wait_for(lambda: api.status(rid).get("status") == "running"
+                           and api.status(rid).get("stage") == "stream", 60, 0.1),
                 "the re-snapshot runs under that id and streams again", api.status(rid))
         st = api.status(rid)
         t.check(st.get("type") == "full" and st["stats"]["rowsRead"] >= n,
@@ -626,15 +617,15 @@ def test_realtime_resnapshot():
             lags.append((v.get('lockstep_replication_lag_rows{job="rt"}'),
                          v.get('lockstep_replication_lag_seconds{job="rt"}')))
             return lags[-1]
-        t.check(wait_for(lambda: lag() == (0, 0), 30), "/metrics: lag 0 rows, 0 s once caught up", lags[-5:])
+        t.check(L.wait_for(lambda: lag() == (0, 0), 30, 0.1), "/metrics: lag 0 rows, 0 s once caught up", lags[-5:])
         L.execute(dst, "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS "
                   "$$BEGIN PERFORM pg_sleep(%f); RETURN NEW; END$$" % (10.0 / n))
         L.execute(dst, "CREATE TRIGGER slow BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION slow()")
         L.execute(src, "UPDATE items SET version = version + 1")  # one burst of n changes
-        t.check(wait_for(lambda: (lag()[0] or 0) > 0 and (lag()[1] or 0) > 0, 30),
+        t.check(L.wait_for(lambda: (lag()[0] or 0) > 0 and (lag()[1] or 0) > 0, 30, 0.1),
                 "/metrics: the burst of %d changes shows as lag (rows, seconds) %s"
                 % (n, max(lags, key=lambda x: x[0] or 0)))
-        t.check(wait_for(lambda: lag()[0] == 0, 60), "/metrics: the lag drains to 0 rows", lags[-5:])
+        t.check(L.wait_for(lambda: lag()[0] == 0, 60, 0.1), "/metrics: the lag drains to 0 rows", lags[-5:])
         W.wait_equal(t, src, dst, None, 60, what="rt: the burst is applied")
         rt_run = [r for r in api.get("/api/runs?job=rt")[1]["runs"] if r["status"] == "running"]
         t.check(rt_run and rt_run[0].get("lag", {}).get("rows") == 0 and "seconds" in rt_run[0]["lag"],
@@ -658,7 +649,7 @@ def test_dead_letters():
     try:
         code, body, _ = api.post("/api/sync", {"job": "dl"})
         rid = body.get("syncId")
-        t.check(wait_for(lambda: api.status(rid).get("status") == "succeeded", 30),
+        t.check(L.wait_for(lambda: api.status(rid).get("status") == "succeeded", 30, 0.1),
                 "a sync with 2 rows the target rejects succeeds", api.status(rid))
         t.eq(api.status(rid)["stats"]["rowsFailed"], 2, "status: rowsFailed 2")
         code, body, _ = api.get("/api/errors?job=dl")

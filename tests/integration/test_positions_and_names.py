@@ -8,10 +8,9 @@
 - verify (PG->PG) sees a jsonb number difference beyond double precision;
 - a unique index with INCLUDE columns is a usable key; a deferrable unique constraint is not
   (ON CONFLICT cannot use it), and the refusal names the table;
-- with a PostgreSQL state store the job lock is an advisory lock on its own 64-bit key:
-  held elsewhere -> exit 75, released -> the run goes ahead.
+- with a PostgreSQL state store the job's writer holds its lease: a live lease of another
+  holder -> exit 75 naming it, released -> the run goes ahead and the epoch grows.
 """
-import psycopg2
 import lktest as L
 
 L.require_pg()

@@ -90,15 +90,6 @@ class Run(W.Daemon):
         t.eq(rc, 0, "%s: SIGTERM stops lockstep run with exit 0" % what, self.tail(3000))
 
 
-def wait_for(cond, deadline=120, step=0.3):
-    end = time.monotonic() + deadline
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
-
-
 def md5(url, where=None):
     return L.pg_md5(url, "items", ["id"], where=where)
 
@@ -108,7 +99,7 @@ def same(src, dst, what, where=None):
 
 
 def wait_same(src, dst, what, where=None, deadline=120):
-    wait_for(lambda: md5(dst) == md5(src, where), deadline)
+    L.wait_for(lambda: md5(dst) == md5(src, where), deadline, 0.3)
     return same(src, dst, what, where)
 
 
@@ -202,7 +193,7 @@ def test_two_consumers():
         def a_past():
             c = consumer(src, "a")
             return c is not None and max(c[0], c[1] or 0) > max_xid
-        t.check(wait_for(a_past, 30), "a's consumer position is past every entry b needs "
+        t.check(L.wait_for(a_past, 30, 0.3), "a's consumer position is past every entry b needs "
                 "(pruning for a alone would drop them)", repr(consumer(src, "a")))
         time.sleep(12)  # more than one 10 s pruning interval of a
         have = changelog_seqs(src)
@@ -226,7 +217,7 @@ def test_two_consumers():
         churn.step()
         wait_same(src, dst_a, "a streams beside b")
         wait_same(src, dst_b, "b streams beside a")
-        drained = wait_for(lambda: len(changelog_seqs(src)) == 0, deadline=90, step=1)
+        drained = L.wait_for(lambda: len(changelog_seqs(src)) == 0, deadline=90, step=1)
         t.check(drained, "with both jobs streaming, pruning empties the changelog (%d entries left)"
                 % len(changelog_seqs(src)))
         for job in ("a", "b"):

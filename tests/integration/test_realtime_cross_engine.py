@@ -268,15 +268,6 @@ class Runner:
             return -999
 
 
-def wait_for(cond, deadline, step=0.25):
-    end = time.monotonic() + deadline
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
-
-
 # ---------------------------------------------------------------------------
 # the checks shared by both directions
 
@@ -313,7 +304,7 @@ def check_lag(cfg, runner, what):
         last["lag"] = lag
         return rc == 0 and isinstance(lag, dict) and lag.get("registered") is True and lag.get("pending") == 0
 
-    good = wait_for(ok, 60, 0.5)
+    good = L.wait_for(ok, 60, 0.5)
     t.check(good, "%s: status --json lag: registered, 0 pending" % what,
             "lag %r\n%s" % (last.get("lag"), L.show(*last["r"])))
     lag = last.get("lag") or {}
@@ -383,7 +374,7 @@ def test_pg_to_sqlite():
             finally:
                 c.close()
 
-        t.check(wait_for(lambda: target_exists() or not runner.alive(), 60) and runner.alive(),
+        t.check(L.wait_for(lambda: target_exists() or not runner.alive(), 60, 0.25) and runner.alive(),
                 "%s: lockstep run creates the SQLite target table" % what, runner.logs())
         # The version log: every insert/update lockstep makes on the target, in order.
         c = sqlite3.connect(dst_path, timeout=60, isolation_level=None)
@@ -398,9 +389,9 @@ def test_pg_to_sqlite():
 
         # One statement changing many rows as soon as capture is installed: lockstep reads
         # that one transaction's entries in many full pages (its seqs cross 10, 100, 1000).
-        t.check(wait_for(lambda: L.scalar(src, "SELECT count(*) FROM pg_trigger WHERE tgrelid = "
-                                               "'items'::regclass AND tgname = 'lockstep_cdc_capture'") == 1
-                         or not runner.alive(), 60) and runner.alive(),
+        t.check(L.wait_for(lambda: L.scalar(src, "SELECT count(*) FROM pg_trigger WHERE tgrelid = "
+                                                 "'items'::regclass AND tgname = 'lockstep_cdc_capture'") == 1
+                           or not runner.alive(), 60, 0.25) and runner.alive(),
                 "%s: lockstep run installs change capture" % what, runner.logs())
         n = L.execute(src, "UPDATE items SET version = version + 1, name = name || ' (bulk)' WHERE id <= %s",
                       (BULK,))

@@ -25,12 +25,10 @@ each server). At the end the writers stop, the target equals the source, a trigg
 log in the target shows that no key's version ever went backwards (no stale
 overwrite), and lockstep, still running, exits 0 on SIGTERM.
 """
-import os
 import random
 import re
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -40,68 +38,9 @@ import rtwriters as W
 L.require_pg()
 t = L.Suite("test_realtime_faults")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PGENV = os.path.join(HERE, "..", "harness", "pg-test-env.sh")
 N = L.scale(20000)
 WRITERS = 4
 DEADLINE = 120  # seconds to wait for a recovery or a convergence (never asserted as timing)
-
-
-# ---------------------------------------------------------------------------
-# clusters of our own
-
-
-class Cluster:
-    """A throw-away cluster from pg-test-env.sh, with the server commands the faults need."""
-
-    def __init__(self, name):
-        self.name = name
-        self.dir = tempfile.mkdtemp(prefix="lk_rtf_%s_" % name)
-        p = subprocess.run(["bash", PGENV, "start", self.dir], capture_output=True, text=True)
-        if p.returncode == L.SKIP:
-            L.skip_or_fail("pg-test-env.sh found no PostgreSQL")
-        if p.returncode != 0:
-            raise RuntimeError("cluster %s did not start:\n%s%s" % (name, p.stdout, p.stderr))
-        env = {}
-        with open(os.path.join(self.dir, "env")) as f:
-            for line in f:
-                if "=" in line:
-                    k, v = line.strip().split("=", 1)
-                    env[k] = v
-        self.port = int(env["PGPORT"])
-        self.bindir = env["PGBINDIR"]
-        try:
-            # Acknowledged commits must survive a crash of the server (see the docstring).
-            L.execute(self.url(), "ALTER SYSTEM SET synchronous_commit = on")
-            L.execute(self.url(), "SELECT pg_reload_conf()")
-        except Exception:
-            self.destroy()
-            raise
-
-    def url(self, db="postgres"):
-        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)
-
-    def _pg_ctl(self, *args):
-        cmd = [os.path.join(self.bindir, "pg_ctl"), "-D", os.path.join(self.dir, "data")] + list(args)
-        if os.geteuid() == 0:  # PostgreSQL refuses root: the script runs it as `postgres`
-            cmd = ["runuser", "-u", "postgres", "--"] + cmd
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise RuntimeError("pg_ctl %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
-
-    def restart_immediate(self):
-        p = subprocess.run(["bash", PGENV, "restart-immediate", self.dir], capture_output=True, text=True)
-        if p.returncode != 0:
-            raise RuntimeError("restart-immediate %s failed:\n%s%s" % (self.name, p.stdout, p.stderr))
-
-    def stop_fast(self):
-        self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
-
-    def start(self):
-        self._pg_ctl("-l", os.path.join(self.dir, "pg.log"), "-w", "-t", "60", "start")
-
-    def destroy(self):
-        subprocess.run(["bash", PGENV, "stop", self.dir], capture_output=True, text=True)
 
 
 # ---------------------------------------------------------------------------
@@ -239,20 +178,11 @@ def diff_rows(src, dst, limit=5):
         "%s: source %r, target %r" % (k, a.get(k), b.get(k)) for k in keys[:limit]))
 
 
-def wait_for(cond, deadline=DEADLINE, step=0.25):
-    end = time.monotonic() + deadline
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
-
-
 def main():
     src_cluster = dst_cluster = writers = run = None
     try:
-        src_cluster = Cluster("src")
-        dst_cluster = Cluster("dst")
+        src_cluster = L.Cluster("src", prefix="lk_rtf_", sync_commit=True)
+        dst_cluster = L.Cluster("dst", prefix="lk_rtf_", sync_commit=True)
         L.execute(src_cluster.url(), "CREATE DATABASE rtf_src")
         L.execute(dst_cluster.url(), "CREATE DATABASE rtf_dst")
         src, dst = src_cluster.url("rtf_src"), dst_cluster.url("rtf_dst")
@@ -280,7 +210,8 @@ def main():
                 return None
             return r[0][0] if r else None
 
-        streaming = wait_for(lambda: '"phase":"stream"' in (phase() or "") or run.proc.poll() is not None)
+        streaming = L.wait_for(lambda: '"phase":"stream"' in (phase() or "") or run.proc.poll() is not None,
+                               deadline=DEADLINE, step=0.25)
         t.check(streaming and run.proc.poll() is None,
                 "the first snapshot under writes ends and the job streams", run.tail())
 
@@ -292,8 +223,8 @@ def main():
         def converge(what):
             writers.pause()
             try:
-                wait_for(lambda: run.proc.poll() is not None or equal_now(),
-                         deadline=15 if diverged else DEADLINE, step=0.5)
+                L.wait_for(lambda: run.proc.poll() is not None or equal_now(),
+                           deadline=15 if diverged else DEADLINE, step=0.5)
                 want, got = L.pg_md5(src, "items", ["id"]), L.pg_md5(dst, "items", ["id"])
                 if not t.eq(got, want, "md5 oracle: the target converges to the source (%s)" % what,
                             "" if got == want else diff_rows(src, dst)):
@@ -313,8 +244,8 @@ def main():
             action()
             if also:
                 also(start)
-            recovered = wait_for(lambda: "streaming again after" in run.text()[start:]
-                                 or run.proc.poll() is not None)
+            recovered = L.wait_for(lambda: "streaming again after" in run.text()[start:]
+                                   or run.proc.poll() is not None, deadline=DEADLINE, step=0.25)
             log = run.text()[start:]
             warns = [re.sub(r"^ts=\S+ ", "", ln) for ln in log.splitlines()
                      if "reconnecting with back-off" in ln]
@@ -332,7 +263,7 @@ def main():
             t.log("%s: %d warning line(s), streaming again after %s s" % (
                 name, len(warns), m.group(1) if m else "?"))
             # Writes go on after the recovery before the convergence check.
-            wait_for(lambda: writers.total()[0] > commits0 + 300, deadline=60)
+            L.wait_for(lambda: writers.total()[0] > commits0 + 300, deadline=60, step=0.25)
             converge("after fault %s" % name)
 
         # a. the source crashes mid-stream
@@ -344,8 +275,9 @@ def main():
         # b. every lockstep session killed, on the source, then on the target
         def kill_sessions(url):
             def act():
-                n = wait_for(lambda: L.scalar(url, "SELECT count(*) FROM pg_stat_activity "
-                                                   "WHERE left(application_name, 8) = 'lockstep'"), deadline=30)
+                n = L.wait_for(lambda: L.scalar(url, "SELECT count(*) FROM pg_stat_activity "
+                                                     "WHERE left(application_name, 8) = 'lockstep'"),
+                               deadline=30, step=0.25)
                 killed = L.execute(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                         "WHERE left(application_name, 8) = 'lockstep'")
                 t.check(n > 0 and len(killed) > 0 and all(r[0] for r in killed),
@@ -375,8 +307,8 @@ def main():
         t.log("writers: %d commits, %d errors" % (commits, errs))
         t.check(commits > 200, "the writers committed %d transactions during the test" % commits)
 
-        wait_for(lambda: run.proc.poll() is not None or equal_now(),
-                 deadline=15 if diverged else DEADLINE, step=0.5)
+        L.wait_for(lambda: run.proc.poll() is not None or equal_now(),
+                   deadline=15 if diverged else DEADLINE, step=0.5)
         want = L.pg_md5(src, "items", ["id"])
         got = L.pg_md5(dst, "items", ["id"])
         t.eq(got, want, "md5 oracle: the target equals the source at the end",
