@@ -21,7 +21,13 @@ Cases:
   zombie       SIGSTOP of the streaming instance for longer than the lease, a takeover,
                then SIGCONT: the old holder's writes are fenced or it stopped first; equal,
                versions monotonic; it carries on as a follower.
-  cli          `lockstep sync JOB` while an instance holds JOB exits 75 naming the holder.
+  cli          `lockstep sync JOB` while an instance holds JOB exits 75 naming the holder;
+               `lockstep status` shows the holder and epoch.
+  partition    an instance whose state-store connection goes through a loopback proxy
+               that stops forwarding stops its job before its lease can expire; the other
+               takes it over; no execution overlaps.
+  crash_after_seal  the holder dies right after sealing its epoch (LK_FAILPOINT): another
+               instance takes over after the lease; equal, versions monotonic.
 """
 import json
 import re
@@ -395,7 +401,42 @@ def test_partition():
         stop_all([b])
 
 
-CASES = (test_spread, test_takeover, test_zombie, test_cli, test_partition)
+def test_crash_after_seal():
+    """The holder dies right after sealing its new epoch in the target (LK_FAILPOINT
+    after_seal): the others take the job over after the lease and end equal."""
+    store, src, dst, insts = realtime_setup("cls", L.scale(3000))
+    writers = None
+    a = insts[0]
+    try:
+        writers = W.Writers(src, n=8, hold_s=(0.5, 1.5))
+        writers.start()
+        a.run.start(env={"LK_FAILPOINT": "after_seal"})  # alone: it takes rt, seals, dies
+        rc = a.run.wait(30)
+        t.check(rc is not None and rc != 0, "the holder crashed right after its seal (exit %s)" % rc,
+                a.run.tail(1500))
+        sealed = L.execute(dst, "SELECT epoch FROM lockstep_sync.position WHERE job = 'rt'")
+        t.check(sealed and sealed[0][0] >= 1, "its seal is in the target (epoch %s)" % sealed)
+        t0 = time.monotonic()
+        for i in insts[1:]:
+            i.start()
+        new = L.wait_for(lambda: (leases(store).get("rt") or "")[:4] in ("clsb", "clsc"), LEASE_S + 15, 0.1)
+        t.check(bool(new), "another instance takes rt over once the crashed holder's lease ends "
+                "(%.1f s after the others started)" % (time.monotonic() - t0))
+        time.sleep(3)
+        writers.stop()
+        t.eq(writers.errors, [], "the writers saw no unexpected errors")
+        W.wait_equal(t, src, dst, None, 120, what="the target equals the source")
+        t.eq(W.versions_monotonic(dst), [], "no key's version went backwards")
+        epoch = L.execute(dst, "SELECT epoch FROM lockstep_sync.position WHERE job = 'rt'")[0][0]
+        t.check(epoch > sealed[0][0], "the new holder sealed a newer epoch (%d > %d)" % (epoch, sealed[0][0]))
+    finally:
+        if writers:
+            writers.stop()
+        a.run.kill()
+        stop_all(insts)
+
+
+CASES = (test_spread, test_takeover, test_zombie, test_cli, test_partition, test_crash_after_seal)
 for case in CASES:
     if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
         t.case(case)
