@@ -632,6 +632,7 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 		slot_free(d.slots[i]);
 	}
 	free(d.slots);
+	free(d.leases);
 	/* The newest config is handed back; the others (the store's included) are freed. */
 	*cfgp = d.gens->cfg;
 	while (d.gens) {

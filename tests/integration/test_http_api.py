@@ -583,7 +583,7 @@ def test_realtime_resnapshot():
     cfg = config(wd, {"src": src, "dst": dst}, {
         "rt": {"source": {"db": "src", "table": "items"},
                "target": {"db": "dst", "table": "items", "create": False, "deletes": "delete"},
-               "mode": "realtime", "batch": 500}})
+               "mode": "realtime", "batch": max(10, n // 10)}})  # the burst spans pages
     api = Api(cfg, wd)
     try:
         W.wait_equal(t, src, dst, None, 60, what="rt: the first snapshot is equal")
