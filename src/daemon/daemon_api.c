@@ -932,18 +932,15 @@ static json_t *counts_json(const struct lk_value *v)
  */
 json_t *lk_api_usage(struct lk_daemon *d, int days, struct lk_err *err)
 {
-	struct lk_rows per_job, per_db;
+	struct lk_rows rows;
 	json_t *jobs = NULL, *dbs = NULL, *cur = NULL, *out = NULL;
 	json_int_t total[3] = {0, 0, 0};
 	char from[11], to[11];
 	int rc;
 
-	lk_rows_init(&per_job, 6);
-	lk_rows_init(&per_db, 5);
+	lk_rows_init(&rows, 7);
 	pthread_mutex_lock(&d->api_mu);
-	rc = api_store(d, err) ? lk_store_usage(d->api_store, days, false, &per_job, err) : -1;
-	if (rc == 0)
-		rc = lk_store_usage(d->api_store, days, true, &per_db, err);
+	rc = api_store(d, err) ? lk_store_usage(d->api_store, days, &rows, err) : -1;
 	if (rc < 0)
 		api_store_failed(d);
 	pthread_mutex_unlock(&d->api_mu);
@@ -951,31 +948,32 @@ json_t *lk_api_usage(struct lk_daemon *d, int days, struct lk_err *err)
 		goto out;
 	jobs = json_array();
 	dbs = json_array();
-	/* rows come by day, then job, with the job's own row (db "") before its databases */
-	for (int i = 0; i < per_job.nrows; i++) {
-		const struct lk_value *v = LK_ROW(&per_job, i);
+	/*
+	 * Part 0 comes by day, then job, with the job's own row (db "") before its databases;
+	 * part 1 is the per-database sums.
+	 */
+	for (int i = 0; i < rows.nrows; i++) {
+		const struct lk_value *v = LK_ROW(&rows, i);
 
-		if (v[2].len == 0) {
-			cur = json_pack("{s:s, s:s, s:I, s:I, s:I, s:{}}", "day", v[0].p, "job",
-					v[1].p, "runs", col_int(&v[3]), "rows", col_int(&v[4]),
-					"queries", col_int(&v[5]), "databases");
+		if (v[0].p[0] == '1') {
+			json_t *e = counts_json(&v[4]);
+
+			(void)json_object_set_new(e, "day", json_string(v[1].p));
+			(void)json_object_set_new(e, "db", json_string(v[3].p));
+			(void)json_array_append_new(dbs, e);
+		} else if (v[3].len == 0) {
+			cur = json_pack("{s:s, s:s, s:I, s:I, s:I, s:{}}", "day", v[1].p, "job",
+					v[2].p, "runs", col_int(&v[4]), "rows", col_int(&v[5]),
+					"queries", col_int(&v[6]), "databases");
 			(void)json_array_append_new(jobs, cur);
 			for (int k = 0; k < 3; k++)
-				total[k] += col_int(&v[3 + k]);
+				total[k] += col_int(&v[4 + k]);
 		} else if (cur &&
-			   strcmp(json_string_value(json_object_get(cur, "day")), v[0].p) == 0 &&
-			   strcmp(json_string_value(json_object_get(cur, "job")), v[1].p) == 0) {
-			(void)json_object_set_new(json_object_get(cur, "databases"), v[2].p,
-						  counts_json(&v[3]));
+			   strcmp(json_string_value(json_object_get(cur, "day")), v[1].p) == 0 &&
+			   strcmp(json_string_value(json_object_get(cur, "job")), v[2].p) == 0) {
+			(void)json_object_set_new(json_object_get(cur, "databases"), v[3].p,
+						  counts_json(&v[4]));
 		}
-	}
-	for (int i = 0; i < per_db.nrows; i++) {
-		const struct lk_value *v = LK_ROW(&per_db, i);
-		json_t *e = counts_json(&v[2]);
-
-		(void)json_object_set_new(e, "day", json_string(v[0].p));
-		(void)json_object_set_new(e, "db", json_string(v[1].p));
-		(void)json_array_append_new(dbs, e);
 	}
 	lk_usage_day(lk_wall_ms() - (int64_t)(days - 1) * 86400000, from);
 	lk_usage_day(lk_wall_ms(), to);
@@ -983,8 +981,7 @@ json_t *lk_api_usage(struct lk_daemon *d, int days, struct lk_err *err)
 			"to", to, "jobs", jobs, "databases", dbs, "totals", "runs", total[0],
 			"rows", total[1], "queries", total[2]);
 out:
-	lk_rows_release(&per_job);
-	lk_rows_release(&per_db);
+	lk_rows_release(&rows);
 	return out;
 }
 

@@ -192,11 +192,12 @@ void lk_usage_day(int64_t wall_ms, char out[11]);
 int lk_store_usage_add(struct lk_store *s, const char *job, const struct lk_usage *u, int n,
 		       struct lk_err *err);
 /*
- * The last `days` days (today included), newest first: day, job, db, runs, rows, queries
- * (db "" is the job as a whole); by_db: day, db, runs, rows, queries summed over jobs.
+ * The last `days` days (today included) in one statement, so both views come from one
+ * snapshot (a run adding its counts between two reads would make them disagree). Rows:
+ * part, day, job, db, runs, rows, queries. Part 0, per job, newest day first, then job, then
+ * db (db "" is the job as a whole); part 1, per database summed over jobs (job "").
  */
-int lk_store_usage(struct lk_store *s, int days, bool by_db, struct lk_rows *out,
-		   struct lk_err *err);
+int lk_store_usage(struct lk_store *s, int days, struct lk_rows *out, struct lk_err *err);
 
 /*
  * Retention: deletes finished runs that ended before `before_ms` and dead letters resolved

@@ -58,8 +58,7 @@ int lk_store_usage_add(struct lk_store *s, const char *job, const struct lk_usag
 	return rc;
 }
 
-int lk_store_usage(struct lk_store *s, int days, bool by_db, struct lk_rows *out,
-		   struct lk_err *err)
+int lk_store_usage(struct lk_store *s, int days, struct lk_rows *out, struct lk_err *err)
 {
 	struct lk_buf sql = LK_BUF_INIT;
 	const char *day = s->kind == LK_DB_POSTGRES ? "day::text" : "day";
@@ -69,16 +68,13 @@ int lk_store_usage(struct lk_store *s, int days, bool by_db, struct lk_rows *out
 	int rc;
 
 	lk_usage_day(lk_wall_ms() - (int64_t)(days - 1) * 86400000, from);
-	if (by_db)
-		lk_buf_addf(&sql,
-			    "SELECT %s, db, sum(runs), sum(rows), sum(queries) FROM %susage_daily"
-			    " WHERE day >= %s AND db <> '' GROUP BY day, db ORDER BY day DESC, db",
-			    day, s->prefix, from_p);
-	else
-		lk_buf_addf(&sql,
-			    "SELECT %s, job, db, runs, rows, queries FROM %susage_daily"
-			    " WHERE day >= %s ORDER BY day DESC, job, db",
-			    day, s->prefix, from_p);
+	lk_buf_addf(&sql,
+		    "SELECT 0 AS part, %s AS d, job, db, runs, rows, queries FROM %susage_daily"
+		    " WHERE day >= %s"
+		    " UNION ALL SELECT 1, %s, '', db, sum(runs), sum(rows), sum(queries)"
+		    " FROM %susage_daily WHERE day >= %s AND db <> '' GROUP BY day, db"
+		    " ORDER BY 1, 2 DESC, 3, 4",
+		    day, s->prefix, from_p, day, s->prefix, from_p);
 	rc = lk_store_exec(s, sql.buf, 1, p, out, err);
 	lk_buf_release(&sql);
 	return rc;

@@ -65,8 +65,8 @@ static void usage_flush(struct run_state *st, bool recorded)
 		u[n++] = (struct lk_usage){ctx->dst.conf->name, runs, written, dq};
 	}
 	st->usage_ms = lk_mono_ms();
-	if (lk_store_usage_add(st->store, ctx->job->name, u, n, &err) < 0) {
-		lk_log_warn_err(&err, "cannot add to the usage counts of job %s", ctx->job->name);
+	if (lk_store_usage_add(st->store, st->run.job, u, n, &err) < 0) {
+		lk_log_warn_err(&err, "cannot add to the usage counts of job %s", st->run.job);
 		return; /* tried again at the next flush, with the counts still owed */
 	}
 	st->u_counted = st->u_counted || runs;
@@ -224,6 +224,8 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 	memset(&st, 0, sizeof(st));
 	memset(res, 0, sizeof(*res));
 	res->status = "failed";
+	if (job->kind != LK_JOB_SYNC) /* refused before anything is recorded */
+		return lk_job_prepare(&ctx, cfg, job, opts, true, err);
 	st.store = store;
 	st.user = opts;
 	inner.full = opts && opts->full;

@@ -827,6 +827,12 @@ def test_sql_timeout():
         t.check(L.wait_for(lambda: runs(wd, "lite_quick", "succeeded"), deadline=20),
                 "lite_quick: a job without a timeout on the same SQLite file succeeds", run.tail(2000))
         run.stop("sql_timeout")
+        # `lockstep sync` of an sql job is a usage error that records nothing (it crashed once)
+        before = len(runs(wd, "lite_quick"))
+        rc, out, err = L.run_lockstep(["sync", "lite_quick"], cfg)
+        t.eq(rc, 2, "sync of an sql job: exit 2", L.show(rc, out, err))
+        t.check("is an sql job, not a sync job" in err, "sync of an sql job: the message says why", err)
+        t.eq(len(runs(wd, "lite_quick")), before, "sync of an sql job: no run recorded")
     finally:
         run.kill()
 
