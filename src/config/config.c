@@ -157,6 +157,7 @@ static void free_job(struct lk_job *j)
 	free(j->timezone);
 	free(j->sql);
 	free_list(j->command, j->ncommand);
+	free_list(j->run_on, j->nrun_on);
 }
 
 void lk_config_free(struct lk_config *cfg)
@@ -169,6 +170,7 @@ void lk_config_free(struct lk_config *cfg)
 	free(cfg->state_path);
 	free(cfg->http.listen);
 	free(cfg->instance_name);
+	free_list(cfg->labels, cfg->nlabels);
 	if (cfg->http.token)
 		memset(cfg->http.token, 0, strlen(cfg->http.token));
 	free(cfg->http.token);

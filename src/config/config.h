@@ -92,6 +92,8 @@ struct lk_job {
 	enum lk_overlap overlap;   /* default skip */
 	enum lk_misfire misfire;   /* default skip */
 	enum lk_priority priority; /* default normal */
+	char **run_on;		   /* instance labels the job needs, all of them; NULL: any */
+	int nrun_on;
 	/* kind sql: the database and the statement(s), run in one transaction */
 	int db; /* index into lk_config.dbs, -1 when not set */
 	char *sql;
@@ -126,6 +128,8 @@ struct lk_config {
 	int64_t lease_ms;     /* cluster.lease: a job lease's time to live (default 30s) */
 	int64_t renew_ms;     /* cluster.renew: how often held leases are renewed (10s) */
 	char *instance_name;  /* instance.name; NULL: the host name */
+	char **labels;	      /* instance.labels (read at start, like the name) */
+	int nlabels;
 
 	struct lk_dbconf *dbs;
 	int ndbs;

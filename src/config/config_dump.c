@@ -94,6 +94,12 @@ static void dump_job(const struct lk_config *cfg, const struct lk_job *j, struct
 	}
 	if (j->timezone)
 		lk_buf_addf(out, "    timezone: %s\n", j->timezone);
+	if (j->nrun_on) {
+		lk_buf_adds(out, "    run_on: [");
+		for (int i = 0; i < j->nrun_on; i++)
+			lk_buf_addf(out, "%s%s", i ? ", " : "", j->run_on[i]);
+		lk_buf_adds(out, "]\n");
+	}
 	dump_timing(j, out);
 }
 
@@ -146,6 +152,13 @@ void lk_config_dump(const struct lk_config *cfg, struct lk_buf *out)
 		    cfg->log.format == LK_LOG_JSON ? "json" : "text", level_names[cfg->log.level]);
 	lk_buf_addf(out, "http: {listen: %s, token: %s}\n", cfg->http.listen,
 		    cfg->http.token ? "***" : "none");
+	if (cfg->instance_name || cfg->nlabels) {
+		lk_buf_addf(out, "instance: {name: %s, labels: [",
+			    cfg->instance_name ? cfg->instance_name : "(the host name)");
+		for (int i = 0; i < cfg->nlabels; i++)
+			lk_buf_addf(out, "%s%s", i ? ", " : "", cfg->labels[i]);
+		lk_buf_adds(out, "]}\n");
+	}
 	lk_buf_adds(out, cfg->ndbs ? "databases:\n" : "databases: {}\n");
 	for (int i = 0; i < cfg->ndbs; i++) {
 		const struct lk_dbconf *d = &cfg->dbs[i];
@@ -229,4 +242,5 @@ void lk_config_job_fingerprint(const struct lk_config *cfg, const struct lk_job 
 	fp_db(out, cfg, "db", j->db);
 	fp_str(out, "sql", j->sql);
 	fp_list(out, "command", j->command, j->ncommand);
+	fp_list(out, "run_on", j->run_on, j->nrun_on);
 }

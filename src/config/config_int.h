@@ -241,6 +241,8 @@ int lk_cfg_parse_tref(struct lk_cfgctx *c, const struct lk_key *k, const struct 
 		      void *obj);
 int lk_cfg_parse_key(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
 		     void *obj);
+int lk_cfg_parse_labels(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
+			void *obj);
 int lk_cfg_parse_deletes(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
 			 void *obj);
 

@@ -272,6 +272,39 @@ int lk_cfg_parse_key(struct lk_cfgctx *c, const struct lk_key *k, const struct l
 			      (int *)(void *)((char *)obj + k->off2));
 }
 
+/*
+ * instance.labels and jobs.NAME.run_on: up to 16 labels of letters, digits, '_', '-' and '.'
+ * (they are stored comma-separated in the members table).
+ */
+int lk_cfg_parse_labels(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
+			void *obj)
+{
+	char ***out = (char ***)(void *)((char *)obj + k->off);
+	int *n = (int *)(void *)((char *)obj + k->off2);
+
+	if (lk_cfg_strlist(c, val, true, out, n) < 0)
+		return -1;
+	if (*n > 16)
+		return lk_cfg_fail(c, val, "expected at most 16 labels, found %d", *n);
+	for (int i = 0; i < *n; i++) {
+		const char *s = (*out)[i];
+		const struct lk_ynode *at = val->type == LK_Y_SEQ ? val->kids[i] : val;
+
+		if (!s[0] || strlen(s) > 63 ||
+		    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			      "0123456789_-.") != strlen(s))
+			return lk_cfg_fail(c, at,
+					   "expected a label of letters, digits, '_', '-' and '.'"
+					   " (at most 63), found '%s'",
+					   s);
+		for (int j = 0; j < i; j++) {
+			if (strcmp((*out)[j], s) == 0)
+				return lk_cfg_fail(c, at, "label '%s' is listed twice", s);
+		}
+	}
+	return 0;
+}
+
 int lk_cfg_parse_deletes(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
 			 void *obj)
 {

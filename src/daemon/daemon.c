@@ -198,6 +198,10 @@ static void slot_add(struct lk_daemon *d, struct lk_slot *s, struct lk_store *st
 	}
 	d->slots[d->nslots++] = s;
 	s->held = predecessor_busy(d, s);
+	if (!d->cluster && !lk_daemon_labels_fit(d, s->job))
+		lk_log_warn("job %s: this instance lacks labels its run_on asks for (instance"
+			    " labels: [%s]); it does not run here",
+			    s->job->name, d->labels);
 	if (s->held)
 		lk_log_info("job %s: the new version starts once the old one has stopped",
 			    s->job->name);
@@ -558,6 +562,12 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 	*end = LK_DAEMON_CLEAN;
 	d.opts = opts;
 	d.store_cfg = *cfgp;
+	for (int i = 0; i < d.store_cfg->nlabels; i++) {
+		size_t at = strlen(d.labels);
+
+		(void)snprintf(d.labels + at, sizeof(d.labels) - at, "%s%s", i ? "," : "",
+			       d.store_cfg->labels[i]);
+	}
 	d.started_mono_ms = lk_mono_ms();
 	d.started_wall_ms = lk_wall_ms();
 	pthread_mutex_init(&d.mu, NULL);

@@ -461,6 +461,10 @@ enum lk_api_trigger lk_api_trigger(struct lk_daemon *d, const char *job, bool fu
 		rc = LK_API_UNKNOWN_JOB;
 	} else if (d->closing || lk_flag(d->opts->stop)) {
 		rc = LK_API_CLOSING;
+	} else if (!lk_daemon_labels_fit(d, s->job)) {
+		*why = "this job's run_on asks for instance labels this instance lacks: trigger it "
+		       "on an instance that has them (GET /api/jobs shows the holder)";
+		rc = LK_API_NOT_HERE;
 	} else if (!lk_daemon_may_run(d, job)) {
 		*why = "another instance holds this job's lease: trigger it there (GET /api/jobs "
 		       "shows the holder)";
@@ -637,6 +641,14 @@ json_t *lk_api_jobs(struct lk_daemon *d)
 								 : "normal",
 				  "paused", d->degraded && job->priority == LK_PRIO_LOW, "holder",
 				  holder_json(d, s, running), "lastRun", json_null()));
+		if (job->nrun_on) {
+			json_t *on = json_array();
+
+			for (int r = 0; r < job->nrun_on; r++)
+				(void)json_array_append_new(on, json_string(job->run_on[r]));
+			(void)json_object_set_new(json_array_get(arr, json_array_size(arr) - 1),
+						  "runOn", on);
+		}
 		if (d->cluster) {
 			const struct lk_lease *l = lk_daemon_lease(d, job->name);
 

@@ -75,6 +75,7 @@ struct lk_lease {
 	int64_t epoch;	    /* the lease row's epoch as last read */
 	int64_t ok_boot_ms; /* CLOCK_BOOTTIME at the start of the last successful renewal */
 	char holder[160];   /* the holder as last read ("" when free) */
+	bool nowhere;	    /* run_on: no live instance has its labels (logged once) */
 };
 
 struct lk_daemon {
@@ -111,7 +112,8 @@ struct lk_daemon {
 	bool ready; /* the first config's slots exist: API calls wait for it (mu, cond) */
 	/* leases (daemon_lease.c): with a PostgreSQL store, jobs run only under their lease */
 	bool cluster;
-	char member[160]; /* this process as a lease holder: "NAME#RANDOM" */
+	char member[160];  /* this process as a lease holder: "NAME#RANDOM" */
+	char labels[1040]; /* instance.labels joined by commas (read at start; 16 x 63) */
 	struct lk_lease *leases;
 	int nleases, aleases;
 	int64_t lease_ms, renew_ms;
@@ -158,8 +160,13 @@ void lk_daemon_live_settle(struct lk_daemon *d, const char *id, const char *stat
 int lk_daemon_lease_start(struct lk_daemon *d, struct lk_err *err);
 /* Stops the lease thread; it releases every lease it holds (after the jobs stopped). */
 void lk_daemon_lease_stop(struct lk_daemon *d);
-/* Whether this instance may run the job now (mu held): always without leases. */
+/*
+ * Whether this instance may run the job now (mu held): under its lease, or without leases
+ * (an SQLite store) when this instance's labels fit the job's run_on.
+ */
 bool lk_daemon_may_run(struct lk_daemon *d, const char *job);
+/* Whether this instance has every label of the job's run_on. */
+bool lk_daemon_labels_fit(const struct lk_daemon *d, const struct lk_job *j);
 /* The job's lease entry, or NULL (mu held). */
 struct lk_lease *lk_daemon_lease(struct lk_daemon *d, const char *job);
 

@@ -57,12 +57,53 @@ static struct lk_lease *lease_get(struct lk_daemon *d, const char *job)
 	return l;
 }
 
+/* The newest configured version of the job (mu held), or NULL. */
+static const struct lk_job *job_named(const struct lk_daemon *d, const char *job)
+{
+	const struct lk_job *found = NULL;
+
+	for (int i = 0; i < d->nslots; i++) {
+		if (!d->slots[i]->gone && strcmp(d->slots[i]->job->name, job) == 0)
+			found = d->slots[i]->job;
+	}
+	return found;
+}
+
+/* Whether a comma-separated label list holds every label of run_on. */
+static bool labels_have(const char *labels, char *const *run_on, int nrun_on)
+{
+	for (int i = 0; i < nrun_on; i++) {
+		size_t n = strlen(run_on[i]);
+		const char *p = labels;
+		bool found = false;
+
+		while (!found && p && *p) {
+			const char *end = strchr(p, ',');
+			size_t len = end ? (size_t)(end - p) : strlen(p);
+
+			found = len == n && memcmp(p, run_on[i], n) == 0;
+			p = end ? end + 1 : NULL;
+		}
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+bool lk_daemon_labels_fit(const struct lk_daemon *d, const struct lk_job *j)
+{
+	return labels_have(d->labels, j->run_on, j->nrun_on);
+}
+
 bool lk_daemon_may_run(struct lk_daemon *d, const char *job)
 {
 	const struct lk_lease *l;
 
-	if (!d->cluster)
-		return true;
+	if (!d->cluster) {
+		const struct lk_job *j = job_named(d, job);
+
+		return !j || lk_daemon_labels_fit(d, j);
+	}
 	l = lk_daemon_lease(d, job);
 	return l && l->held && !l->releasing;
 }
@@ -159,10 +200,12 @@ static struct plan *make_plan(struct lk_daemon *d, const struct lk_rows *members
 			      const struct lk_rows *rows, int *nplan)
 {
 	const char **mem = lk_xcalloc((size_t)members->nrows + 1, sizeof(*mem));
+	const char **labels = lk_xcalloc((size_t)members->nrows + 1, sizeof(*labels));
 	int nj, nm = 0;
 	int64_t oldest = 0, grace = 2 * d->renew_ms;
 	const char **jobs = job_names(d, &nj);
 	int *owner = lk_xcalloc((size_t)nj + 1, sizeof(*owner));
+	bool *eligible;
 	struct plan *plan = lk_xcalloc((size_t)(nj + d->nleases) + 1, sizeof(*plan));
 	int np = 0;
 
@@ -179,10 +222,35 @@ static struct plan *make_plan(struct lk_daemon *d, const struct lk_rows *members
 		int64_t age = 0;
 
 		(void)lk_int64_parse(LK_ROW(members, i)[1].p, &age);
-		if (age >= grace || age >= oldest - grace)
+		if (age >= grace || age >= oldest - grace) {
+			labels[nm] = LK_ROW(members, i)[2].p;
 			mem[nm++] = LK_ROW(members, i)[0].p;
+		}
 	}
-	lk_assign(jobs, nj, mem, nm, owner);
+	eligible = lk_xcalloc((size_t)nj * (size_t)nm + 1, sizeof(*eligible));
+	for (int j = 0; j < nj; j++) {
+		const struct lk_job *job = job_named(d, jobs[j]);
+		struct lk_lease *l = lease_get(d, jobs[j]);
+		bool anywhere = false;
+
+		for (int m = 0; m < nm; m++) {
+			bool ok = !job || labels_have(labels[m], job->run_on, job->nrun_on);
+
+			eligible[(size_t)j * (size_t)nm + (size_t)m] = ok;
+			anywhere = anywhere || ok;
+		}
+		/* said once per change: a pinned job no live instance may run */
+		if (nm > 0 && !anywhere && !l->nowhere && job)
+			lk_log_warn("job %s: no live instance has all the labels of its run_on;"
+				    " it does not run until one does",
+				    jobs[j]);
+		else if (anywhere && l->nowhere)
+			lk_log_info("job %s: an instance with the labels of its run_on is live",
+				    jobs[j]);
+		if (nm > 0)
+			l->nowhere = !anywhere;
+	}
+	lk_assign(jobs, nj, mem, nm, eligible, owner);
 	/* what the store says about each lease */
 	for (int r = 0; r < rows->nrows; r++) {
 		const struct lk_value *v = LK_ROW(rows, r);
@@ -237,6 +305,8 @@ static struct plan *make_plan(struct lk_daemon *d, const struct lk_rows *members
 	free(owner);
 	free(jobs);
 	free(mem);
+	free(labels);
+	free(eligible);
 	*nplan = np;
 	return plan;
 }
@@ -294,9 +364,9 @@ static int cycle(struct lk_daemon *d, struct lk_store *s, struct lk_err *err)
 	int64_t started = lk_boot_ms();
 	int np = 0, rc;
 
-	lk_rows_init(&members, 2);
+	lk_rows_init(&members, 3);
 	lk_rows_init(&rows, 4);
-	rc = lk_store_member_beat(s, d->member, d->opts->instance, false, err);
+	rc = lk_store_member_beat(s, d->member, d->opts->instance, d->labels, false, err);
 	if (rc == 0)
 		rc = lk_store_members_live(s, d->lease_ms, &members, err);
 	if (rc == 0)
@@ -334,7 +404,7 @@ static void release_all(struct lk_daemon *d, struct lk_store *s)
 	struct lk_err err = LK_ERR_INIT;
 	int n = 0;
 
-	if (lk_store_member_beat(s, d->member, d->opts->instance, true, &err) < 0)
+	if (lk_store_member_beat(s, d->member, d->opts->instance, d->labels, true, &err) < 0)
 		lk_log_warn_err(&err, "cannot mark this instance as stopping");
 	pthread_mutex_lock(&d->mu);
 	for (int i = 0; i < d->nleases; i++) {

@@ -28,18 +28,18 @@ const char *lk_store_member(const struct lk_store *s)
 	return s->member;
 }
 
-int lk_store_member_beat(struct lk_store *s, const char *member, const char *name, bool stopping,
-			 struct lk_err *err)
+int lk_store_member_beat(struct lk_store *s, const char *member, const char *name,
+			 const char *labels, bool stopping, struct lk_err *err)
 {
-	const char *p[3] = {member, name, stopping ? "true" : "false"};
+	const char *p[4] = {member, name, stopping ? "true" : "false", labels ? labels : ""};
 
 	return lk_store_exec(
 		s,
-		"INSERT INTO lockstep.members (id, name, started_at, seen_at, stopping)"
-		" VALUES ($1, $2, clock_timestamp(), clock_timestamp(), $3::boolean)"
+		"INSERT INTO lockstep.members (id, name, started_at, seen_at, stopping, labels)"
+		" VALUES ($1, $2, clock_timestamp(), clock_timestamp(), $3::boolean, $4)"
 		" ON CONFLICT (id) DO UPDATE SET seen_at = clock_timestamp(),"
-		" stopping = excluded.stopping",
-		3, p, NULL, err);
+		" stopping = excluded.stopping, labels = excluded.labels",
+		4, p, NULL, err);
 }
 
 int lk_store_members_live(struct lk_store *s, int64_t ttl_ms, struct lk_rows *out,
@@ -52,7 +52,7 @@ int lk_store_members_live(struct lk_store *s, int64_t ttl_ms, struct lk_rows *ou
 	(void)snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms);
 	rc = lk_store_exec(s,
 			   "SELECT id, (extract(epoch FROM clock_timestamp() - started_at) * 1000)"
-			   "::bigint FROM lockstep.members WHERE NOT stopping"
+			   "::bigint, labels FROM lockstep.members WHERE NOT stopping"
 			   " AND seen_at > clock_timestamp() - $1::bigint * interval '1 ms'"
 			   " ORDER BY id",
 			   1, p, out, err);

@@ -37,6 +37,8 @@ static const struct lk_migration sqlite_migrations[] = {
 	 "CREATE TABLE lockstep_members (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
 	 " started_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL,"
 	 " stopping INTEGER NOT NULL DEFAULT 0);"},
+	{4, "member labels",
+	 "ALTER TABLE lockstep_members ADD COLUMN labels TEXT NOT NULL DEFAULT '';"},
 };
 
 static const struct lk_migration pg_migrations[] = {
@@ -72,6 +74,8 @@ static const struct lk_migration pg_migrations[] = {
 	 "CREATE TABLE lockstep.members (id text PRIMARY KEY, name text NOT NULL,"
 	 " started_at timestamptz NOT NULL, seen_at timestamptz NOT NULL,"
 	 " stopping boolean NOT NULL DEFAULT false);"},
+	{4, "member labels",
+	 "ALTER TABLE lockstep.members ADD COLUMN labels text NOT NULL DEFAULT '';"},
 };
 
 const struct lk_migration *lk_store_migration_list(enum lk_db_kind kind, int *n)

@@ -151,10 +151,16 @@ int lk_store_instance_report(struct lk_store *s, const char *name, const char *h
 /* Sets the lease holder this handle's job locks act for (NULL: none); copied. */
 void lk_store_set_member(struct lk_store *s, const char *member);
 const char *lk_store_member(const struct lk_store *s);
-/* Marks the member alive now (stopping: it is shutting down and takes no jobs). */
-int lk_store_member_beat(struct lk_store *s, const char *member, const char *name, bool stopping,
-			 struct lk_err *err);
-/* Live members (seen within ttl, not stopping) by id: id, age in ms since it started. */
+/*
+ * Marks the member alive now (stopping: it is shutting down and takes no jobs); labels is
+ * its instance.labels joined by commas ("" or NULL: none).
+ */
+int lk_store_member_beat(struct lk_store *s, const char *member, const char *name,
+			 const char *labels, bool stopping, struct lk_err *err);
+/*
+ * Live members (seen within ttl, not stopping) by id: id, age in ms since it started,
+ * labels (comma-separated).
+ */
 int lk_store_members_live(struct lk_store *s, int64_t ttl_ms, struct lk_rows *out,
 			  struct lk_err *err);
 /* Every lease row: job, holder (NULL when free), epoch, live "t"/"f". */

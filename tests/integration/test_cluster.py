@@ -26,16 +26,27 @@ Cases:
   partition    an instance whose state-store connection goes through a loopback proxy
                that stops forwarding stops its job before its lease can expire; the other
                takes it over; no execution overlaps.
+  exec_deadline  the same cut with an `exec` job holding a shell and its child: the
+               process group is killed before the lease can expire.
   crash_after_seal  the holder dies right after sealing its epoch (LK_FAILPOINT): another
                instance takes over after the lease; equal, versions monotonic.
+  run_on       instances labelled [eu], [us], [eu, big]; jobs pinned with run_on: each is
+               only ever held by an instance with all its labels (polled from the lease
+               table), a job no instance can run is never held and is logged; a trigger on
+               an instance without the labels is a 409 naming run_on; SIGTERM of the
+               [eu, big] one leaves its big-only job unheld and moves the eu jobs to [eu].
+               Then one instance on an SQLite store: a job its labels do not fit never
+               runs, and a trigger is refused the same way.
 """
 import json
+import os
 import re
 import signal
 import socket
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -50,11 +61,14 @@ CLUSTER = {"lease": "4s", "renew": "1s"}
 class Inst:
     """One `lockstep run` with its own config file (same jobs, its own instance name)."""
 
-    def __init__(self, name, dbs, jobs, store):
+    def __init__(self, name, dbs, jobs, store, labels=None):
         self.name = name
         self.wd = L.Workdir("cluster_" + name)
+        instance = {"name": name}
+        if labels is not None:
+            instance["labels"] = labels
         self.cfg = L.sync_config(self.wd, dbs, jobs, state=store,
-                                 extra={"instance": {"name": name}, "cluster": CLUSTER})
+                                 extra={"instance": instance, "cluster": CLUSTER})
         self.run = W.Daemon(self.cfg, self.wd.file("run.log"), {"LOCKSTEP_SHUTDOWN_GRACE": "10s"})
         self.port = None
 
@@ -71,6 +85,17 @@ class Inst:
                 return json.loads(r.read().decode())
         except Exception:
             return None
+
+    def post(self, path, body):
+        """(status, JSON answer) of a POST."""
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path),
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, json.loads(r.read().decode())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read().decode() or "{}")
 
     def held(self):
         h = self.get("/api/health") or {}
@@ -131,6 +156,9 @@ class Proxy:
 
     def cut(self):
         self.cut_ev.set()
+
+    def heal(self):
+        self.cut_ev.clear()
 
 
 def leases(store):
@@ -401,6 +429,53 @@ def test_partition():
         stop_all([b])
 
 
+def gone(pid):
+    """Whether the process is gone (or a zombie waiting to be reaped)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_exec_deadline():
+    """An exec job's process group is killed at the lease deadline of a cut-off holder."""
+    store = L.new_db("cle_state")
+    u = urllib.parse.urlparse(store)
+    proxy = Proxy(u.hostname, u.port)
+    via_proxy = store.replace(":%d/" % u.port, ":%d/" % proxy.port)
+    wd = L.Workdir("cluster_exec_pids")
+    pids = wd.file("pids")
+    # the shell forks a child (sleep 60 in the background) and waits: both in the group
+    jobs = {"long": {"kind": "exec", "every": "1s",
+                     "command": ["/bin/sh", "-c", "sleep 60 & echo $$$$ $! >> '%s'; wait" % pids]}}
+    a = Inst("ea", {}, jobs, via_proxy)
+    try:
+        a.start()
+        t.check(L.wait_for(lambda: a.held() == ["long"] and os.path.exists(pids), 30),
+                "the instance holds the exec job and its command runs", a.run.tail(1500))
+        procs = [int(x) for x in open(pids).read().split()]
+        t.check(len(procs) == 2 and not any(gone(p) for p in procs),
+                "the shell and its child are alive", procs)
+        time.sleep(1)
+        cut_at = time.monotonic()
+        proxy.cut()
+        dead = L.wait_for(lambda: all(gone(p) for p in procs), LEASE_S + 5, 0.05)
+        took = time.monotonic() - cut_at
+        t.check(dead and took < LEASE_S,
+                "the cut-off holder kills the command's process group %.2f s after the cut,"
+                " before the %.0f s lease ends" % (took, LEASE_S), a.run.tail(1500))
+        t.check("job long: its lease was not renewed" in a.run.output(), "and logs why",
+                a.run.tail(1500))
+        t.eq(open(pids).read().split(), [str(p) for p in procs], "no new run starts while cut off")
+    finally:
+        proxy.heal()  # so the instance can stop without waiting out its connections
+        stop_all([a])
+        for p in [int(x) for x in (open(pids).read().split() if os.path.exists(pids) else [])]:
+            if not gone(p):
+                os.kill(p, signal.SIGKILL)
+
+
 def test_crash_after_seal():
     """The holder dies right after sealing its new epoch in the target (LK_FAILPOINT
     after_seal): the others take the job over after the lease and end equal."""
@@ -436,7 +511,109 @@ def test_crash_after_seal():
         stop_all(insts)
 
 
-CASES = (test_spread, test_takeover, test_zombie, test_cli, test_partition, test_crash_after_seal)
+def test_run_on():
+    pins = {"eu1": ["eu"], "eu2": ["eu"], "big1": ["eu", "big"], "mars": ["mars"],
+            "any1": None, "any2": None}
+    store, aux, jobs = sql_setup("clr", sorted(pins))
+    for n, on in pins.items():
+        if on:
+            jobs[n]["run_on"] = on
+    labels = {"a": ["eu"], "b": ["us"], "c": ["eu", "big"]}
+    insts = [Inst(n, {"aux": aux}, jobs, store, labels[n]) for n in ("a", "b", "c")]
+    try:
+        for i in insts:
+            i.start()
+        t.check(all(i.port for i in insts), "3 labelled instances serve their API",
+                [i.run.tail(800) for i in insts])
+        members = dict((i.member(), i.name) for i in insts)
+
+        def fits(job, holder):
+            inst = members.get(holder)
+            return inst is not None and all(x in labels[inst] for x in (pins[job] or []))
+
+        # the cold start (the first instance up may hold what fits it) settles once all
+        # three are past their grace; from then on, poll the lease table for a while
+        t.check(L.wait_for(lambda: len(leases(store)) == 5 and len(insts[2].held()) >= 1, 30),
+                "the 5 jobs that can run somewhere get a live lease", leases(store))
+        time.sleep(2 * RENEW_S + 1)
+        bad, seen, end = [], {}, time.monotonic() + max(6.0, L.scale(12000) / 1000.0)
+        while time.monotonic() < end:
+            for job, holder in leases(store).items():
+                seen.setdefault(job, set()).add(members.get(holder, holder))
+                if not fits(job, holder):
+                    bad.append((job, members.get(holder, holder)))
+            time.sleep(0.25)
+        t.eq(bad, [], "every lease is held by an instance with all of its job's run_on labels")
+        t.eq(seen.get("big1"), {"c"}, "big1 (run_on [eu, big]) is held by c, the one with both")
+        t.check(seen.get("eu1", set()) | seen.get("eu2", set()) <= {"a", "c"},
+                "eu1 and eu2 (run_on [eu]) are held by a or c", seen)
+        t.check("mars" not in seen, "mars (run_on [mars]) is never held", seen)
+        counts = dict(L.execute(aux, "SELECT job, count(*) FROM execs GROUP BY job"))
+        t.check(counts.get("mars", 0) == 0 and all(counts.get(n, 0) >= 3 for n in pins if n != "mars"),
+                "mars never ran; every other job ran (%s)" % counts)
+        t.check(all("job mars: no live instance has all the labels of its run_on" in i.run.output()
+                    for i in insts), "each instance logs that no live instance can run mars",
+                insts[0].run.tail(1500))
+        t.eq(insts[0].run.output().count("job mars: no live instance"), 1, "and says it once")
+        st, body = insts[1].post("/api/sync", {"job": "eu1"})
+        t.check(st == 409 and "run_on" in body.get("detail", ""),
+                "POST /api/sync eu1 on b [us]: 409 naming run_on", (st, body))
+        byname = dict((j["name"], j) for j in (insts[1].get("/api/jobs") or {}).get("jobs", []))
+        t.eq((byname.get("big1", {}).get("runOn"), "runOn" in byname.get("any1", {"runOn": 1})),
+             (["eu", "big"], False), "/api/jobs shows runOn for a pinned job only")
+
+        # the only [eu, big] instance stops: big1 has nowhere to go, eu jobs go to a
+        c = insts[2]
+        said = insts[0].run.output().count("job big1: no live instance has all the labels")
+        t.eq(c.run.term(30), 0, "c (labels [eu, big]) stops with exit 0")
+        moved = L.wait_for(lambda: all(members.get(leases(store).get(j)) == "a" for j in ("eu1", "eu2")),
+                           10, 0.1)
+        t.check(moved, "eu1 and eu2 are now held by a, the other [eu] instance",
+                dict((k, members.get(v, v)) for k, v in leases(store).items()))
+        time.sleep(2 * RENEW_S)
+        t.check("big1" not in leases(store), "big1 is unheld with no [eu, big] instance live",
+                leases(store))
+        t.check(L.wait_for(lambda: insts[0].run.output().count(
+                           "job big1: no live instance has all the labels") == said + 1, 5),
+                "and a logs it once", insts[0].run.tail(1500))
+        n_big = L.execute(aux, "SELECT count(*) FROM execs WHERE job = 'big1'")[0][0]
+        time.sleep(2.5)
+        t.eq(L.execute(aux, "SELECT count(*) FROM execs WHERE job = 'big1'")[0][0], n_big,
+             "big1 does not run while unheld")
+        overlaps = L.execute(aux, "SELECT count(*) FROM execs a JOIN execs b ON a.job = b.job"
+                                  " AND a.ctid < b.ctid AND a.during && b.during")
+        t.eq(overlaps, [(0,)], "no two executions of a job overlap in time")
+    finally:
+        stop_all(insts)
+
+    # one instance on an SQLite state store: no leases, the labels still decide
+    wd = L.Workdir("cluster_run_on_single")
+    one = dict((n, dict(jobs[n])) for n in ("eu1", "any1"))
+    cfg = L.sync_config(wd, {"aux": aux}, one, extra={"instance": {"labels": ["us"]}})
+    L.execute(aux, "DELETE FROM execs")
+    run = W.Daemon(cfg, wd.file("run.log"))
+    inst = Inst.__new__(Inst)
+    inst.run = run
+    try:
+        run.start()
+        m = L.wait_for(lambda: re.search(r"HTTP API on http://[^:]+:(\d+)/", run.output()), 30)
+        inst.port = int(m.group(1)) if m else None
+        t.check(L.wait_for(lambda: "job eu1: this instance lacks labels its run_on asks for" in run.output(), 10),
+                "SQLite store: the instance logs that eu1 does not run here", run.tail(1500))
+        t.check(L.wait_for(lambda: L.execute(aux, "SELECT count(*) FROM execs WHERE job = 'any1'")[0][0] >= 3, 20),
+                "any1 runs on it")
+        t.eq(L.execute(aux, "SELECT count(*) FROM execs WHERE job = 'eu1'"), [(0,)], "eu1 never ran")
+        st, body = inst.post("/api/sync", {"job": "eu1"})
+        t.check(st == 409 and "run_on" in body.get("detail", ""), "POST /api/sync eu1: 409 naming run_on",
+                (st, body))
+        t.eq(run.term(30), 0, "it stops with exit 0")
+    finally:
+        if run.alive():
+            run.term(30)
+
+
+CASES = (test_spread, test_takeover, test_zombie, test_cli, test_partition, test_exec_deadline,
+         test_crash_after_seal, test_run_on)
 for case in CASES:
     if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
         t.case(case)

@@ -290,8 +290,8 @@ static void test_assign_balanced_and_stable(void **state)
 			int count[5] = {0};
 			int cap = (nj + nm - 1) / nm;
 
-			lk_assign(jobs, nj, members, nm, owner);
-			lk_assign(jobs, nj, members, nm, again);
+			lk_assign(jobs, nj, members, nm, NULL, owner);
+			lk_assign(jobs, nj, members, nm, NULL, again);
 			for (int j = 0; j < nj; j++) {
 				assert_true(owner[j] >= 0 && owner[j] < nm);
 				assert_int_equal(owner[j], again[j]);
@@ -303,8 +303,8 @@ static void test_assign_balanced_and_stable(void **state)
 	}
 	/* 6 jobs on 3 members: 2 each; when one member leaves, its jobs move, and most
 	 * of the others stay where they were */
-	lk_assign(jobs, 6, members, 3, owner);
-	lk_assign(jobs, 6, members, 2, fewer);
+	lk_assign(jobs, 6, members, 3, NULL, owner);
+	lk_assign(jobs, 6, members, 2, NULL, fewer);
 	{
 		int stayed = 0, on_first_two = 0;
 
@@ -314,8 +314,60 @@ static void test_assign_balanced_and_stable(void **state)
 		}
 		assert_true(stayed >= on_first_two - 2);
 	}
-	lk_assign(jobs, 3, members, 0, owner);
+	lk_assign(jobs, 3, members, 0, NULL, owner);
 	assert_int_equal(owner[0], -1);
+}
+
+/*
+ * run_on: a job goes only to a member it may run on; pinned jobs take their places first,
+ * the free ones still spread under the cap, and a job no member may run gets -1.
+ */
+static void test_assign_eligible(void **state)
+{
+	const char *jobs[7] = {"a", "b", "c", "d", "e", "f", "g"};
+	const char *members[3] = {"eu#1", "us#2", "eubig#3"};
+	/* a, b: eu only (eu#1, eubig#3); c: big only (eubig#3); d: nowhere; e, f, g: any */
+	bool ok[7][3] = {{true, false, true},	{true, false, true}, {false, false, true},
+			 {false, false, false}, {true, true, true},  {true, true, true},
+			 {true, true, true}};
+	int owner[7], count[3] = {0}, again[7];
+
+	(void)state;
+	lk_assign(jobs, 7, members, 3, &ok[0][0], owner);
+	lk_assign(jobs, 7, members, 3, &ok[0][0], again);
+	for (int j = 0; j < 7; j++) {
+		assert_int_equal(owner[j], again[j]);
+		if (j == 3) {
+			assert_int_equal(owner[j], -1);
+			continue;
+		}
+		assert_true(owner[j] >= 0 && owner[j] < 3);
+		assert_true(ok[j][owner[j]]);
+		count[owner[j]]++;
+	}
+	assert_int_equal(owner[2], 2);
+	/* 7 jobs, 3 members: the cap is 3, and nothing forces anyone above it */
+	for (int m = 0; m < 3; m++)
+		assert_true(count[m] <= 3);
+	/* all pinned to one member: it takes them all, over the cap */
+	{
+		bool one[4][2] = {{true, false}, {true, false}, {true, false}, {true, false}};
+
+		lk_assign(jobs, 4, members, 2, &one[0][0], owner);
+		for (int j = 0; j < 4; j++)
+			assert_int_equal(owner[j], 0);
+	}
+	/* every member eligible: the same answer as no eligibility at all */
+	{
+		bool all[7][3];
+		int plain[7];
+
+		memset(all, 1, sizeof(all));
+		lk_assign(jobs, 7, members, 3, &all[0][0], owner);
+		lk_assign(jobs, 7, members, 3, NULL, plain);
+		for (int j = 0; j < 7; j++)
+			assert_int_equal(owner[j], plain[j]);
+	}
 }
 
 int main(void)
@@ -332,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_manual_only_never_fires),
 		cmocka_unit_test(test_pause_collapses_fires),
 		cmocka_unit_test(test_assign_balanced_and_stable),
+		cmocka_unit_test(test_assign_eligible),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
