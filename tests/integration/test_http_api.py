@@ -311,8 +311,11 @@ def test_endpoints():
         code, body, _ = api.get("/api/runs?job=snap&limit=5")
         t.check(code == 200 and body["runs"] and body["runs"][0]["syncId"] == rid,
                 "/api/runs?job=snap: newest first, the HTTP run", body)
+        # tick runs every second: wait for more than 3 runs in all, then ask for 3
+        t.check(L.wait_for(lambda: len(api.get("/api/runs?limit=10")[1].get("runs", [])) > 3, 10),
+                "more than 3 runs recorded", api.get("/api/runs?limit=10")[1])
         code, body, _ = api.get("/api/runs?limit=3")
-        t.check(code == 200 and len(body["runs"]) == 3, "/api/runs?limit=3: 3 runs")
+        t.check(code == 200 and len(body["runs"]) == 3, "/api/runs?limit=3: 3 runs", body)
 
         # ---- cancel a running sync
         code, body, _ = api.post("/api/sync", {"job": "snap", "type": "full"})
