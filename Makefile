@@ -9,8 +9,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
-.PHONY: all build deps demo test test-unit test-integration asan test-asan valgrind check \
-	soak bench clean format
+.PHONY: all build deps demo test test-unit test-integration asan test-asan tsan test-tsan valgrind check \
+	soak bench bench-quick clean format
 
 all: build
 
@@ -59,6 +59,24 @@ valgrind:
 			--suppressions=tools/valgrind.supp $$t >/dev/null; \
 	done; echo "valgrind: all unit tests clean"
 
+# ThreadSanitizer over the integration tests whose processes run threads (HTTP server,
+# real-time engine and writer, pool, lease and watch threads). Every report goes to a file
+# under build-tsan/reports (a test that kills the daemon could miss a message on stderr):
+# any file there fails the target.
+TSAN_TESTS ?= test_http_api|test_cluster|test_daemon|test_realtime_writers
+tsan:
+	@$(MAKE) --no-print-directory deps
+	cmake --preset tsan >/dev/null && cmake --build build-tsan -j $(JOBS)
+
+test-tsan: tsan
+	rm -rf build-tsan/reports && mkdir -p build-tsan/reports
+	cd build-tsan && LK_SCALE=$${LK_SCALE:-0.1} \
+		TSAN_OPTIONS="log_path=$(CURDIR)/build-tsan/reports/tsan second_deadlock_stack=1" \
+		ctest -j $(JOBS) -R '$(TSAN_TESTS)' --output-on-failure $(CTEST_ARGS)
+	@if ls build-tsan/reports/tsan* >/dev/null 2>&1; then \
+		echo "ThreadSanitizer reports:"; head -60 build-tsan/reports/tsan*; exit 1; \
+	else echo "tsan: no report"; fi
+
 check: build
 	tools/check.sh
 
@@ -69,7 +87,10 @@ soak: build
 	cd build && ctest -L slow --output-on-failure
 
 bench: build
-	bench/run.sh
+	bench/all.sh $(ARGS)
+
+bench-quick: build
+	bench/all.sh --quick
 
 clean:
-	rm -rf build build-asan build-valgrind build-release
+	rm -rf build build-asan build-valgrind build-release build-tsan

@@ -207,4 +207,18 @@ report=$here/results/REPORT-http.md
 	echo "| stream throughput, changes/s, with vs without that load | $(printf %.0f "$bh") [$(spr burst_http)] | $(printf %.0f "$bi") [$(spr burst_idle)] | $(ratio "$bh" "$bi") | drop < 10%: $(verdict "$drop < 10") ($(printf %.1f "$drop")%) |"
 	echo "| (the same load sent to nginx instead: the machine's share of that drop) | $(printf %.0f "$bn") [$(spr burst_ngx)] | $(printf %.0f "$bi") | $(ratio "$bn" "$bi") | – ($(printf %.1f "$dropn")%) |"
 } | tee "$report"
+# one TSV line per target for bench/all.sh (BENCH_SUMMARY)
+if [[ -n "${BENCH_SUMMARY:-}" ]]; then
+	{
+		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "GET /api/health at full speed (requests/s)" "$(printf %.0f "$he")" \
+			"$(printf %.0f "$ng") (nginx, static file)" "$(ratio "$he" "$ng")" "≥ 0.5" "$(verdict "$he / $ng >= 0.5")"
+		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "GET /api/sync/status/{id} at full speed (requests/s)" "$(printf %.0f "$stt")" \
+			"$(printf %.0f "$ng") (nginx, static file)" "$(ratio "$stt" "$ng")" "≥ 0.5" "$(verdict "$stt / $ng >= 0.5")"
+		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "status p99 at $(printf %.0f "$(med rate)") req/s during a stream (ms)" "$p99" "-" "-" \
+			"< 5 ms" "$(verdict "$p99 < 5")"
+		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "stream throughput under that load (changes/s)" "$(printf %.0f "$bh")" \
+			"$(printf %.0f "$bi") (no load; $(printf %.0f "$bn") with the load sent to nginx)" "$(ratio "$bh" "$bi")" \
+			"drop < 10%" "$(verdict "$drop < 10") ($(printf %.1f "$drop")%)"
+	} >>"$BENCH_SUMMARY"
+fi
 kill -0 "$LKPID" 2>/dev/null || { echo "bench: lockstep run died" >&2; tail -20 "$W/run.err" >&2; exit 1; }

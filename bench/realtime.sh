@@ -463,6 +463,38 @@ report=$W/report.md
 		echo
 	fi
 } >"$report"
+# one TSV line per target for bench/all.sh (BENCH_SUMMARY): figure, lockstep, baseline,
+# ratio, target, verdict
+summary() { [[ -z "${BENCH_SUMMARY:-}" ]] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_SUMMARY"; }
+okif() { awk -v r="$1" "BEGIN {print (r != \"-\" && r $2) ? \"met\" : \"not met\"}"; }
+if ! skip latency; then
+	IFS=, read -r _ _ _ _ ne _ _ _ _ <<<"${LAT[native]}"
+	IFS=, read -r _ _ _ _ le _ _ _ _ <<<"${LAT[lockstep]}"
+	r=$(ratio "$le" "$ne")
+	summary "real-time latency p99 at 1,000 updates/s for ${DURATION} s (ms)" "$le" "$ne (native logical replication)" \
+		"$r" "≤ 1.5" "$(okif "$r" "<= 1.5")"
+fi
+if ! skip ramp; then
+	r=$(ratio "${RAMP_MAX[lockstep]}" "${RAMP_MAX[native]}")
+	summary "highest update rate sustained for ${RAMP_DURATION} s (steps $RAMP_RATES)" "${RAMP_MAX[lockstep]}" \
+		"${RAMP_MAX[native]} (native logical replication)" "$r" "≥ 1" "$(okif "$r" ">= 1")"
+fi
+if ! skip pgbench; then
+	for wl in tpcb single; do
+		a=$(mean "${PGB[$wl.off]}"); b=$(mean "${PGB[$wl.on]}")
+		name="TPC-B-like"
+		[[ $wl == single ]] && name="single-row UPDATE"
+		r=$(ratio "$b" "$a")
+		summary "source pgbench TPS with the capture triggers, $name" "$b" "$a (no triggers)" "$r" \
+			"≥ 0.75 (≤ 25% fewer)" "$(okif "$r" ">= 0.75")"
+	done
+fi
+if ! skip rss; then
+	r=$(ratio "$RSS_LAST" "$RSS_SECOND")
+	summary "lockstep RSS streaming ${RSS_MINUTES} min at 1,000 updates/s, last minute / minute 2" \
+		"$(fmt "$(echo "$RSS_LAST / 1024" | bc -l)") MiB (peak $(fmt "$(echo "$RSS_PEAK / 1024" | bc -l)"))" \
+		"$(fmt "$(echo "$RSS_SECOND / 1024" | bc -l)") MiB (minute 2)" "$r" "≤ 1.10" "$(okif "$r" "<= 1.10")"
+fi
 warn=$(grep -c 'level=\(warn\|error\)' "$W/run.err" 2>/dev/null || true)
 [[ "${warn:-0}" == 0 ]] || { echo "lockstep run logged $warn warnings/errors:"; grep 'level=\(warn\|error\)' "$W/run.err" | head -5; } >>"$report"
 cp "$report" "$RES/REPORT-realtime.md"
