@@ -694,7 +694,7 @@ json_t *lk_api_health(struct lk_daemon *d, int *code)
 {
 	json_t *checks = json_array(), *breakers = json_array(), *leases = json_array();
 	struct lk_breaker_info info[32];
-	int nb = lk_breaker_list(info, 32), open = 0, failing = 0, outages = 0;
+	int nb = lk_breaker_list(info, 32), open = 0, failing = 0, outages = 0, unplaced = 0;
 	const char *status = "HEALTHY";
 	char detail[512];
 	int64_t now = lk_mono_ms(), store_age;
@@ -713,6 +713,7 @@ json_t *lk_api_health(struct lk_daemon *d, int *code)
 			continue;
 		failing += __atomic_load_n(&s->fail_streak, __ATOMIC_RELAXED) > 0;
 		outages += lk_flag(&s->outage);
+		unplaced += !d->cluster && !lk_daemon_labels_fit(d, s->job);
 		if (!d->cluster && s->busy && !s->queued)
 			(void)json_array_append_new(leases,
 						    json_pack("{s:s, s:s}", "job", s->job->name,
@@ -721,6 +722,7 @@ json_t *lk_api_health(struct lk_daemon *d, int *code)
 	for (int i = 0; d->cluster && i < d->nleases; i++) {
 		const struct lk_lease *l = &d->leases[i];
 
+		unplaced += l->nowhere;
 		if (l->held)
 			(void)json_array_append_new(leases, json_pack("{s:s, s:s, s:I, s:b}", "job",
 								      l->job, "holder", d->member,
@@ -764,13 +766,18 @@ json_t *lk_api_health(struct lk_daemon *d, int *code)
 	(void)snprintf(detail, sizeof(detail), "%d of %d circuit breakers open", open, nb);
 	check(checks, "databases", open ? "warn" : "ok", detail,
 	      open ? "a database keeps failing: see `breakers` and the log for its error" : NULL);
-	(void)snprintf(detail, sizeof(detail),
-		       "%d scheduled job%s failing, %d real-time job%s reconnecting", failing,
-		       failing == 1 ? "" : "s", outages, outages == 1 ? "" : "s");
-	check(checks, "jobs", failing || outages ? "warn" : "ok", detail,
+	(void)snprintf(
+		detail, sizeof(detail),
+		"%d scheduled job%s failing, %d real-time job%s reconnecting, %d job%s whose "
+		"run_on no live instance has the labels for",
+		failing, failing == 1 ? "" : "s", outages, outages == 1 ? "" : "s", unplaced,
+		unplaced == 1 ? "" : "s");
+	check(checks, "jobs", failing || outages || unplaced ? "warn" : "ok", detail,
 	      failing || outages ? "see `lockstep status` and the log lines `job NAME: ...`"
+	      : unplaced	 ? "start an instance with the instance.labels the job's run_on "
+				   "lists, or change its run_on (the log names the job)"
 				 : NULL);
-	if (strcmp(status, "HEALTHY") == 0 && (degraded || open || failing || outages))
+	if (strcmp(status, "HEALTHY") == 0 && (degraded || open || failing || outages || unplaced))
 		status = "DEGRADED";
 	*code = strcmp(status, "UNHEALTHY") == 0 ? 503 : 200;
 	return json_pack(

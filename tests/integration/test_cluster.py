@@ -555,6 +555,11 @@ def test_run_on():
                     for i in insts), "each instance logs that no live instance can run mars",
                 insts[0].run.tail(1500))
         t.eq(insts[0].run.output().count("job mars: no live instance"), 1, "and says it once")
+        h = insts[1].get("/api/health") or {}
+        jc = dict((c["name"], c) for c in h.get("checks", [])).get("jobs", {})
+        t.check(h.get("status") == "DEGRADED" and jc.get("status") == "warn"
+                and "1 job whose run_on no live instance" in jc.get("detail", ""),
+                "/api/health: the jobs check warns about mars, DEGRADED", h)
         st, body = insts[1].post("/api/sync", {"job": "eu1"})
         t.check(st == 409 and "run_on" in body.get("detail", ""),
                 "POST /api/sync eu1 on b [us]: 409 naming run_on", (st, body))
@@ -600,6 +605,10 @@ def test_run_on():
         inst.port = int(m.group(1)) if m else None
         t.check(L.wait_for(lambda: "job eu1: this instance lacks labels its run_on asks for" in run.output(), 10),
                 "SQLite store: the instance logs that eu1 does not run here", run.tail(1500))
+        h = inst.get("/api/health") or {}
+        jc = dict((c["name"], c) for c in h.get("checks", [])).get("jobs", {})
+        t.check(jc.get("status") == "warn" and "1 job whose run_on" in jc.get("detail", ""),
+                "SQLite store: /api/health's jobs check warns about eu1", h)
         t.check(L.wait_for(lambda: L.execute(aux, "SELECT count(*) FROM execs WHERE job = 'any1'")[0][0] >= 3, 20),
                 "any1 runs on it")
         t.eq(L.execute(aux, "SELECT count(*) FROM execs WHERE job = 'eu1'"), [(0,)], "eu1 never ran")
