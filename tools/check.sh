@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The one entry point for code hygiene: clang-format (zero diff), clang-tidy and cppcheck
-# on src/ with zero findings. Needs build/compile_commands.json (make build).
+# The one entry point for code hygiene: clang-format (zero diff) on src/, tests/ and fuzz/,
+# clang-tidy and cppcheck on src/ with zero findings. Needs build/compile_commands.json
+# (make build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f build/compile_commands.json ] || { echo "check.sh: run 'make build' first" >&2; exit 2; }
 
-files=$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c')
+files=$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'fuzz/*.c')
 echo "check: clang-format"
 clang-format --dry-run --Werror $files
 

@@ -194,6 +194,11 @@ static int validate_sync(struct lk_cfgctx *c, struct lk_job *j, const struct lk_
 	const struct lk_ynode *src = lk_ymap_get(job, "source");
 	const struct lk_ynode *tgt = lk_ymap_get(job, "target");
 
+	/* `source:` with nothing after it is a null node that parsing skipped: not given */
+	if (src && src->type == LK_Y_NULL)
+		src = NULL;
+	if (tgt && tgt->type == LK_Y_NULL)
+		tgt = NULL;
 	if (need(c, j, owner, src != NULL, "source", "sync") < 0 ||
 	    need(c, j, owner, tgt != NULL, "target", "sync") < 0)
 		return -1;

@@ -327,6 +327,53 @@ static struct lk_ynode *parse_stream(struct yparse *p)
 	return root;
 }
 
+/* The length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF), or 0 when it is malformed or cut short. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t k;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] < 0xC2 || s[0] > 0xF4)
+		return 0;
+	k = s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+	if (k > n)
+		return 0;
+	for (size_t i = 1; i < k; i++)
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+	    (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+		return 0;
+	return k;
+}
+
+/*
+ * Refuses text that is not UTF-8 (YAML 1.2 reads Unicode only) before libfyaml sees it:
+ * libfyaml 0.7.12 loops forever on some malformed sequences, e.g. a directive line "%\xf9"
+ * (found by fuzz/fuzz_config.c; pantoniou/libfyaml#101, fixed after that release).
+ */
+static int check_utf8(struct lk_cfgctx *c, const struct lk_interp *ip)
+{
+	const unsigned char *t = (const unsigned char *)ip->text;
+	size_t i = 0, k;
+	int line, col;
+
+	while (t && i < ip->len) {
+		k = utf8_seq(t + i, ip->len - i);
+		if (k == 0) {
+			lk_interp_pos(ip, i, &line, &col);
+			return lk_err_set(c->err, LK_ERR_CONFIG,
+					  "%s:%d:%d: invalid YAML: expected UTF-8 text, found the "
+					  "byte 0x%02X",
+					  c->file, line, col, t[i]);
+		}
+		i += k;
+	}
+	return 0;
+}
+
 struct lk_ynode *lk_yaml_parse(struct lk_cfgctx *c, const struct lk_interp *ip)
 {
 	struct fy_diag_cfg dcfg;
@@ -334,6 +381,8 @@ struct lk_ynode *lk_yaml_parse(struct lk_cfgctx *c, const struct lk_interp *ip)
 	struct yparse p = {NULL, NULL, c, ip, 0};
 	struct lk_ynode *root = NULL;
 
+	if (check_utf8(c, ip) < 0)
+		return NULL;
 	fy_diag_cfg_default(&dcfg);
 	dcfg.fp = NULL;
 	dcfg.colorize = false;

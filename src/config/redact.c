@@ -96,6 +96,8 @@ static void redact_keywords(const char *s, struct lk_buf *out)
 
 		lk_buf_add(out, s, blank);
 		s += blank;
+		if (!*s)
+			break; /* trailing blanks: stepping over "the word" would pass the NUL */
 		name = strcspn(s, "= \t\r\n");
 		eq = name + strspn(s + name, " \t\r\n");
 		if (s[eq] != '=') { /* not "key = value": copy the word and go on */

@@ -505,6 +505,13 @@ static const struct bad_case {
 	{"null table value", JOB "    source:\n      db: a\n      table: ~\n" TGT, "8:7",
 	 "expected a table as name or schema.name for 'table', found null"},
 	{"complex key", "? [a]\n: b\n", "1:3", "expected a key, found a list"},
+	/* found by fuzz/fuzz_config.c (fuzz/regress/fuzz_config/) */
+	{"empty target", JOB SRC "    target:\n", "5:3",
+	 "expected key 'target' in a job of kind sync, found none"},
+	{"empty source", JOB "    source:\n" TGT, "5:3",
+	 "expected key 'source' in a job of kind sync, found none"},
+	{"not UTF-8", "%\xf9\n", "1:2", "invalid YAML: expected UTF-8 text, found the byte 0xF9"},
+	{"latin-1 in a comment", "# caf\xe9\nlog: {}\n", "1:6", "expected UTF-8 text"},
 };
 
 static void test_invalid_configs(void **state)
@@ -634,6 +641,9 @@ static void test_redaction(void **state)
 	redacts("host=x sslpassword=k", "host=x sslpassword=***");
 	redacts("dbname='my db' user=u", "dbname='my db' user=u");
 	redacts("sqlite:edge.db", "sqlite:edge.db");
+	/* trailing blanks after a keyword string: read past the NUL before (fuzz_config) */
+	redacts("host=db password=secret ", "host=db password=*** ");
+	redacts("host=db   ", "host=db   ");
 	redacts("", "");
 	lk_redact_url(NULL, small, sizeof(small));
 	assert_string_equal(small, "");
