@@ -154,13 +154,13 @@ static int live(struct lk_cli *cli)
 	if (!listen || !*listen)
 		listen = "127.0.0.1:8433";
 	(void)printf("\nlive: real-time sync of source.db into target.db while ~55 rows a second "
-		     "change; Ctrl-C to stop. Try:\n"
+		     "change; Ctrl-C to stop. Open the dashboard at http://%s/ or try:\n"
 		     "  curl http://%s/api/health\n"
 		     "  curl http://%s/api/jobs\n"
 		     "  curl http://%s/metrics\n"
 		     "  curl -X POST -d '{\"job\":\"users\",\"type\":\"full\"}' "
 		     "http://%s/api/sync\n\n",
-		     listen, listen, listen, listen);
+		     listen, listen, listen, listen, listen);
 	(void)fflush(stdout);
 	lk_flag_set(&gen_stop, false);
 	if (pthread_create(&th, NULL, generator, NULL) != 0) {

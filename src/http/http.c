@@ -1,10 +1,13 @@
 /*
- * http.c - the HTTP API (http.h): routing, limits, the bearer token, JSON bodies and
- * answers, and Server-Sent Events for a run's progress.
+ * http.c - the HTTP API (http.h) on libmicrohttpd: the listener, each endpoint's answer,
+ * JSON errors and Server-Sent Events for a run's progress. The route table, the token
+ * check and the request bodies are pure functions in http_req.c (http_int.h).
  */
 #include "http.h"
 
+#include "assets.h"
 #include "daemon/api.h"
+#include "http_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,12 +33,6 @@ struct lk_http {
 	struct lk_daemon *d;
 	char *token; /* NULL: none */
 	volatile bool stopping;
-};
-
-/* One request: its body, gathered up to LK_HTTP_BODY_MAX. */
-struct req {
-	struct lk_buf body;
-	bool too_large;
 };
 
 /* ---- listen address ---- */
@@ -136,6 +133,36 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned code, const 
 	return rc;
 }
 
+/*
+ * Sends an embedded dashboard file. The page loads no inline script and nothing from
+ * elsewhere: the policy lets scripts come from this origin only and the page talk only
+ * to this origin's API, and no other site may frame it.
+ */
+static enum MHD_Result send_asset(struct MHD_Connection *c, const char *type,
+				  const unsigned char *data, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)(uintptr_t)data,
+								 MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result rc;
+
+	if (!r)
+		return MHD_NO;
+	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	(void)MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	(void)MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	(void)MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	(void)MHD_add_response_header(
+		r, "Content-Security-Policy",
+		"default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src "
+		"'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+		"frame-ancestors "
+		"'none'");
+	rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
 /* Sends j (stolen) as JSON with code. */
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, json_t *j)
 {
@@ -178,127 +205,28 @@ static enum MHD_Result method_not_allowed(struct MHD_Connection *c, const char *
 	return rc;
 }
 
-/* ---- request helpers ---- */
-
-static bool token_ok(const struct lk_http *h, struct MHD_Connection *c)
+/* Sends the 400 or 413 of a refused request. */
+static enum MHD_Result send_bad(struct MHD_Connection *c, const struct lk_http_bad *bad)
 {
-	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-	size_t n, m;
-	unsigned diff;
-
-	if (!h->token)
-		return true;
-	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-		return false;
-	auth += 7;
-	n = strlen(auth);
-	m = strlen(h->token);
-	/* constant time over the token's length: no early exit on the first difference */
-	diff = (unsigned)(n != m);
-	for (size_t i = 0; i < m; i++)
-		diff |= (unsigned)((unsigned char)h->token[i] ^
-				   (unsigned char)(i < n ? auth[i] : 0));
-	return diff == 0;
-}
-
-/* A path segment that can be a run id (uuid text). */
-static bool id_ok(const char *s, size_t n)
-{
-	if (n == 0 || n > 36)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = s[i];
-
-		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
-		      (ch >= 'A' && ch <= 'F') || ch == '-'))
-			return false;
-	}
-	return true;
-}
-
-/*
- * Parses the body as a JSON object whose keys are all in `allowed` (NULL-terminated);
- * an empty body counts as {} when empty_ok. On failure sends the 400 and returns NULL
- * with *sent set.
- */
-static json_t *body_object(struct MHD_Connection *c, const struct req *rq, bool empty_ok,
-			   const char *const *allowed, enum MHD_Result *sent)
-{
-	json_error_t je;
-	json_t *j;
-	const char *key;
-	json_t *v;
-	char detail[256];
-
-	if (rq->body.len == 0 && empty_ok)
-		return json_object();
-	if (rq->body.len == 0) {
-		*sent = send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
-				   "expected a JSON object in the body");
-		return NULL;
-	}
-	j = json_loadb(rq->body.buf, rq->body.len, JSON_REJECT_DUPLICATES, &je);
-	if (!j) {
-		(void)snprintf(detail, sizeof(detail), "malformed JSON at line %d column %d: %s",
-			       je.line, je.column, je.text);
-		*sent = send_error(c, MHD_HTTP_BAD_REQUEST, "malformed JSON", detail);
-		return NULL;
-	}
-	if (!json_is_object(j)) {
-		json_decref(j);
-		*sent = send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
-				   "expected a JSON object");
-		return NULL;
-	}
-	json_object_foreach(j, key, v)
-	{
-		bool known = false;
-
-		for (int i = 0; allowed[i]; i++)
-			known = known || strcmp(key, allowed[i]) == 0;
-		if (!known) {
-			(void)snprintf(detail, sizeof(detail), "unknown field '%.100s'", key);
-			json_decref(j);
-			*sent = send_error(c, MHD_HTTP_BAD_REQUEST, "unknown field", detail);
-			return NULL;
-		}
-	}
-	return j;
+	return send_error(c, bad->status, bad->error, bad->detail);
 }
 
 /* ---- handlers ---- */
 
-static enum MHD_Result post_sync(struct lk_http *h, struct MHD_Connection *c, const struct req *rq)
+static enum MHD_Result post_sync(struct lk_http *h, struct MHD_Connection *c,
+				 const struct lk_http_body *rq)
 {
-	static const char *const allowed[] = {"job", "type", NULL};
-	enum MHD_Result sent = MHD_NO;
-	json_t *body = body_object(c, rq, false, allowed, &sent);
-	json_t *job, *type;
+	struct lk_http_sync_req sr;
+	struct lk_http_bad bad;
 	const char *why = NULL;
 	char id[37], detail[256];
-	bool full = false;
 	enum lk_api_trigger t;
 
-	if (!body)
-		return sent;
-	job = json_object_get(body, "job");
-	type = json_object_get(body, "type");
-	if (!json_is_string(job) || json_string_length(job) == 0) {
-		json_decref(body);
-		return send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
-				  "field 'job' must be a non-empty string");
-	}
-	if (type &&
-	    (!json_is_string(type) || (strcmp(json_string_value(type), "full") != 0 &&
-				       strcmp(json_string_value(type), "incremental") != 0))) {
-		json_decref(body);
-		return send_error(c, MHD_HTTP_BAD_REQUEST, "bad request",
-				  "field 'type' must be \"full\" or \"incremental\"");
-	}
-	full = type && strcmp(json_string_value(type), "full") == 0;
-	t = lk_api_trigger(h->d, json_string_value(job), full, id, &why);
-	(void)snprintf(detail, sizeof(detail), "%.200s", json_string_value(job));
-	json_decref(body);
+	if (lk_http_sync_req_parse(rq->buf.buf, rq->buf.len, &sr, &bad) < 0)
+		return send_bad(c, &bad);
+	t = lk_api_trigger(h->d, sr.job, sr.full, id, &why);
+	(void)snprintf(detail, sizeof(detail), "%.200s", sr.job);
+	free(sr.job);
 	switch (t) {
 	case LK_API_QUEUED:
 	case LK_API_COALESCED:
@@ -337,18 +265,15 @@ static enum MHD_Result get_status(struct lk_http *h, struct MHD_Connection *c, c
 }
 
 static enum MHD_Result post_cancel(struct lk_http *h, struct MHD_Connection *c,
-				   const struct req *rq, const char *id)
+				   const struct lk_http_body *rq, const char *id)
 {
-	static const char *const allowed[] = {NULL};
-	enum MHD_Result sent = MHD_NO;
-	json_t *body = body_object(c, rq, true, allowed, &sent);
+	struct lk_http_bad bad;
 	struct lk_api_run r;
 	struct lk_err err = LK_ERR_INIT;
 	enum lk_api_cancel rc;
 
-	if (!body)
-		return sent;
-	json_decref(body);
+	if (lk_http_empty_req_parse(rq->buf.buf, rq->buf.len, &bad) < 0)
+		return send_bad(c, &bad);
 	memset(&r, 0, sizeof(r));
 	rc = lk_api_cancel(h->d, id, &r, &err);
 	switch (rc) {
@@ -433,19 +358,17 @@ static enum MHD_Result get_errors(struct lk_http *h, struct MHD_Connection *c)
 }
 
 static enum MHD_Result post_error_action(struct lk_http *h, struct MHD_Connection *c,
-					 const struct req *rq, const char *ids, bool replay)
+					 const struct lk_http_body *rq, const char *ids,
+					 bool replay)
 {
-	static const char *const allowed[] = {NULL};
-	enum MHD_Result sent = MHD_NO;
-	json_t *body = body_object(c, rq, true, allowed, &sent);
+	struct lk_http_bad bad;
 	struct lk_err err = LK_ERR_INIT;
 	json_t *result = NULL;
 	int64_t id;
 	int rc;
 
-	if (!body)
-		return sent;
-	json_decref(body);
+	if (lk_http_empty_req_parse(rq->buf.buf, rq->buf.len, &bad) < 0)
+		return send_bad(c, &bad);
 	if (lk_int64_parse(ids, &id) < 0 || id < 1)
 		return send_error(c, MHD_HTTP_NOT_FOUND, "unknown dead letter", ids);
 	rc = replay ? lk_api_error_replay(h->d, id, &result, &err)
@@ -593,89 +516,87 @@ static enum MHD_Result get_events(struct lk_http *h, struct MHD_Connection *c, c
 
 /* ---- routing ---- */
 
-static bool is(const char *method, const char *m)
+static enum MHD_Result get_ready(struct lk_http *h, struct MHD_Connection *c)
 {
-	return strcmp(method, m) == 0;
+	int code = 200;
+	json_t *j = lk_api_ready(h->d, &code);
+
+	return send_json(c, (unsigned)code, j);
 }
 
-static enum MHD_Result route(struct lk_http *h, struct MHD_Connection *c, const char *url,
-			     const char *method, const struct req *rq)
+static enum MHD_Result get_health(struct lk_http *h, struct MHD_Connection *c)
 {
-	bool get = is(method, MHD_HTTP_METHOD_GET) || is(method, MHD_HTTP_METHOD_HEAD);
-	bool post = is(method, MHD_HTTP_METHOD_POST);
 	int code = 200;
-	const char *rest;
-	size_t n;
+	json_t *j = lk_api_health(h->d, &code);
 
-	if (post && !token_ok(h, c))
+	return send_json(c, (unsigned)code, j);
+}
+
+static enum MHD_Result get_metrics(struct lk_http *h, struct MHD_Connection *c)
+{
+	struct lk_buf b = LK_BUF_INIT;
+	enum MHD_Result rc;
+
+	lk_api_metrics(h->d, &b);
+	rc = send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+		       b.buf ? b.buf : "", b.len);
+	lk_buf_release(&b);
+	return rc;
+}
+
+/* Answers one request whose body is complete (the route table is in http_req.c). */
+static enum MHD_Result route(struct lk_http *h, struct MHD_Connection *c, const char *url,
+			     const char *method, const struct lk_http_body *rq)
+{
+	struct lk_http_route r;
+
+	lk_http_route_match(method, url, &r);
+	if (r.needs_token &&
+	    !lk_http_token_ok(h->token,
+			      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")))
 		return send_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",
 				  "this call needs the header Authorization: Bearer TOKEN "
 				  "(http.token)");
-	if (strcmp(url, "/livez") == 0 || strcmp(url, "/healthz") == 0)
-		return get ? send_json(c, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"))
-			   : method_not_allowed(c, "GET");
-	if (strcmp(url, "/readyz") == 0) {
-		json_t *j;
-
-		if (!get)
-			return method_not_allowed(c, "GET");
-		j = lk_api_ready(h->d, &code);
-		return send_json(c, (unsigned)code, j);
-	}
-	if (strcmp(url, "/api/health") == 0) {
-		json_t *j;
-
-		if (!get)
-			return method_not_allowed(c, "GET");
-		j = lk_api_health(h->d, &code);
-		return send_json(c, (unsigned)code, j);
-	}
-	if (strcmp(url, "/metrics") == 0) {
-		struct lk_buf b = LK_BUF_INIT;
-		enum MHD_Result rc;
-
-		if (!get)
-			return method_not_allowed(c, "GET");
-		lk_api_metrics(h->d, &b);
-		rc = send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-			       b.buf ? b.buf : "", b.len);
-		lk_buf_release(&b);
-		return rc;
-	}
-	if (strcmp(url, "/api/jobs") == 0)
-		return get ? send_json(c, MHD_HTTP_OK,
-				       json_pack("{s:o}", "jobs", lk_api_jobs(h->d)))
-			   : method_not_allowed(c, "GET");
-	if (strcmp(url, "/api/sync") == 0)
-		return post ? post_sync(h, c, rq) : method_not_allowed(c, "POST");
-	if (strcmp(url, "/api/runs") == 0)
-		return get ? get_runs(h, c) : method_not_allowed(c, "GET");
-	if (strcmp(url, "/api/errors") == 0)
-		return get ? get_errors(h, c) : method_not_allowed(c, "GET");
-	if (strcmp(url, "/api/usage") == 0)
-		return get ? get_usage(h, c) : method_not_allowed(c, "GET");
-	if (strncmp(url, "/api/sync/status/", 17) == 0 && id_ok(url + 17, strlen(url + 17)))
-		return get ? get_status(h, c, url + 17) : method_not_allowed(c, "GET");
-	if (strncmp(url, "/api/sync/events/", 17) == 0 && id_ok(url + 17, strlen(url + 17)))
-		return get ? get_events(h, c, url + 17) : method_not_allowed(c, "GET");
-	if (strncmp(url, "/api/sync/", 10) == 0 && (rest = strchr(url + 10, '/')) &&
-	    strcmp(rest, "/cancel") == 0 && id_ok(url + 10, (size_t)(rest - url - 10))) {
-		char id[40];
-
-		n = (size_t)(rest - url - 10);
-		memcpy(id, url + 10, n);
-		id[n] = '\0';
-		return post ? post_cancel(h, c, rq, id) : method_not_allowed(c, "POST");
-	}
-	if (strncmp(url, "/api/errors/", 12) == 0 && (rest = strchr(url + 12, '/')) &&
-	    (strcmp(rest, "/replay") == 0 || strcmp(rest, "/resolve") == 0) &&
-	    (n = (size_t)(rest - url - 12)) > 0 && n < 20) {
-		char id[24];
-
-		memcpy(id, url + 12, n);
-		id[n] = '\0';
-		return post ? post_error_action(h, c, rq, id, strcmp(rest, "/replay") == 0)
-			    : method_not_allowed(c, "POST");
+	if (r.ep == LK_HTTP_EP_NONE)
+		return send_error(c, MHD_HTTP_NOT_FOUND, "not found", "no such endpoint");
+	if (!r.allowed)
+		return method_not_allowed(c, r.allow);
+	switch (r.ep) {
+	case LK_HTTP_EP_LIVEZ:
+		return send_json(c, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+	case LK_HTTP_EP_READYZ:
+		return get_ready(h, c);
+	case LK_HTTP_EP_HEALTH:
+		return get_health(h, c);
+	case LK_HTTP_EP_METRICS:
+		return get_metrics(h, c);
+	case LK_HTTP_EP_JOBS:
+		return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "jobs", lk_api_jobs(h->d)));
+	case LK_HTTP_EP_SYNC:
+		return post_sync(h, c, rq);
+	case LK_HTTP_EP_RUNS:
+		return get_runs(h, c);
+	case LK_HTTP_EP_ERRORS:
+		return get_errors(h, c);
+	case LK_HTTP_EP_USAGE:
+		return get_usage(h, c);
+	case LK_HTTP_EP_STATUS:
+		return get_status(h, c, r.id);
+	case LK_HTTP_EP_EVENTS:
+		return get_events(h, c, r.id);
+	case LK_HTTP_EP_CANCEL:
+		return post_cancel(h, c, rq, r.id);
+	case LK_HTTP_EP_REPLAY:
+	case LK_HTTP_EP_RESOLVE:
+		return post_error_action(h, c, rq, r.id, r.ep == LK_HTTP_EP_REPLAY);
+	case LK_HTTP_EP_DASHBOARD:
+		return send_asset(c, "text/html; charset=utf-8", lk_asset_dashboard_html,
+				  lk_asset_dashboard_html_len);
+	case LK_HTTP_EP_DASHBOARD_JS:
+		return send_asset(c, "text/javascript; charset=utf-8", lk_asset_dashboard_js,
+				  lk_asset_dashboard_js_len);
+	case LK_HTTP_EP_NONE:
+		break;
 	}
 	return send_error(c, MHD_HTTP_NOT_FOUND, "not found", "no such endpoint");
 }
@@ -685,33 +606,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				  size_t *upload_size, void **con_cls)
 {
 	struct lk_http *h = cls;
-	struct req *rq = *con_cls;
+	struct lk_http_body *rq = *con_cls;
+	struct lk_http_bad bad;
 
 	(void)version;
 	if (!rq) {
-		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		int64_t len = 0;
-
 		rq = lk_xcalloc(1, sizeof(*rq));
-		lk_buf_init(&rq->body);
 		*con_cls = rq;
-		if (cl && lk_int64_parse(cl, &len) == 0 && len > LK_HTTP_BODY_MAX)
-			rq->too_large = true; /* answered at once, the body is not read */
-		else
+		/* too large by its Content-Length: answered at once, the body is not read */
+		if (!lk_http_body_init(rq,
+				       MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+								   MHD_HTTP_HEADER_CONTENT_LENGTH)))
 			return MHD_YES;
 	}
 	if (*upload_size > 0) {
-		if (!rq->too_large && rq->body.len + *upload_size <= LK_HTTP_BODY_MAX)
-			lk_buf_add(&rq->body, upload_data, *upload_size);
-		else
-			rq->too_large = true;
+		lk_http_body_add(rq, upload_data, *upload_size);
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (rq->too_large)
-		return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body too large",
-				  "request bodies are limited to 64 KiB");
+	if (lk_http_body_check(rq, &bad) < 0)
+		return send_bad(c, &bad);
 	lk_log_debug("%s %s", method, url);
 	return route(h, c, url, method, rq);
 }
@@ -719,14 +633,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode why)
 {
-	struct req *rq = *con_cls;
+	struct lk_http_body *rq = *con_cls;
 
 	(void)cls;
 	(void)c;
 	(void)why;
 	if (!rq)
 		return;
-	lk_buf_release(&rq->body);
+	lk_http_body_release(rq);
 	free(rq);
 	*con_cls = NULL;
 }
