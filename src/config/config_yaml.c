@@ -327,28 +327,6 @@ static struct lk_ynode *parse_stream(struct yparse *p)
 	return root;
 }
 
-/* The length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no overlong forms,
- * no surrogates, nothing above U+10FFFF), or 0 when it is malformed or cut short. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	size_t k;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] < 0xC2 || s[0] > 0xF4)
-		return 0;
-	k = s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
-	if (k > n)
-		return 0;
-	for (size_t i = 1; i < k; i++)
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-	if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
-	    (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
-		return 0;
-	return k;
-}
-
 /*
  * Refuses text that is not UTF-8 (YAML 1.2 reads Unicode only) before libfyaml sees it:
  * libfyaml 0.7.12 loops forever on some malformed sequences, e.g. a directive line "%\xf9"
@@ -361,7 +339,7 @@ static int check_utf8(struct lk_cfgctx *c, const struct lk_interp *ip)
 	int line, col;
 
 	while (t && i < ip->len) {
-		k = utf8_seq(t + i, ip->len - i);
+		k = lk_utf8_seq(t + i, ip->len - i);
 		if (k == 0) {
 			lk_interp_pos(ip, i, &line, &col);
 			return lk_err_set(c->err, LK_ERR_CONFIG,

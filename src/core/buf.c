@@ -239,3 +239,42 @@ void lk_buf_add_json_str(struct lk_buf *b, const char *s, size_t len)
 	}
 	lk_buf_addch(b, '"');
 }
+
+size_t lk_utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t k;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] < 0xC2 || s[0] > 0xF4)
+		return 0;
+	k = s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+	if (k > n)
+		return 0;
+	for (size_t i = 1; i < k; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	}
+	if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+	    (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+		return 0;
+	return k;
+}
+
+void lk_buf_add_utf8(struct lk_buf *b, const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len) {
+		size_t k = lk_utf8_seq(u + i, len - i);
+
+		if (k == 0) {
+			lk_buf_add(b, "\xEF\xBF\xBD", 3);
+			i++;
+		} else {
+			lk_buf_add(b, u + i, k);
+			i += k;
+		}
+	}
+}

@@ -49,6 +49,15 @@ void lk_buf_add_json_str(struct lk_buf *b, const char *s, size_t len);
 
 /* Appends 2*len lower-case hex digits for len bytes. */
 void lk_buf_add_hex(struct lk_buf *b, const void *data, size_t len);
+
+/*
+ * The length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF), or 0 when it is malformed or cut short; n > 0.
+ */
+size_t lk_utf8_seq(const unsigned char *s, size_t n);
+/* Appends s[0..len) with each byte that does not start a well-formed sequence replaced by
+ * U+FFFD (for text from databases, which may hold anything, going into JSON). */
+void lk_buf_add_utf8(struct lk_buf *b, const char *s, size_t len);
 /* Writes the len/2 bytes that len hex digits encode (either case) into out; returns the
  * number of bytes, or -1 when a character is not a hex digit. */
 long lk_hex_decode(char *out, const char *hex, size_t len);

@@ -57,6 +57,25 @@ static json_t *time_or_null(int64_t ms)
 	return json_string(buf);
 }
 
+/*
+ * A JSON string of text that came from a database or was cut to a fixed buffer: either
+ * may hold bytes that are not UTF-8, and jansson refuses those (the whole answer would
+ * lose the object), so they become U+FFFD.
+ */
+static json_t *text_json(const char *s)
+{
+	json_t *j = json_string(s);
+	struct lk_buf b;
+
+	if (j)
+		return j;
+	lk_buf_init(&b);
+	lk_buf_add_utf8(&b, s, strlen(s));
+	j = json_stringn(b.buf ? b.buf : "", b.len);
+	lk_buf_release(&b);
+	return j;
+}
+
 static json_t *count_or_null(int64_t n)
 {
 	return n < 0 ? json_null() : json_integer(n);
@@ -68,13 +87,13 @@ json_t *lk_api_run_json(const struct lk_api_run *r)
 		"{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:o}, s:I, s:o}",
 		"syncId", r->id, "job", r->job, "type", r->type, "status", r->status, "progress",
 		r->progress < 0 ? json_null() : json_real(r->progress), "stage",
-		r->stage[0] ? json_string(r->stage) : json_null(), "startTime",
+		r->stage[0] ? text_json(r->stage) : json_null(), "startTime",
 		time_or_null(r->started_ms), "lastUpdate", time_or_null(r->updated_ms),
 		"finishTime", time_or_null(r->finished_ms), "stats", "rowsRead",
 		(json_int_t)r->rows_read, "rowsWritten", (json_int_t)r->rows_written, "rowsFailed",
 		(json_int_t)r->rows_failed, "totalEstimate", count_or_null(r->total_estimate),
 		"epoch", (json_int_t)r->epoch, "error",
-		r->error[0] ? json_string(r->error) : json_null());
+		r->error[0] ? text_json(r->error) : json_null());
 
 	if (o && r->has_lag && !lk_api_run_final(r))
 		(void)json_object_set_new(o, "lag",
@@ -826,7 +845,7 @@ static json_t *value_json(const struct lk_value *v, bool number, bool parse)
 		if (j)
 			return j;
 	}
-	return json_string(v->p);
+	return text_json(v->p);
 }
 
 json_t *lk_api_errors(struct lk_daemon *d, const char *job, int resolved, struct lk_err *err)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 /* clang-format on */
+#include "core/buf.h"
 #include "core/units.h"
 
 #include <string.h>
@@ -231,12 +232,40 @@ static void test_ts_shift(void **state)
 	assert_int_equal(lk_ts_shift("2024-01-01 00:00:00", 0, small, sizeof(small)), -1);
 }
 
+static void utf8_is(const char *in, size_t len, const char *want)
+{
+	struct lk_buf b;
+
+	lk_buf_init(&b);
+	lk_buf_add_utf8(&b, in, len);
+	lk_buf_addch(&b, '\0');
+	assert_string_equal(b.buf, want);
+	lk_buf_release(&b);
+}
+
+/* Text from databases into JSON: malformed bytes become U+FFFD, the rest is kept. */
+static void test_utf8(void **state)
+{
+	(void)state;
+	assert_int_equal(lk_utf8_seq((const unsigned char *)"a", 1), 1);
+	assert_int_equal(lk_utf8_seq((const unsigned char *)"\xc3\xa9", 2), 2);
+	assert_int_equal(lk_utf8_seq((const unsigned char *)"\xc3\xa9", 1), 0);	    /* cut short */
+	assert_int_equal(lk_utf8_seq((const unsigned char *)"\xc0\xaf", 2), 0);	    /* overlong */
+	assert_int_equal(lk_utf8_seq((const unsigned char *)"\xed\xa0\x80", 3), 0); /* surrogate */
+	assert_int_equal(lk_utf8_seq((const unsigned char *)"\xf0\x9f\x98\x80", 4), 4);
+	assert_int_equal(lk_utf8_seq((const unsigned char *)"\xf4\x90\x80\x80", 4), 0);
+	utf8_is("caf\xc3\xa9", 5, "caf\xc3\xa9");
+	utf8_is("caf\xe9!", 5, "caf\xef\xbf\xbd!");		/* Latin-1 */
+	utf8_is("ab\xe2\x82", 4, "ab\xef\xbf\xbd\xef\xbf\xbd"); /* cut mid-sequence */
+	utf8_is("", 0, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_duration), cmocka_unit_test(test_size),
 		cmocka_unit_test(test_int64),	 cmocka_unit_test(test_ts_parse),
-		cmocka_unit_test(test_ts_shift),
+		cmocka_unit_test(test_ts_shift), cmocka_unit_test(test_utf8),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
