@@ -4,13 +4,14 @@
 DEPS_PKGS := build-essential cmake ninja-build pkg-config libpq-dev libsqlite3-dev \
 	libfyaml-dev libjansson-dev libcmocka-dev libxxhash-dev uuid-dev libmicrohttpd-dev \
 	postgresql postgresql-contrib python3 python3-psycopg2 sqlite3 valgrind clang-format \
-	clang-tidy cppcheck procps bc time python3-croniter python3-tz
+	clang-tidy cppcheck procps bc time python3-croniter python3-tz chromium chromium-driver \
+	python3-selenium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
 .PHONY: all build deps demo test test-unit test-integration asan test-asan tsan test-tsan valgrind check \
-	soak bench bench-quick clean format
+	soak bench bench-quick fuzz fuzz-build fuzz-regress clean format
 
 all: build
 
@@ -81,9 +82,21 @@ check: build
 	tools/check.sh
 
 format:
-	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c')
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'fuzz/*.c')
+
+# The chaos soak with a verdict (docs/soak.md): 30 minutes of faults (LK_SOAK_MINUTES),
+# 3 with `make soak ARGS=--quick` or `make soak-quick` (CI); LK_SOAK_SEED replays a run.
+.PHONY: soak-quick soak-rss
+SOAK_ENV = LK_BIN=$(CURDIR)/build/lockstep PYTHONPATH=$(CURDIR)/tests/harness PYTHONDONTWRITEBYTECODE=1
 
 soak: build
+	$(SOAK_ENV) /usr/bin/python3 tests/slow/test_chaos_soak.py $(ARGS)
+
+soak-quick: build
+	$(SOAK_ENV) /usr/bin/python3 tests/slow/test_chaos_soak.py --quick
+
+# The single-daemon RSS soak (tests/slow/test_rss_soak.py, CTest label slow; 30 minutes).
+soak-rss: build
 	cd build && ctest -L slow --output-on-failure
 
 bench: build
@@ -92,5 +105,27 @@ bench: build
 bench-quick: build
 	bench/all.sh --quick
 
+# libFuzzer targets (fuzz/README.md): clang with its runtimes and the build's libraries only,
+# not all of `make deps`. FUZZ_SECONDS per target (CI: make fuzz FUZZ_SECONDS=30).
+FUZZ_SECONDS ?= 600
+FUZZ_PKGS := clang libclang-rt-14-dev cmake ninja-build pkg-config libpq-dev libsqlite3-dev \
+	libfyaml-dev libjansson-dev libxxhash-dev uuid-dev libmicrohttpd-dev
+
+fuzz-build:
+	@missing=$$(for p in $(FUZZ_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make fuzz: installing:" $$missing; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz -j $(JOBS)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tools/fuzz.sh
+
+fuzz-regress: fuzz-build
+	FUZZ_SECONDS=0 tools/fuzz.sh
+
 clean:
-	rm -rf build build-asan build-valgrind build-release build-tsan
+	rm -rf build build-asan build-valgrind build-release build-tsan build-fuzz
