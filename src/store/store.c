@@ -77,12 +77,50 @@ struct lk_db *lk_store_db(struct lk_store *s)
 	return &s->db;
 }
 
+/* A failure of the connection itself (the server restarted, the link broke), not of the
+ * statement: a lost connection (no SQLSTATE), class 08, or an administrator's shutdown. */
+static bool conn_lost(const struct lk_err *err)
+{
+	return err->transient && (!err->sqlstate[0] || strncmp(err->sqlstate, "08", 2) == 0 ||
+				  strncmp(err->sqlstate, "57P0", 4) == 0);
+}
+
+/*
+ * Opens a new connection in place of one that was lost. A long-lived handle (the daemon's
+ * heartbeat, a real-time job's thread, the API's) would otherwise fail every statement
+ * after a restart of the store's server. One attempt: the caller's next statement tries
+ * again.
+ */
+static int reconnect(struct lk_store *s, struct lk_err *err)
+{
+	struct lk_retry_conf once = {1, 0, 0, 1.0};
+	struct lk_db fresh;
+
+	if (lk_db_open(&fresh, &s->conf, &once, NULL, err) < 0) {
+		lk_err_prefix(err, "state store");
+		return -1;
+	}
+	lk_db_close(&s->db);
+	s->db = fresh;
+	s->lost = false;
+	lk_log_info("reconnected to the state store");
+	return 0;
+}
+
 int lk_store_exec(struct lk_store *s, const char *sql, int n, const char *const *params,
 		  struct lk_rows *out, struct lk_err *err)
 {
-	int rc = s->db.ops->exec(s->db.conn, sql, n, params, out, NULL, err);
+	struct lk_err local = LK_ERR_INIT;
+	int rc;
 
+	if (!err)
+		err = &local;
+	if (s->lost && reconnect(s, err) < 0)
+		return -1;
+	rc = s->db.ops->exec(s->db.conn, sql, n, params, out, NULL, err);
 	lk_db_tally(&s->db); /* the state store's statement counts (metrics) */
+	if (rc < 0 && s->kind == LK_DB_POSTGRES && conn_lost(err))
+		s->lost = true;
 	return rc;
 }
 

@@ -23,6 +23,7 @@ struct lk_store {
 	int64_t lease_ms, renew_ms; /* cluster.lease and cluster.renew */
 	lk_run_observer observer;
 	void *observer_arg;
+	bool lost; /* PostgreSQL: a statement lost the connection; the next one reconnects */
 };
 
 /*

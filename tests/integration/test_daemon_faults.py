@@ -20,6 +20,12 @@ shared cluster. A snapshot job runs every second with one connection attempt per
   breaker {failures: 1, cooldown: 1s, probe_timeout: 2s}: the first run waits for the
   normal connect timeout (10 s), the breaker opens, and the half-open probes fail after
   about 2 s (their own timeout), not 10; the runs in between fail fast.
+- store_restart: a PostgreSQL state store in a cluster of its own, crash-restarted
+  (pg_ctl -m immediate) under a running daemon with a real-time job (SQLite to SQLite)
+  and an `sql` job every second: the long-lived store handles (the heartbeat's, the
+  real-time thread's, the API's) reconnect; /api/health's state_store check is ok again,
+  the sql job's runs are recorded again, and rows changed after the restart reach the
+  target (read with sqlite3). Found by the chaos soak (`make soak`).
 """
 import json
 import re
@@ -256,6 +262,70 @@ def test_probe_timeout():
         lsn.close()
 
 
+def test_store_restart():
+    cluster = L.Cluster("store", prefix="lk_dmf_")
+    run = None
+    try:
+        store = cluster.url("postgres")
+        wd = L.Workdir("dmf_store")
+        for name in ("a.db", "b.db"):
+            with sqlite3.connect(wd.file(name)) as c:
+                c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+        with sqlite3.connect(wd.file("a.db")) as c:
+            c.executemany("INSERT INTO items VALUES (?, 0)", [(i,) for i in range(1, 201)])
+            c.execute("CREATE TABLE ticks (at TEXT)")
+        cfg = L.sync_config(wd, {"a": "sqlite:a.db", "b": "sqlite:b.db"}, {
+            "rt": {"source": {"db": "a", "table": "items"}, "target": {"db": "b"}, "mode": "realtime"},
+            "tick": {"kind": "sql", "db": "a", "every": "1s", "sql": "INSERT INTO ticks VALUES (1)"},
+        }, state=store, extra={"instance": {"name": "it_store"}, "cluster": {"lease": "4s", "renew": "1s"},
+                                "http": {"listen": "127.0.0.1:0"}})
+        run = W.Daemon(cfg, wd.file("run.log"), env={"LOCKSTEP_SHUTDOWN_GRACE": "5s"}).start()
+        m = L.wait_for(lambda: re.search(r"HTTP API on http://[^:]+:(\d+)/", run.output()), 30)
+        port = int(m.group(1)) if m else 0
+
+        def health():
+            import urllib.request
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/api/health" % port, timeout=5) as r:
+                    return json.loads(r.read().decode())
+            except Exception as e:  # 503 when UNHEALTHY
+                body = getattr(e, "read", lambda: b"{}")()
+                return json.loads(body.decode() or "{}")
+
+        def store_ok():
+            return dict((c["name"], c["status"]) for c in health().get("checks", [])).get("state_store") == "ok"
+
+        def target_sum():
+            with sqlite3.connect(wd.file("b.db"), timeout=30) as c:
+                return c.execute("SELECT count(*), coalesce(sum(v), 0) FROM items").fetchone()
+
+        def recorded():
+            return L.scalar(cluster.url("postgres"), "SELECT count(*) FROM lockstep.runs WHERE job = 'tick'")
+
+        t.check(L.wait_for(lambda: target_sum() == (200, 0), 30), "store_restart: the real-time job copied the rows")
+        t.check(L.wait_for(store_ok, 10), "store_restart: the state store check is ok", health())
+        cluster.restart_immediate()
+        t0 = time.monotonic()
+        n0 = L.wait_for(lambda: recorded(), 30)
+        with sqlite3.connect(wd.file("a.db")) as c:
+            c.execute("UPDATE items SET v = v + 1")
+        t.check(L.wait_for(lambda: target_sum() == (200, 200), 30),
+                "store_restart: rows changed after the restart reach the target", target_sum())
+        t.check(L.wait_for(store_ok, 30), "store_restart: /api/health's state_store check is ok again (%.1f s)"
+                % (time.monotonic() - t0), health())
+        t.check(L.wait_for(lambda: recorded() >= (n0 or 0) + 3, 30),
+                "store_restart: the sql job's runs are recorded again", run.tail(2000))
+        t.check("reconnected to the state store" in run.output(), "store_restart: the log says it reconnected",
+                run.tail(2000))
+        t.check(run.alive(), "store_restart: lockstep never exited by itself")
+        t.eq(run.term(30), 0, "store_restart: SIGTERM stops lockstep run with exit 0", run.tail(2000))
+    finally:
+        if run:
+            run.kill()
+        cluster.destroy()
+
+
 t.case(test_breaker)
 t.case(test_probe_timeout)
+t.case(test_store_restart)
 t.finish()
