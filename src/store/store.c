@@ -110,11 +110,8 @@ static int reconnect(struct lk_store *s, struct lk_err *err)
 int lk_store_exec(struct lk_store *s, const char *sql, int n, const char *const *params,
 		  struct lk_rows *out, struct lk_err *err)
 {
-	struct lk_err local = LK_ERR_INIT;
 	int rc;
 
-	if (!err)
-		err = &local;
 	if (s->lost && reconnect(s, err) < 0)
 		return -1;
 	rc = s->db.ops->exec(s->db.conn, sql, n, params, out, NULL, err);

@@ -39,7 +39,7 @@ void lk_lease_keeper_drop(struct lk_lease_keeper *k, struct lk_store *s);
 /* A second handle on the same store (its own connection), for a helper thread. */
 struct lk_store *lk_store_clone(const struct lk_store *s, struct lk_err *err);
 
-/* exec() on the store connection. */
+/* exec() on the store connection (err not NULL); after a lost connection, reconnects first. */
 int lk_store_exec(struct lk_store *s, const char *sql, int n, const char *const *params,
 		  struct lk_rows *out, struct lk_err *err);
 
