@@ -263,7 +263,8 @@ def test_probe_timeout():
 
 
 def test_store_restart():
-    cluster = L.Cluster("store", prefix="lk_dmf_")
+    # synchronous_commit on: a crash keeps what was acknowledged (the migrations too)
+    cluster = L.Cluster("store", prefix="lk_dmf_", sync_commit=True)
     run = None
     try:
         store = cluster.url("postgres")
