@@ -253,6 +253,20 @@ static void collect(struct lk_daemon *d)
 		if (s->realtime && lk_daemon_may_run(d, s->job->name))
 			(void)lk_daemon_realtime_start(d, s);
 	}
+	/* A stream that ended while its job may still run here starts again: the watch stops
+	 * it at a late renewal, and when the lease thread gets the lease back before the
+	 * thread has ended, it finds the slot busy and cannot start it (found by the soak). */
+	for (int i = 0; i < d->nslots; i++) {
+		struct lk_slot *s = d->slots[i];
+
+		if (!s->realtime || s->busy || s->held || s->gone || d->closing ||
+		    lk_flag(d->opts->stop) || !lk_daemon_may_run(d, s->job->name))
+			continue;
+		lk_log_info("job %s: its stream had stopped while the job is still held here; "
+			    "starting it again",
+			    s->job->name);
+		(void)lk_daemon_realtime_start(d, s);
+	}
 	for (struct lk_gen **p = &d->gens->next; *p;) {
 		struct lk_gen *g = *p;
 
