@@ -30,6 +30,11 @@ Cases:
                process group is killed before the lease can expire.
   crash_after_seal  the holder dies right after sealing its epoch (LK_FAILPOINT): another
                instance takes over after the lease; equal, versions monotonic.
+  blip         one instance streaming a real-time job, its state-store connection through a
+               proxy cut for about a lease: the watch stops the stream, and the lease comes
+               back (the late renewal lands, or it is acquired again) while the stream is
+               still stopping; the stream must start again and the target catch up (the
+               soak found it stayed stopped for good).
   run_on       instances labelled [eu], [us], [eu, big]; jobs pinned with run_on: each is
                only ever held by an instance with all its labels (polled from the lease
                table), a job no instance can run is never held and is logged; a trigger on
@@ -476,6 +481,51 @@ def test_exec_deadline():
                 os.kill(p, signal.SIGKILL)
 
 
+def test_blip():
+    """A lease lost to a store blip and got back while the stream was still stopping: the
+    stream starts again (chaos soak finding, docs/soak.md bug 2)."""
+    store, src, dst = L.new_db("clq_state"), L.new_db("clq_src"), L.new_db("clq_dst")
+    W.create_source(src, n=L.scale(2000))
+    W.create_target(dst)
+    jobs = {"rt": {"source": {"db": "src", "table": "items"},
+                   "target": {"db": "dst", "table": "items", "create": False, "deletes": "delete"},
+                   "mode": "realtime", "batch": 200}}
+    u = urllib.parse.urlparse(store)
+    proxy = Proxy(u.hostname, u.port)
+    a = Inst("qa", {"src": src, "dst": dst}, jobs, store.replace(":%d/" % u.port, ":%d/" % proxy.port))
+    writers = None
+    try:
+        a.start()
+        t.check(L.wait_for(lambda: a.held() == ["rt"], 30), "the instance holds rt", a.run.tail(1500))
+        W.wait_equal(t, src, dst, None, 120, what="the snapshot is equal")
+        writers = W.Writers(src, n=4, hold_s=(0.2, 0.6))
+        writers.start()
+        for k in range(3):
+            time.sleep(2)
+            stops = a.run.output().count("job rt: its lease was not renewed")
+            proxy.cut()
+            lost = L.wait_for(lambda: a.run.output().count("job rt: its lease was not renewed") > stops,
+                              LEASE_S + 5, 0.05)
+            time.sleep(0.4)  # the stream is told to stop; its store statements hang in the cut
+            proxy.heal()
+            t.check(bool(lost), "blip %d: the cut-off instance drops rt's lease" % (k + 1), a.run.tail(1500))
+            t.check(L.wait_for(lambda: a.held() == ["rt"], LEASE_S + 10, 0.1),
+                    "blip %d: after the heal it holds rt again" % (k + 1), a.run.tail(1500))
+            before = W.log_count(dst)
+            t.check(L.wait_for(lambda: W.log_count(dst) > before + 10, 20, 0.2),
+                    "blip %d: the stream runs again (new changes reach the target)" % (k + 1),
+                    a.run.tail(2500))
+        writers.stop()
+        t.eq(writers.errors, [], "the writers saw no unexpected errors")
+        W.wait_equal(t, src, dst, None, 120, what="the target equals the source")
+        t.eq(W.versions_monotonic(dst), [], "no key's version went backwards")
+    finally:
+        if writers:
+            writers.stop()
+        proxy.heal()
+        stop_all([a])
+
+
 def test_crash_after_seal():
     """The holder dies right after sealing its new epoch in the target (LK_FAILPOINT
     after_seal): the others take the job over after the lease and end equal."""
@@ -622,7 +672,7 @@ def test_run_on():
 
 
 CASES = (test_spread, test_takeover, test_zombie, test_cli, test_partition, test_exec_deadline,
-         test_crash_after_seal, test_run_on)
+         test_blip, test_crash_after_seal, test_run_on)
 for case in CASES:
     if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
         t.case(case)
