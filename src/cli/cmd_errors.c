@@ -4,6 +4,7 @@
  * replay writes through the job's own fenced path.
  */
 #include "cli_int.h"
+#include "core/json.h"
 #include "core/units.h"
 #include "store/deadletters.h"
 
@@ -130,18 +131,13 @@ static void age(int64_t ms, char *out, size_t size)
 
 static json_t *str_or_null(const struct lk_value *v)
 {
-	return v->null ? json_null() : json_stringn(v->p, v->len);
+	return v->null ? json_null() : lk_json_text(v->p, v->len);
 }
 
 /* A stored JSON text as a JSON value (its text when it does not parse). */
 static json_t *parsed(const struct lk_value *v)
 {
-	json_t *j;
-
-	if (v->null)
-		return json_null();
-	j = json_loadb(v->p, v->len, JSON_DECODE_ANY, NULL);
-	return j ? j : json_stringn(v->p, v->len);
+	return v->null ? json_null() : lk_json_parse_text(v->p, v->len);
 }
 
 static json_t *time_json(const struct lk_value *v)

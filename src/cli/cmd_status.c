@@ -2,6 +2,7 @@
 #include "cli_int.h"
 #include "connector/cdc.h"
 #include "core/buf.h"
+#include "core/json.h"
 #include "core/units.h"
 
 #include <jansson.h>
@@ -40,7 +41,8 @@ static json_t *run_json(const struct lk_value *v)
 	(void)json_object_set_new(o, "status", json_string(v[LK_RUNCOL_STATUS].p));
 	(void)json_object_set_new(o, "stage",
 				  v[LK_RUNCOL_STAGE].null ? json_null()
-							  : json_string(v[LK_RUNCOL_STAGE].p));
+							  : lk_json_text(v[LK_RUNCOL_STAGE].p,
+									 v[LK_RUNCOL_STAGE].len));
 	(void)json_object_set_new(o, "rowsRead", num_or_null(&v[LK_RUNCOL_READ]));
 	(void)json_object_set_new(o, "rowsWritten", num_or_null(&v[LK_RUNCOL_WRITTEN]));
 	(void)json_object_set_new(o, "rowsFailed", num_or_null(&v[LK_RUNCOL_FAILED]));
@@ -49,7 +51,8 @@ static json_t *run_json(const struct lk_value *v)
 	(void)json_object_set_new(o, "epoch", num_or_null(&v[LK_RUNCOL_EPOCH]));
 	(void)json_object_set_new(o, "error",
 				  v[LK_RUNCOL_ERROR].null ? json_null()
-							  : json_string(v[LK_RUNCOL_ERROR].p));
+							  : lk_json_text(v[LK_RUNCOL_ERROR].p,
+									 v[LK_RUNCOL_ERROR].len));
 	return o;
 }
 

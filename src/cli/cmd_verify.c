@@ -1,10 +1,12 @@
 /* cmd_verify.c - `lockstep verify JOB [--json]`: compare source and target. */
 #include "cli_int.h"
+#include "core/json.h"
 
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *const help =
 	"usage: lockstep verify JOB [--json]\n"
@@ -27,7 +29,8 @@ static void print_json(const struct lk_verify_result *r, const char *job)
 	char *s;
 
 	for (int i = 0; i < r->ndiffs; i++) {
-		json_t *key = json_loads(r->diffs[i].key_json, 0, NULL);
+		json_t *key =
+			lk_json_parse_text(r->diffs[i].key_json, strlen(r->diffs[i].key_json));
 
 		(void)json_array_append_new(diffs,
 					    json_pack("{s:o, s:s}", "key", key ? key : json_null(),

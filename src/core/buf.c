@@ -202,40 +202,64 @@ long lk_hex_decode(char *out, const char *hex, size_t len)
 	return (long)(len / 2);
 }
 
-void lk_buf_add_json_str(struct lk_buf *b, const char *s, size_t len)
+/* Appends byte c of a JSON string literal, escaped when it must be. */
+static void add_json_byte(struct lk_buf *b, unsigned char c)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t i;
+
+	switch (c) {
+	case '"':
+		lk_buf_add(b, "\\\"", 2);
+		break;
+	case '\\':
+		lk_buf_add(b, "\\\\", 2);
+		break;
+	case '\n':
+		lk_buf_add(b, "\\n", 2);
+		break;
+	case '\r':
+		lk_buf_add(b, "\\r", 2);
+		break;
+	case '\t':
+		lk_buf_add(b, "\\t", 2);
+		break;
+	default:
+		if (c < 0x20) {
+			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
+			lk_buf_add(b, e, 6);
+		} else {
+			lk_buf_addch(b, (char)c);
+		}
+	}
+}
+
+void lk_buf_add_json_str(struct lk_buf *b, const char *s, size_t len)
+{
+	lk_buf_addch(b, '"');
+	for (size_t i = 0; i < len; i++)
+		add_json_byte(b, (unsigned char)s[i]);
+	lk_buf_addch(b, '"');
+}
+
+void lk_buf_add_json_text(struct lk_buf *b, const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
 
 	lk_buf_addch(b, '"');
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
+	while (i < len) {
+		size_t k = lk_utf8_seq(u + i, len - i);
 
-		switch (c) {
-		case '"':
-			lk_buf_add(b, "\\\"", 2);
-			break;
-		case '\\':
-			lk_buf_add(b, "\\\\", 2);
-			break;
-		case '\n':
-			lk_buf_add(b, "\\n", 2);
-			break;
-		case '\r':
-			lk_buf_add(b, "\\r", 2);
-			break;
-		case '\t':
-			lk_buf_add(b, "\\t", 2);
-			break;
-		default:
-			if (c < 0x20) {
-				char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-
-				lk_buf_add(b, e, 6);
-			} else {
-				lk_buf_addch(b, (char)c);
-			}
+		if (k == 0) {
+			lk_buf_add(b, "\xEF\xBF\xBD", 3);
+			k = 1;
+		} else if (k == 1) {
+			add_json_byte(b, u[i]);
+		} else {
+			lk_buf_add(b, u + i, k);
 		}
+		i += k;
 	}
 	lk_buf_addch(b, '"');
 }

@@ -44,8 +44,12 @@ void lk_buf_setlen(struct lk_buf *b, size_t len);
 /* Returns the heap string and re-initialises b; the caller frees it. */
 char *lk_buf_detach(struct lk_buf *b, size_t *len);
 
-/* Appends a JSON string literal (quotes and escapes) for `len` bytes of UTF-8. */
+/* Appends a JSON string literal (quotes and escapes) for `len` bytes of UTF-8. Bytes at
+ * or above 0x80 are copied as they are: keys and positions must round-trip. */
 void lk_buf_add_json_str(struct lk_buf *b, const char *s, size_t len);
+/* The same for text that is only shown (logs, answers): each byte that does not start a
+ * well-formed UTF-8 sequence becomes U+FFFD, so the literal is always valid JSON. */
+void lk_buf_add_json_text(struct lk_buf *b, const char *s, size_t len);
 
 /* Appends 2*len lower-case hex digits for len bytes. */
 void lk_buf_add_hex(struct lk_buf *b, const void *data, size_t len);

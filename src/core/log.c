@@ -44,7 +44,7 @@ int lk_log_level_parse(const char *s, enum lk_log_level *out)
 
 static void add_text_value(struct lk_buf *b, const char *v)
 {
-	lk_buf_add_json_str(b, v, strlen(v)); /* quoted, escaped: one event stays one line */
+	lk_buf_add_json_text(b, v, strlen(v)); /* quoted, escaped: one event stays one line */
 }
 
 void lk_log_write(enum lk_log_level level, const char *comp, const struct lk_err *err,
@@ -68,22 +68,22 @@ void lk_log_write(enum lk_log_level level, const char *comp, const struct lk_err
 	if (__atomic_load_n(&log_format, __ATOMIC_RELAXED) == LK_LOG_JSON) {
 		lk_buf_addf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"comp\":", when,
 			    level_names[level]);
-		lk_buf_add_json_str(&line, comp, strlen(comp));
+		lk_buf_add_json_text(&line, comp, strlen(comp));
 		if (ctx_job[0]) {
 			lk_buf_adds(&line, ",\"job\":");
-			lk_buf_add_json_str(&line, ctx_job, strlen(ctx_job));
+			lk_buf_add_json_text(&line, ctx_job, strlen(ctx_job));
 		}
 		if (ctx_run[0])
 			lk_buf_addf(&line, ",\"run\":\"%s\"",
 				    ctx_run); /* a UUID: nothing to escape */
 		lk_buf_adds(&line, ",\"msg\":");
-		lk_buf_add_json_str(&line, msg.buf, msg.len);
+		lk_buf_add_json_text(&line, msg.buf, msg.len);
 		if (err && err->code != LK_OK) {
 			lk_buf_addf(&line, ",\"error_code\":\"%s\"", lk_err_code_name(err->code));
 			if (err->sqlstate[0])
 				lk_buf_addf(&line, ",\"sqlstate\":\"%s\"", err->sqlstate);
 			lk_buf_adds(&line, ",\"error\":");
-			lk_buf_add_json_str(&line, err->msg, strlen(err->msg));
+			lk_buf_add_json_text(&line, err->msg, strlen(err->msg));
 		}
 		lk_buf_adds(&line, "}\n");
 	} else {

@@ -21,6 +21,7 @@
 
 #define LK_LOG_COMPONENT "http"
 #include "core/buf.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/units.h"
 #include "core/uuid7.h"
@@ -64,16 +65,7 @@ static json_t *time_or_null(int64_t ms)
  */
 static json_t *text_json(const char *s)
 {
-	json_t *j = json_string(s);
-	struct lk_buf b;
-
-	if (j)
-		return j;
-	lk_buf_init(&b);
-	lk_buf_add_utf8(&b, s, strlen(s));
-	j = json_stringn(b.buf ? b.buf : "", b.len);
-	lk_buf_release(&b);
-	return j;
+	return lk_json_text(s, strlen(s));
 }
 
 static json_t *count_or_null(int64_t n)
@@ -839,13 +831,7 @@ static json_t *value_json(const struct lk_value *v, bool number, bool parse)
 		return json_null();
 	if (number)
 		return json_integer(strtoll(v->p, NULL, 10));
-	if (parse) {
-		json_t *j = json_loads(v->p, JSON_DECODE_ANY, NULL);
-
-		if (j)
-			return j;
-	}
-	return text_json(v->p);
+	return parse ? lk_json_parse_text(v->p, v->len) : lk_json_text(v->p, v->len);
 }
 
 json_t *lk_api_errors(struct lk_daemon *d, const char *job, int resolved, struct lk_err *err)
@@ -913,9 +899,7 @@ int lk_api_error_resolve(struct lk_daemon *d, int64_t id, struct lk_err *err)
 
 static json_t *key_json(const char *key)
 {
-	json_t *j = json_loads(key, JSON_DECODE_ANY, NULL);
-
-	return j ? j : json_string(key);
+	return lk_json_parse_text(key, strlen(key));
 }
 
 int lk_api_error_replay(struct lk_daemon *d, int64_t id, json_t **result, struct lk_err *err)

@@ -22,6 +22,7 @@
 
 #define LK_LOG_COMPONENT "http"
 #include "core/buf.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/units.h"
 
@@ -183,7 +184,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const
 {
 	return send_json(c, code,
 			 json_pack("{s:s, s:o}", "error", error, "detail",
-				   detail ? json_string(detail) : json_null()));
+				   detail ? lk_json_text(detail, strlen(detail)) : json_null()));
 }
 
 static enum MHD_Result method_not_allowed(struct MHD_Connection *c, const char *allow)

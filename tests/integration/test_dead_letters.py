@@ -22,10 +22,16 @@ comparison across engines):
   later update of one key resolves its dead letters by itself, and `errors
   replay` of the other queues it for the applier, which resolves it;
 - an SQLite target with CHECK and NOT NULL constraints (SQLSTATEs 23514, 23502),
-  also with the state store inside the target's own file.
+  also with the state store inside the target's own file;
+- an SQLite source whose text key holds a byte that is not UTF-8 (SQLite stores any
+  bytes), into a PostgreSQL target that rejects it (22021): the rest applies, and the
+  dead letter is listed with its key and row shown with U+FFFD (before, jansson refused
+  the text and the key silently dropped out of the answer); every JSON log line parses.
 """
 import json
+import os
 import sqlite3
+import subprocess
 
 import lktest as L
 
@@ -279,6 +285,43 @@ def sqlite_target(same_file):
     t.eq(diff, [], "%s: tables equal" % what)
 
 
+def test_not_utf8_key():
+    wd = L.Workdir("dl_utf8")
+    lite = wd.file("s.db")
+    c = sqlite3.connect(lite)
+    c.execute("CREATE TABLE m (name TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+    c.executemany("INSERT INTO m VALUES (?, ?)", [("n%03d" % i, i) for i in range(100)])
+    c.execute("UPDATE m SET name = CAST(X'41FF42' AS TEXT) WHERE v = 7")  # 'A', 0xff, 'B'
+    c.commit()
+    c.close()
+    dst = L.new_db("dl_utf8_dst")
+    L.execute(dst, "CREATE TABLE m (name text PRIMARY KEY, v bigint NOT NULL)")
+    cfg = L.sync_config(wd, {"lite": "sqlite:" + lite, "dst": dst},
+                        {"m": {"source": {"db": "lite", "table": "m"},
+                               "target": {"db": "dst", "table": "m", "create": False}}},
+                        extra={"log": {"format": "json"}})
+    env = dict(os.environ, NO_COLOR="1")
+    env.pop("LK_FAILPOINT", None)
+    p = subprocess.run([L.lk_bin(), "-c", cfg, "sync", "m"], capture_output=True, env=env, timeout=120)
+    t.eq(p.returncode, 0, "sync exits 0 with one row dead-lettered", p.stderr[-2000:])
+    t.eq(L.scalar(dst, "SELECT count(*) FROM m"), 99, "the 99 other rows are in the target")
+    msgs, bad_lines = [], []
+    for line in p.stderr.splitlines():  # bytes: strict UTF-8 and JSON, line by line
+        try:
+            msgs.append(json.loads(line.decode("utf-8")).get("msg", ""))
+        except ValueError:
+            bad_lines.append(line)
+    t.eq(bad_lines, [], "every log line is valid UTF-8 JSON (the key's bad byte logged as U+FFFD)")
+    t.check(any("A\ufffdB" in m for m in msgs), "the dead-letter warning names the key with U+FFFD", msgs)
+    dls = errors(cfg)
+    t.eq([(d.get("key"), d.get("sqlstate")) for d in dls], [(["A\ufffdB"], "22021")],
+         "errors list --json: the dead letter with its key, the bad byte as U+FFFD")
+    rc, out, err = L.run_lockstep(["errors", "show", str(dls[0]["id"]) if dls else "1", "--json"], cfg)
+    obj = L.whole_json(out) or {}
+    t.check(rc == 0 and obj.get("key") == ["A\ufffdB"] and (obj.get("row") or {}).get("name") == "A\ufffdB",
+            "errors show --json: key and row image", L.show(rc, out, err))
+
+
 t.case(test_check_constraint_pg_to_pg)
 t.case(crash, "after_dead_letter_insert")
 t.case(crash, "mid_bisection")
@@ -286,4 +329,5 @@ t.case(test_poll_resolves_itself)
 t.case(test_realtime_trigger)
 t.case(sqlite_target, False)
 t.case(sqlite_target, True)
+t.case(test_not_utf8_key)
 t.finish()

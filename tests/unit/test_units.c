@@ -11,8 +11,10 @@
 #include <cmocka.h>
 /* clang-format on */
 #include "core/buf.h"
+#include "core/json.h"
 #include "core/units.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void duration_is(const char *s, int64_t want)
@@ -260,12 +262,58 @@ static void test_utf8(void **state)
 	utf8_is("", 0, "");
 }
 
+static void json_text_is(const char *in, size_t len, const char *want)
+{
+	struct lk_buf b = LK_BUF_INIT;
+
+	lk_buf_add_json_text(&b, in, len);
+	assert_string_equal(b.buf, want);
+	lk_buf_release(&b);
+}
+
+/* Text that is only shown (logs): always a valid JSON literal; keys keep their bytes. */
+static void test_json_text(void **state)
+{
+	struct lk_buf b = LK_BUF_INIT;
+	json_t *j;
+	char *s;
+
+	(void)state;
+	json_text_is("a\"b\\c\n\x01", 7, "\"a\\\"b\\\\c\\n\\u0001\"");
+	json_text_is("caf\xc3\xa9", 5, "\"caf\xc3\xa9\"");
+	json_text_is("A\xff\x42", 3, "\"A\xef\xbf\xbd\x42\"");
+	json_text_is("\xe2\x82", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");
+	lk_buf_add_json_str(&b, "A\xff\x42", 3); /* a key: its bytes as they are */
+	assert_string_equal(b.buf, "\"A\xff\x42\"");
+	/* jansson refuses it; lk_json_parse_text still gives the array, with U+FFFD */
+	assert_null(json_loadb(b.buf, b.len, 0, NULL));
+	lk_buf_reset(&b);
+	lk_buf_adds(&b, "[");
+	lk_buf_add_json_str(&b, "A\xff\x42", 3);
+	lk_buf_adds(&b, ",\"x\"]");
+	j = lk_json_parse_text(b.buf, b.len);
+	assert_true(json_is_array(j));
+	assert_string_equal(json_string_value(json_array_get(j, 0)), "A\xef\xbf\xbd\x42");
+	assert_string_equal(json_string_value(json_array_get(j, 1)), "x");
+	json_decref(j);
+	j = lk_json_parse_text("not json \xff", 10); /* not JSON: its text */
+	assert_string_equal(json_string_value(j), "not json \xef\xbf\xbd");
+	json_decref(j);
+	j = lk_json_text("ok", 2);
+	s = json_dumps(j, JSON_ENCODE_ANY);
+	assert_string_equal(s, "\"ok\"");
+	free(s);
+	json_decref(j);
+	lk_buf_release(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_duration), cmocka_unit_test(test_size),
-		cmocka_unit_test(test_int64),	 cmocka_unit_test(test_ts_parse),
-		cmocka_unit_test(test_ts_shift), cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_duration),  cmocka_unit_test(test_size),
+		cmocka_unit_test(test_int64),	  cmocka_unit_test(test_ts_parse),
+		cmocka_unit_test(test_ts_shift),  cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_json_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
