@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +30,18 @@
 /* An event stream sends a progress event at least this often while its run goes. */
 #define SSE_TICK_MS 1000
 
+/* /api/health is built at most this often; meanwhile the last answer is sent again. */
+#define LK_HEALTH_TTL_MS 100
+
 struct lk_http {
 	struct MHD_Daemon *mhd;
 	struct lk_daemon *d;
 	char *token; /* NULL: none */
 	volatile bool stopping;
+	pthread_mutex_t health_mu; /* guards the four below */
+	struct lk_buf health;	   /* the last /api/health answer */
+	unsigned health_code;
+	int64_t health_ms; /* lk_mono_ms() when it was built; 0: never */
 };
 
 /* ---- listen address ---- */
@@ -525,12 +533,43 @@ static enum MHD_Result get_ready(struct lk_http *h, struct MHD_Connection *c)
 	return send_json(c, (unsigned)code, j);
 }
 
+/*
+ * Health is polled by load balancers, probes and dashboards, sometimes very often: the
+ * answer is built from the daemon's state at most every LK_HEALTH_TTL_MS and sent again
+ * meanwhile, so polling cannot cost the daemon more than a static file would.
+ */
 static enum MHD_Result get_health(struct lk_http *h, struct MHD_Connection *c)
 {
-	int code = 200;
-	json_t *j = lk_api_health(h->d, &code);
+	struct lk_buf copy = LK_BUF_INIT;
+	unsigned code = 0;
+	int64_t now = lk_mono_ms();
+	enum MHD_Result rc;
 
-	return send_json(c, (unsigned)code, j);
+	pthread_mutex_lock(&h->health_mu);
+	if (h->health_ms == 0 || now - h->health_ms >= LK_HEALTH_TTL_MS) {
+		int c2 = 200;
+		json_t *j = lk_api_health(h->d, &c2);
+		char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+		json_decref(j);
+		if (s) {
+			lk_buf_reset(&h->health);
+			lk_buf_adds(&h->health, s);
+			h->health_code = (unsigned)c2;
+			h->health_ms = now;
+			free(s);
+		}
+	}
+	if (h->health_ms != 0) {
+		lk_buf_add(&copy, h->health.buf, h->health.len);
+		code = h->health_code;
+	}
+	pthread_mutex_unlock(&h->health_mu);
+	if (code == 0)
+		return send_json(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
+	rc = send_text(c, code, "application/json", copy.buf, copy.len);
+	lk_buf_release(&copy);
+	return rc;
 }
 
 static enum MHD_Result get_metrics(struct lk_http *h, struct MHD_Connection *c)
@@ -674,6 +713,8 @@ struct lk_http *lk_http_start(const char *listen, const char *token, struct lk_d
 	h = lk_xcalloc(1, sizeof(*h));
 	h->d = d;
 	h->token = token && *token ? lk_xstrdup(token) : NULL;
+	(void)pthread_mutex_init(&h->health_mu, NULL);
+	lk_buf_init(&h->health);
 	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
 				  (struct sockaddr *)&a.ss, MHD_OPTION_CONNECTION_LIMIT,
 				  (unsigned)LK_HTTP_CONN_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -683,6 +724,7 @@ struct lk_http *lk_http_start(const char *listen, const char *token, struct lk_d
 	if (!h->mhd) {
 		lk_err_set(err, LK_ERR_UNAVAILABLE,
 			   "cannot listen on %s (in use, or not an address of this host)", listen);
+		(void)pthread_mutex_destroy(&h->health_mu);
 		free(h->token);
 		free(h);
 		return NULL;
@@ -716,5 +758,7 @@ void lk_http_stop(struct lk_http *h)
 			*p++ = '\0';
 	}
 	free(h->token);
+	lk_buf_release(&h->health);
+	(void)pthread_mutex_destroy(&h->health_mu);
 	free(h);
 }
