@@ -85,7 +85,9 @@ def now_ms():
 def test_breaker():
     cluster = run = None
     try:
-        cluster = L.Cluster("src", prefix="lk_dmf_")
+        # synchronous_commit on: the crash must keep the rows the test wrote (with it off,
+        # a loaded machine lost the source's first rows, and the oracle blamed lockstep)
+        cluster = L.Cluster("src", prefix="lk_dmf_", sync_commit=True)
         L.execute(cluster.url(), "CREATE DATABASE brk_src")
         src = cluster.url("brk_src")
         dst = L.new_db("dmf_brk_dst")
