@@ -4,7 +4,8 @@
   synchronous_commit on, that can be crash-restarted (pg_ctl -m immediate) on its port.
 - Proxy: a loopback TCP proxy in front of one cluster. partition() stops forwarding
   (connections hang silently, new ones get no answer) until heal(); reset() closes
-  every connection through it at once with a TCP reset.
+  every connection through it at once with a TCP reset. ProxyHost runs a set of them
+  in a process of its own.
 - Inst: one `lockstep run` process (own config file and instance name) in its own
   session, its log appended to one file across restarts, its HTTP port parsed from the
   log, its lifetimes (pid, start, end, RSS samples) recorded for the RSS verdict.
@@ -21,6 +22,7 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import struct
@@ -75,6 +77,39 @@ class PgCluster(L.Cluster):
 # a loopback proxy (after test_cluster.Proxy, plus reset() and close())
 
 
+class _Conn:
+    """One proxied connection: the client's socket and the server's. Its two pump
+    threads wait in select() with a short timeout, so that reset() can end it for real:
+    closing a socket that another thread is blocked in recv() on does not wake that
+    thread, and the kernel keeps the connection open (a silent black hole instead of a
+    reset) for as long as the recv() waits."""
+
+    def __init__(self, c, u):
+        self.c, self.u = c, u
+        self.dead = False
+        self.rst = False
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def finish(self):
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        for s_ in (self.c, self.u):
+            if self.rst:
+                _rst(s_)
+            else:
+                try:
+                    s_.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                try:
+                    s_.close()
+                except OSError:
+                    pass
+
+
 class Proxy:
     def __init__(self, host, port, name=""):
         self.name = name
@@ -82,7 +117,7 @@ class Proxy:
         self.cut_ev = threading.Event()
         self.closed = False
         self.lock = threading.Lock()
-        self.socks = set()
+        self.conns = set()
         self.held = []  # connections accepted while partitioned: never answered
         self.srv = socket.socket()
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -110,35 +145,35 @@ class Proxy:
             except OSError:
                 c.close()
                 continue
+            conn = _Conn(c, u)
             with self.lock:
-                self.socks.add(c)
-                self.socks.add(u)
+                self.conns.add(conn)
             for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pump, args=(conn, a, b), daemon=True).start()
 
-    def _pump(self, a, b):
+    def _pump(self, conn, a, b):
         try:
-            while True:
+            while not conn.dead:
+                r, _, _ = select.select([a], [], [], 0.2)
+                if conn.dead:
+                    break
+                if not r:
+                    continue
                 data = a.recv(65536)
                 if not data:
                     break
-                while self.cut_ev.is_set() and not self.closed:
+                while self.cut_ev.is_set() and not self.closed and not conn.dead:
                     time.sleep(0.05)  # hold it: the other side sees silence
+                if conn.dead:
+                    break
                 b.sendall(data)
-        except OSError:
+        except (OSError, ValueError):
             pass
         finally:
-            for s_ in (a, b):
-                try:
-                    s_.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                try:
-                    s_.close()
-                except OSError:
-                    pass
-                with self.lock:
-                    self.socks.discard(s_)
+            conn.dead = True
+            conn.finish()
+            with self.lock:
+                self.conns.discard(conn)
 
     def partition(self):
         self.cut_ev.set()
@@ -151,12 +186,14 @@ class Proxy:
             _rst(c)
 
     def reset(self):
-        """Closes every connection through the proxy with a TCP reset; the count."""
+        """Ends every connection through the proxy with a TCP reset (within 0.2 s: the
+        pump threads close them); the count."""
         with self.lock:
-            socks = list(self.socks)
-        for s_ in socks:
-            _rst(s_)
-        return len(socks) // 2
+            conns = list(self.conns)
+        for conn in conns:
+            conn.rst = True
+            conn.dead = True
+        return len(conns)
 
     def close(self):
         self.closed = True
@@ -178,6 +215,76 @@ def _rst(s_):
         s_.close()
     except OSError:
         pass
+
+
+class ProxyHost:
+    """Proxies in a process of their own, so that the soak's writer threads and checks
+    (one Python process, one GIL) cannot slow the proxied connections down and cause
+    lease losses nobody injected. Made before any thread starts (it forks).
+
+    proxy(name) gives a handle with port, url(db), partition(), heal(), reset()."""
+
+    def __init__(self, targets):
+        import multiprocessing
+        ctx = multiprocessing.get_context("fork")
+        self.lock = threading.Lock()
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_proxy_host_main, args=(child, targets), daemon=True)
+        self.proc.start()
+        child.close()
+        self.ports = self.conn.recv()
+
+    def call(self, *cmd):
+        with self.lock:
+            self.conn.send(cmd)
+            return self.conn.recv()
+
+    def proxy(self, name):
+        return _ProxyHandle(self, name, self.ports[name])
+
+    def close(self):
+        try:
+            self.call("close")
+        except (OSError, EOFError):
+            pass
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+
+
+class _ProxyHandle:
+    def __init__(self, host, name, port):
+        self.host, self.name, self.port = host, name, port
+
+    def url(self, db):
+        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)
+
+    def partition(self):
+        return self.host.call("partition", self.name)
+
+    def heal(self):
+        return self.host.call("heal", self.name)
+
+    def reset(self):
+        return self.host.call("reset", self.name)
+
+
+def _proxy_host_main(conn, targets):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the soak itself stops this process
+    proxies = dict((name, Proxy(host, port, name)) for name, (host, port) in targets.items())
+    conn.send(dict((name, p.port) for name, p in proxies.items()))
+    while True:
+        try:
+            cmd = conn.recv()
+        except (EOFError, OSError):
+            break
+        if cmd[0] == "close":
+            for p in proxies.values():
+                p.close()
+            conn.send(None)
+            break
+        conn.send(getattr(proxies[cmd[1]], cmd[0])())
 
 
 # ---------------------------------------------------------------------------
@@ -454,6 +561,6 @@ def choose(rnd, weighted):
     return weighted[-1][0]
 
 
-__all__ = ["PgCluster", "Proxy", "Inst", "Lifetime", "NoDeleteWriters", "live_leases", "EXECS_DDL",
+__all__ = ["PgCluster", "Proxy", "ProxyHost", "Inst", "Lifetime", "NoDeleteWriters", "live_leases", "EXECS_DDL",
            "overlaps", "exclusion_failures", "sample_recent", "reached", "median", "choose", "rss_kib",
            "now_s", "random"]
