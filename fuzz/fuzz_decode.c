@@ -9,7 +9,8 @@
  * Checks, with abort() on a violation: a position that parses is written back by
  * lk_pos_add_values as JSON that parses to the same values; a timestamp shifted by 0 and
  * by an hour parses back to the same instant (plus the hour; a date alone to the start of
- * its day) when its year has 4 digits.
+ * its day) when its year has 4 digits. The same bytes are also read as a binary COPY
+ * stream (decode_copy).
  */
 #include "connector/connector.h"
 #include "core/arena.h"
@@ -132,6 +133,48 @@ static void decode_values(const json_t *arr, uint8_t sel)
 	lk_arena_release(&arena);
 }
 
+/*
+ * A binary COPY stream (the snapshot's fast path reads it from the source): tuples of
+ * 1 + sel % 8 fields until the trailer or a malformed one. Every field must lie inside
+ * the tuple, and the tuple inside the input; each field is decoded as a key of the type
+ * sel picks, and an integer key's text must parse back to the same number.
+ */
+static void decode_copy(const unsigned char *p, size_t n, uint8_t sel)
+{
+	static const enum lk_type kt[] = {LK_T_INT, LK_T_TEXT, LK_T_UUID, LK_T_NUMERIC};
+	int ncols = 1 + sel % 8;
+	size_t off[8], used;
+	int32_t flen[8];
+	struct lk_rows r;
+
+	lk_rows_init(&r, ncols);
+	for (int rc; n > 0 && (rc = lk_pg_copy_tuple(p, n, ncols, &used, off, flen)) == 1;
+	     p += used, n -= used) {
+		if (used > n)
+			abort();
+		lk_rows_reset(&r);
+		lk_rows_add(&r);
+		for (int i = 0; i < ncols; i++) {
+			enum lk_type t = kt[(sel / 8 + i) % 4];
+			int64_t v;
+
+			if (flen[i] < 0)
+				continue;
+			if (off[i] + (size_t)flen[i] > used)
+				abort();
+			if (lk_pg_copy_key_text(t, p + off[i], flen[i], &r, 0, i) < 0)
+				continue;
+			if (t == LK_T_INT && (lk_int64_parse(LK_ROW(&r, 0)[i].p, &v) < 0 ||
+					      (flen[i] == 2 && (v < INT16_MIN || v > INT16_MAX)) ||
+					      (flen[i] == 4 && (v < INT32_MIN || v > INT32_MAX))))
+				abort();
+		}
+		if (used == 0)
+			abort();
+	}
+	lk_rows_release(&r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *s;
@@ -146,6 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s[len] = '\0'; /* values are NUL-terminated (struct lk_value) */
 	decode_value(s, len);
 	decode_units(s);
+	decode_copy(data + 1, len, data[0]);
 	j = json_loadb(s, len, 0, NULL);
 	if (json_is_array(j)) {
 		decode_values(j, data[0]);

@@ -76,6 +76,38 @@ void lk_rows_set_null(struct lk_rows *r, int row, int col);
 void lk_rows_copy_row(struct lk_rows *dst, const struct lk_rows *src, int i);
 #define LK_ROW(r, i) (&(r)->v[(size_t)(i) * (size_t)(r)->ncols])
 
+/*
+ * A batch in PostgreSQL's binary COPY format, passed from a PostgreSQL source to a
+ * PostgreSQL target whose columns have the same types (the snapshot's fast path: no value
+ * is parsed or converted on the way). `data` holds nrows tuples without the stream's
+ * header and trailer; `last` holds one row as wide as the scan whose key columns (the
+ * scan's `order`) are the last tuple's key as interchange text, the others NULL.
+ */
+struct lk_copy_batch {
+	char *data;
+	size_t len, cap;
+	int nrows;
+	struct lk_rows last;
+};
+void lk_copy_batch_init(struct lk_copy_batch *b, int ncols);
+void lk_copy_batch_reset(struct lk_copy_batch *b);
+void lk_copy_batch_release(struct lk_copy_batch *b);
+
+/*
+ * One tuple of a binary COPY stream at p (n bytes): sets *used to its length and, for each
+ * of its first `ncols` fields, off[i] (from p) and flen[i] (-1: NULL). Returns 1 for a
+ * tuple of exactly ncols fields, 0 for the trailer, -1 when malformed or of another width.
+ */
+int lk_pg_copy_tuple(const unsigned char *p, size_t n, int ncols, size_t *used, size_t *off,
+		     int32_t *flen);
+/*
+ * Sets value (row, col) of out to a key field of a binary tuple as interchange text:
+ * LK_T_INT (2, 4 or 8 bytes, signed), LK_T_TEXT (the bytes), LK_T_UUID (16 bytes). Returns
+ * 0, or -1 for another type or a length that does not fit it.
+ */
+int lk_pg_copy_key_text(enum lk_type t, const unsigned char *p, int32_t len, struct lk_rows *out,
+			int row, int col);
+
 /* A column as the engine describes it. */
 struct lk_column {
 	char *name;
@@ -132,6 +164,7 @@ struct lk_write_spec {
 
 struct lk_conn;
 struct lk_scan;
+struct lk_copy_out;
 
 /*
  * A row holding a value the target engine cannot store exactly (NaN into SQLite, NUL in
@@ -239,6 +272,21 @@ struct lk_connector_ops {
 	 */
 	int (*upsert)(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
 		      bool plain, struct lk_err *err);
+	/*
+	 * The binary fast path (NULL in the SQLite ops): copy_out streams the scan's rows in
+	 * binary COPY format inside one read-only snapshot (spec->match unused; only key
+	 * columns of the types lk_pg_copy_key_text decodes); copy_out_next appends up to max
+	 * tuples to out and returns how many (0 at the end) or -1. copy_out_close cancels a
+	 * stream not read to its end and ends the snapshot. upsert_copy writes such a batch
+	 * like upsert (the target's columns must have the source's types).
+	 */
+	struct lk_copy_out *(*copy_out_open)(struct lk_conn *c, const struct lk_scan_spec *spec,
+					     struct lk_err *err);
+	int (*copy_out_next)(struct lk_copy_out *s, struct lk_copy_batch *out, int max,
+			     struct lk_err *err);
+	void (*copy_out_close)(struct lk_copy_out *s);
+	int (*upsert_copy)(struct lk_conn *c, const struct lk_write_spec *w,
+			   const struct lk_copy_batch *b, bool plain, struct lk_err *err);
 	/* Deletes (or soft-deletes) the rows whose keys are in `rows`: rows as wide as w->cols,
 	 * the key read from the w->key columns (other values are ignored). */
 	int (*delete_keys)(struct lk_conn *c, const struct lk_write_spec *w,

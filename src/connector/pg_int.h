@@ -66,6 +66,13 @@ int lk_pg_fetch(struct lk_conn *c, const struct lk_scan_spec *spec, const struct
 		struct lk_rows *out, struct lk_err *err);
 int lk_pg_upsert(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
 		 bool plain, struct lk_err *err);
+int lk_pg_upsert_copy(struct lk_conn *c, const struct lk_write_spec *w,
+		      const struct lk_copy_batch *b, bool plain, struct lk_err *err);
+struct lk_copy_out *lk_pg_copy_out_open(struct lk_conn *c, const struct lk_scan_spec *spec,
+					struct lk_err *err);
+int lk_pg_copy_out_next(struct lk_copy_out *s, struct lk_copy_batch *out, int max,
+			struct lk_err *err);
+void lk_pg_copy_out_close(struct lk_copy_out *s);
 int lk_pg_delete_keys(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
 		      struct lk_err *err);
 int lk_pg_position_setup(struct lk_conn *c, struct lk_err *err);

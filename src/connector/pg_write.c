@@ -287,15 +287,62 @@ static void build_merge(struct lk_buf *sql, const struct lk_write_spec *w, const
 	lk_buf_adds(sql, ")");
 }
 
-int lk_pg_upsert(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
-		 bool plain, struct lk_err *err)
+/* Streams a binary batch into `into` (a quoted table with column list). */
+static int copy_binary(struct lk_conn *c, const char *into, const struct lk_copy_batch *b,
+		       struct lk_err *err)
+{
+	static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0";
+	static const char trailer[2] = "\377\377";
+	struct lk_buf sql = LK_BUF_INIT;
+	size_t half = b->len / 2;
+	PGresult *res;
+	int rc = -1;
+
+	lk_buf_addf(&sql, "COPY %s FROM STDIN (FORMAT binary)", into);
+	res = PQexec(lk_pg_q(c), sql.buf);
+	lk_buf_release(&sql);
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		lk_pg_err(err, c, res, "start COPY");
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	/* Two halves, so that the mid_copy crash point falls inside the COPY. */
+	if (PQputCopyData(c->pg, header, (int)sizeof(header)) != 1 ||
+	    PQputCopyData(c->pg, b->data, (int)half) != 1) {
+		lk_pg_err(err, c, NULL, "send COPY data");
+		return -1;
+	}
+	lk_failpoint("mid_copy");
+	if (PQputCopyData(c->pg, b->data + half, (int)(b->len - half)) != 1 ||
+	    PQputCopyData(c->pg, trailer, (int)sizeof(trailer)) != 1) {
+		lk_pg_err(err, c, NULL, "send COPY data");
+		return -1;
+	}
+	rc = copy_end(c, NULL, err);
+	return rc;
+}
+
+/* The rows of a batch: interchange text (rows) or binary COPY tuples (copy). */
+struct upsert_src {
+	const struct lk_rows *rows;
+	const struct lk_copy_batch *copy;
+};
+
+static int copy_src(struct lk_conn *c, const char *into, const struct lk_write_spec *w,
+		    const struct upsert_src *src, struct lk_err *err)
+{
+	return src->copy ? copy_binary(c, into, src->copy, err)
+			 : copy_rows(c, into, w, src->rows, err);
+}
+
+static int upsert(struct lk_conn *c, const struct lk_write_spec *w, const struct upsert_src *src,
+		  bool plain, struct lk_err *err)
 {
 	struct lk_buf into = LK_BUF_INIT, sql = LK_BUF_INIT;
 	struct pg_stage *st;
 	int rc = -1;
 
-	if (rows->nrows == 0)
-		return 0;
 	if (!c->in_txn) /* the stage is ON COMMIT DELETE ROWS: autocommit would lose the rows */
 		return lk_err_set(err, LK_ERR_INTERNAL, "upsert outside a transaction");
 	if (plain) {
@@ -303,7 +350,7 @@ int lk_pg_upsert(struct lk_conn *c, const struct lk_write_spec *w, const struct 
 		lk_buf_adds(&into, " (");
 		add_cols(&into, "", w->cols, w->ncols);
 		lk_buf_adds(&into, ")");
-		rc = copy_rows(c, into.buf, w, rows, err);
+		rc = copy_src(c, into.buf, w, src, err);
 		goto out;
 	}
 	st = stage_for(c, w, err);
@@ -315,7 +362,7 @@ int lk_pg_upsert(struct lk_conn *c, const struct lk_write_spec *w, const struct 
 			goto out;
 		lk_buf_reset(&sql);
 	}
-	if (copy_rows(c, st->name, w, rows, err) < 0)
+	if (copy_src(c, st->name, w, src, err) < 0)
 		goto out;
 	st->dirty = true;
 	build_merge(&sql, w, st->name);
@@ -324,6 +371,22 @@ out:
 	lk_buf_release(&into);
 	lk_buf_release(&sql);
 	return rc;
+}
+
+int lk_pg_upsert(struct lk_conn *c, const struct lk_write_spec *w, const struct lk_rows *rows,
+		 bool plain, struct lk_err *err)
+{
+	if (rows->nrows == 0)
+		return 0;
+	return upsert(c, w, &(struct upsert_src){.rows = rows}, plain, err);
+}
+
+int lk_pg_upsert_copy(struct lk_conn *c, const struct lk_write_spec *w,
+		      const struct lk_copy_batch *b, bool plain, struct lk_err *err)
+{
+	if (b->nrows == 0)
+		return 0;
+	return upsert(c, w, &(struct upsert_src){.copy = b}, plain, err);
 }
 
 /* "DELETE FROM t WHERE " or the soft delete's "UPDATE t SET col = now() WHERE col IS NULL AND ". */

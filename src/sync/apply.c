@@ -47,17 +47,22 @@ static void on_refused(void *arg, int row, const struct lk_err *why)
 	add_dead(a, a->kind, a->base + row, why);
 }
 
-/* Writes rows lo..hi-1 of list `kind` (a view into the batch: no copy). */
+/* Writes rows lo..hi-1 of list `kind` (a view into the batch: no copy); a binary batch
+ * (b->copy) is written whole. */
 static int write_range(struct lk_apply *a, int kind, int lo, int hi, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = a->ctx;
 	const struct lk_rows *all = a->rows[kind];
-	struct lk_rows view = *all;
+	struct lk_rows view;
 
-	view.v = LK_ROW(all, lo);
-	view.nrows = hi - lo;
 	a->kind = kind;
 	a->base = lo;
+	if (kind == 0 && a->b->copy)
+		return ctx->dst.ops->upsert_copy(ctx->dst.conn, &ctx->w, a->b->copy, a->b->plain,
+						 err);
+	view = *all;
+	view.v = LK_ROW(all, lo);
+	view.nrows = hi - lo;
 	if (kind == 0)
 		return ctx->dst.ops->upsert(ctx->dst.conn, &ctx->w, &view, a->b->plain, err);
 	return ctx->dst.ops->delete_keys(ctx->dst.conn, &ctx->w, &view, err);
@@ -104,6 +109,8 @@ static int attempt(struct lk_apply *a, bool bisect, struct lk_err *err)
 	if (ops->begin(ctx->dst.conn, err) < 0 ||
 	    ops->position_put(ctx->dst.conn, ctx->job->name, ctx->epoch, a->b->pos, err) < 0)
 		return -1;
+	if (a->b->copy && write_range(a, 0, 0, a->b->copy->nrows, err) < 0)
+		return -1;
 	for (int kind = 0; kind < 2; kind++) {
 		const struct lk_rows *r = a->rows[kind];
 		int rc;
@@ -125,7 +132,7 @@ static int write_batch(struct lk_apply *a, bool dlq, struct lk_err *err)
 
 	if (attempt(a, false, err) == 0)
 		return 0;
-	if (!dlq || !lk_err_is_row_level(err))
+	if (!dlq || !lk_err_is_row_level(err) || a->b->copy)
 		return -1;
 	lk_log_debug("job %s: the target rejected a row (%s); isolating the failing rows",
 		     ctx->job->name, err->sqlstate);
@@ -140,6 +147,8 @@ static void count(const struct lk_apply *a, struct lk_apply_counts *out)
 	for (int i = 0; i < a->ndl; i++)
 		dead[a->dl[i].kind]++;
 	out->written = a->rows[0] ? a->rows[0]->nrows - dead[0] : 0;
+	if (a->b->copy)
+		out->written = a->b->copy->nrows;
 	out->deleted = a->rows[1] ? a->rows[1]->nrows - dead[1] : 0;
 	out->dead = a->ndl;
 }

@@ -24,10 +24,11 @@ struct lk_pipeline {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	/* Guarded by mu: */
-	const struct lk_rows *pending; /* handed over, not yet taken by the writer */
-	bool writing;		       /* the writer is committing a batch */
-	bool closing;		       /* no more batches will come */
-	bool failed;		       /* a batch failed: err holds why */
+	const struct lk_rows *pending;		  /* handed over, not yet taken by the writer */
+	const struct lk_copy_batch *pending_copy; /* or this binary batch */
+	bool writing;				  /* the writer is committing a batch */
+	bool closing;				  /* no more batches will come */
+	bool failed;				  /* a batch failed: err holds why */
 	struct lk_err err;
 	struct lk_buf pos;		   /* the pending batch's position */
 	int64_t written;		   /* rows committed so far */
@@ -45,14 +46,15 @@ static void *writer_main(void *arg)
 
 	for (;;) {
 		const struct lk_rows *rows;
+		const struct lk_copy_batch *copy;
 		struct lk_apply_counts n;
 		struct lk_err err = LK_ERR_INIT;
 		int rc;
 
 		pthread_mutex_lock(&p->mu);
-		while (!p->pending && !p->closing)
+		while (!p->pending && !p->pending_copy && !p->closing)
 			pthread_cond_wait(&p->cv, &p->mu);
-		if (!p->pending) { /* closing and drained */
+		if (!p->pending && !p->pending_copy) { /* closing and drained */
 			pthread_mutex_unlock(&p->mu);
 			break;
 		}
@@ -60,7 +62,9 @@ static void *writer_main(void *arg)
 		if (committed)
 			lk_failpoint("between_pages");
 		rows = p->pending;
+		copy = p->pending_copy;
 		p->pending = NULL;
+		p->pending_copy = NULL;
 		p->writing = true;
 		lk_buf_reset(&pos);
 		lk_buf_add(&pos, p->pos.buf, p->pos.len);
@@ -68,6 +72,7 @@ static void *writer_main(void *arg)
 
 		rc = lk_apply_commit(p->ctx, &p->sink,
 				     &(struct lk_batch){.upserts = rows,
+							.copy = copy,
 							.pos = pos.buf,
 							.change = p->change,
 							.plain = p->plain},
@@ -120,7 +125,7 @@ struct lk_pipeline *lk_pipeline_start(struct lk_job_ctx *ctx, bool plain, const 
 /* Waits (mu held) until the writer holds no batch; returns -1 and copies its error. */
 static int wait_idle(struct lk_pipeline *p, struct lk_err *err)
 {
-	while ((p->pending || p->writing) && !p->failed)
+	while ((p->pending || p->pending_copy || p->writing) && !p->failed)
 		pthread_cond_wait(&p->cv, &p->mu);
 	p->ctx->prog.rows_written = p->base_written + p->written;
 	p->ctx->prog.rows_failed = p->base_failed + p->dead;
@@ -132,8 +137,8 @@ static int wait_idle(struct lk_pipeline *p, struct lk_err *err)
 	return 0;
 }
 
-int lk_pipeline_submit(struct lk_pipeline *p, const struct lk_rows *rows, const char *pos,
-		       struct lk_err *err)
+static int submit(struct lk_pipeline *p, const struct lk_rows *rows,
+		  const struct lk_copy_batch *copy, const char *pos, struct lk_err *err)
 {
 	int rc;
 
@@ -141,12 +146,25 @@ int lk_pipeline_submit(struct lk_pipeline *p, const struct lk_rows *rows, const 
 	rc = wait_idle(p, err);
 	if (rc == 0) {
 		p->pending = rows;
+		p->pending_copy = copy;
 		lk_buf_reset(&p->pos);
 		lk_buf_adds(&p->pos, pos);
 		pthread_cond_broadcast(&p->cv);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return rc;
+}
+
+int lk_pipeline_submit(struct lk_pipeline *p, const struct lk_rows *rows, const char *pos,
+		       struct lk_err *err)
+{
+	return submit(p, rows, NULL, pos, err);
+}
+
+int lk_pipeline_submit_copy(struct lk_pipeline *p, const struct lk_copy_batch *b, const char *pos,
+			    struct lk_err *err)
+{
+	return submit(p, NULL, b, pos, err);
 }
 
 int lk_pipeline_finish(struct lk_pipeline *p, struct lk_err *err)

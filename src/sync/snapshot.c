@@ -73,8 +73,8 @@ static bool stopped(struct lk_job_ctx *ctx)
 }
 
 /* Streams the source into the target; `plain` when the target was empty at the start. */
-static int copy_all(struct lk_job_ctx *ctx, const struct lk_value *after, bool plain,
-		    struct lk_err *err)
+static int copy_text(struct lk_job_ctx *ctx, const struct lk_value *after, bool plain,
+		     struct lk_err *err)
 {
 	struct lk_scan_spec spec = lk_job_source_spec(ctx);
 	struct lk_buf pos = LK_BUF_INIT;
@@ -121,6 +121,143 @@ out:
 	lk_rows_release(&rows[0]);
 	lk_rows_release(&rows[1]);
 	lk_buf_release(&pos);
+	return rc;
+}
+
+/*
+ * The binary fast path (docs/performance.md): both ends PostgreSQL, every synced column of
+ * the same type on both (format_type), none of a type lockstep passes through as text
+ * (arrays, enums and composites carry type ids or layouts in binary), a key the binary
+ * decoder reads (integers but oid, text, uuid), and no open dead letters (a clean write
+ * resolves them by key, which needs the rows as text).
+ */
+static bool binary_ok(const struct lk_job_ctx *ctx)
+{
+	if (!ctx->src.ops->copy_out_open || !ctx->dst.ops->upsert_copy || ctx->dl_nopen > 0)
+		return false;
+	for (int i = 0; i < ctx->ncols; i++) {
+		int sc = lk_table_col(&ctx->sdesc, ctx->cols[i]);
+		int tc = lk_table_col(&ctx->tdesc, ctx->cols[i]);
+
+		if (sc < 0 || tc < 0 || ctx->sdesc.cols[sc].type == LK_T_OTHER ||
+		    strcmp(ctx->sdesc.cols[sc].native, ctx->tdesc.cols[tc].native) != 0)
+			return false;
+	}
+	for (int k = 0; k < ctx->nkey; k++) {
+		int sc = lk_table_col(&ctx->sdesc, ctx->cols[ctx->key[k]]);
+		enum lk_type t = ctx->types[ctx->key[k]];
+
+		if ((t != LK_T_INT && t != LK_T_TEXT && t != LK_T_UUID) ||
+		    strcmp(ctx->sdesc.cols[sc].native, "oid") == 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * copy_all's fast path: binary COPY batches, each still one fenced target transaction.
+ * Returns 0 when done, -1 on an error, 1 when the target rejected a row and the job has
+ * a dead-letter queue: *resumed then says whether `resume` (one row, key columns set)
+ * holds the last key committed, and the caller goes on after it by the text path, which
+ * isolates the row.
+ */
+static int copy_binary(struct lk_job_ctx *ctx, const struct lk_value *after, bool plain,
+		       struct lk_rows *resume, bool *resumed, struct lk_err *err)
+{
+	struct lk_scan_spec spec = lk_job_source_spec(ctx);
+	struct lk_buf pos = LK_BUF_INIT;
+	struct lk_copy_batch b[2]; /* one being read while the other commits */
+	struct lk_pipeline *pipe;
+	struct lk_copy_out *scan;
+	bool submitted = false, writer_failed = false;
+	int64_t read0 = ctx->prog.rows_read, committed = 0;
+	int rc = -1, n, cur = 0;
+
+	spec.after = after;
+	scan = ctx->src.ops->copy_out_open(ctx->src.conn, &spec, err);
+	if (!scan)
+		return -1;
+	pipe = lk_pipeline_start(ctx, plain, "snapshot", err);
+	if (!pipe) {
+		ctx->src.ops->copy_out_close(scan);
+		return -1;
+	}
+	lk_log_info("job %s: copying in PostgreSQL's binary format (the same column types on "
+		    "both sides)",
+		    ctx->job->name);
+	lk_copy_batch_init(&b[0], ctx->ncols);
+	lk_copy_batch_init(&b[1], ctx->ncols);
+	for (;; cur ^= 1) {
+		if (stopped(ctx)) {
+			lk_err_set(err, LK_ERR_CANCELLED, "stopped at a batch boundary");
+			goto out;
+		}
+		/* b[cur] is free: the writer finished it before the last submit returned. */
+		lk_copy_batch_reset(&b[cur]);
+		n = ctx->src.ops->copy_out_next(scan, &b[cur], lk_sync_batch(ctx->job), err);
+		if (n < 0)
+			goto out;
+		if (n == 0)
+			break;
+		ctx->prog.rows_read += n;
+		snapshot_pos(&pos, ctx, LK_ROW(&b[cur].last, 0));
+		if (lk_pipeline_submit_copy(pipe, &b[cur], pos.buf, err) < 0) {
+			writer_failed = true;
+			goto out;
+		}
+		if (submitted) { /* the submit waited for the previous batch: it is committed */
+			lk_rows_reset(resume);
+			lk_rows_copy_row(resume, &b[cur ^ 1].last, 0);
+			*resumed = true;
+			committed += b[cur ^ 1].nrows;
+		}
+		submitted = true;
+		lk_job_report(ctx, false);
+	}
+	rc = 0;
+out:
+	/* On our own error keep err; otherwise report the writer's. */
+	if (lk_pipeline_finish(pipe, rc == 0 ? err : NULL) < 0 && rc == 0) {
+		writer_failed = true;
+		rc = -1;
+	}
+	ctx->src.ops->copy_out_close(scan);
+	lk_copy_batch_release(&b[0]);
+	lk_copy_batch_release(&b[1]);
+	lk_buf_release(&pos);
+	if (rc < 0 && writer_failed && ctx->store && lk_err_is_row_level(err)) {
+		ctx->prog.rows_read = read0 + committed; /* the rest is read again */
+		return 1;
+	}
+	return rc;
+}
+
+static int copy_all(struct lk_job_ctx *ctx, const struct lk_value *after, bool plain,
+		    struct lk_err *err)
+{
+	struct lk_rows resume;
+	struct lk_value *from;
+	bool resumed = false;
+	int rc;
+
+	if (!binary_ok(ctx))
+		return copy_text(ctx, after, plain, err);
+	lk_rows_init(&resume, ctx->ncols);
+	rc = copy_binary(ctx, after, plain, &resume, &resumed, err);
+	if (rc == 1) {
+		lk_log_info("job %s: the target rejected a row (%s); going on row by row from the "
+			    "last committed batch, to set the failing rows aside",
+			    ctx->job->name, err->sqlstate);
+		*err = (struct lk_err)LK_ERR_INIT;
+		from = (struct lk_value *)after;
+		if (resumed) {
+			from = lk_arena_alloc(&resume.arena, sizeof(*from) * (size_t)ctx->nkey);
+			for (int k = 0; k < ctx->nkey; k++)
+				from[k] = LK_ROW(&resume, 0)[ctx->key[k]];
+		}
+		rc = copy_text(ctx, from, plain, err);
+	}
+	lk_rows_release(&resume);
 	return rc;
 }
 

@@ -80,7 +80,10 @@ void lk_dl_key_json(struct lk_buf *b, const struct lk_job_ctx *ctx, const struct
 struct lk_batch {
 	const struct lk_rows *upserts; /* rows to upsert (the job's columns), or NULL */
 	const struct lk_rows *deletes; /* rows whose keys to delete (same width), or NULL */
-	const char *pos;	       /* the position committed with them */
+	/* instead of upserts: binary COPY tuples (the snapshot's fast path). A rejected row
+	 * fails the batch (no bisection): the caller goes on by the text path. */
+	const struct lk_copy_batch *copy;
+	const char *pos; /* the position committed with them */
 	/* The dead letters' change id (their idempotency with job and key): "snapshot",
 	 * "sweep", "rt:<h>:<xid>:<seq>" (the page's start); NULL: each row's cursor value,
 	 * "poll:<value>". */
@@ -194,6 +197,9 @@ struct lk_pipeline *lk_pipeline_start(struct lk_job_ctx *ctx, bool plain, const 
  */
 int lk_pipeline_submit(struct lk_pipeline *p, const struct lk_rows *rows, const char *pos,
 		       struct lk_err *err);
+/* The same with a binary batch (lk_batch.copy). */
+int lk_pipeline_submit_copy(struct lk_pipeline *p, const struct lk_copy_batch *b, const char *pos,
+			    struct lk_err *err);
 /* Waits for the last batch, stops the thread, frees p. Returns -1 with the writer's error
  * when a batch failed (err may be NULL after an earlier error of the caller's own). */
 int lk_pipeline_finish(struct lk_pipeline *p, struct lk_err *err);

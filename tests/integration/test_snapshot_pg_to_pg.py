@@ -34,7 +34,9 @@ def test_into_empty_target_created_by_lockstep():
     dst = L.new_db("snap_dst_create")
     w = L.Workdir("snap_create")
     cfg = L.sync_config(w, {"src": src, "dst": dst}, {"users": job(True)})
-    rc, s, _ = L.sync(t, cfg, "users")
+    rc, s, err = L.sync(t, cfg, "users")
+    t.check("copying in PostgreSQL's binary format" in err,
+            "a target created with the source's types: the snapshot copies in binary", err[-2000:])
     if s:
         t.eq((s.get("rowsRead"), s.get("rowsWritten"), s.get("rowsFailed")), (N, N, 0),
              "summary counts every row once (rowsRead, rowsWritten, rowsFailed)")
@@ -115,6 +117,44 @@ def test_into_precreated_target():
     L.verify(t, cfg, "users", expect=0)
 
 
+def test_binary_path_sets_rejected_rows_aside():
+    """With the same column types on both sides the snapshot copies in PostgreSQL's binary
+    COPY format; a row the target rejects makes it go on row by row after the last
+    committed batch, and only that row is dead-lettered."""
+    dst = L.new_db("snap_dst_check")
+    batch = max(10, N // 10)
+    bad = [N // 3 + 7, 2 * N // 3 + 3]
+    L.execute(dst, L.USERS_PG_DDL.format(table="users", updated_at_type="timestamp", updated_at_extra=""))
+    L.execute(dst, "ALTER TABLE users ADD CONSTRAINT no_bad CHECK (id NOT IN (%d, %d))" % tuple(bad))
+    w = L.Workdir("snap_binary_check")
+    cfg = L.sync_config(w, {"src": src, "dst": dst}, {"users": job(False, batch=batch)})
+    rc, s, err = L.sync(t, cfg, "users")
+    t.check("copying in PostgreSQL's binary format" in err, "the snapshot takes the binary path", err[-3000:])
+    t.check("going on row by row from the last committed batch" in err,
+            "the rejected row sends it on by the text path", err[-3000:])
+    if s:
+        t.eq((s.get("rowsRead"), s.get("rowsWritten"), s.get("rowsFailed")), (N, N - 2, 2),
+             "summary: every row read once, all but the 2 rejected written, 2 dead-lettered")
+    rc, out, e2 = L.run_lockstep(["errors", "list", "--json"], cfg)
+    obj = L.whole_json(out) or {}
+    keys = sorted(int(d.get("key", [0])[0]) for d in obj.get("errors", []))
+    t.eq(keys, bad, "the 2 rejected rows are the dead letters", L.show(rc, out, e2))
+    where = "id NOT IN (%d, %d)" % tuple(bad)
+    t.eq(L.pg_md5(dst, "users", ["id"], COLS), L.pg_md5(src, "users", ["id"], COLS, where=where),
+         "md5 oracle: the target equals the source but the 2 rejected rows")
+
+    # Another type on one side (first_name varchar here, text in the source): the text path.
+    dst2 = L.new_db("snap_dst_text")
+    ddl = L.USERS_PG_DDL.format(table="users", updated_at_type="timestamp", updated_at_extra="")
+    L.execute(dst2, ddl.replace("first_name text", "first_name varchar"))
+    cfg2 = L.sync_config(L.Workdir("snap_text_path"), {"src": src, "dst": dst2}, {"users": job(False)})
+    rc, s, err = L.sync(t, cfg2, "users")
+    t.check("binary format" not in err, "a column of another type keeps the text path", err[-2000:])
+    md5_equal(dst2, "text path")
+    L.verify(t, cfg2, "users", expect=0)
+
+
 t.case(test_into_empty_target_created_by_lockstep)
 t.case(test_into_precreated_target)
+t.case(test_binary_path_sets_rejected_rows_aside)
 t.finish()

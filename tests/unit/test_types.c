@@ -247,6 +247,60 @@ static void test_rows_reuse(void **state)
 	lk_rows_release(&r);
 }
 
+/* Binary COPY tuples: fields, NULLs, the trailer, and every way a tuple can be cut. */
+static void test_copy_tuple(void **state)
+{
+	/* 3 fields: int8 -2, NULL, text "hé"; then the trailer */
+	static const unsigned char t[] = {0,	3,    0,    0,	  0,	8,    0xff, 0xff, 0xff,
+					  0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0xff, 0xff, 0xff,
+					  0,	0,    0,    3,	  'h',	0xc3, 0xa9, 0xff, 0xff};
+	size_t off[3], used = 0;
+	int32_t flen[3];
+	struct lk_rows r;
+
+	(void)state;
+	assert_int_equal(lk_pg_copy_tuple(t, sizeof(t), 3, &used, off, flen), 1);
+	assert_int_equal(used, 25);
+	assert_int_equal(flen[0], 8);
+	assert_int_equal(off[0], 6);
+	assert_int_equal(flen[1], -1);
+	assert_int_equal(flen[2], 3);
+	assert_int_equal(off[2], 22);
+	assert_int_equal(lk_pg_copy_tuple(t + 25, 2, 3, &used, off, flen), 0);
+	assert_int_equal(used, 2);
+	/* another width, and every cut short */
+	assert_int_equal(lk_pg_copy_tuple(t, sizeof(t), 2, &used, off, flen), -1);
+	for (size_t n = 0; n < 25; n++)
+		assert_int_equal(lk_pg_copy_tuple(t, n, 3, &used, off, flen), -1);
+
+	lk_rows_init(&r, 4);
+	lk_rows_add(&r);
+	assert_int_equal(lk_pg_copy_key_text(LK_T_INT, t + off[0], flen[0], &r, 0, 0), 0);
+	assert_string_equal(LK_ROW(&r, 0)[0].p, "-2");
+	{
+		static const unsigned char i2[] = {0x80, 0x00}, i4[] = {0x7f, 0xff, 0xff, 0xff};
+		static const unsigned char i8[] = {0x80, 0, 0, 0, 0, 0, 0, 0};
+		static const unsigned char u[] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+						  0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10};
+
+		assert_int_equal(lk_pg_copy_key_text(LK_T_INT, i2, 2, &r, 0, 1), 0);
+		assert_string_equal(LK_ROW(&r, 0)[1].p, "-32768");
+		assert_int_equal(lk_pg_copy_key_text(LK_T_INT, i4, 4, &r, 0, 1), 0);
+		assert_string_equal(LK_ROW(&r, 0)[1].p, "2147483647");
+		assert_int_equal(lk_pg_copy_key_text(LK_T_INT, i8, 8, &r, 0, 1), 0);
+		assert_string_equal(LK_ROW(&r, 0)[1].p, "-9223372036854775808");
+		assert_int_equal(lk_pg_copy_key_text(LK_T_UUID, u, 16, &r, 0, 3), 0);
+		assert_string_equal(LK_ROW(&r, 0)[3].p, "01234567-89ab-cdef-fedc-ba9876543210");
+		assert_int_equal(lk_pg_copy_key_text(LK_T_INT, i8, 3, &r, 0, 1), -1);
+		assert_int_equal(lk_pg_copy_key_text(LK_T_UUID, u, 15, &r, 0, 1), -1);
+		assert_int_equal(lk_pg_copy_key_text(LK_T_NUMERIC, u, 16, &r, 0, 1), -1);
+	}
+	assert_int_equal(lk_pg_copy_key_text(LK_T_TEXT, t + off[2], flen[2], &r, 0, 2), 0);
+	assert_int_equal(LK_ROW(&r, 0)[2].len, 3);
+	assert_string_equal(LK_ROW(&r, 0)[2].p, "h\xc3\xa9");
+	lk_rows_release(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +312,7 @@ int main(void)
 		cmocka_unit_test(test_keyset),
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_rows_reuse),
+		cmocka_unit_test(test_copy_tuple),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
