@@ -36,6 +36,8 @@ S=$(mktemp /tmp/lk-bench-summary.XXXXXX)
 export BENCH_SUMMARY=$S
 trap 'rm -f "$S"' EXIT
 t_start=$SECONDS
+# Before anything is written (the report below replaces bench/REPORT.md, a tracked file).
+tree_state=$(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo 'with local changes' || echo clean)
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A took status
 
@@ -65,7 +67,7 @@ report=$here/REPORT.md
 	echo "# lockstep benchmark report"
 	echo
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-		"($(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo 'with local changes' || echo clean)), $( ((quick)) && echo '`--quick`' || echo full) mode, $((SECONDS - t_start)) s."
+		"($tree_state), $( ((quick)) && echo '`--quick`' || echo full) mode, $((SECONDS - t_start)) s."
 	echo "Machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/Mem:/ {print $2}') GiB," \
 		"$(/usr/lib/postgresql/"$pg"/bin/postgres --version 2>/dev/null), Linux $(uname -r);" \
 		"load average at the start $load0, at the end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)."
