@@ -125,8 +125,8 @@ out:
 }
 
 /*
- * The binary fast path (docs/performance.md): both ends PostgreSQL, every synced column of
- * the same type on both (format_type), none of a type lockstep passes through as text
+ * The binary fast path (docs/ARCHITECTURE.md, data flow step 4): both ends PostgreSQL, every synced
+ * column of the same type on both (format_type), none of a type lockstep passes through as text
  * (arrays, enums and composites carry type ids or layouts in binary), a key the binary
  * decoder reads (integers but oid, text, uuid), and no open dead letters (a clean write
  * resolves them by key, which needs the rows as text).
