@@ -295,6 +295,20 @@ int64_t lk_boot_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool lk_every_due(struct lk_every *t, int64_t now_ms, int64_t interval_ms)
+{
+	if (t->armed && now_ms - t->last_ms < interval_ms)
+		return false;
+	t->armed = true;
+	t->last_ms = now_ms;
+	return true;
+}
+
+void lk_every_reset(struct lk_every *t)
+{
+	t->armed = false;
+}
+
 int64_t lk_wall_ms(void)
 {
 	struct timespec ts;

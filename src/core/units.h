@@ -35,6 +35,23 @@ int64_t lk_mono_ms(void);
 /* CLOCK_BOOTTIME: like lk_mono_ms, but it also counts time suspended (a paused VM). */
 int64_t lk_boot_ms(void);
 int64_t lk_wall_ms(void);
+
+/*
+ * An interval timer on a monotonic clock: due at its first check, then each time
+ * interval_ms has passed since it was last due. CLOCK_MONOTONIC counts from the machine's
+ * boot, so a timer kept as "last = 0" would wait out its first interval on a machine that
+ * booted less than an interval ago (a daemon's hourly duty would not run at start during
+ * the first hour of uptime). A zeroed struct is a fresh timer.
+ */
+struct lk_every {
+	int64_t last_ms; /* when it was last due; meaningless until armed */
+	bool armed;	 /* false: due at the next check */
+};
+
+/* True when t is due at now_ms (it is then re-armed from now_ms); false otherwise. */
+bool lk_every_due(struct lk_every *t, int64_t now_ms, int64_t interval_ms);
+/* Makes t due at its next check, whatever its interval. */
+void lk_every_reset(struct lk_every *t);
 /* Formats a wall time in ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (size >= 32). */
 void lk_wall_format(int64_t wall_ms, char *out, unsigned out_size);
 

@@ -509,10 +509,15 @@ static bool stop_all(struct lk_daemon *d, struct lk_store *store)
 	return false;
 }
 
+/*
+ * The scheduler loop's periodic duties, each on a timer that is due at the loop's first
+ * tick (whatever the machine's uptime) and then every interval: the memory check, the
+ * heartbeat, the retention prune and the systemd watchdog.
+ */
 static void loop(struct lk_daemon *d, struct lk_store *store)
 {
-	int64_t wd = lk_sd_watchdog_ms() / 2, last_wd = 0, last_mem = 0, last_hb = 0;
-	int64_t last_prune = 0;
+	int64_t wd = lk_sd_watchdog_ms() / 2;
+	struct lk_every mem = {0}, hb = {0}, pr = {0}, dog = {0};
 
 	while (!lk_flag(d->opts->stop)) {
 		int64_t now = lk_mono_ms();
@@ -522,23 +527,15 @@ static void loop(struct lk_daemon *d, struct lk_store *store)
 			reload(d, store);
 		}
 		tick(d, store);
-		if (now - last_mem >= 1000) {
-			last_mem = now;
+		if (lk_every_due(&mem, now, 1000))
 			lk_daemon_memory_check(d);
-		}
-		if (now - last_hb >= HEARTBEAT_MS) {
-			last_hb = now;
+		if (lk_every_due(&hb, now, HEARTBEAT_MS))
 			lk_daemon_heartbeat(d, store, NULL);
-		}
-		if (now - last_prune >= PRUNE_MS) {
-			last_prune = now;
+		if (lk_every_due(&pr, now, PRUNE_MS))
 			prune(d, store);
-		}
 		collect(d);
-		if (wd > 0 && now - last_wd >= wd) { /* the loop really ticked */
-			last_wd = now;
+		if (wd > 0 && lk_every_due(&dog, now, wd)) /* the loop really ticked */
 			(void)lk_sd_notify("WATCHDOG=1");
-		}
 		lk_sleep_ms(TICK_MS, d->opts->stop);
 	}
 }

@@ -46,7 +46,8 @@ struct rt {
 	int64_t relid;
 	struct lk_cdc_pos pos;	    /* applied (and committed in the target) up to here */
 	struct lk_cdc_pos advanced; /* what the consumer registry last heard */
-	int64_t last_advance_ms, last_prune_ms, last_stall_ms, last_lag_ms;
+	/* periodic duties, each due at its first check (see lk_every) */
+	struct lk_every advance_timer, prune_timer, stall_timer, lag_timer;
 	struct lk_scan_spec fetch;
 	struct lk_rows ent, keys, rows, dels;
 	struct lk_keyset seen;
@@ -379,12 +380,13 @@ static int advance(struct rt *rt, bool force, struct lk_err *err)
 
 	if (memcmp(&rt->pos, &rt->advanced, sizeof(rt->pos)) == 0)
 		return 0;
-	if (!force && now - rt->last_advance_ms < RT_ADVANCE_MS)
+	if (!lk_every_due(&rt->advance_timer, now, RT_ADVANCE_MS) && !force)
 		return 0;
-	if (rt->cdc->consumer_advance(ctx->src.conn, ctx->job->name, &rt->pos, err) < 0)
+	if (rt->cdc->consumer_advance(ctx->src.conn, ctx->job->name, &rt->pos, err) < 0) {
+		lk_every_reset(&rt->advance_timer);
 		return -1;
+	}
 	rt->advanced = rt->pos;
-	rt->last_advance_ms = now;
 	return 0;
 }
 
@@ -394,9 +396,8 @@ static int prune(struct rt *rt, struct lk_err *err)
 	struct lk_job_ctx *ctx = rt->ctx;
 	int64_t now = lk_mono_ms(), n = 0, total = 0;
 
-	if (now - rt->last_prune_ms < RT_PRUNE_MS)
+	if (!lk_every_due(&rt->prune_timer, now, RT_PRUNE_MS))
 		return 0;
-	rt->last_prune_ms = now;
 	for (int i = 0; i < RT_PRUNE_ROUNDS && !stopped(ctx); i++) {
 		if (rt->cdc->prune(ctx->src.conn, rt->relid, RT_PRUNE_BATCH, &n, err) < 0)
 			return -1;
@@ -419,9 +420,8 @@ static int check_stalled(struct rt *rt, struct lk_err *err)
 	struct lk_rows out;
 	int rc;
 
-	if (rt->last_stall_ms && now - rt->last_stall_ms < RT_STALL_CHECK_MS)
+	if (!lk_every_due(&rt->stall_timer, now, RT_STALL_CHECK_MS))
 		return 0;
-	rt->last_stall_ms = now;
 	lk_rows_init(&out, 3);
 	rc = rt->cdc->stalled(ctx->src.conn, rt->relid, ctx->job->name, RT_STALL_S, &out, err);
 	for (int r = 0; rc == 0 && r < out.nrows; r++) {
@@ -449,9 +449,8 @@ static void measure_lag(struct rt *rt)
 	struct lk_cdc_lag lag;
 	int64_t now = lk_mono_ms();
 
-	if (rt->last_lag_ms && now - rt->last_lag_ms < RT_LAG_MS)
+	if (!lk_every_due(&rt->lag_timer, now, RT_LAG_MS))
 		return;
-	rt->last_lag_ms = now;
 	if (advance(rt, true, &err) < 0 ||
 	    rt->cdc->lag(ctx->src.conn, ctx->job->name, &ctx->job->source.table, &lag, &err) < 0) {
 		lk_log_debug_err(&err, "job %s: cannot measure the replication lag",

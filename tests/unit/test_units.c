@@ -307,13 +307,40 @@ static void test_json_text(void **state)
 	lk_buf_release(&b);
 }
 
+/*
+ * An interval timer is due at its first check whatever the clock reads: on a machine that
+ * booted a second ago, CLOCK_MONOTONIC reads about 1,000 ms, and an hourly duty kept as
+ * "last = 0" would not run until the machine had been up for an hour.
+ */
+static void test_every(void **state)
+{
+	struct lk_every t = {0};
+	const int64_t hour = 3600000;
+
+	(void)state;
+	assert_true(lk_every_due(&t, 1000, hour)); /* one second after boot */
+	assert_false(lk_every_due(&t, 1000, hour));
+	assert_false(lk_every_due(&t, 1000 + hour - 1, hour));
+	assert_true(lk_every_due(&t, 1000 + hour, hour));
+	assert_false(lk_every_due(&t, 1000 + hour + 1, hour));
+	lk_every_reset(&t); /* due again at once */
+	assert_true(lk_every_due(&t, 1000 + hour + 2, hour));
+	assert_false(lk_every_due(&t, 1000 + hour + 3, hour));
+
+	t = (struct lk_every){0};
+	assert_true(lk_every_due(&t, 0, 100)); /* a clock at zero */
+	t = (struct lk_every){0};
+	assert_true(lk_every_due(&t, INT64_C(86400000) * 365, 100)); /* a year of uptime */
+	assert_false(lk_every_due(&t, INT64_C(86400000) * 365 + 99, 100));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_duration),  cmocka_unit_test(test_size),
 		cmocka_unit_test(test_int64),	  cmocka_unit_test(test_ts_parse),
 		cmocka_unit_test(test_ts_shift),  cmocka_unit_test(test_utf8),
-		cmocka_unit_test(test_json_text),
+		cmocka_unit_test(test_json_text), cmocka_unit_test(test_every),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
