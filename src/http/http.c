@@ -423,7 +423,18 @@ static void sse_event(struct sse *s, const struct lk_api_run *r, bool terminal)
 	s->ended = terminal;
 }
 
-/* Fills s->out with the next event; false at the end of the stream. */
+/*
+ * A keep-alive: a comment line, which EventSource ignores, sent after a second without an
+ * event so that proxies and clients see the stream is alive. It carries no id: the ids of
+ * events are their run's lastUpdate and strictly increase.
+ */
+static void sse_keepalive(struct sse *s)
+{
+	lk_buf_adds(&s->out, ": keep-alive\n\n");
+	s->last_sent_mono = lk_mono_ms();
+}
+
+/* Fills s->out with the next event or keep-alive; false at the end of the stream. */
 static bool sse_next(struct sse *s)
 {
 	struct lk_api_run r;
@@ -437,7 +448,8 @@ static bool sse_next(struct sse *s)
 				return false;
 			if (r.updated_ms <= s->last_ms && !lk_api_run_final(&r)) {
 				lk_sleep_ms(SSE_TICK_MS, &s->h->stopping);
-				r.updated_ms = s->last_ms; /* unchanged: a keep-alive progress */
+				sse_keepalive(s); /* unchanged */
+				return true;
 			}
 		}
 		if (lk_api_run_final(&r)) {
@@ -446,8 +458,12 @@ static bool sse_next(struct sse *s)
 			sse_event(s, &r, true);
 			return true;
 		}
-		if (w == 1 || w < 0 || lk_mono_ms() - s->last_sent_mono >= SSE_TICK_MS) {
+		if (w == 1 || w < 0) {
 			sse_event(s, &r, false);
+			return true;
+		}
+		if (lk_mono_ms() - s->last_sent_mono >= SSE_TICK_MS) {
+			sse_keepalive(s);
 			return true;
 		}
 	}

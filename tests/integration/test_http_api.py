@@ -88,8 +88,9 @@ class Api:
     def status(self, rid):
         return self.get("/api/sync/status/" + rid)[1]
 
-    def events(self, rid, last_id=None, limit_s=120):
-        """[(monotonic time, event, id, data)] of the stream until it ends."""
+    def events(self, rid, last_id=None, limit_s=120, on_event=None):
+        """[(monotonic time, event, id, data)] of the stream until it ends; a keep-alive comment
+        is an entry ("keep-alive", None, None). on_event(entry) is called as each one arrives."""
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         h = {"Accept": "text/event-stream"}
         if last_id is not None:
@@ -113,8 +114,12 @@ class Api:
                     eid = int(line[4:])
                 elif line.startswith("data: "):
                     data = json.loads(line[6:])
+                elif line.startswith(":"):
+                    ev = "keep-alive"
                 elif line == "" and ev:
                     out.append((time.monotonic(), ev, eid, data))
+                    if on_event:
+                        on_event(out[-1])
                     ev, eid, data = None, None, None
             return 200, r.getheader("Content-Type"), out
         finally:
@@ -277,14 +282,14 @@ def test_endpoints():
         code, ctype, evs = result.get("ev", (0, "", []))
         t.eq(code, 200, "SSE: 200")
         t.check(ctype and ctype.startswith("text/event-stream"), "SSE: text/event-stream (%s)" % ctype)
+        t.check(all(e[1] != "keep-alive" or (e[2] is None and e[3] is None) for e in evs),
+                "SSE: a keep-alive is a comment line with no id and no data")
+        evs = [e for e in evs if e[1] != "keep-alive"]
         kinds = [e[1] for e in evs]
         t.check(kinds and kinds[-1] == "done" and kinds.count("done") == 1 and all(k == "progress" for k in kinds[:-1]),
                 "SSE: progress events, then one terminal event 'done' (%d events)" % len(evs), kinds[-10:])
         running = [e for e in evs if e[1] == "progress" and e[3]["status"] == "running"]
-        gaps = [b[0] - a[0] for a, b in zip(running, running[1:])]
-        t.check(len(running) >= 2 and max(gaps or [0]) <= 1.6,
-                "SSE: a progress event at least every second while it runs (%d events, max gap %.2f s)"
-                % (len(running), max(gaps or [0])))
+        t.check(len(running) >= 2, "SSE: several progress events while it runs (%d)" % len(running))
         ids = [e[2] for e in evs]
         t.eq(ids, sorted(set(ids)), "SSE: event ids strictly increase")
         reads = [e[3]["stats"]["rowsRead"] for e in running]
@@ -712,7 +717,103 @@ def test_dead_letters():
         api.run.kill()
 
 
-CASES = (test_endpoints, test_dead_letters, test_crash_restart, test_security, test_robustness, test_realtime_resnapshot)
+def test_sse_resume():
+    """SSE across a run that stalls mid-copy: a keep-alive comment (no id) while nothing changes,
+    ids that strictly increase, and a second stream opened mid-run with Last-Event-ID that gets
+    only later states, to the same terminal event. Also a chunked request body: over 64 KiB is
+    413 (the cap holds without a Content-Length), under it is served."""
+    src, dst = L.new_db("http_sse_src"), L.new_db("http_sse_dst")
+    L.execute(src, "CREATE TABLE slow (id int PRIMARY KEY, v text NOT NULL)")
+    L.execute(src, "INSERT INTO slow SELECT i, md5(i::text) FROM generate_series(1, 3000) i")
+    # 20 ms every 100 rows read, and 3 s at row 1,500: the run is mid-copy and silent for 3 s
+    L.execute(src, "CREATE FUNCTION lk_stall(int) RETURNS boolean LANGUAGE sql VOLATILE AS "
+                   "$$ SELECT CASE WHEN $1 = 1500 THEN (SELECT true FROM pg_sleep(3)) "
+                   "WHEN mod($1, 100) = 0 THEN (SELECT true FROM pg_sleep(0.02)) ELSE true END $$")
+    wd = L.Workdir("http_sse")
+    cfg = config(wd, {"src": src, "dst": dst}, {"slow": {
+        "source": {"db": "src", "table": "slow", "where": "lk_stall(id)"},
+        "target": {"db": "dst", "table": "slow", "create": True},
+        "mode": "snapshot", "batch": 100}})
+    api = Api(cfg, wd)
+    try:
+        code, body, _ = api.post("/api/sync", {"job": "slow", "type": "full"})
+        t.eq(code, 202, "POST /api/sync: 202", body)
+        rid = body.get("syncId") or "none"
+        first, second = {}, {}
+        seen = []
+        lock = threading.Lock()
+
+        def on_first(e):
+            with lock:
+                seen.append(e)
+
+        ta = threading.Thread(target=lambda: first.update(ev=api.events(rid, on_event=on_first)))
+        ta.start()
+
+        def mid():
+            with lock:
+                run = [e for e in seen if e[1] == "progress" and e[3]["status"] == "running"]
+            return run[1] if len(run) >= 2 else None
+
+        m = L.wait_for(mid, deadline=60, step=0.05)
+        t.check(m is not None, "a first stream sees two progress events of the running run")
+        mid_id = m[2] if m else 0
+        tb = threading.Thread(target=lambda: second.update(ev=api.events(rid, last_id=mid_id)))
+        tb.start()
+        ta.join(120)
+        tb.join(120)
+        a = first.get("ev", (0, "", []))[2]
+        b = second.get("ev", (0, "", []))[2]
+        keep = [e for e in a if e[1] == "keep-alive"]
+        t.check(keep and all(e[2] is None and e[3] is None for e in keep),
+                "a keep-alive comment (no id, no data) while the run is silent (%d)" % len(keep),
+                [e[1:3] for e in a])
+        ea = [e for e in a if e[1] != "keep-alive"]
+        ids = [e[2] for e in ea]
+        t.check(len(ids) >= 3 and all(x < y for x, y in zip(ids, ids[1:])),
+                "first stream: event ids strictly increase (%d events)" % len(ids), ids)
+        eb = [e for e in b if e[1] != "keep-alive"]
+        t.check(eb and eb[0][1] == "progress" and eb[0][3]["status"] == "running",
+                "Last-Event-ID mid-run: the second stream starts with a later state of the running run",
+                [(e[1], e[2]) for e in eb[:3]])
+        t.check(eb and all(e[2] > mid_id for e in eb),
+                "Last-Event-ID mid-run: every event is later than the id it resumed after (%d)" % mid_id,
+                [e[2] for e in eb])
+        t.check(eb and ea and eb[-1][1] == "done" and [e[1] for e in eb].count("done") == 1
+                and eb[-1][2] == ea[-1][2] and eb[-1][3]["status"] == "succeeded",
+                "Last-Event-ID mid-run: the same terminal event (succeeded) ends both streams",
+                (eb[-1:] , ea[-1:]))
+        t.eq(L.scalar(dst, "SELECT count(*) FROM slow"), 3000, "the target holds every row")
+
+        # a chunked body: no Content-Length, so the 64 KiB cap must hold as the chunks arrive
+        def chunked(total):
+            c = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
+            pad = "x" * max(0, total - 40)
+            body = ('{"job": "slow", "pad": "%s"}' % pad).encode()
+            parts = (body[i:i + 4096] for i in range(0, len(body), 4096))
+            try:
+                c.request("POST", "/api/sync", body=parts, encode_chunked=True,
+                          headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json",
+                                   "Transfer-Encoding": "chunked"})
+                r = c.getresponse()
+                return r.status, r.read().decode("utf-8", "replace")
+            except (ConnectionError, OSError) as e:
+                return 0, repr(e)
+            finally:
+                c.close()
+
+        code, text = chunked(70000)
+        t.eq(code, 413, "a chunked body over 64 KiB: 413", text[:200])
+        code, text = chunked(1000)
+        t.check(code == 400 and "pad" in text, "a chunked body under 64 KiB is read whole (400 naming the "
+                "unknown field)", text[:200])
+        t.eq(api.get("/livez")[0], 200, "/livez answers after the chunked bodies")
+    finally:
+        api.run.kill()
+
+
+CASES = (test_endpoints, test_dead_letters, test_crash_restart, test_security, test_robustness, test_realtime_resnapshot,
+         test_sse_resume)
 for case in CASES:
     if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
         t.case(case)
