@@ -13,9 +13,14 @@ static atomic_long hits;
 static atomic_bool checked;
 
 /* Every point the code passes; a misspelt LK_FAILPOINT would otherwise never fire. */
-static const char *const known[] = {
-	"after_target_commit", "mid_copy",	"between_pages",	   "mid_prune",
-	"after_seal",	       "mid_bisection", "after_dead_letter_insert"};
+static const char *const known[] = {"after_target_commit",
+				    "mid_copy",
+				    "between_pages",
+				    "mid_prune",
+				    "after_seal",
+				    "mid_bisection",
+				    "after_dead_letter_insert",
+				    "before_batch"};
 
 static void check_name(const char *spec, size_t n)
 {
@@ -32,14 +37,17 @@ static void check_name(const char *spec, size_t n)
 void lk_failpoint(const char *name)
 {
 	const char *spec = getenv("LK_FAILPOINT");
-	const char *at;
+	const char *at, *stop;
 	size_t n;
-	long want = 1;
+	long want = 1, hit;
 
 	if (!spec || !*spec)
 		return;
+	stop = strstr(spec, ":stop");
+	if (stop && stop[5])
+		stop = NULL;
 	at = strchr(spec, '@');
-	n = at ? (size_t)(at - spec) : strlen(spec);
+	n = at ? (size_t)(at - spec) : stop ? (size_t)(stop - spec) : strlen(spec);
 	check_name(spec, n);
 	if (strlen(name) != n || strncmp(spec, name, n) != 0)
 		return;
@@ -47,11 +55,18 @@ void lk_failpoint(const char *name)
 		char *end;
 
 		want = strtol(at + 1, &end, 10);
-		if (*end || want < 1)
+		if ((*end && end != stop) || want < 1)
 			want = 1;
 	}
-	if (atomic_fetch_add(&hits, 1) + 1 < want)
+	hit = atomic_fetch_add(&hits, 1) + 1;
+	if (hit < want || (stop && hit > want))
 		return;
+	if (stop) {
+		(void)fprintf(stderr, "lockstep: failpoint %s reached, stopping\n", name);
+		(void)fflush(stderr);
+		(void)raise(SIGSTOP); /* until SIGCONT */
+		return;
+	}
 	(void)fprintf(stderr, "lockstep: failpoint %s reached, aborting\n", name);
 	(void)fflush(stderr);
 	(void)signal(SIGABRT, SIG_DFL);

@@ -163,6 +163,7 @@ int lk_apply_commit(struct lk_job_ctx *ctx, struct lk_dl_sink *sink, const struc
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	lk_failpoint("before_batch");
 	if (dlq)
 		ops->set_refused(c, on_refused, &a);
 	rc = write_batch(&a, dlq, err);
