@@ -22,12 +22,14 @@ struct lk_breaker {
 	int threshold;
 	bool probing;
 	char name[64];
+	char last[200]; /* the last failure's message, for the fail-fast error */
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct lk_breaker table[MAX_BREAKERS];
 static struct lk_breaker spare; /* when the table is full: a breaker that never opens */
 static int ntable;
+static int64_t (*now_ms)(void) = lk_mono_ms;
 
 static struct lk_breaker *find(const struct lk_dbconf *db)
 {
@@ -69,7 +71,7 @@ struct lk_breaker *lk_breaker_enter(const struct lk_dbconf *db, bool *admit, boo
 		pthread_mutex_unlock(&mu);
 		return b;
 	}
-	left = b->opened_mono_ms + b->cooldown_ms - lk_mono_ms();
+	left = b->opened_mono_ms + b->cooldown_ms - now_ms();
 	if (b->state == LK_BREAKER_OPEN && left <= 0) {
 		set_state(b, LK_BREAKER_HALF_OPEN);
 		b->probing = true;
@@ -79,8 +81,9 @@ struct lk_breaker *lk_breaker_enter(const struct lk_dbconf *db, bool *admit, boo
 		*admit = false;
 		lk_err_set(err, LK_ERR_UNAVAILABLE,
 			   "database '%s' is failing fast: its circuit breaker is open after %d "
-			   "consecutive failures (next probe in %.1f s)",
-			   b->name, b->failures, left > 0 ? (double)left / 1000.0 : 0.0);
+			   "consecutive failures (next probe in %.1f s; last error: %s)",
+			   b->name, b->failures, left > 0 ? (double)left / 1000.0 : 0.0,
+			   b->last[0] ? b->last : "?");
 	}
 	pthread_mutex_unlock(&mu);
 	return b;
@@ -101,22 +104,33 @@ void lk_breaker_success(struct lk_breaker *b)
 	pthread_mutex_unlock(&mu);
 }
 
-void lk_breaker_failure(struct lk_breaker *b, const struct lk_err *why)
+static void open_again(struct lk_breaker *b, const struct lk_err *why)
+{
+	lk_log_warn("database '%s': circuit breaker open after %d consecutive failures (%s); "
+		    "failing fast for %.0f s",
+		    b->name, b->failures, why ? why->msg : "?", (double)b->cooldown_ms / 1000.0);
+	set_state(b, LK_BREAKER_OPEN);
+	b->opened_mono_ms = now_ms();
+}
+
+void lk_breaker_failure(struct lk_breaker *b, bool probe, const struct lk_err *why)
 {
 	pthread_mutex_lock(&mu);
-	if (b != &spare) {
+	if (b == &spare)
+		goto out;
+	if (why)
+		(void)snprintf(b->last, sizeof(b->last), "%s", why->msg);
+	if (probe && b->probing) {
+		/* the probe's outcome always moves a half-open breaker, whatever the error */
 		b->failures++;
-		if (b->state == LK_BREAKER_HALF_OPEN ||
-		    (b->state == LK_BREAKER_CLOSED && b->failures >= b->threshold)) {
-			lk_log_warn("database '%s': circuit breaker open after %d consecutive "
-				    "failures (%s); failing fast for %.0f s",
-				    b->name, b->failures, why ? why->msg : "?",
-				    (double)b->cooldown_ms / 1000.0);
-			set_state(b, LK_BREAKER_OPEN);
-			b->opened_mono_ms = lk_mono_ms();
-		}
 		b->probing = false;
+		open_again(b, why);
+	} else if (why && why->transient) {
+		b->failures++;
+		if (b->state == LK_BREAKER_CLOSED && b->failures >= b->threshold)
+			open_again(b, why);
 	}
+out:
 	pthread_mutex_unlock(&mu);
 }
 
@@ -127,7 +141,7 @@ int lk_breaker_list(struct lk_breaker_info *out, int max)
 	pthread_mutex_lock(&mu);
 	for (int i = 0; i < ntable && n < max; i++) {
 		const struct lk_breaker *b = &table[i];
-		int64_t left = b->opened_mono_ms + b->cooldown_ms - lk_mono_ms();
+		int64_t left = b->opened_mono_ms + b->cooldown_ms - now_ms();
 
 		(void)snprintf(out[n].db, sizeof(out[n].db), "%s", b->name);
 		out[n].state = b->state;
@@ -151,5 +165,12 @@ void lk_breaker_reset_all(void)
 {
 	pthread_mutex_lock(&mu);
 	ntable = 0;
+	pthread_mutex_unlock(&mu);
+}
+
+void lk_breaker_set_clock(int64_t (*mono_ms)(void))
+{
+	pthread_mutex_lock(&mu);
+	now_ms = mono_ms ? mono_ms : lk_mono_ms;
 	pthread_mutex_unlock(&mu);
 }

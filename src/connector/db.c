@@ -116,8 +116,12 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 		}
 		stats_add(conf, 0, 1);
 		db->errors++;
-		if (!err->transient)
+		if (!err->transient) {
+			/* a probe's failure must move the breaker whatever the error (else it
+			 * stayed half-open, failing every caller fast, until a restart) */
+			lk_breaker_failure(br, probe, err);
 			return -1;
+		}
 		if (i + 1 == attempts || lk_flag(stop))
 			break;
 		wait = lk_backoff_ms(retry, i);
@@ -125,7 +129,7 @@ int lk_db_open(struct lk_db *db, const struct lk_dbconf *conf, const struct lk_r
 				conf->name, i + 1, attempts - 1, (long long)wait);
 		lk_sleep_ms(wait, stop);
 	}
-	lk_breaker_failure(br, err);
+	lk_breaker_failure(br, probe, err);
 	err->code = LK_ERR_UNAVAILABLE;
 	return lk_err_prefix(err, "database '%s' stayed unreachable after %d attempt%s", conf->name,
 			     attempts, attempts == 1 ? "" : "s");

@@ -20,6 +20,13 @@ shared cluster. A snapshot job runs every second with one connection attempt per
   breaker {failures: 1, cooldown: 1s, probe_timeout: 2s}: the first run waits for the
   normal connect timeout (10 s), the breaker opens, and the half-open probes fail after
   about 2 s (their own timeout), not 10; the runs in between fail fast.
+- probe_answered: a source behind a loopback proxy that first closes every connection
+  (transient failures: the breaker {failures: 1, cooldown: 1s} opens), then forwards to
+  the test cluster, where the URL's database does not exist yet: the half-open probe fails
+  with a non-transient error, and the breaker must open again (it stayed half-open for
+  good, failing every run fast until lockstep restarted). Once the database is created
+  (the cause fixed, as a corrected password would be: the test cluster trusts every
+  login), the next probe closes the breaker and the job succeeds, without a restart.
 - store_restart: a PostgreSQL state store in a cluster of its own, crash-restarted
   (pg_ctl -m immediate) under a running daemon with a real-time job (SQLite to SQLite)
   and an `sql` job every second: the long-lived store handles (the heartbeat's, the
@@ -28,11 +35,13 @@ shared cluster. A snapshot job runs every second with one connection attempt per
   target (read with sqlite3). Found by the chaos soak (`make soak`).
 """
 import json
+import os
 import re
 import socket
 import sqlite3
 import time
 
+import lkchaos as C
 import lktest as L
 import rtwriters as W
 
@@ -264,6 +273,58 @@ def test_probe_timeout():
         lsn.close()
 
 
+def test_probe_answered():
+    db = "t_dmf_answered_%d" % os.getpid()
+    L.execute(L.pg_url(), "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nothing listens there: the proxy closes each connection it accepts
+    proxy = C.Proxy("127.0.0.1", dead_port, "answered")
+    wd = L.Workdir("dmf_answered")
+    cfg = L.sync_config(wd, {
+        "ans": {"url": proxy.url(db), "breaker": {"failures": 1, "cooldown": "1s", "probe_timeout": "2s"}},
+    }, {"q": {"kind": "sql", "db": "ans", "every": "1s", "sql": "SELECT 1", "retry": {"attempts": 1}}},
+        extra={"instance": {"name": "it_answered"}})
+    run = W.Daemon(cfg, wd.file("run.log"), env={"LOCKSTEP_SHUTDOWN_GRACE": "5s"}).start()
+    try:
+        t.check(L.wait_for(lambda: "database 'ans': circuit breaker open after" in run.output(), deadline=30),
+                "probe_answered: connections closed by the proxy open the breaker", run.tail(3000))
+        mark = len(run.output())
+        info = L.pg()
+        proxy.target = (info["host"], info["port"])  # the server answers now: no such database
+        t.log("the proxy forwards to the test cluster; database %s does not exist" % db)
+
+        def answered_probe():
+            return [r for r in runs(wd, "q") if r["status"] == "failed" and "does not exist" in (r["error"] or "")]
+
+        t.check(L.wait_for(answered_probe, deadline=30), "probe_answered: the half-open probe reached the server "
+                "and failed with 'does not exist'", brief(runs(wd, "q")) + "\n" + run.tail(3000))
+        reopened = re.compile(r"database 'ans': circuit breaker open after \d+ consecutive failures \([^)]*does not "
+                              r"exist")
+        t.check(L.wait_for(lambda: reopened.search(run.output()[mark:]), deadline=20),
+                "probe_answered: the probe's non-transient failure opens the breaker again (not half-open for good)",
+                run.tail(3000))
+        t.check(L.wait_for(lambda: len(re.findall(r"database 'ans': circuit breaker half-open",
+                                                  run.output()[mark:])) >= 2, deadline=20),
+                "probe_answered: a new probe follows the new cooldown", run.tail(3000))
+        L.execute(L.pg_url(), "CREATE DATABASE %s" % db)
+        fixed_ms = now_ms()
+        t.log("database %s created" % db)
+        t.check(L.wait_for(lambda: [r for r in runs(wd, "q", fixed_ms) if r["status"] == "succeeded"], deadline=30),
+                "probe_answered: once the cause is fixed, the job succeeds again without a restart",
+                brief(runs(wd, "q")) + "\n" + run.tail(3000))
+        t.check("database 'ans': circuit breaker closed" in run.output()[mark:],
+                "probe_answered: the log says the breaker closed", run.tail(2000))
+        t.check(L.wait_for(lambda: breakers(wd, "it_answered").get("ans", {}).get("state") == "closed", deadline=10),
+                "probe_answered: the heartbeat shows the breaker closed", repr(breakers(wd, "it_answered")))
+        t.eq(run.term(30), 0, "probe_answered: SIGTERM stops lockstep run with exit 0", run.tail(2000))
+    finally:
+        run.kill()
+        proxy.close()
+        L.execute(L.pg_url(), "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+
+
 def test_store_restart():
     # synchronous_commit on: a crash keeps what was acknowledged (the migrations too)
     cluster = L.Cluster("store", prefix="lk_dmf_", sync_commit=True)
@@ -330,5 +391,6 @@ def test_store_restart():
 
 t.case(test_breaker)
 t.case(test_probe_timeout)
+t.case(test_probe_answered)
 t.case(test_store_restart)
 t.finish()
