@@ -206,6 +206,34 @@ out:
 	return rc;
 }
 
+/*
+ * Refuses a store that a newer lockstep migrated: its tables may have changed in ways this
+ * binary does not know, and running on them could lose what the newer one keeps there.
+ */
+static int check_not_newer(struct lk_store *s, int known, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	struct lk_rows rows;
+	int rc;
+
+	lk_rows_init(&rows, 2);
+	lk_buf_addf(&sql,
+		    "SELECT version, name FROM %smigrations WHERE version > %d ORDER BY version "
+		    "DESC LIMIT 1",
+		    s->prefix, known);
+	rc = lk_store_exec(s, sql.buf, 0, NULL, &rows, err);
+	if (rc == 0 && rows.nrows > 0)
+		rc = lk_err_set(
+			err, LK_ERR_CONFLICT,
+			"the state store was migrated by a newer lockstep (it has migration "
+			"%s, %s; this binary knows migrations up to %d): run the newer "
+			"lockstep, or restore a backup of the store taken before the upgrade",
+			LK_ROW(&rows, 0)[0].p, LK_ROW(&rows, 0)[1].p, known);
+	lk_rows_release(&rows);
+	lk_buf_release(&sql);
+	return rc;
+}
+
 int lk_store_migrate(struct lk_store *s, int *applied, struct lk_err *err)
 {
 	int n, count = 0;
@@ -213,6 +241,8 @@ int lk_store_migrate(struct lk_store *s, int *applied, struct lk_err *err)
 
 	if (ensure_meta(s, err) < 0)
 		return lk_err_prefix(err, "state store");
+	if (check_not_newer(s, n > 0 ? list[n - 1].version : 0, err) < 0)
+		return -1;
 	for (int i = 0; i < n; i++) {
 		if (apply_one(s, &list[i], &count, err) < 0)
 			return -1;

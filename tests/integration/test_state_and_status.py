@@ -6,6 +6,9 @@ job never runs twice at once.
   its error; a job never run has no last run;
 - `migrate --status` lists the applied migrations (checked against the store's own
   table, read with sqlite3/psycopg2), with an SQLite and a PostgreSQL state store;
+- a store whose applied migration has another checksum, or that a newer lockstep
+  migrated (a migration this binary does not know), is refused by migrate, sync and run
+  with a message that says what to do, and accepted again once restored;
 - two concurrent `sync` of one job with an SQLite state store: the second exits 75
   while the first goes on and succeeds; `status` answers meanwhile.
 """
@@ -134,6 +137,50 @@ def test_migrate_status_pg_store():
          "PostgreSQL store: two syncs add up in today's usage (the job, src and dst)")
 
 
+def test_migration_refusals():
+    for kind in ("sqlite", "pg"):
+        w = L.Workdir("state_refuse_" + kind)
+        store = L.new_db("state_refuse") if kind == "pg" else None
+        cfg = L.sync_config(w, {"src": src, "dst": dst}, {"users": jobs()["users"]},
+                            **({"state": store} if store else {}))
+        table = "lockstep.migrations" if store else "lockstep_migrations"
+
+        def sql(q):
+            if store:
+                L.execute(store, q)
+                return
+            c = sqlite3.connect(w.file("state.db"))
+            c.execute(q)
+            c.commit()
+            c.close()
+
+        rc, out, err = L.run_lockstep(["migrate"], cfg, timeout=60)
+        t.eq(rc, 0, "%s: migrate exits 0" % kind, L.show(rc, out, err))
+        # a store migrated by a newer build: a migration this binary does not know
+        sql("INSERT INTO %s (version, name, checksum, applied_ms) VALUES (9999, 'from_the_future', "
+            "'0000000000000000', 1)" % table)
+        for cmd in (["migrate"], ["sync", "users"], ["run"]):
+            rc, out, err = L.run_lockstep(cmd, cfg, timeout=60)
+            t.check(rc not in (0, -999) and "migrated by a newer lockstep" in err and "9999" in err
+                    and "from_the_future" in err,
+                    "%s: %s refuses a store a newer lockstep migrated, naming its migration" % (kind, cmd[0]),
+                    L.show(rc, out, err))
+        sql("DELETE FROM %s WHERE version = 9999" % table)
+        # an applied migration whose checksum is not this binary's
+        sql("UPDATE %s SET checksum = 'ffffffffffffffff' WHERE version = 1" % table)
+        for cmd in (["migrate"], ["status"]):
+            rc, out, err = L.run_lockstep(cmd, cfg, timeout=60)
+            t.check(rc not in (0, -999) and "was applied with checksum ffffffffffffffff" in err
+                    and "different build" in err,
+                    "%s: %s refuses a changed checksum, naming it" % (kind, cmd[0]), L.show(rc, out, err))
+        rc, out, err = L.run_lockstep(["migrate", "--status"], cfg, timeout=60)
+        sum1 = [ln.split()[2] for ln in out.splitlines() if ln.split()[:1] == ["1"]]
+        t.check(rc == 0 and sum1, "%s: migrate --status lists migration 1's checksum" % kind, L.show(rc, out, err))
+        sql("UPDATE %s SET checksum = '%s' WHERE version = 1" % (table, sum1[0] if sum1 else ""))
+        rc, out, err = L.run_lockstep(["sync", "users"], cfg, timeout=120)
+        t.eq(rc, 0, "%s: once restored, the store is accepted again" % kind, L.show(rc, out, err))
+
+
 def test_concurrent_syncs_of_one_job():
     w = L.Workdir("state_lock")
     cfg = L.sync_config(w, {"src": src, "dst": dst}, jobs())
@@ -166,5 +213,6 @@ def test_concurrent_syncs_of_one_job():
 t.case(test_status_after_runs)
 t.case(test_migrate_status_sqlite_store)
 t.case(test_migrate_status_pg_store)
+t.case(test_migration_refusals)
 t.case(test_concurrent_syncs_of_one_job)
 t.finish()
