@@ -290,17 +290,63 @@ static struct lk_slot *find_live(struct lk_daemon *d, const char *name)
 	return NULL;
 }
 
-/* SIGHUP: added jobs start, removed ones stop, changed ones restart, the rest run on. */
+static bool same_text(const char *a, const char *b, const char *dflt)
+{
+	a = a ? a : dflt;
+	b = b ? b : dflt;
+	return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+/* Names, in one warning, the keys that differ from the start's config and that only a
+ * start applies (they are read once: the listener, the store, the member, the lease). */
+static void log_start_only(const struct lk_daemon *d, const struct lk_config *cfg)
+{
+	const struct lk_config *was = d->store_cfg;
+	bool labels = was->nlabels != cfg->nlabels;
+	struct lk_buf list = LK_BUF_INIT;
+	int n = 0;
+
+	for (int i = 0; !labels && i < cfg->nlabels; i++)
+		labels = strcmp(was->labels[i], cfg->labels[i]) != 0;
+	const struct {
+		bool changed;
+		const char *key;
+	} keys[] = {
+		{!same_text(was->state_url, cfg->state_url, NULL), "state"},
+		{!same_text(was->http.listen, cfg->http.listen, "127.0.0.1:8433"), "http.listen"},
+		{!same_text(was->instance_name, cfg->instance_name, NULL), "instance.name"},
+		{labels, "instance.labels"},
+		{d->cluster && was->lease_ms != cfg->lease_ms, "cluster.lease"},
+		{d->cluster && was->renew_ms != cfg->renew_ms, "cluster.renew"},
+	};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (keys[i].changed)
+			lk_buf_addf(&list, "%s%s", n++ ? ", " : "", keys[i].key);
+	}
+	if (n)
+		lk_log_warn("reload: %s changed; %s at the next start (restart lockstep to "
+			    "apply %s)",
+			    list.buf, n == 1 ? "it applies" : "they apply", n == 1 ? "it" : "them");
+	lk_buf_release(&list);
+}
+
+/* SIGHUP: added jobs start, removed ones stop, changed ones restart, the rest run on; the
+ * HTTP token is replaced; keys only a start applies are named in the log. */
 static void reload(struct lk_daemon *d, struct lk_store *store)
 {
 	struct lk_err err = LK_ERR_INIT;
 	struct lk_config *cfg;
 	struct lk_gen *g;
 	int added = 0, removed = 0, changed = 0, kept = 0;
+	bool token_changed = false;
 
 	(void)lk_sd_notify_reloading("reloading the config");
 	cfg = lk_config_load(d->opts->config_path, &err);
-	if (cfg && lk_sched_check_config(cfg, &err) < 0) {
+	if (cfg && (lk_sched_check_config(cfg, &err) < 0 ||
+		    lk_http_check_listen(cfg->http.listen ? cfg->http.listen : "127.0.0.1:8433",
+					 cfg->http.token, &err) < 0 ||
+		    lk_http_set_token(d->http, cfg->http.token, &token_changed, &err) < 0)) {
 		lk_config_free(cfg);
 		cfg = NULL;
 	}
@@ -309,9 +355,9 @@ static void reload(struct lk_daemon *d, struct lk_store *store)
 		(void)lk_sd_notify("READY=1\nSTATUS=reload refused: invalid config");
 		return;
 	}
-	if (strcmp(cfg->state_url, d->store_cfg->state_url) != 0)
-		lk_log_warn("reload: the state store cannot change while running; restart "
-			    "lockstep to use the new one");
+	if (token_changed)
+		lk_log_info("reload: http.token changed; POSTs need the new token from now on");
+	log_start_only(d, cfg);
 	g = gen_new(d, cfg);
 	for (int i = 0; i < d->nslots; i++) {
 		struct lk_slot *s = d->slots[i];

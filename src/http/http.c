@@ -36,7 +36,9 @@
 struct lk_http {
 	struct MHD_Daemon *mhd;
 	struct lk_daemon *d;
-	char *token; /* NULL: none */
+	pthread_mutex_t token_mu; /* guards token: a reload replaces it while requests check it */
+	char *token;		  /* NULL: none; our own copy, wiped when replaced */
+	bool loopback;		  /* the listener's address: a non-loopback one needs a token */
 	volatile bool stopping;
 	pthread_mutex_t health_mu; /* guards the four below */
 	struct lk_buf health;	   /* the last /api/health answer */
@@ -600,6 +602,18 @@ static enum MHD_Result get_metrics(struct lk_http *h, struct MHD_Connection *c)
 	return rc;
 }
 
+/* True when the request carries the token in force (or none is set). Any thread. */
+static bool token_ok(struct lk_http *h, struct MHD_Connection *c)
+{
+	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	bool ok;
+
+	pthread_mutex_lock(&h->token_mu);
+	ok = lk_http_token_ok(h->token, auth);
+	pthread_mutex_unlock(&h->token_mu);
+	return ok;
+}
+
 /* Answers one request whose body is complete (the route table is in http_req.c). */
 static enum MHD_Result route(struct lk_http *h, struct MHD_Connection *c, const char *url,
 			     const char *method, const struct lk_http_body *rq)
@@ -607,9 +621,7 @@ static enum MHD_Result route(struct lk_http *h, struct MHD_Connection *c, const 
 	struct lk_http_route r;
 
 	lk_http_route_match(method, url, &r);
-	if (r.needs_token &&
-	    !lk_http_token_ok(h->token,
-			      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")))
+	if (r.needs_token && !token_ok(h, c))
 		return send_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",
 				  "this call needs the header Authorization: Bearer TOKEN "
 				  "(http.token)");
@@ -729,6 +741,8 @@ struct lk_http *lk_http_start(const char *listen, const char *token, struct lk_d
 	h = lk_xcalloc(1, sizeof(*h));
 	h->d = d;
 	h->token = token && *token ? lk_xstrdup(token) : NULL;
+	h->loopback = a.loopback;
+	(void)pthread_mutex_init(&h->token_mu, NULL);
 	(void)pthread_mutex_init(&h->health_mu, NULL);
 	lk_buf_init(&h->health);
 	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
@@ -741,6 +755,7 @@ struct lk_http *lk_http_start(const char *listen, const char *token, struct lk_d
 		lk_err_set(err, LK_ERR_UNAVAILABLE,
 			   "cannot listen on %s (in use, or not an address of this host)", listen);
 		(void)pthread_mutex_destroy(&h->health_mu);
+		(void)pthread_mutex_destroy(&h->token_mu);
 		free(h->token);
 		free(h);
 		return NULL;
@@ -761,20 +776,55 @@ struct lk_http *lk_http_start(const char *listen, const char *token, struct lk_d
 	return h;
 }
 
+/* Overwrites a secret before its memory is freed. */
+static void wipe_free(char *secret)
+{
+	if (secret) {
+		volatile char *p = secret;
+
+		while (*p)
+			*p++ = '\0';
+	}
+	free(secret);
+}
+
+int lk_http_set_token(struct lk_http *h, const char *token, bool *changed, struct lk_err *err)
+{
+	char *old;
+
+	*changed = false;
+	if (!token || !*token)
+		token = NULL;
+	if (!token && !h->loopback)
+		return lk_err_set(err, LK_ERR_CONFIG,
+				  "http.token: the API listens on an address that is not loopback; "
+				  "it cannot be left without a token");
+	pthread_mutex_lock(&h->token_mu);
+	old = h->token;
+	if (old && token && strcmp(old, token) == 0) {
+		pthread_mutex_unlock(&h->token_mu);
+		return 0;
+	}
+	if (!old && !token) {
+		pthread_mutex_unlock(&h->token_mu);
+		return 0;
+	}
+	h->token = token ? lk_xstrdup(token) : NULL;
+	pthread_mutex_unlock(&h->token_mu);
+	wipe_free(old);
+	*changed = true;
+	return 0;
+}
+
 void lk_http_stop(struct lk_http *h)
 {
 	if (!h)
 		return;
 	lk_flag_set(&h->stopping, true); /* event streams end at their next tick */
 	MHD_stop_daemon(h->mhd);
-	if (h->token) {
-		volatile char *p = h->token;
-
-		while (*p)
-			*p++ = '\0';
-	}
-	free(h->token);
+	wipe_free(h->token);
 	lk_buf_release(&h->health);
 	(void)pthread_mutex_destroy(&h->health_mu);
+	(void)pthread_mutex_destroy(&h->token_mu);
 	free(h);
 }

@@ -29,6 +29,13 @@ int lk_http_check_listen(const char *listen, const char *token, struct lk_err *e
 /* Starts serving on `listen`. token NULL or "": POSTs need no token (loopback only). */
 struct lk_http *lk_http_start(const char *listen, const char *token, struct lk_daemon *d,
 			      struct lk_err *err);
+/*
+ * Replaces the bearer token that POSTs need (a reload: SIGHUP): requests checked after it
+ * returns need the new one, none the old. Copies `token` (NULL or "": none). Sets *changed
+ * when it differs from the token in force. Refuses (LK_ERR_CONFIG, the old token stays) to
+ * leave a listener on a non-loopback address without a token. Scheduler thread.
+ */
+int lk_http_set_token(struct lk_http *h, const char *token, bool *changed, struct lk_err *err);
 /* Stops accepting, ends event streams, waits for the connection threads, frees. */
 void lk_http_stop(struct lk_http *h);
 

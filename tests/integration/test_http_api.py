@@ -17,6 +17,9 @@ Cases:
   /api/runs and ends equal.
 - security: a non-loopback http.listen without a token is refused (run and check-config,
   exit 78); a second daemon on a port in use exits 69 with a clear message.
+- token_reload: SIGHUP with a new http.token: the old token gets 401 and the new one
+  works at once; one log line names the changed keys only a start applies (http.listen,
+  instance.name); a reload leaving a non-loopback listener without a token is refused.
 - robustness: 2,000 malformed or hostile requests (random bytes, oversized headers,
   truncated bodies, slow clients, bad methods); /livez still answers and the scheduled
   job keeps running.
@@ -27,6 +30,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -812,8 +816,63 @@ def test_sse_resume():
         api.run.kill()
 
 
+def test_token_reload():
+    """token_reload: SIGHUP applies a changed http.token at once (the old one is refused from
+    then on) and names, in one line, the keys only a start applies; a reload that would
+    leave a non-loopback listener without a token is refused and the token stays."""
+    wd = L.Workdir("http_token")
+    new = "n3w-t0k3n-after-reload"
+    dbs = {"d": "sqlite:d.db"}
+    jobs = {"tick": {"kind": "sql", "db": "d", "every": "1h", "sql": "SELECT 1"}}
+    def write(http, name="http-it"):  # the whole http mapping: a token may be left out
+        return L.sync_config(wd, dbs, jobs, extra={"http": http, "instance": {"name": name}})
+
+    api = Api(write({"listen": "127.0.0.1:0", "token": TOKEN}), wd)
+    try:
+        def reloads(what):
+            return api.run.output().count(what)
+
+        def hup_and_wait(what):
+            n = reloads(what)
+            api.run.p.send_signal(signal.SIGHUP)
+            return L.wait_for(lambda: reloads(what) > n or not api.run.alive(), deadline=30) and api.run.alive()
+
+        nojob = {"job": "no_such_job"}  # the token is checked first: 401, or 404 past it
+        t.eq(api.post("/api/sync", nojob)[0], 404, "token_reload: before: the configured token is accepted")
+        t.eq(api.post("/api/sync", nojob, token=new)[0], 401, "token_reload: before: another token is refused")
+
+        write({"listen": "127.0.0.1:1", "token": new}, name="http-it-2")
+        t.check(hup_and_wait("config reloaded"), "token_reload: SIGHUP with a new token: config reloaded",
+                api.run.tail(2000))
+        t.eq(api.post("/api/sync", nojob)[0], 401, "token_reload: after SIGHUP the old token is refused")
+        t.eq(api.post("/api/sync", nojob, token=new)[0], 404, "token_reload: after SIGHUP the new token is accepted")
+        code, body, _ = api.post("/api/sync", {"job": "tick"}, token=new)
+        t.eq(code, 202, "token_reload: a run is started with the new token", body)
+        log = api.run.output()
+        t.check("reload: http.token changed" in log, "token_reload: the log says the token changed", log[-2000:])
+        t.check(TOKEN not in log and new not in log, "token_reload: neither token is in the log")
+        t.check(re.search(r"reload: http\.listen, instance\.name changed; they apply at the next start", log),
+                "token_reload: one log line names the keys only a start applies (http.listen, instance.name)",
+                log[-2000:])
+        t.eq(api.get("/livez")[0], 200, "token_reload: the API still listens where it started")
+
+        write({"listen": "0.0.0.0:0"})
+        t.check(hup_and_wait("reload refused"), "token_reload: a non-loopback listen without a token: reload refused",
+                api.run.tail(2000))
+        t.eq(api.post("/api/sync", nojob, token=None)[0], 401, "token_reload: refused reload: no token still gets 401")
+        t.eq(api.post("/api/sync", nojob, token=new)[0], 404, "token_reload: refused reload: the token stays")
+
+        write({"listen": "127.0.0.1:0"})
+        t.check(hup_and_wait("config reloaded"), "token_reload: SIGHUP without a token on loopback: reloaded",
+                api.run.tail(2000))
+        t.eq(api.post("/api/sync", nojob, token=None)[0], 404, "token_reload: no token set: a POST needs none")
+        t.eq(api.run.term(30), 0, "token_reload: SIGTERM exit 0", api.run.tail(2000))
+    finally:
+        api.run.kill()
+
+
 CASES = (test_endpoints, test_dead_letters, test_crash_restart, test_security, test_robustness, test_realtime_resnapshot,
-         test_sse_resume)
+         test_sse_resume, test_token_reload)
 for case in CASES:
     if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
         t.case(case)
