@@ -33,6 +33,9 @@ Cases (each on its own databases in the shared cluster and its own state store):
   time with the run recorded `interrupted` and the target partly filled; the next start
   says the run was interrupted, resumes it from its checkpoint (it writes exactly the
   rows that were missing) and ends with the target equal to the source.
+- grace_expiry: SIGTERM while an sql statement runs far past a 2 s grace: the daemon
+  exits 0 after the grace (not before), says so, records the run interrupted, and the
+  next start runs the job again.
 
 Oracles: the state store is read with Python's sqlite3, the databases with psycopg2;
 overlaps are caught by PostgreSQL's exclusion constraint and by Python.
@@ -843,9 +846,50 @@ def test_sql_timeout():
         run.kill()
 
 
+# ---------------------------------------------------------------------------
+# 10. the shutdown grace runs out
+
+
+def test_grace_expiry():
+    """SIGTERM while an sql statement runs far longer than the grace (2 s): the daemon waits
+    the grace, says the run did not stop, records it interrupted and exits 0; the next start
+    runs the job again."""
+    db = L.new_db("d_grace_exp")
+    wd = L.Workdir("d_grace_exp")
+    cfg = config(wd, {"d": db}, {"long": {"kind": "sql", "db": "d", "every": "1s", "sql": "SELECT pg_sleep(60)",
+                                          "retry": {"attempts": 1}}})
+    run = Run(cfg, wd, env={"LOCKSTEP_SHUTDOWN_GRACE": "2s"})
+    try:
+        going = L.wait_for(lambda: runs(wd, "long", "running") or not run.alive(), deadline=30, step=0.1)
+        t.check(going and run.alive(), "grace_expiry: the long statement is running", run.tail(2000))
+        rid = (runs(wd, "long", "running") or [{}])[0].get("id")
+        t.check(L.wait_for(lambda: L.scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                                                "'%%pg_sleep(60)%%' AND state = 'active' AND datname = "
+                                                "current_database() AND pid <> pg_backend_pid()") == 1, 30, 0.1),
+                "grace_expiry: its statement is active on the server")
+        took = run.stop("grace_expiry: SIGTERM", within=30)
+        t.check(1.8 <= took <= 10, "grace_expiry: it exits after the 2 s grace, not before nor much later "
+                "(%.1f s)" % took, run.tail(2000))
+        out = run.output()
+        t.check("did not reach a checkpoint within 2 s; exiting anyway" in out,
+                "grace_expiry: the log says the run did not stop within the grace", run.tail(2000))
+        t.eq([r["status"] for r in runs(wd, "long") if r["id"] == rid], ["interrupted"],
+             "grace_expiry: the cut run is recorded interrupted")
+        L.execute(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE "
+                      "'%%pg_sleep(60)%%' AND datname = current_database() AND pid <> pg_backend_pid()")
+    finally:
+        run.kill()
+    run = Run(cfg, wd, env={"LOCKSTEP_SHUTDOWN_GRACE": "2s"})
+    try:
+        t.check(L.wait_for(lambda: [r for r in runs(wd, "long", "running") if r["id"] != rid], deadline=30),
+                "grace_expiry: the next start runs the job again", run.tail(2000))
+    finally:
+        run.kill()
+
+
 CASES = (test_no_overlap, test_exec_progress, test_misfire_and_persistence, test_sighup,
          test_memory_budget, test_graceful_shutdown_resume,
-         test_retention_and_restarts, test_reload_running_job, test_sql_timeout)
+         test_retention_and_restarts, test_reload_running_job, test_sql_timeout, test_grace_expiry)
 # Arguments name cases to run alone (e.g. `test_daemon.py sighup`); none runs them all.
 for case in CASES:
     if len(sys.argv) < 2 or case.__name__[len("test_"):] in sys.argv[1:]:
