@@ -61,6 +61,9 @@ struct lk_slot {
 	char fail_msg[LK_ERR_MSG_MAX];
 	struct lk_slot *next_queued; /* pool queue link */
 	int64_t queued_seq;
+	/* the job's lease deadline on CLOCK_BOOTTIME, by which an exec run's process group
+	 * must be dead; 0: none. Written by the lease thread (atomic), read by the run. */
+	int64_t lease_kill_boot_ms;
 };
 
 /*

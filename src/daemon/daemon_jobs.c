@@ -64,7 +64,8 @@ static int attempt(struct lk_daemon *d, struct lk_slot *s, struct lk_store *stor
 			       .stop = &s->stop,
 			       .retry = once,
 			       .want_id = s->run_id,
-			       .cancel = &s->cancel};
+			       .cancel = &s->cancel,
+			       .deadline_boot_ms = d->cluster ? &s->lease_kill_boot_ms : NULL};
 	struct lk_sync_opts so = {.stop = &s->stop,
 				  .retry = once,
 				  .run_id = s->run_id,
@@ -72,7 +73,6 @@ static int attempt(struct lk_daemon *d, struct lk_slot *s, struct lk_store *stor
 				  .full = s->run_full};
 	struct lk_sync_result res;
 
-	(void)d;
 	switch (job->kind) {
 	case LK_JOB_SQL:
 		return lk_sqljob_run(&jr, err);

@@ -9,7 +9,9 @@
  * then renews the leases it holds, acquires the free or expired ones assigned to it, and
  * hands over the ones assigned elsewhere (their runs stop at a checkpoint first). Between
  * cycles it watches its own deadline: a lease not renewed by renew_start + lease - margin
- * on CLOCK_BOOTTIME is dropped and its job stopped before any other instance may take it.
+ * on CLOCK_BOOTTIME is dropped and its job stopped before any other instance may take it;
+ * an exec job's process group gets SIGTERM then and SIGKILL at renew_start + lease -
+ * margin/2 at the latest (set_kill_deadline), whatever its command does with SIGTERM.
  * Safety never rests on this clock: every run bumps the epoch under the lease and the
  * target fences older epochs (DESIGN decision 5).
  */
@@ -108,6 +110,29 @@ bool lk_daemon_may_run(struct lk_daemon *d, const char *job)
 	return l && l->held && !l->releasing;
 }
 
+/*
+ * Tells the job's slots (mu held) the time, on CLOCK_BOOTTIME, by which an exec run's
+ * process group must be dead: the exec runner sends SIGKILL then at the latest, whatever
+ * its SIGTERM grace (sched/exec.h). For a lease that is ours it is half the margin before
+ * the lease ends, counted from the start of the last successful renewal, so the kill is
+ * done before the database's expiry (now() of that renewal + lease); the watch's stop
+ * (SIGTERM) comes half a margin before it.
+ */
+static void set_kill_deadline(struct lk_daemon *d, const char *job, int64_t at_boot_ms)
+{
+	for (int i = 0; i < d->nslots; i++) {
+		struct lk_slot *s = d->slots[i];
+
+		if (strcmp(s->job->name, job) == 0)
+			__atomic_store_n(&s->lease_kill_boot_ms, at_boot_ms, __ATOMIC_RELEASE);
+	}
+}
+
+static int64_t kill_deadline(const struct lk_daemon *d, const struct lk_lease *l)
+{
+	return l->ok_boot_ms + d->lease_ms - margin_ms(d) / 2;
+}
+
 /* Stops every slot of the job (mu held); true when one is still busy. */
 static bool stop_job(struct lk_daemon *d, const char *job)
 {
@@ -154,6 +179,7 @@ static void check_deadlines(struct lk_daemon *d)
 			"job %s: its lease was not renewed for %.1f s; stopping the job before "
 			"the lease can expire (another instance may take it over)",
 			l->job, (double)(now - l->ok_boot_ms) / 1000.0);
+		set_kill_deadline(d, l->job, kill_deadline(d, l)); /* slots that had none yet */
 		(void)stop_job(d, l->job);
 	}
 }
@@ -320,12 +346,14 @@ static void apply_plan(struct lk_daemon *d, struct plan *plan, int np, int64_t s
 
 		if (p->act == ACT_RENEW && p->ok) {
 			l->ok_boot_ms = started;
+			set_kill_deadline(d, l->job, kill_deadline(d, l));
 		} else if (p->act == ACT_RENEW && l->held) {
 			l->held = false;
 			l->releasing = false;
 			(void)__atomic_add_fetch(&d->losses, 1, __ATOMIC_RELAXED);
 			lk_log_error("job %s: its lease was taken by another instance; stopping it",
 				     l->job);
+			set_kill_deadline(d, l->job, lk_boot_ms()); /* another holds it: at once */
 			(void)stop_job(d, l->job);
 		} else if (p->act == ACT_ACQUIRE && p->ok) {
 			bool takeover = p->prev[0] && strcmp(p->prev, d->member) != 0;
@@ -334,6 +362,7 @@ static void apply_plan(struct lk_daemon *d, struct plan *plan, int np, int64_t s
 			l->releasing = false;
 			l->fresh = true;
 			l->ok_boot_ms = started;
+			set_kill_deadline(d, l->job, kill_deadline(d, l));
 			l->epoch = p->epoch;
 			(void)snprintf(l->holder, sizeof(l->holder), "%s", d->member);
 			if (takeover) {

@@ -180,14 +180,25 @@ static void wait_io(struct run *x, int ms)
 			stream_read(x, which[i]);
 }
 
+/* Milliseconds left before the deadline (CLOCK_BOOTTIME) by which the group must be dead;
+ * INT64_MAX when there is none. Another thread may move it: read at every turn. */
+static int64_t deadline_left(const struct run *x)
+{
+	int64_t d = x->o->deadline_boot_ms
+			    ? __atomic_load_n(x->o->deadline_boot_ms, __ATOMIC_ACQUIRE)
+			    : 0;
+
+	return d > 0 ? d - lk_boot_ms() : INT64_MAX;
+}
+
 /* Starts ending the group for `why`: SIGTERM now and SIGKILL after the grace, or
- * SIGKILL at once for memory. The first reason is the one reported. */
+ * SIGKILL at once for memory and the deadline. The first reason is the one reported. */
 static void begin_kill(struct run *x, enum kill_reason why, int64_t now)
 {
 	if (x->reason != KILL_NONE)
 		return;
 	x->reason = why;
-	if (why == KILL_MEMORY) {
+	if (why == KILL_MEMORY || why == KILL_DEADLINE) {
 		lk_exec_signal_group(x->pid, SIGKILL);
 		x->sigkilled = true;
 		return;
@@ -220,20 +231,24 @@ static bool memory_over(struct run *x, int64_t now)
 static void check_limits(struct run *x, int64_t now)
 {
 	const struct lk_exec_opts *o = x->o;
+	bool past_deadline = deadline_left(x) <= 0;
 
 	if (x->reason != KILL_NONE) {
-		if (!x->sigkilled && now >= x->sigkill_at_ms) {
+		if (!x->sigkilled && (now >= x->sigkill_at_ms || past_deadline)) {
+			/* the deadline cut the grace short: that is what ended the run */
+			if (now < x->sigkill_at_ms)
+				x->reason = KILL_DEADLINE;
 			lk_exec_signal_group(x->pid, SIGKILL);
 			x->sigkilled = true;
 		}
 		return;
 	}
-	if (lk_flag(o->stop))
+	if (past_deadline)
+		begin_kill(x, KILL_DEADLINE, now);
+	else if (lk_flag(o->stop))
 		begin_kill(x, KILL_STOP, now);
 	else if (o->timeout_ms > 0 && now >= x->timeout_at_ms)
 		begin_kill(x, KILL_TIMEOUT, now);
-	else if (o->deadline_mono_ms > 0 && now >= o->deadline_mono_ms)
-		begin_kill(x, KILL_DEADLINE, now);
 	else if (memory_over(x, now))
 		begin_kill(x, KILL_MEMORY, now);
 }
@@ -257,8 +272,24 @@ static void check_exit(struct run *x, int64_t now)
 	x->exited_ms = now;
 }
 
-/* Runs until the main process has ended and its output is read (or the drain time is
- * over), then kills what is left of the group. */
+/* How long the loop may wait before its next check: POLL_MAX_MS, or less to be on time
+ * for a pending SIGKILL or the deadline. */
+static int next_wait_ms(const struct run *x, int64_t now)
+{
+	int64_t ms = POLL_MAX_MS, left;
+
+	if (x->sigkilled)
+		return POLL_MAX_MS; /* nothing left to send: wait for the end */
+	left = deadline_left(x);
+	if (x->reason != KILL_NONE && x->sigkill_at_ms - now < ms)
+		ms = x->sigkill_at_ms - now;
+	if (left < ms)
+		ms = left;
+	return ms > 0 ? (int)ms : 0;
+}
+
+/* Runs until the main process has ended and its output is read (or the drain time or the
+ * deadline is over), then kills what is left of the group. */
 static void supervise(struct run *x)
 {
 	for (;;) {
@@ -270,13 +301,14 @@ static void supervise(struct run *x)
 		}
 		if (x->exited && x->out.fd < 0 && x->err.fd < 0)
 			break;
-		if (x->exited && now - x->exited_ms >= LK_EXEC_DRAIN_MS) {
+		if (x->exited &&
+		    (now - x->exited_ms >= LK_EXEC_DRAIN_MS || deadline_left(x) <= 0)) {
 			lk_log_debug(
 				"pid %d ended but its group still holds its output; killing it",
 				(int)x->pid);
 			break;
 		}
-		wait_io(x, POLL_MAX_MS);
+		wait_io(x, next_wait_ms(x, now));
 	}
 	/* The run owns its group: background children it left behind go with it. */
 	if (!x->lost)

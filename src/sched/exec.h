@@ -4,11 +4,11 @@
  * The command runs without a shell in its own process group, with
  * LOCKSTEP_RUN_ID and LOCKSTEP_FENCING_TOKEN in its environment. Its stdout
  * lines that are JSON progress objects become the run's progress; its other
- * stdout lines and its stderr lines go to callbacks (or the log). A timeout, a
- * lease deadline or a stop request ends the whole group (SIGTERM, then SIGKILL
- * after a grace period); a memory watchdog kills it when its resident memory
- * goes over a cap. The exit code decides success. docs/exec-jobs.md is the
- * user-facing page.
+ * stdout lines and its stderr lines go to callbacks (or the log). A timeout or
+ * a stop request ends the whole group (SIGTERM, then SIGKILL after a grace
+ * period); a lease deadline is a hard one (SIGKILL by then at the latest); a
+ * memory watchdog kills it when its resident memory goes over a cap. The exit code decides success.
+ * docs/exec-jobs.md is the user-facing page.
  *
  * Threads: lk_exec_run blocks the calling thread until the command and its
  * group are gone; several threads may run commands at once (no shared state).
@@ -82,12 +82,17 @@ struct lk_exec_opts {
 	char *const *env_extra;
 	/* 0: no timeout. On expiry the group gets SIGTERM, then SIGKILL kill_grace_ms later. */
 	int64_t timeout_ms;
-	/* SIGTERM-to-SIGKILL grace for timeout, deadline and stop; 0 means LK_EXEC_KILL_GRACE_MS.
-	 */
+	/* SIGTERM-to-SIGKILL grace for timeout and stop; 0 means LK_EXEC_KILL_GRACE_MS. */
 	int64_t kill_grace_ms;
-	/* 0: none. An absolute CLOCK_MONOTONIC time (lk_mono_ms) - the lease deadline - handled
-	 * like the timeout. */
-	int64_t deadline_mono_ms;
+	/* NULL or *deadline_boot_ms 0: none. The time on CLOCK_BOOTTIME (lk_boot_ms) by which
+	 * the whole group must be dead: the job's lease deadline, after which another instance
+	 * may take the job over. Another thread may move it while the command runs (the lease
+	 * thread does at every renewal); it is read atomically at every turn, and the loop wakes
+	 * up for it. Once it passes, the group gets SIGKILL at once, with no grace; a SIGTERM
+	 * sent earlier (timeout, stop) turns into SIGKILL at the end of its grace or at this
+	 * deadline, whichever comes first. A SIGKILL the deadline forced ends the run as
+	 * "killed at its deadline". */
+	volatile const int64_t *deadline_boot_ms;
 	/* 0: none. Bytes of resident memory (RSS) the command's process group may use, summed
 	 * over its members, sampled every LK_EXEC_MEM_SAMPLE_MS; above it the group gets
 	 * SIGKILL at once (no grace, like the kernel's OOM killer). A short spike between two

@@ -254,6 +254,7 @@ int lk_execjob_run(struct lk_jobrun *jr, struct lk_err *err)
 	o.timeout_ms = job->timeout_ms;
 	o.memory_max = job->memory_max;
 	o.stop = jr->stop;
+	o.deadline_boot_ms = jr->deadline_boot_ms;
 	o.on_progress = on_exec_progress;
 	o.on_stderr = on_exec_stderr;
 	o.on_stdout_text = on_exec_stdout;

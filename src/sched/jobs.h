@@ -22,6 +22,9 @@ struct lk_jobrun {
 	char run_id[37];		   /* out: the run's id */
 	const char *status;		   /* out: succeeded | failed | interrupted */
 	int64_t rows;			   /* out: sql: rows changed; exec: stats.processed */
+	/* exec: the lease deadline (lk_exec_opts.deadline_boot_ms), moved by the lease thread;
+	 * NULL: none (an SQLite state store, a command) */
+	volatile const int64_t *deadline_boot_ms;
 };
 
 /*
@@ -35,9 +38,10 @@ int lk_sqljob_run(struct lk_jobrun *jr, struct lk_err *err);
 
 /*
  * An `exec` job: takes the job's lock and epoch, runs job->command (no shell) in the
- * config's folder with LOCKSTEP_RUN_ID and LOCKSTEP_FENCING_TOKEN, job->timeout and
- * job->memory_max; its JSON progress lines become the run's progress (written to the store
- * at most once a second and at each stage change). Records the run.
+ * config's folder with LOCKSTEP_RUN_ID and LOCKSTEP_FENCING_TOKEN, job->timeout,
+ * job->memory_max and jr->deadline_boot_ms (the lease: its process group is dead by
+ * then); its JSON progress lines become the run's progress (written to the store at most
+ * once a second and at each stage change). Records the run.
  */
 int lk_execjob_run(struct lk_jobrun *jr, struct lk_err *err);
 

@@ -37,6 +37,7 @@ struct got {
 	int nout, nerr;
 	size_t longest_out;
 	volatile bool *stop_on_progress; /* set at the first progress line */
+	int64_t *deadline;		 /* moved to 300 ms from now at each progress line */
 };
 
 static void on_progress(void *arg, const struct lk_exec_progress *p)
@@ -45,6 +46,8 @@ static void on_progress(void *arg, const struct lk_exec_progress *p)
 
 	if (g->stop_on_progress)
 		*g->stop_on_progress = true;
+	if (g->deadline)
+		__atomic_store_n(g->deadline, lk_boot_ms() + 300, __ATOMIC_RELEASE);
 	if (g->nprog >= MAX_PROG)
 		return;
 	g->prog[g->nprog] = *p;
@@ -395,22 +398,108 @@ static void test_exec_sigkill_follows_an_ignored_sigterm(void **state)
 	got_release(&g);
 }
 
-static void test_exec_deadline_kills_like_a_timeout(void **state)
+/* The lease deadline is a hard one: SIGKILL when it passes, without a SIGTERM grace. */
+static void test_exec_deadline_kills_at_once(void **state)
 {
+	int64_t deadline = lk_boot_ms() + 200;
 	struct got g;
 	struct lk_exec_result r;
 	struct lk_err e = LK_ERR_INIT;
 	char *argv[4];
-	struct lk_exec_opts o = sh_opts(argv, "sleep 30", &g);
+	struct lk_exec_opts o = sh_opts(argv, "trap '' TERM; sleep 30", &g);
 
 	(void)state;
 	got_init(&g);
-	o.deadline_mono_ms = lk_mono_ms() + 200;
+	o.deadline_boot_ms = &deadline;
 	o.timeout_ms = 60000;
+	o.kill_grace_ms = 20000;
 	assert_int_equal(lk_exec_run(&o, &r, &e), -1);
 	assert_true(r.deadline_hit);
 	assert_false(r.timed_out);
+	assert_int_equal(r.term_signal, SIGKILL);
+	assert_true(r.elapsed_ms >= 150 && r.elapsed_ms < 3000);
 	assert_string_equal(e.msg, "killed at its deadline");
+	got_release(&g);
+}
+
+/* A stop (the lease watch's SIGTERM) on a command that ignores SIGTERM: the SIGKILL comes
+ * at the deadline, not at the end of a grace that would outlive the lease. */
+static void test_exec_deadline_cuts_the_stop_grace(void **state)
+{
+	volatile bool stop = false;
+	int64_t deadline = 0; /* none until the progress line sets it 300 ms ahead */
+	struct got g;
+	struct lk_exec_result r;
+	struct lk_err e = LK_ERR_INIT;
+	char *argv[4];
+	struct lk_exec_opts o =
+		sh_opts(argv, "trap '' TERM; echo '{\"progress\": 1}'; sleep 30 & wait; wait", &g);
+
+	(void)state;
+	got_init(&g);
+	g.stop_on_progress = &stop;
+	g.deadline = &deadline;
+	o.stop = &stop;
+	o.deadline_boot_ms = &deadline;
+	o.kill_grace_ms = 20000;
+	assert_int_equal(lk_exec_run(&o, &r, &e), -1);
+	assert_true(r.deadline_hit);
+	assert_false(r.cancelled);
+	assert_int_equal(r.term_signal, SIGKILL);
+	assert_true(r.elapsed_ms >= 250 && r.elapsed_ms < 3000);
+	assert_string_equal(e.msg, "killed at its deadline");
+	got_release(&g);
+}
+
+/* A deadline that another thread keeps moving (lease renewals) is read at every turn: the
+ * command lives past the first value and dies 300 ms after the last move. */
+static void test_exec_deadline_moves(void **state)
+{
+	int64_t deadline = lk_boot_ms() + 300;
+	struct got g;
+	struct lk_exec_result r;
+	struct lk_err e = LK_ERR_INIT;
+	char *argv[4];
+	struct lk_exec_opts o = sh_opts(argv,
+					"for i in 1 2 3 4 5 6 7 8; do echo '{\"progress\": 1}';"
+					" sleep 0.1; done; sleep 30",
+					&g);
+
+	(void)state;
+	got_init(&g);
+	g.deadline = &deadline;
+	o.deadline_boot_ms = &deadline;
+	assert_int_equal(lk_exec_run(&o, &r, &e), -1);
+	assert_true(r.deadline_hit);
+	assert_int_equal(g.nprog, 8);
+	assert_true(r.elapsed_ms >= 1000 && r.elapsed_ms < 5000);
+	assert_string_equal(e.msg, "killed at its deadline");
+	got_release(&g);
+}
+
+/* A far deadline leaves a stop its whole grace (the command exits on SIGTERM). */
+static void test_exec_far_deadline_keeps_the_grace(void **state)
+{
+	volatile bool stop = false;
+	int64_t deadline = lk_boot_ms() + 60000;
+	struct got g;
+	struct lk_exec_result r;
+	struct lk_err e = LK_ERR_INIT;
+	char *argv[4];
+	struct lk_exec_opts o = sh_opts(
+		argv, "trap 'sleep 0.3; exit 3' TERM; echo '{\"progress\": 1}'; sleep 30 & wait",
+		&g);
+
+	(void)state;
+	got_init(&g);
+	g.stop_on_progress = &stop;
+	o.stop = &stop;
+	o.deadline_boot_ms = &deadline;
+	assert_int_equal(lk_exec_run(&o, &r, &e), -1);
+	assert_true(r.cancelled);
+	assert_false(r.deadline_hit);
+	assert_int_equal(r.exit_code, 3);
+	assert_string_equal(e.msg, "cancelled");
 	got_release(&g);
 }
 
@@ -858,7 +947,10 @@ int main(void)
 		cmocka_unit_test(test_exec_runs_in_cwd_with_clean_signals_and_fds),
 		cmocka_unit_test(test_exec_timeout_kills_the_process_group),
 		cmocka_unit_test(test_exec_sigkill_follows_an_ignored_sigterm),
-		cmocka_unit_test(test_exec_deadline_kills_like_a_timeout),
+		cmocka_unit_test(test_exec_deadline_kills_at_once),
+		cmocka_unit_test(test_exec_deadline_cuts_the_stop_grace),
+		cmocka_unit_test(test_exec_deadline_moves),
+		cmocka_unit_test(test_exec_far_deadline_keeps_the_grace),
 		cmocka_unit_test(test_exec_stop_flag_cancels),
 		cmocka_unit_test(test_exec_stop_already_set_starts_nothing),
 		cmocka_unit_test(test_exec_runs_in_parallel_threads),
