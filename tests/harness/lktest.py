@@ -541,9 +541,18 @@ def pg_columns(url, table):
 
 # ---------------------------------------------------------------------------
 # oracle 2: rows from either engine in one canonical Python form
+#
+# What each logical type must keep across engines is docs/types.md's "What crosses
+# exactly"; canonical() turns a value read by psycopg2 or sqlite3 into a Python value
+# that holds exactly that much, and _same() compares two of them without Python's
+# laxness (True == 1 == 1.0, Decimal("1.5") == Decimal("1.50"), aware times equal
+# across offsets, dicts and lists compared with those rules inside).
 
 def logical_type_pg(t):
+    """The logical type of a PostgreSQL column from format_type() of its (base) type."""
     t = t.lower()
+    if t.endswith("]"):
+        return "other"  # arrays travel as their text
     if t in ("bigint", "integer", "smallint", "oid"):
         return "int"
     if t in ("double precision", "real"):
@@ -566,7 +575,9 @@ def logical_type_pg(t):
         return "date"
     if t.startswith("time"):
         return "time"
-    return "text"
+    if t in ("text", "name", "citext") or t.startswith("character"):
+        return "text"
+    return "other"
 
 
 def logical_type_sqlite(decl):
@@ -596,17 +607,19 @@ def logical_type_sqlite(decl):
         return "text"
     if "REAL" in d or "FLOA" in d or "DOUB" in d:
         return "float"
-    return "text"
+    return "other"
 
 
 class Odd:
-    """A value that has not the canonical shape for its column: never equal to a good one."""
+    """A value that has not the canonical shape for its column: never equal to a good one,
+    equal to another Odd only of the same kind and the same value (of the same type)."""
 
     def __init__(self, kind, value):
         self.kind, self.value = kind, value
 
     def __eq__(self, other):
-        return isinstance(other, Odd) and (self.kind, self.value) == (other.kind, other.value)
+        return (isinstance(other, Odd) and self.kind == other.kind
+                and type(self.value) is type(other.value) and self.value == other.value)
 
     def __hash__(self):
         return hash((self.kind, repr(self.value)))
@@ -615,9 +628,46 @@ class Odd:
         return "Odd(%s: %r)" % (self.kind, self.value)
 
 
+class NumberOnly:
+    """A numeric that SQLite holds as a number (a column of INTEGER, REAL or NUMERIC
+    affinity): its value is kept, its scale is not (docs/types.md). Same as a Decimal of
+    the same value, whatever its scale."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return _same(self, other)
+
+    def __hash__(self):
+        return hash(self.value)
+
+    def __repr__(self):
+        return "NumberOnly(%s)" % self.value
+
+
+# re.ASCII: \d and \s must not match other scripts' digits and blanks, which int() and
+# Decimal() would read but PostgreSQL does not.
 _TS_RE = re.compile(
     r"^(\d{4,})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?"
-    r"(Z|[+-]\d\d(?::?\d\d)?)?$")
+    r"(Z|[+-]\d\d(?::?\d\d)?)?$", re.ASCII)
+_DATE_RE = re.compile(r"^\d{4}-\d\d-\d\d$", re.ASCII)
+# time and timetz exactly as PostgreSQL prints them: no trailing zero in the fraction, an
+# offset's minutes only when not zero (docs/types.md: the text).
+_TIME_RE = re.compile(r"^(\d\d):(\d\d):(\d\d)(?:\.(\d{0,5}[1-9]))?([+-]\d\d(?::(?!00)\d\d)?)?$",
+                      re.ASCII)
+_NUMERIC_RE = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$", re.ASCII)
+_NUMERIC_SPECIAL = {"nan": "NaN", "infinity": "Infinity", "+infinity": "Infinity",
+                    "-infinity": "-Infinity", "inf": "Infinity", "+inf": "Infinity",
+                    "-inf": "-Infinity"}
+
+
+def _zone_minutes(zone):
+    if zone == "Z":
+        return 0
+    sign = -1 if zone[0] == "-" else 1
+    z = zone[1:].replace(":", "")
+    return sign * (int(z[:2]) * 60 + (int(z[2:4]) if len(z) > 2 else 0))
 
 
 def _parse_ts(s, want_tz):
@@ -626,47 +676,120 @@ def _parse_ts(s, want_tz):
         return Odd("timestamp text", s)
     y, mo, d, h, mi, se, frac, zone = m.groups()
     us = int((frac or "0").ljust(6, "0"))
-    dt = datetime.datetime(int(y), int(mo), int(d), int(h), int(mi), int(se), us)
+    try:
+        dt = datetime.datetime(int(y), int(mo), int(d), int(h), int(mi), int(se), us)
+    except ValueError:
+        return Odd("timestamp text", s)
     if want_tz:
         if zone is None:
             return Odd("timestamptz without zone", s)
-        if zone == "Z":
-            off = 0
-        else:
-            sign = -1 if zone[0] == "-" else 1
-            z = zone[1:].replace(":", "")
-            off = sign * (int(z[:2]) * 60 + (int(z[2:4]) if len(z) > 2 else 0))
-        return (dt - datetime.timedelta(minutes=off)).replace(tzinfo=UTC)
+        return (dt - datetime.timedelta(minutes=_zone_minutes(zone))).replace(tzinfo=UTC)
     if zone is not None:
         return Odd("timestamp with zone", s)
     return dt
 
 
+def _parse_time(s):
+    """'HH:MM:SS[.ffffff][+HH[:MM]]' (PostgreSQL's time and timetz text) -> time, with a
+    fixed-offset tzinfo when the text has an offset; an Odd for any other spelling."""
+    m = _TIME_RE.match(s)
+    if not m:
+        return Odd("time text", s)
+    h, mi, se, frac, zone = m.groups()
+    tz = None if zone is None else datetime.timezone(datetime.timedelta(minutes=_zone_minutes(zone)))
+    try:
+        return datetime.time(int(h), int(mi), int(se), int((frac or "0").ljust(6, "0")), tzinfo=tz)
+    except ValueError:
+        return Odd("time text", s)
+
+
+def _canon_decimal(d):
+    """A Decimal with one spelling per (value, scale), the way PostgreSQL's numeric keeps
+    it: the scale is the number of digits after the point, at least 0 (`1e3` is `1000`,
+    `1.50e1` is `15.0`), zero has no sign, every NaN is NaN."""
+    if d.is_nan():
+        return decimal.Decimal("NaN")
+    if d.is_infinite():
+        return d
+    sign, digits, exp = d.as_tuple()
+    if exp > 0:
+        digits, exp = digits + (0,) * exp, 0
+    digits = tuple(digits)
+    while len(digits) > 1 and digits[0] == 0:
+        digits = digits[1:]
+    if digits == (0,):
+        sign = 0
+    return decimal.Decimal((sign, digits, exp))
+
+
+def _numeric_text(s):
+    """Decimal text as PostgreSQL's numeric input reads it, or an Odd."""
+    special = _NUMERIC_SPECIAL.get(s.strip(" \t\n\r\f\v").lower())
+    if special:
+        return decimal.Decimal(special)
+    if not _NUMERIC_RE.match(s):
+        return Odd("numeric text", s)
+    return _canon_decimal(decimal.Decimal(s.strip(" \t\n\r\f\v")))
+
+
+def _json_constant(name):
+    raise ValueError("not JSON: %s" % name)
+
+
+def _json_object(pairs):
+    return dict(pairs)  # a duplicate key: the last one wins, as in jsonb and jansson
+
+
+class _JsonNull:
+    """A JSON document that is `null`: not SQL NULL (None)."""
+
+    def __repr__(self):
+        return "JSON_NULL"
+
+
+JSON_NULL = _JsonNull()
+
+
+def _json_text(s):
+    """A JSON text parsed: objects as dicts, numbers as canonical Decimals (value and
+    scale), strings, True/False/None (JSON_NULL for a whole document that is null); or an
+    Odd when it is not JSON."""
+    try:
+        v = json.loads(s, parse_float=lambda x: _canon_decimal(decimal.Decimal(x)),
+                       parse_int=lambda x: _canon_decimal(decimal.Decimal(x)),
+                       parse_constant=_json_constant, object_pairs_hook=_json_object)
+    except (ValueError, RecursionError):
+        return Odd("json text", s)
+    return JSON_NULL if v is None else v
+
+
 def canonical(ltype, v, engine):
-    """One canonical Python value for value `v` of logical type `ltype` read from `engine`."""
+    """One canonical Python value for value `v` of logical type `ltype` read from `engine`
+    ("pg": what psycopg2 returns, json as text; "sqlite": what the sqlite3 module returns).
+    Compare two with _same(), never with ==."""
     if v is None:
         return None
+    if isinstance(v, Odd):
+        return v
     if ltype == "int":
         return v if isinstance(v, int) and not isinstance(v, bool) else Odd("int", v)
     if ltype == "float":
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if isinstance(v, float):
+            return v
+        if isinstance(v, int) and not isinstance(v, bool) and float(v) == v:
             return float(v)
         return Odd("float", v)
     if ltype == "numeric":
         if isinstance(v, decimal.Decimal):
-            d = v
-        elif isinstance(v, str):
-            try:
-                d = decimal.Decimal(v)
-            except decimal.InvalidOperation:
-                return Odd("numeric text", v)
-        elif isinstance(v, int) and not isinstance(v, bool):
-            d = decimal.Decimal(v)
-        else:
-            return Odd("numeric %s" % type(v).__name__, v)
-        if d.is_nan():
-            return "NaN"
-        return d.normalize() if d != 0 else decimal.Decimal(0)
+            return _canon_decimal(v)
+        if isinstance(v, str):
+            return _numeric_text(v)
+        if engine == "sqlite" and isinstance(v, int) and not isinstance(v, bool):
+            return NumberOnly(decimal.Decimal(v))
+        if engine == "sqlite" and isinstance(v, float) and v == v:
+            # repr: the shortest text that reads back as this double, as lockstep reads it.
+            return NumberOnly(_canon_decimal(decimal.Decimal(repr(v).replace("inf", "Infinity"))))
+        return Odd("numeric %s" % type(v).__name__, v)
     if ltype == "bool":
         if isinstance(v, bool):
             return v
@@ -688,13 +811,13 @@ def canonical(ltype, v, engine):
         return Odd("uuid", v)
     if ltype == "json":
         if isinstance(v, str):
-            try:
-                return json.loads(v)
-            except ValueError:
-                return Odd("json text", v)
+            return _json_text(v)
         if isinstance(v, (dict, list, int, float, bool)):
-            return v
-        return Odd("json", v)
+            try:  # a Python value given directly: as the JSON text it stands for
+                return _json_text(json.dumps(v))
+            except (TypeError, ValueError):
+                return Odd("json", v)
+        return Odd("json %s" % type(v).__name__, v)
     if ltype == "timestamptz":
         if isinstance(v, datetime.datetime):
             if v.tzinfo is None:
@@ -712,135 +835,217 @@ def canonical(ltype, v, engine):
     if ltype == "date":
         if isinstance(v, datetime.date) and not isinstance(v, datetime.datetime):
             return v
-        if isinstance(v, str):
+        if isinstance(v, str) and _DATE_RE.match(v):
             try:
                 return datetime.date.fromisoformat(v)
             except ValueError:
-                return Odd("date text", v)
+                pass
         return Odd("date", v)
     if ltype == "time":
         if isinstance(v, datetime.time):
-            return v
+            off = v.utcoffset()
+            return v.replace(tzinfo=None if off is None else datetime.timezone(off))
         if isinstance(v, str):
-            try:
-                return datetime.time.fromisoformat(v)
-            except ValueError:
-                return Odd("time text", v)
+            return _parse_time(v)
         return Odd("time", v)
-    # text
+    # text, and other (its text as PostgreSQL prints it: _rows_pg reads it as text)
     if isinstance(v, str):
         return v
-    return Odd("text %s" % type(v).__name__, v)
+    return Odd("%s %s" % (ltype, type(v).__name__), v)
+
+
+class Rows(dict):
+    """rows_canonical()'s result: {key tuple: {column: canonical value}}; `dups` counts
+    the rows of keys that occur more than once (a difference for compare_rows)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dups = {}
+
+    def put(self, key, row):
+        if key in self:
+            self.dups[key] = self.dups.get(key, 1) + 1
+        self[key] = row
 
 
 def rows_canonical(url, table, key_cols, cols=None, where=None):
-    """{key tuple: {column: canonical value}} for every row of `table`.
+    """{key tuple: {column: canonical value}} for every row of `table` (a Rows).
 
     url: a PostgreSQL URL, or "sqlite:PATH" (or a path ending in .db). cols: the
-    columns to compare (default: all). Values are read with psycopg2 or the
-    sqlite3 module, never through lockstep."""
+    columns to compare (default: all); key columns are read for the key even when
+    `cols` leaves them out. Values are read with psycopg2 or the sqlite3 module,
+    never through lockstep."""
     if is_sqlite(url):
         return _rows_sqlite(sqlite_path(url), table, key_cols, cols, where)
     return _rows_pg(url, table, key_cols, cols, where)
 
 
+# lockstep's pinned session settings (docs/types.md): "other" values are compared as the
+# text PostgreSQL prints with them.
+_PG_ORACLE_SESSION = ("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; "
+                      "SET IntervalStyle = 'iso_8601'; SET extra_float_digits = 3; "
+                      "SET bytea_output = 'hex'")
+
+
+def _pg_oracle_types(url, table):
+    """{column: logical type} of a PostgreSQL table; a domain's type is its base type's."""
+    if "." in table and not table.startswith('"'):
+        schema, name = table.split(".", 1)
+    else:
+        schema, name = "public", table.strip('"')
+    return dict((r[0], logical_type_pg(r[1])) for r in execute(
+        url,
+        "SELECT a.attname, CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) "
+        "ELSE format_type(a.atttypid, a.atttypmod) END "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum", (schema, name)))
+
+
+def _read_cols(types, cols, key_cols, where_):
+    cols = list(cols or list(types))
+    for col in cols + list(key_cols):
+        if col not in types:
+            raise RuntimeError("%s: no column %s" % (where_, col))
+    return cols, cols + [k for k in key_cols if k not in cols]
+
+
 def _rows_pg(url, table, key_cols, cols, where):
-    desc = pg_columns(url, table)
-    if not desc:
+    types = _pg_oracle_types(url, table)
+    if not types:
         raise RuntimeError("%s: no table %s" % (url, table))
-    types = dict((n, logical_type_pg(t)) for n, t in desc)
-    cols = list(cols or [n for n, _ in desc])
-    for c in list(cols) + list(key_cols):
-        if c not in types:
-            raise RuntimeError("%s: table %s has no column %s" % (url, table, c))
+    cols, read = _read_cols(types, cols, key_cols, "%s: table %s" % (url, table))
+    sel = [pgsql.SQL("{}::text" if types[c] == "other" else "{}").format(pgsql.Identifier(c))
+           for c in read]
     q = pgsql.SQL("SELECT {} FROM {}{}").format(
-        pgsql.SQL(", ").join(pgsql.Identifier(c) for c in cols), _pg_ident(table),
+        pgsql.SQL(", ").join(sel), _pg_ident(table),
         pgsql.SQL(" WHERE " + where) if where else pgsql.SQL(""))
     c = connect(url)
     # json/jsonb as text, parsed by canonical() exactly like SQLite's JSON TEXT.
     psycopg2.extras.register_default_json(c, loads=lambda x: x)
     psycopg2.extras.register_default_jsonb(c, loads=lambda x: x)
-    out = {}
+    out = Rows()
     try:
         with c.cursor() as cur:
+            cur.execute(_PG_ORACLE_SESSION)
             cur.execute(q)
             while True:
                 batch = cur.fetchmany(5000)
                 if not batch:
                     break
                 for r in batch:
-                    row = dict((cols[i], canonical(types[cols[i]], r[i], "pg")) for i in range(len(cols)))
-                    key = tuple(canonical(types[k], r[cols.index(k)], "pg") if k in cols
-                                else None for k in key_cols)
-                    out[key] = row
+                    vals = dict((read[i], canonical(types[read[i]], r[i], "pg"))
+                                for i in range(len(read)))
+                    out.put(tuple(vals[k] for k in key_cols), dict((x, vals[x]) for x in cols))
     finally:
         c.close()
     return out
 
 
+def _sqlite_text(b):
+    """TEXT from SQLite: str, or an Odd holding the bytes when they are not UTF-8."""
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return Odd("text not UTF-8", bytes(b))
+
+
 def _rows_sqlite(path, table, key_cols, cols, where):
     c = sqlite3.connect(path)
+    c.text_factory = _sqlite_text
     try:
         info = c.execute('PRAGMA table_info("%s")' % table.replace('"', '""')).fetchall()
         if not info:
             raise RuntimeError("%s: no table %s" % (path, table))
         types = dict((r[1], logical_type_sqlite(r[2])) for r in info)
-        cols = list(cols or [r[1] for r in info])
-        for col in list(cols) + list(key_cols):
-            if col not in types:
-                raise RuntimeError("%s: table %s has no column %s" % (path, table, col))
-        q = "SELECT %s FROM \"%s\"" % (", ".join('"%s"' % x.replace('"', '""') for x in cols),
+        cols, read = _read_cols(types, cols, key_cols, "%s: table %s" % (path, table))
+        q = "SELECT %s FROM \"%s\"" % (", ".join('"%s"' % x.replace('"', '""') for x in read),
                                        table.replace('"', '""'))
         if where:
             q += " WHERE " + where
-        out = {}
+        out = Rows()
         for r in c.execute(q):
-            row = dict((cols[i], canonical(types[cols[i]], r[i], "sqlite")) for i in range(len(cols)))
-            key = tuple(row[k] for k in key_cols)
-            out[key] = row
+            vals = dict((read[i], canonical(types[read[i]], r[i], "sqlite")) for i in range(len(read)))
+            out.put(tuple(vals[k] for k in key_cols), dict((x, vals[x]) for x in cols))
         return out
     finally:
         c.close()
 
 
+def _row_diffs(a, b, k, kb, ignore_cols):
+    """Why key k's rows differ ([] when they do not): (kind, detail) pairs."""
+    out = []
+    if not _same(k, kb):
+        out.append(("key", "key %r != %r" % (k, kb)))
+    for side, rows in (("left", a), ("right", b)):
+        n = getattr(rows, "dups", {}).get(k)
+        if n:
+            out.append(("dup", "%d rows on the %s" % (n, side)))
+    ra, rb = a[k], b[k]
+    for col in list(ra) + [x for x in rb if x not in ra]:
+        if col in ignore_cols:
+            continue
+        if col not in rb:
+            out.append(("col", "column %s missing on the right" % col))
+        elif col not in ra:
+            out.append(("col", "column %s missing on the left" % col))
+        elif not _same(ra[col], rb[col]):
+            out.append(("value", "column %s: %r != %r" % (col, ra[col], rb[col])))
+    return out
+
+
 def compare_rows(a, b, ignore_cols=()):
-    """Sorted list of the keys whose rows differ between two rows_canonical() results
-    (present on one side only, or with a different value in a shared column)."""
+    """Sorted list of the keys whose rows differ between two rows_canonical() results:
+    present on one side only, more than one row for the key on a side, keys equal in
+    Python but not exactly (1 and True, 1.5 and 1.50), a column on one side only, or a
+    value that differs (_same) in a column that is not in ignore_cols."""
+    kb = dict((k, k) for k in b)
     diff = []
     for k in set(a) | set(b):
-        ra, rb = a.get(k), b.get(k)
-        if ra is None or rb is None:
+        if k not in a or k not in b or _row_diffs(a, b, k, kb[k], ignore_cols):
             diff.append(k)
-            continue
-        for col in ra:
-            if col in ignore_cols or col not in rb:
-                continue
-            if not _same(ra[col], rb[col]):
-                diff.append(k)
-                break
     return sorted(diff, key=repr)
 
 
 def _same(x, y):
-    if isinstance(x, float) and isinstance(y, float):
-        return x == y or (x != x and y != y)
+    """Exact equality of canonical values: kinds must match (True is not 1, 1 is not 1.0),
+    Decimals must have the same digits and scale, floats compare as doubles (-0.0 equals
+    0.0, NaN equals NaN), times compare their offsets too; dicts, lists and tuples are
+    compared element by element with the same rules."""
+    if isinstance(x, NumberOnly) or isinstance(y, NumberOnly):
+        vx = x.value if isinstance(x, NumberOnly) else x
+        vy = y.value if isinstance(y, NumberOnly) else y
+        return (isinstance(vx, decimal.Decimal) and isinstance(vy, decimal.Decimal)
+                and not vx.is_nan() and not vy.is_nan() and vx == vy)
     if type(x) is not type(y):
-        # 1 == 1.0 == True in Python: values of different kinds differ here.
         return False
+    if isinstance(x, float):
+        return x == y or (x != x and y != y)
+    if isinstance(x, decimal.Decimal):
+        return x.as_tuple() == y.as_tuple()
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)):
+        return len(x) == len(y) and all(_same(p, q) for p, q in zip(x, y))
+    if isinstance(x, datetime.time):
+        return x.replace(tzinfo=None) == y.replace(tzinfo=None) and x.utcoffset() == y.utcoffset()
+    if isinstance(x, datetime.datetime):
+        return x == y and x.utcoffset() == y.utcoffset()
     return x == y
 
 
-def describe_diff(a, b, keys, limit=5):
-    """Text showing the first differing rows, for failure messages."""
+def describe_diff(a, b, keys, limit=5, ignore_cols=()):
+    """Text showing why the first `limit` of compare_rows()'s keys differ, for failure
+    messages (one line per reason: a missing row, key, column or a differing value)."""
+    kb = dict((k, k) for k in b)
     lines = []
     for k in keys[:limit]:
-        ra, rb = a.get(k), b.get(k)
-        if ra is None or rb is None:
-            lines.append("key %r: %s" % (k, "missing on the left" if ra is None else "missing on the right"))
+        if k not in a or k not in b:
+            lines.append("key %r: %s" % (k, "missing on the left" if k not in a else "missing on the right"))
             continue
-        for col in ra:
-            if col in rb and not _same(ra[col], rb[col]):
-                lines.append("key %r column %s: %r != %r" % (k, col, ra[col], rb[col]))
+        for _, what in _row_diffs(a, b, k, kb[k], ignore_cols):
+            lines.append("key %r %s" % (k, what))
     if len(keys) > limit:
         lines.append("... and %d more" % (len(keys) - limit))
     return "\n".join(lines)
