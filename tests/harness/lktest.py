@@ -12,7 +12,7 @@ md5 over `t::text` computed by each server, and cross-engine equality fetches
 rows with psycopg2 / sqlite3 and converts every value to one canonical Python
 form. A test reports with `Suite`, whose last printed line is
 "N passed, M failed"; the exit status is 0 only when nothing failed. Exit 77 is
-a skip (no PostgreSQL), turned into a failure under CI=true or LK_REQUIRE_PG=1.
+a skip (no PostgreSQL), turned into a failure under CI or LK_REQUIRE_PG (strict()).
 """
 
 import datetime
@@ -46,15 +46,22 @@ POSITION_TABLES = ("lockstep_sync.position", "lockstep_sync_position")
 # environment, skipping, scale
 
 
+def env_on(name):
+    """True when variable name is set to anything but "", 0, false, no or off."""
+    return os.environ.get(name, "").lower() not in ("", "0", "false", "no", "off")
+
+
 def strict():
-    """True when a missing PostgreSQL must fail rather than skip."""
-    return os.environ.get("CI") == "true" or os.environ.get("LK_REQUIRE_PG") == "1"
+    """True when a missing requirement (PostgreSQL, a tool) must fail rather than skip:
+    under CI (CI=true, CI=1, CI=yes, ...) or LK_REQUIRE_PG=1. pg-test-env.sh's
+    require_pg_strict and tools/ctest-run.sh apply the same rule."""
+    return env_on("CI") or env_on("LK_REQUIRE_PG")
 
 
 def skip_or_fail(reason):
     """Skips the test (exit 77), or fails it (exit 1) under CI."""
     if strict():
-        print("FAIL: %s (CI=true or LK_REQUIRE_PG=1: PostgreSQL is required)" % reason)
+        print("FAIL: %s (CI or LK_REQUIRE_PG is set: PostgreSQL is required)" % reason)
         print("0 passed, 1 failed")
         sys.exit(1)
     print("SKIP: %s" % reason)

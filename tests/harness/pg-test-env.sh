@@ -8,7 +8,7 @@
 # DIR/env is written for the tests (sourceable shell and read by lktest.py):
 # PGHOST, PGPORT, PGUSER, PGSOCKDIR, PGBINDIR. The server log is DIR/pg.log and is
 # printed whenever a start fails. A missing PostgreSQL exits 77 (CTest's skip),
-# except under CI=true or LK_REQUIRE_PG=1, where it exits 1.
+# except under CI or LK_REQUIRE_PG (require_pg_strict), where it exits 1.
 #
 # PostgreSQL refuses to run as root, so as root every server command runs as the
 # `postgres` system user, which then owns DIR.
@@ -24,8 +24,17 @@ usage() {
 	exit 2
 }
 
+# True when variable $1 is set to anything but "", 0, false, no or off.
+env_on() {
+	local v=${!1:-}
+	v=${v,,}
+	[[ -n "$v" && "$v" != 0 && "$v" != false && "$v" != no && "$v" != off ]]
+}
+
+# The rule of lktest.strict(): under CI (CI=true, CI=1, CI=yes, ...) or LK_REQUIRE_PG=1
+# a missing PostgreSQL fails rather than skips.
 require_pg_strict() {
-	[[ "${CI:-}" == "true" || "${LK_REQUIRE_PG:-}" == "1" ]]
+	env_on CI || env_on LK_REQUIRE_PG
 }
 
 # Sets BINDIR to the newest /usr/lib/postgresql/N/bin holding initdb and pg_ctl,
@@ -123,7 +132,7 @@ cmd_stop() {
 cmd_start() {
 	if ! find_bindir; then
 		if require_pg_strict; then
-			die "initdb/pg_ctl not found (CI=true or LK_REQUIRE_PG=1: PostgreSQL is required)"
+			die "initdb/pg_ctl not found (CI or LK_REQUIRE_PG is set: PostgreSQL is required)"
 		fi
 		echo "pg-test-env: initdb/pg_ctl not found: skipping" >&2
 		exit 77

@@ -18,7 +18,8 @@ process, and checks two things:
    anything else fails.
 
 Prints counts per class and the first 20 failures. Exit 0 pass, 1 fail, 77 skip
-(driver or croniter missing, unless CI=true).
+(driver or croniter missing), a failure instead under CI or LK_REQUIRE_PG: the rule of
+the PostgreSQL tests, lktest.strict().
 """
 import bisect
 import calendar
@@ -30,12 +31,26 @@ import sys
 import time
 import zoneinfo
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+import lktest  # noqa: E402  (tests/harness, for strict())
+
+
+def skip_or_fail(reason):
+    """Exit 77 (CTest's skip), or 1 under CI or LK_REQUIRE_PG (lktest.strict())."""
+    if lktest.strict():
+        print("FAIL: test_cron_oracle: %s (CI or LK_REQUIRE_PG is set: nothing may skip)"
+              % reason)
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    print("SKIP: test_cron_oracle: %s" % reason)
+    sys.exit(77)
+
+
 try:
     import pytz
     from croniter import croniter, CroniterBadDateError
 except ImportError as e:  # python3-croniter, python3-tz
-    print("test_cron_oracle: %s" % e)
-    sys.exit(1 if os.environ.get("CI") == "true" else 77)
+    skip_or_fail("%s (make deps installs python3-croniter and python3-tz)" % e)
 
 SEED = int(os.environ.get("LK_CRON_SEED", "20240331"))
 N_EXPR = int(os.environ.get("LK_CRON_EXPRS", "4000"))
@@ -423,8 +438,7 @@ def gen_dst_case(rng, zone):
 def main():
     drv = os.environ.get("LK_CRON_NEXT")
     if not drv or not os.access(drv, os.X_OK):
-        print("test_cron_oracle: LK_CRON_NEXT (tests/tools/cron_next) not set or not executable")
-        return 1 if os.environ.get("CI") == "true" else 77
+        skip_or_fail("LK_CRON_NEXT (tests/tools/cron_next) not set or not executable")
     t0 = time.time()
     rng = random.Random(SEED)
     names = [z for z, _ in ZONES]
