@@ -26,8 +26,10 @@ Cases:
   partition    an instance whose state-store connection goes through a loopback proxy
                that stops forwarding stops its job before its lease can expire; the other
                takes it over; no execution overlaps.
-  exec_deadline  the same cut with an `exec` job holding a shell and its child: the
-               process group is killed before the lease can expire.
+  exec_deadline  the same cut with an `exec` job holding a shell and its child, both
+               ignoring SIGTERM: the process group is dead (SIGKILL at the lease deadline,
+               not after the 5 s SIGTERM grace) before the expiry the store computed for
+               the holder's last renewal.
   crash_after_seal  the holder dies right after sealing its epoch (LK_FAILPOINT): another
                instance takes over after the lease; equal, versions monotonic.
   blip         one instance streaming a real-time job, its state-store connection through a
@@ -503,17 +505,21 @@ def gone(pid):
 
 
 def test_exec_deadline():
-    """An exec job's process group is killed at the lease deadline of a cut-off holder."""
+    """An exec job whose command ignores SIGTERM: the cut-off holder kills its process group
+    (SIGKILL at the lease deadline, not after the 5 s SIGTERM grace) before the expiry the
+    store computed for its last renewal, so before another instance may take the job."""
     store = L.new_db("cle_state")
     u = urllib.parse.urlparse(store)
     proxy = Proxy(u.hostname, u.port)
     via_proxy = store.replace(":%d/" % u.port, ":%d/" % proxy.port)
     wd = L.Workdir("cluster_exec_pids")
     pids = wd.file("pids")
-    # the shell forks a child (sleep 60 in the background) and waits: both in the group
+    # the shell ignores SIGTERM, and so does its child (sleep 60 in the background, which
+    # inherits the ignored signal): only SIGKILL ends them
     jobs = {"long": {"kind": "exec", "every": "1s",
-                     "command": ["/bin/sh", "-c", "sleep 60 & echo $$$$ $! >> '%s'; wait" % pids]}}
+                     "command": ["/bin/sh", "-c", "trap '' TERM; sleep 60 & echo $$$$ $! >> '%s'; wait" % pids]}}
     a = Inst("ea", {}, jobs, via_proxy)
+    lease_log = None
     try:
         a.start()
         t.check(L.wait_for(lambda: a.held() == ["long"] and os.path.exists(pids), 30),
@@ -521,23 +527,48 @@ def test_exec_deadline():
         procs = [int(x) for x in open(pids).read().split()]
         t.check(len(procs) == 2 and not any(gone(p) for p in procs),
                 "the shell and its child are alive", procs)
+        ignored = [p for p in procs if not ignores_sigterm(p)]
+        t.eq(ignored, [], "both processes ignore SIGTERM (SigIgn in /proc)")
+        member = a.member()
+        lease_log = LeaseLog(store, "long")  # read directly from the store, not through the proxy
+        t.check(L.wait_for(lambda: lease_log.expiry(member), 10, 0.05),
+                "the test reads %s's lease of long from the store" % member)
         time.sleep(1)
-        cut_at = time.monotonic()
+        cut_at = time.time()
         proxy.cut()
-        dead = L.wait_for(lambda: all(gone(p) for p in procs), LEASE_S + 5, 0.05)
-        took = time.monotonic() - cut_at
-        t.check(dead and took < LEASE_S,
-                "the cut-off holder kills the command's process group %.2f s after the cut,"
-                " before the %.0f s lease ends" % (took, LEASE_S), a.run.tail(1500))
+        dead = L.wait_for(lambda: all(gone(p) for p in procs), LEASE_S + 10, 0.02)
+        dead_at = time.time()  # the group was dead by then (polled every 20 ms)
+        t.check(L.wait_for(lambda: leases(store).get("long") != member, LEASE_S + 5, 0.05),
+                "%s's lease of long ends" % member, leases(store))
+        lease_log.stop()
+        expiry = lease_log.expiry(member) or 0.0
+        t.check(dead and dead_at < expiry,
+                "the cut-off holder kills the command's process group %.2f s after the cut, %.2f s before the "
+                "lease expiry the store computed for its last renewal" % (dead_at - cut_at, expiry - dead_at),
+                a.run.tail(1500))
         t.check("job long: its lease was not renewed" in a.run.output(), "and logs why",
                 a.run.tail(1500))
         t.eq(open(pids).read().split(), [str(p) for p in procs], "no new run starts while cut off")
     finally:
+        if lease_log:
+            lease_log.stop()
         proxy.heal()  # so the instance can stop without waiting out its connections
         stop_all([a])
         for p in [int(x) for x in (open(pids).read().split() if os.path.exists(pids) else [])]:
             if not gone(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def ignores_sigterm(pid):
+    """Whether the process ignores SIGTERM (bit 15 of SigIgn in /proc/PID/status)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except OSError:
+        pass
+    return False
 
 
 def test_blip():
