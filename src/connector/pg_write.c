@@ -217,15 +217,20 @@ static struct pg_stage *stage_for(struct lk_conn *c, const struct lk_write_spec 
 
 /* Appends a column for the no-op check: cast to text where the type may lack "=" (json,
  * xml, geometric and other types lockstep passes through as text). */
+/*
+ * A column of the no-op check, compared as its text: a type's own equality can call two
+ * different values equal (numeric 2 and 2.000, citext 'abc' and 'ABC', float 0 and -0, text
+ * under a nondeterministic collation), and an update skipped for that would leave the
+ * target different from the source. Both sides are printed in this session, whose
+ * settings lockstep pins, so equal text means the same value.
+ */
 static void add_cmp_col(struct lk_buf *sql, const char *prefix, const struct lk_write_spec *w,
 			int i)
 {
-	bool as_text = w->types[i] == LK_T_JSON || w->types[i] == LK_T_OTHER;
-
-	lk_buf_adds(sql, as_text ? "(" : "");
+	lk_buf_adds(sql, "(");
 	lk_buf_adds(sql, prefix);
 	lk_quote_ident(sql, w->cols[i]);
-	lk_buf_adds(sql, as_text ? ")::text" : "");
+	lk_buf_adds(sql, ")::text");
 }
 
 static void build_merge(struct lk_buf *sql, const struct lk_write_spec *w, const char *stage)

@@ -523,9 +523,11 @@ def pg_md5(url, table, key_cols, cols=None, where=None):
     two PostgreSQL tables with the same columns (names may differ) and values give
     the same digest."""
     sel = pgsql.SQL("*") if not cols else pgsql.SQL(", ").join(pgsql.Identifier(c) for c in cols)
-    order = pgsql.SQL(", ").join(pgsql.SQL("t.{}").format(pgsql.Identifier(k)) for k in key_cols)
-    q = pgsql.SQL("SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')), count(*) "
-                  "FROM (SELECT {sel} FROM {tbl}{where}) t").format(
+    # The subquery's alias is not a plausible column name: with a column named like the
+    # alias, `alias::text` would be that column, and the digest would cover it alone.
+    order = pgsql.SQL(", ").join(pgsql.SQL("lk_md5_row.{}").format(pgsql.Identifier(k)) for k in key_cols)
+    q = pgsql.SQL("SELECT md5(coalesce(string_agg(lk_md5_row::text, '|' ORDER BY {order}), '')), count(*) "
+                  "FROM (SELECT {sel} FROM {tbl}{where}) lk_md5_row").format(
         order=order, sel=sel, tbl=_pg_ident(table),
         where=pgsql.SQL(" WHERE " + where) if where else pgsql.SQL(""))
     r = execute(url, q)
