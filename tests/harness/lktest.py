@@ -1371,3 +1371,52 @@ class Suite:
         print("%s: %.1fs" % (self.name, time.monotonic() - self.t0))
         print("%d passed, %d failed" % (self.passed, self.failed))
         sys.exit(0 if ok else 1)
+
+
+# ---------------------------------------------------------------------------
+# a gate in a source's rows: a run held mid-read for as long as the test wants
+
+
+class Gate:
+    """A gate that holds lockstep's read of a PostgreSQL source table where the test wants
+    it, so "mid-run" or "while the snapshot runs" is certain however fast the machine.
+
+    Gate(url, from_key) creates FUNCTION lk_gate(bigint) in the database: true for every
+    key below from_key, and for a key at or above it true once it gets a shared advisory
+    lock (GATE_KEY) that close() holds in the test's own session. A job whose `where`
+    has `lk_gate(id)` (where_sql()) reads the keys below from_key, then waits at the
+    first one at or above it while the gate is closed; open() lets it go on. waiters()
+    lists the sessions waiting at the gate: proof the read is there, not finished.
+    The function is always true, so the job copies the same rows as without it."""
+
+    GATE_KEY = 7707
+
+    def __init__(self, url, from_key=None):
+        self.url = url
+        self.session = None
+        low = "false" if from_key is None else "$1 < %d" % int(from_key)
+        execute(url, "CREATE OR REPLACE FUNCTION lk_gate(bigint) RETURNS boolean LANGUAGE sql VOLATILE AS "
+                     "$$ SELECT CASE WHEN %s THEN true ELSE "
+                     "(SELECT true FROM pg_advisory_xact_lock_shared(%d)) END $$" % (low, self.GATE_KEY))
+
+    @staticmethod
+    def where_sql(col="id"):
+        return "lk_gate(%s)" % col
+
+    def close(self):
+        if self.session is None:
+            self.session = connect(self.url)
+            with self.session.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(%s)", (self.GATE_KEY,))
+        return self
+
+    def open(self):
+        if self.session is not None:
+            self.session.close()  # a session's advisory locks end with it
+            self.session = None
+
+    def waiters(self):
+        """[(pid, query)] of the sessions waiting at the gate."""
+        return execute(self.url, "SELECT a.pid, a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                                 " WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = 0"
+                                 " AND l.objid = %s AND l.objsubid = 1", (self.GATE_KEY,))

@@ -20,6 +20,7 @@ Writers runs N threads (psycopg2, autocommit off) doing random transactions of 1
 statements (inserts of fresh keys, updates of status / a 20-200 KB body / the jsonb
 doc, key changes, deletes), some sleeping 0-200 ms before COMMIT, plus one thread
 that repeatedly holds a transaction open for a few seconds after an early update.
+Keys below 1 (RESERVED_BELOW) are never touched by the writers: the test's own rows.
 The controller may TRUNCATE the table once (truncate()). A writer survives a lost
 connection or a source restart: the transaction in flight is dropped (it never
 committed) and the thread reconnects and goes on.
@@ -46,6 +47,11 @@ MD5_COLS = ["id", "status", "version", "name", "body_md5", "doc", "updated_at"]
 ITEMS_DDL = ("CREATE TABLE {t} (id bigint PRIMARY KEY, status text NOT NULL, version bigint NOT NULL, "
              "name text, body text, doc jsonb, updated_at timestamptz DEFAULT now(){extra})")
 VIEW_DDL = "CREATE VIEW {v} AS SELECT *, md5(body) AS body_md5 FROM {t}"
+
+# Keys below this are left to the test: the writers' keys come from the sequence (1 and
+# up) and their updates and deletes never pick a key below it, so a test can write rows
+# of its own beside the workload and judge exactly what becomes of them.
+RESERVED_BELOW = 1
 
 # SQLSTATEs a writer expects under contention or an outage; anything else is reported.
 EXPECTED_STATES = ("40P01", "40001", "55P03", "57014", "57P01", "57P02", "57P03", "25P02")
@@ -314,9 +320,10 @@ class Writers:
         return cur.fetchone()
 
     def _pick(self, rnd, lo, hi):
-        """SQL picking an existing key at or after a random point, and its parameter."""
-        return ("(SELECT id FROM %s WHERE id >= %%s ORDER BY id LIMIT 1)" % _q(self.table),
-                rnd.randint(lo, max(lo, hi)))
+        """SQL picking an existing key at or after a random point, and its parameter. Keys
+        below 1 are the test's own (RESERVED_BELOW): writers never update or delete them."""
+        return ("(SELECT id FROM %s WHERE id >= %%s AND id >= %d ORDER BY id LIMIT 1)"
+                % (_q(self.table), RESERVED_BELOW), rnd.randint(lo, max(lo, hi)))
 
     def _statement(self, cur, rnd, kind, lo, hi):
         t = _q(self.table)

@@ -7,10 +7,20 @@ rtwriters.py) make random transactions of 1-5 statements: inserts of fresh keys,
 updates of status (rows entering and leaving `where`), of a 20-200 KB body and of
 a jsonb doc, key changes and deletes, some sleeping before COMMIT; one more thread
 holds a transaction open for seconds at a time after an early update. `run` starts
-while that transaction is open, so the snapshot overlaps it (checked: the horizon
-lockstep took is not above the holder's xid). Writers run 30 s * LK_SCALE (at
-least 5 s); half-way (and after the first snapshot) the table is truncated once,
-and the writers go on for at least half that time again.
+while that transaction is open.
+The snapshot overlaps an open writing transaction by construction: the job's `where`
+also calls lk_gate(id) (lktest.Gate), which waits for an advisory lock the test holds,
+so the snapshot's read stops at its first active row until the test lets it go. Before
+`run` starts the test opens a transaction with an xid (and no lock on the table, so
+the capture's install does not wait for it); once the snapshot's read is seen
+waiting at the gate with the position in phase "snapshot", that transaction inserts
+key -1, updates key -2 and deletes key -3 (keys the writers never touch: rtwriters
+RESERVED_BELOW), commits, and the gate opens. Checked unconditionally: the horizon
+lockstep took is not above that xid; the snapshot copied key -2 as it was before
+(the target's version log starts at version 1); the three changes reach the target
+(md5 oracle over keys < 0). Writers run 30 s * LK_SCALE (at least 5 s); half-way
+(and after the first snapshot) the table is truncated once, and the writers go on
+for at least half that time again.
 Then, by oracles independent of lockstep:
   - the target equals the source rows matching `where` (md5 over the rows as text,
     computed by each server; bodies as md5) within a generous deadline;
@@ -49,10 +59,11 @@ BATCH = 200
 WHERE = "status = 'active'"
 DEADLINE = 180                      # seconds to wait for convergence (never a timing assertion)
 HOLD_S = (max(1.0, 2.0 * _SCALE), max(2.0, 5.0 * _SCALE))  # how long the holder keeps its transaction
+GATED = WHERE + " AND " + L.Gate.where_sql("id")  # the job's where in test_writers (the gate is always true)
 
 
-def job(deletes, target_table="items"):
-    return {"source": {"db": "src", "table": "items", "key": ["id"], "where": WHERE},
+def job(deletes, target_table="items", where=WHERE):
+    return {"source": {"db": "src", "table": "items", "key": ["id"], "where": where},
             "target": {"db": "dst", "table": target_table, "create": False, "deletes": deletes},
             "mode": "realtime", "batch": BATCH}
 
@@ -102,8 +113,14 @@ def test_writers():
     src, dst = L.new_db("rtw_src"), L.new_db("rtw_dst")
     W.create_source(src, N0)
     W.create_target(dst)
+    gate = L.Gate(src)  # every row waits while the gate is closed
+    # keys the writers never touch (below rtwriters.RESERVED_BELOW): -2 and -3 exist
+    # before the snapshot; the transaction held across it updates -2, deletes -3, adds -1
+    L.execute(src, "INSERT INTO items (id, status, version, name, doc) VALUES "
+                   "(-2, 'active', 1, 'before the snapshot', '{\"k\": -2}'), "
+                   "(-3, 'active', 1, 'before the snapshot', '{\"k\": -3}')")
     wd = L.Workdir("rt_writers")
-    cfg = L.sync_config(wd, {"src": src, "dst": dst}, {"items": job("delete")})
+    cfg = L.sync_config(wd, {"src": src, "dst": dst}, {"items": job("delete", where=GATED)})
     t.log("source: %d rows (%d active), batch %d, writers for %.0f s" % (
         N0, L.count_rows(src, "items", WHERE), BATCH, DURATION))
 
@@ -112,7 +129,7 @@ def test_writers():
     w.start()
     try:
         t.check(w.holding.wait(30), "the holder's transaction is open before `run` starts")
-        watch_first_start(w, d, dst)
+        watch_first_start(w, d, src, dst, gate)
     except BaseException:
         d.kill()
         raise
@@ -124,35 +141,56 @@ def test_writers():
         d.kill()  # when a check raised before the SIGTERM
 
 
-def watch_first_start(w, d, dst):
-    """Starts `run`, watches its first snapshot, TRUNCATEs half-way, lets the writers go on."""
-    t0 = time.monotonic()
-    d.start()
-    # Watch the position: phase "snapshot" (its h is the horizon taken before the
-    # snapshot began), then "stream".
-    snap_seen = snap_h = snap_end = None
-    while d.alive() and snap_end is None and time.monotonic() - t0 < 120:
-        p = position(dst, "items")
-        now = time.monotonic()
-        if p and p.get("phase") == "snapshot" and snap_seen is None:
-            snap_seen, snap_h = now, int(p["h"])
-        if p and p.get("phase") == "stream":
-            snap_end = now
-        time.sleep(0.02)
-    t.check(snap_end is not None, "the first start finishes its snapshot (%.1f s)" % (
+def watch_first_start(w, d, src, dst, gate):
+    """Starts `run` with a transaction held open across its first snapshot (see the module
+    docstring), TRUNCATEs half-way, lets the writers go on."""
+    gate.close()
+    held = L.psycopg2.connect(src, connect_timeout=10)
+    try:
+        cur = held.cursor()  # autocommit off: one transaction until held.commit()
+        cur.execute("SELECT pg_current_xact_id()::text::bigint")
+        xid = cur.fetchone()[0]
+        t0 = time.monotonic()
+        d.start()
+        # The position says "snapshot" (its h is the horizon taken before the snapshot began)
+        # and the snapshot's read waits at the gate: the snapshot is running.
+        waiting = L.wait_for(lambda: (gate.waiters() and (position(dst, "items") or {}).get("phase")
+                                      == "snapshot") or not d.alive(), 120, 0.05)
+        who = gate.waiters()
+        p = position(dst, "items") or {}
+        t.check(waiting is True and who and p.get("phase") == "snapshot",
+                "the first snapshot runs (phase snapshot, its read waiting at the gate: %s) while a "
+                "transaction (xid %d) is open" % ([q[:40] for _, q in who], xid),
+                "position %r\n%s" % (p, d.tail()))
+        t.check(who and all(q.startswith(("COPY", "FETCH", "DECLARE")) for _, q in who),
+                "what waits at the gate is the snapshot's read of the source", repr(who))
+        snap_h = int(p.get("h") or -1)
+        t.check(0 < snap_h <= xid, "the horizon the snapshot took (%d) is not above the open "
+                "transaction's xid (%d): its changes are left to the stream" % (snap_h, xid))
+        cur.execute("INSERT INTO items (id, status, version, name, doc) VALUES "
+                    "(-1, 'active', 1, 'inserted during the snapshot', '{\"k\": -1}')")
+        cur.execute("UPDATE items SET version = version + 1, name = 'updated during the snapshot', "
+                    "updated_at = now() WHERE id = -2")
+        cur.execute("DELETE FROM items WHERE id = -3")
+        held.commit()
+        t.check(gate.waiters() == who, "that transaction committed while the snapshot's read still "
+                "waited at the gate", repr(gate.waiters()))
+    finally:
+        held.close()
+        gate.open()
+    snap_end = L.wait_for(lambda: (position(dst, "items") or {}).get("phase") == "stream" or not d.alive(),
+                          120, 0.05)
+    t.check(snap_end is True and d.alive(), "the first start finishes its snapshot (%.1f s)" % (
         time.monotonic() - t0), d.tail())
-    overlapping = [h for h in list(w.holds)
-                   if snap_h is not None and snap_end is not None and h[0] >= snap_h
-                   and h[1] < snap_end and (h[2] is None or h[2] > snap_seen)]
-    if snap_seen is not None and snap_end is not None:
-        t.log("snapshot seen from %.2f s to %.2f s after the start; holds overlapping it: %d" % (
-            snap_seen - t0, snap_end - t0, len(overlapping)))
-        # Holds last seconds with gaps under 0.3 s: a snapshot longer than a gap meets one.
-        if snap_end - snap_seen > 0.5:
-            t.check(overlapping, "a transaction held open across snapshot pages (xid not below "
-                    "the snapshot's horizon %d)" % snap_h, repr(w.holds[:10]))
-    else:
-        t.log("note: snapshot phase not observed (seen %r, stream %r)" % (snap_seen, snap_end))
+    W.wait_equal(t, src, dst, "id < 0 AND " + WHERE, 60, dst_where="id < 0",
+                 what="the insert, update and delete of the transaction held across the snapshot "
+                      "reach the target (md5 oracle over keys < 0)")
+    hist = dict((k, [v for _, v in W.version_history(dst, k)]) for k in (-1, -2, -3))
+    t.eq((hist[-2][:1], hist[-3][:1]), ([1], [1]),
+         "the snapshot copied keys -2 and -3 as they were before that transaction (version 1 "
+         "first in the target's version log): it overlapped the open transaction", repr(hist))
+    t.eq((hist[-1][-1:], hist[-2][-1:]), ([1], [2]),
+         "the stream then applied the transaction's insert (-1) and update (-2, version 2)", repr(hist))
     # The TRUNCATE half-way, while streaming; then the writers go on.
     while time.monotonic() - t0 < DURATION / 2:
         time.sleep(0.1)
