@@ -11,10 +11,13 @@ Cases:
   started over HTTP is followed over Server-Sent Events to its terminal event with a
   progress event at least every second; its stats match the rows copied (md5 oracle on
   the databases). A running sync is cancelled and ends `cancelled`. /metrics parses as
-  the Prometheus text format and its rows counter matches what was synced.
-- crash_restart: a sync started over HTTP, the daemon SIGKILLed mid-run and started
-  again: /api/sync/status/{id} answers `interrupted`, and the resumed run shows in
-  /api/runs and ends equal.
+  the Prometheus text format and its rows counter matches what was synced. The source's
+  `where` has a gate (lktest.Gate) that holds snap's read half-way while the test wants:
+  the followed run, the 409 while it runs and the cancel are certainly mid-run, however
+  fast the copy (at LK_SCALE=0.1 a whole run takes about 0.2 s).
+- crash_restart: a sync started over HTTP, the daemon SIGKILLed mid-run (held at a gate
+  half-way) and started again: /api/sync/status/{id} answers `interrupted`, and the
+  resumed run shows in /api/runs and ends equal.
 - security: a non-loopback http.listen without a token is refused (run and check-config,
   exit 78); a second daemon on a port in use exits 69 with a clear message.
 - token_reload: SIGHUP with a new http.token: the old token gets 401 and the new one
@@ -179,11 +182,14 @@ def test_endpoints():
     src, dst = L.new_db("http_src"), L.new_db("http_dst")
     W.create_source(src, n=n)
     W.create_target(dst, log_table=None)
+    # snap's reads wait at key n/2 while the gate is closed: its runs are certainly mid-run
+    # when the test looks at them, cancels them, or follows them over SSE
+    gate = L.Gate(src, from_key=n // 2)
     aux = L.new_db("http_aux")
     L.execute(aux, "CREATE TABLE ticks (n serial PRIMARY KEY)")
     wd = L.Workdir("http_endpoints")
     jobs = {
-        "snap": {"source": {"db": "src", "table": "items"},
+        "snap": {"source": {"db": "src", "table": "items", "where": L.Gate.where_sql("id")},
                  "target": {"db": "dst", "table": "items", "create": False},
                  "mode": "snapshot", "batch": 500},
         "tick": {"kind": "sql", "db": "aux", "every": "1s", "sql": "INSERT INTO ticks DEFAULT VALUES"},
@@ -266,6 +272,7 @@ def test_endpoints():
         t.eq(api.get("/api/errors?resolved=maybe")[0], 400, "/api/errors?resolved=maybe: 400")
 
         # ---- a full sync over HTTP, followed over SSE
+        gate.close()
         code, body, _ = api.post("/api/sync", {"job": "snap", "type": "full"})
         t.check(code == 202 and body.get("status") == "queued" and body.get("syncId"),
                 "POST /api/sync: 202 {syncId, status: queued}", body)
@@ -274,14 +281,17 @@ def test_endpoints():
         t.check((code2 == 202 and body2.get("syncId") == rid and body2.get("coalesced"))
                 or (code2 == 409 and body2.get("syncId") == rid),
                 "a second POST while queued or running: the same run's id (202 coalesced or 409)", body2)
-        result = {}
-        th = threading.Thread(target=lambda: result.update(ev=api.events(rid)))
+        result, seen = {}, []
+        th = threading.Thread(target=lambda: result.update(ev=api.events(rid, on_event=seen.append)))
         th.start()
-        t.check(L.wait_for(lambda: api.status(rid).get("status") == "running", 30, 0.1), "the run is running",
-                api.status(rid))
+        t.check(L.wait_for(lambda: api.status(rid).get("status") == "running" and gate.waiters(), 30, 0.1),
+                "the run is running (its read waits at the gate half-way)", api.status(rid))
         code3, body3, _ = api.post("/api/sync", {"job": "snap"})
         t.check(code3 == 409 and body3.get("syncId") == rid and body3.get("error"),
                 "POST while it runs (overlap: skip): 409 with the running run's id", body3)
+        t.check(L.wait_for(lambda: [e for e in seen if e[1] == "progress" and e[3]["status"] == "running"],
+                           30, 0.05), "SSE: the stream sees the run running before the gate opens")
+        gate.open()
         th.join(300)
         code, ctype, evs = result.get("ev", (0, "", []))
         t.eq(code, 200, "SSE: 200")
@@ -326,20 +336,31 @@ def test_endpoints():
         code, body, _ = api.get("/api/runs?limit=3")
         t.check(code == 200 and len(body["runs"]) == 3, "/api/runs?limit=3: 3 runs", body)
 
-        # ---- cancel a running sync
+        # ---- cancel a running sync: it reads up to the gate and waits there, so the
+        # cancel certainly comes mid-run however fast the copy is
+        gate.close()
         code, body, _ = api.post("/api/sync", {"job": "snap", "type": "full"})
         rid2 = body.get("syncId")
         t.check(code == 202 and rid2 and rid2 != rid, "a second full sync: a new run id", body)
         t.check(L.wait_for(lambda: api.status(rid2).get("status") == "running"
-                           and api.status(rid2)["stats"]["rowsRead"] > 0, 30, 0.1), "the second run is running")
+                           and api.status(rid2)["stats"]["rowsRead"] > 0 and gate.waiters(), 30, 0.1),
+                "the second run is running: rows read, its read waiting at the gate half-way",
+                (api.status(rid2), gate.waiters()))
         code, body, _ = api.post("/api/sync/%s/cancel" % rid2, token=None)
         t.eq(code, 401, "cancel without a token: 401")
         code, body, _ = api.post("/api/sync/%s/cancel" % rid2, {"why": 1})
         t.eq(code, 400, "cancel with an unknown field: 400", body)
+        st2 = api.status(rid2)
+        t.check(st2.get("status") == "running" and gate.waiters(),
+                "just before the cancel the run is still running, held at the gate", (st2, gate.waiters()))
         code, body, _ = api.post("/api/sync/%s/cancel" % rid2)
         t.check(code == 202 and body.get("syncId") == rid2, "cancel a running run: 202", body)
+        gate.open()
         t.check(L.wait_for(lambda: api.status(rid2).get("status") == "cancelled", 30, 0.1),
                 "the cancelled run ends `cancelled`", api.status(rid2))
+        st2 = api.status(rid2)
+        t.check(0 < st2["stats"]["rowsRead"] < n, "the cancel cut the run: it read %d of the %d rows"
+                % (st2["stats"]["rowsRead"], n), st2)
         code, body, _ = api.post("/api/sync/%s/cancel" % rid2)
         t.check(code == 409 and body.get("detail") == "cancelled", "cancel a finished run: 409", body)
         t.eq(api.post("/api/sync/01a20000-0000-7000-8000-000000000000/cancel")[0], 404, "cancel an unknown run: 404")
@@ -450,6 +471,7 @@ def test_endpoints():
         rc = api.run.term(30)
         t.eq(rc, 0, "SIGTERM: exit 0", api.run.tail(2000))
     finally:
+        gate.open()
         api.run.kill()
 
 
@@ -458,23 +480,30 @@ def test_crash_restart():
     src, dst = L.new_db("http_crash_src"), L.new_db("http_crash_dst")
     W.create_source(src, n=n)
     W.create_target(dst, log_table=None)
+    gate = L.Gate(src, from_key=n // 2)  # the run waits half-way while the gate is closed
     wd = L.Workdir("http_crash")
     cfg = config(wd, {"src": src, "dst": dst}, {
-        "snap": {"source": {"db": "src", "table": "items"},
+        "snap": {"source": {"db": "src", "table": "items", "where": L.Gate.where_sql("id")},
                  "target": {"db": "dst", "table": "items", "create": False},
                  "mode": "snapshot", "batch": 500}})
     api = Api(cfg, wd)
     try:
+        gate.close()
         code, body, _ = api.post("/api/sync", {"job": "snap", "type": "full"})
         rid = body.get("syncId")
         t.check(code == 202 and rid, "crash: the sync is queued", body)
-        t.check(L.wait_for(lambda: api.status(rid)["stats"]["rowsRead"] > 0, 60, 0.1), "crash: the run is copying")
+        t.check(L.wait_for(lambda: api.status(rid)["stats"]["rowsRead"] > 0 and gate.waiters(), 60, 0.1),
+                "crash: the run is copying (rows read, its read waiting at the gate half-way)",
+                (api.status(rid), gate.waiters()))
         api.run.kill()
-        t.log("SIGKILL at %d rows" % L.count_rows(dst, "items"))
+        gate.open()
+        have = L.count_rows(dst, "items")
+        t.check(have < n, "crash: SIGKILL mid-run (%d of %d rows in the target)" % (have, n))
         api.run.start()
         api.find_port()
         st = api.status(rid)
         t.eq(st.get("status"), "interrupted", "after the restart, the killed run reads interrupted", st)
+        t.check(st.get("stats", {}).get("rowsRead", n) < n, "the killed run had not read every row", st)
         t.check(st.get("finishTime") and st.get("error"), "the interrupted run has a finish time and a reason", st)
 
         def resumed():
@@ -488,6 +517,7 @@ def test_crash_restart():
         t.eq(b, a, "md5 oracle: equal after the resumed run")
         t.eq(api.run.term(30), 0, "crash: SIGTERM exit 0")
     finally:
+        gate.open()
         api.run.kill()
 
 
