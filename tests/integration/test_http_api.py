@@ -632,7 +632,11 @@ def test_realtime_resnapshot():
         code, body, _ = api.post("/api/sync", {"job": "rt"})
         t.check(code == 409 and "full" in (body.get("detail") or ""),
                 "real-time job, incremental: 409 saying to ask for full", body)
-        first = [r for r in api.get("/api/runs?job=rt")[1]["runs"] if r["status"] == "running"]
+        def streaming():
+            return [r for r in api.get("/api/runs?job=rt")[1]["runs"] if r["status"] == "running"
+                    and api.status(r["syncId"]).get("stage") == "stream"]
+        first = L.wait_for(streaming, 30, 0.1)
+        t.check(len(first) == 1, "rt's stream is one running run, streaming", first)
         code, body, _ = api.post("/api/sync", {"job": "rt", "type": "full"})
         rid = body.get("syncId")
         t.check(code == 202 and rid, "real-time job, full: 202 queued re-snapshot", body)
@@ -645,9 +649,8 @@ def test_realtime_resnapshot():
         st = api.status(rid)
         t.check(st.get("type") == "full" and st["stats"]["rowsRead"] >= n,
                 "the re-snapshot is a full run that read every row (%d)" % st["stats"]["rowsRead"], st)
-        if first:
-            t.eq(api.status(first[0]["syncId"]).get("status"), "interrupted",
-                 "the stream it replaced is recorded interrupted")
+        t.eq(api.status(first[0]["syncId"] if first else "none").get("status"), "interrupted",
+             "the stream it replaced is recorded interrupted")
         L.execute(src, "UPDATE items SET version = version + 1 WHERE id <= 10")
         W.wait_equal(t, src, dst, None, 60, what="rt: changes after the re-snapshot stream through")
         # lag: measured every 5 s between pages. A trigger slows the target's updates so a
