@@ -4,8 +4,11 @@ Cases (each on its own databases in the shared cluster):
 
 - two_consumers: jobs `a` and `b` read one source table into two targets. While `b`
   is stopped and `a` streams (`lockstep run` with a config listing only `a`, same state
-  store) for longer than the 10 s pruning interval, every changelog entry `b` has not
-  applied stays, although `a` has applied it (so pruning by `a` alone would drop it);
+  store, log.level debug), once `a`'s position is past every entry `b` needs, the test
+  adds a marker entry every consumer has applied (xid 3, older than any transaction)
+  and waits for a prune to delete it (and for a's "pruned N changelog entries" line):
+  a prune certainly ran with `a` past b's entries, and every changelog entry `b` has
+  not applied stays, although `a` has applied it (so pruning by `a` alone would drop it);
   `status --json` says `b` is registered with pending entries; then `sync b` makes b's
   target equal to the source (nothing lost). With both jobs streaming, the changelog
   drains to empty. `uninstall` of a running job exits 75. `uninstall b` while `a`
@@ -66,11 +69,11 @@ def rt_job(target_db, **source_extra):
     return {"source": source, "target": target, "mode": "realtime", "batch": 200}
 
 
-def config(wd, name, databases, jobs):
+def config(wd, name, databases, jobs, extra=None):
     """A config file NAME in the workdir; every config there shares state.db."""
-    return L.write_config(wd, L.yaml({"state": "sqlite:state.db", "http": {"listen": "127.0.0.1:0"},
-                                      "databases": databases, "jobs": jobs}),
-                          name)
+    obj = {"state": "sqlite:state.db", "http": {"listen": "127.0.0.1:0"}, "databases": databases, "jobs": jobs}
+    obj.update(extra or {})
+    return L.write_config(wd, L.yaml(obj), name)
 
 
 class Run(W.Daemon):
@@ -164,7 +167,8 @@ def test_two_consumers():
     wd = L.Workdir("rt_consumers")
     dbs = {"src": src, "dst_a": dst_a, "dst_b": dst_b}
     cfg_ab = config(wd, "both.yaml", dbs, {"a": rt_job("dst_a"), "b": rt_job("dst_b")})
-    cfg_a = config(wd, "only_a.yaml", dbs, {"a": rt_job("dst_a")})
+    # debug: a prune that deleted entries logs "job a: pruned N changelog entries"
+    cfg_a = config(wd, "only_a.yaml", dbs, {"a": rt_job("dst_a")}, {"log": {"level": "debug"}})
     churn = Churn(src, 10 * N + 1)
     runs = []
     try:
@@ -195,9 +199,19 @@ def test_two_consumers():
             return c is not None and max(c[0], c[1] or 0) > max_xid
         t.check(L.wait_for(a_past, 30, 0.3), "a's consumer position is past every entry b needs "
                 "(pruning for a alone would drop them)", repr(consumer(src, "a")))
-        time.sleep(12)  # more than one 10 s pruning interval of a
+        # Proof that a prune runs from now on, with a past b's entries: a marker entry that
+        # every consumer has applied (xid 3 is older than any transaction) must be deleted
+        # by the next pass (every 10 s); a prune that ignored b would drop b's entries too.
+        pruned = run.text().count("job a: pruned ")
+        marker = L.scalar(src, "INSERT INTO lockstep_cdc.changelog (xid, relid, key, op) "
+                               "VALUES ('3'::xid8, %s, '[\"0\"]', 'U') RETURNING seq", (relid(src),))
+        t.check(L.wait_for(lambda: marker not in changelog_seqs(src), 30, 0.3),
+                "a prune pass ran with a past b's entries: the marker entry every consumer has "
+                "applied (seq %d) is deleted" % marker, run.tail(3000))
+        t.check(L.wait_for(lambda: run.text().count("job a: pruned ") > pruned, 10, 0.1),
+                "a's debug log says it pruned changelog entries", run.tail(3000))
         have = changelog_seqs(src)
-        t.check(needed <= have, "after 12 s of a streaming, the changelog still holds all %d entries b "
+        t.check(needed <= have, "after that prune the changelog still holds all %d entries b "
                 "needs" % len(needed), "missing seqs: %r" % sorted(needed - have)[:20])
         rc, lag, shown = status_lag(cfg_ab, "b")
         t.eq(rc, 0, "status --json exits 0", shown)
