@@ -195,6 +195,15 @@ struct lk_connector_ops {
 	int (*savepoint_release)(struct lk_conn *c, struct lk_err *err);
 	int (*savepoint_rollback)(struct lk_conn *c, struct lk_err *err);
 	/*
+	 * Inside a transaction: checks now what COMMIT would check at its end (deferred
+	 * constraints), and fails when COMMIT would (a foreign key: SQLSTATE 23503); the
+	 * caller then rolls back. Lets the caller know, before it commits something elsewhere (dead
+	 * letters), that this transaction cannot commit. PostgreSQL: SET CONSTRAINTS ALL
+	 * IMMEDIATE (the rest of the transaction checks them at once too); SQLite: the
+	 * connection's unresolved deferred foreign-key violations.
+	 */
+	int (*check_deferred)(struct lk_conn *c, struct lk_err *err);
+	/*
 	 * Sets (cb NULL: clears) the connection's refusal hook. While set, upsert and
 	 * delete_keys skip a row the engine cannot hold exactly and report it to cb, instead
 	 * of failing the whole batch with LK_ERR_VALUE; lockstep then dead-letters it without

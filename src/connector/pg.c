@@ -215,6 +215,11 @@ static int pg_savepoint_rollback(struct lk_conn *c, struct lk_err *err)
 	return lk_pg_cmd(c, "RELEASE SAVEPOINT lk_rows", 0, NULL, NULL, err);
 }
 
+static int pg_check_deferred(struct lk_conn *c, struct lk_err *err)
+{
+	return lk_pg_cmd(c, "SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, err);
+}
+
 static void pg_set_refused(struct lk_conn *c, lk_refused_cb cb, void *arg)
 {
 	c->refused = cb;
@@ -495,6 +500,7 @@ const struct lk_connector_ops lk_pg_ops = {
 	.savepoint = pg_savepoint,
 	.savepoint_release = pg_savepoint_release,
 	.savepoint_rollback = pg_savepoint_rollback,
+	.check_deferred = pg_check_deferred,
 	.set_refused = pg_set_refused,
 	.exec = pg_exec,
 	.set_timeout = pg_set_timeout,

@@ -240,6 +240,21 @@ static int sq_savepoint_rollback(struct lk_conn *c, struct lk_err *err)
 	return run(c, "RELEASE SAVEPOINT lk_rows", err);
 }
 
+static int sq_check_deferred(struct lk_conn *c, struct lk_err *err)
+{
+	int cur = 0, hi = 0;
+
+	/* the count COMMIT tests: nonzero while a deferred foreign key is violated */
+	if (sqlite3_db_status(c->db, SQLITE_DBSTATUS_DEFERRED_FKS, &cur, &hi, 0) != SQLITE_OK ||
+	    cur == 0)
+		return 0;
+	lk_err_set(err, LK_ERR_SQLITE,
+		   "FOREIGN KEY constraint failed (a deferred foreign key, checked before COMMIT)");
+	if (err)
+		memcpy(err->sqlstate, "23503", 6);
+	return -1;
+}
+
 static void sq_set_refused(struct lk_conn *c, lk_refused_cb cb, void *arg)
 {
 	c->refused = cb;
@@ -643,6 +658,7 @@ const struct lk_connector_ops lk_sqlite_ops = {
 	.savepoint = sq_savepoint,
 	.savepoint_release = sq_savepoint_release,
 	.savepoint_rollback = sq_savepoint_rollback,
+	.check_deferred = sq_check_deferred,
 	.set_refused = sq_set_refused,
 	.exec = sq_exec,
 	.set_timeout = sq_set_timeout,

@@ -167,6 +167,10 @@ int lk_apply_commit(struct lk_job_ctx *ctx, struct lk_dl_sink *sink, const struc
 	if (dlq)
 		ops->set_refused(c, on_refused, &a);
 	rc = write_batch(&a, dlq, err);
+	/* A batch COMMIT would refuse (a deferred constraint) fails here, before its dead
+	 * letters are committed in the store: they would name rows of a batch rolled back. */
+	if (rc == 0 && a.ndl > 0)
+		rc = ops->check_deferred(c, err);
 	if (rc == 0 && a.ndl > 0)
 		rc = lk_dl_record(sink, &a, err);
 	if (rc == 0)

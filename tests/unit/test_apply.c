@@ -774,6 +774,48 @@ static void error_at_commit_fails_the_batch(void **state)
 	lk_rows_release(&up);
 }
 
+/*
+ * The same with a row the CHECK rejects: the bisection isolates it, but the batch still
+ * fails at COMMIT and is rolled back whole. No dead letter may claim that row was
+ * isolated while the rest applied: nothing applied. `same_file`: the state store in the
+ * target's file (dead letters inside the batch's transaction).
+ */
+static void check_error_at_commit_after_bisection(struct fx *f, bool same_file)
+{
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_apply_counts c;
+	struct lk_rows up;
+
+	fx_reset(f);
+	fx_open(f, DST_DEFERRED, same_file);
+	run_sql(f->ctx.dst.conn, "PRAGMA foreign_keys = ON");
+	lk_rows_init(&up, NCOLS);
+	deferred_batch(&up, true);
+	assert_int_equal(apply(f, &up, NULL, "{\"b\":1}", &c, &err), -1);
+	assert_int_equal(err.code, LK_ERR_SQLITE);
+	assert_non_null(strstr(err.msg, "FOREIGN KEY constraint failed"));
+	assert_failed(f, &c);
+	assert_int_equal(f->log.begins, 2); /* row 2 failed the plain attempt: bisected */
+	assert_target(f, "NULL");
+	assert_position(f, f->ctx.epoch, "{}");
+	assert_dead(f, "");
+	assert_int_equal(f->ctx.dl_nopen, 0);
+	/* fixed: the next try dead-letters row 2 once and commits the rest */
+	run_sql(f->ctx.dst.conn, "INSERT INTO parent VALUES (7)");
+	assert_int_equal(apply(f, &up, NULL, "{\"b\":2}", &c, &err), 0);
+	assert_counts(&c, 3, 0, 1);
+	assert_target(f, "1,3,4");
+	assert_dead(f, "[\"2\"] upsert 23514 snapshot 1 open");
+	assert_position(f, f->ctx.epoch, "{\"b\":2}");
+	lk_rows_release(&up);
+}
+
+static void error_at_commit_after_bisection(void **state)
+{
+	check_error_at_commit_after_bisection(*state, false);
+	check_error_at_commit_after_bisection(*state, true);
+}
+
 /* ---- 4. errors that are not about a row ---- */
 
 /* The target table is gone: the batch fails at once, nothing bisected or committed. */
@@ -1135,6 +1177,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(all_deletes_rejected, setup, teardown),
 		cmocka_unit_test_setup_teardown(error_at_commit_fails_the_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(error_at_commit_after_bisection, setup, teardown),
 		cmocka_unit_test_setup_teardown(dropped_table_is_not_bisected, setup, teardown),
 		cmocka_unit_test_setup_teardown(full_target_mid_batch_is_not_bisected, setup,
 						teardown),
