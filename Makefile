@@ -9,6 +9,10 @@ DEPS_PKGS := build-essential cmake ninja-build pkg-config libpq-dev libsqlite3-d
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
+# Every ctest call goes through tools/ctest-run.sh: --no-tests=error (a label or regex that
+# selects nothing fails), then "ctest: N ran: N passed, N failed, N skipped"; under CI or
+# LK_REQUIRE_PG a skipped test fails the call.
+CTEST_RUN := $(CURDIR)/tools/ctest-run.sh
 
 .PHONY: all build deps demo test test-unit test-integration asan test-asan tsan test-tsan valgrind check \
 	soak bench bench-quick fuzz fuzz-build fuzz-regress clean format
@@ -35,13 +39,15 @@ demo: build
 	./build/lockstep demo --once
 
 test: build
-	cd build && ctest -j $(JOBS) -L 'unit|integration' --output-on-failure $(CTEST_ARGS)
+	cd build && $(CTEST_RUN) -j $(JOBS) -L 'unit|integration' --no-tests=error \
+		--output-on-failure $(CTEST_ARGS)
 
 test-unit: build
-	cd build && ctest -j $(JOBS) -L unit --output-on-failure
+	cd build && $(CTEST_RUN) -j $(JOBS) -L unit --no-tests=error --output-on-failure
 
 test-integration: build
-	cd build && ctest -j $(JOBS) -L integration --output-on-failure $(CTEST_ARGS)
+	cd build && $(CTEST_RUN) -j $(JOBS) -L integration --no-tests=error --output-on-failure \
+		$(CTEST_ARGS)
 
 asan:
 	@$(MAKE) --no-print-directory deps
@@ -49,31 +55,36 @@ asan:
 
 test-asan: asan
 	cd build-asan && LK_SCALE=$${LK_SCALE:-0.1} ASAN_OPTIONS=detect_leaks=1 \
-		ctest -j $(JOBS) -L 'unit|integration' --output-on-failure $(CTEST_ARGS)
+		$(CTEST_RUN) -j $(JOBS) -L 'unit|integration' --no-tests=error --output-on-failure \
+		$(CTEST_ARGS)
 
 valgrind:
 	@$(MAKE) --no-print-directory deps
 	cmake --preset valgrind >/dev/null && cmake --build build-valgrind -j $(JOBS)
-	@set -e; for t in build-valgrind/tests/test_*; do \
-		echo "valgrind: $$t"; \
-		valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-			--suppressions=tools/valgrind.supp $$t >/dev/null; \
-	done; echo "valgrind: all unit tests clean"
+	tools/valgrind-unit.sh build-valgrind
 
 # ThreadSanitizer over the integration tests whose processes run threads (HTTP server,
 # real-time engine and writer, pool, lease and watch threads). Every report goes to a file
 # under build-tsan/reports (a test that kills the daemon could miss a message on stderr):
-# any file there fails the target.
-TSAN_TESTS ?= test_http_api|test_cluster|test_daemon|test_realtime_writers
+# any file there fails the target. TSAN_TESTS names whole tests (integration.NAME); each
+# must exist, so a renamed test cannot drop out of the tier unseen.
+TSAN_TESTS ?= test_http_api|test_cluster|test_daemon|test_daemon_faults|test_realtime_writers
 tsan:
 	@$(MAKE) --no-print-directory deps
 	cmake --preset tsan >/dev/null && cmake --build build-tsan -j $(JOBS)
 
 test-tsan: tsan
+	@names=$$(cd build-tsan && ctest -N | sed -n 's/^ *Test *#[0-9]*: //p'); \
+	for t in $$(echo '$(TSAN_TESTS)' | tr '|' ' '); do \
+		echo "$$names" | grep -qx "integration\.$$t" || { \
+			echo "test-tsan: TSAN_TESTS names $$t, but there is no test integration.$$t" >&2; \
+			exit 1; }; \
+	done
 	rm -rf build-tsan/reports && mkdir -p build-tsan/reports
 	cd build-tsan && LK_SCALE=$${LK_SCALE:-0.1} \
 		TSAN_OPTIONS="log_path=$(CURDIR)/build-tsan/reports/tsan second_deadlock_stack=1" \
-		ctest -j $(JOBS) -R '$(TSAN_TESTS)' --output-on-failure $(CTEST_ARGS)
+		$(CTEST_RUN) -j $(JOBS) -R '^integration\.($(TSAN_TESTS))$$' --no-tests=error \
+		--output-on-failure $(CTEST_ARGS)
 	@if ls build-tsan/reports/tsan* >/dev/null 2>&1; then \
 		echo "ThreadSanitizer reports:"; head -60 build-tsan/reports/tsan*; exit 1; \
 	else echo "tsan: no report"; fi
@@ -97,7 +108,7 @@ soak-quick: build
 
 # The single-daemon RSS soak (tests/slow/test_rss_soak.py, CTest label slow; 30 minutes).
 soak-rss: build
-	cd build && ctest -L slow --output-on-failure
+	cd build && $(CTEST_RUN) -L slow --no-tests=error --output-on-failure
 
 bench: build
 	bench/all.sh $(ARGS)
