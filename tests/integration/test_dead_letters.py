@@ -322,6 +322,41 @@ def test_not_utf8_key():
             "errors show --json: key and row image", L.show(rc, out, err))
 
 
+def test_deferred_fk_with_rejected_row():
+    """A batch with a CHECK-rejected row and a violated deferred foreign key: COMMIT would
+    refuse it, so it fails whole and leaves no dead letter for a row it never applied; once
+    the parent exists, the rejected row is dead-lettered once and the rest commits."""
+    src, dst = L.new_db("df_src"), L.new_db("df_dst")
+    L.execute(src, "CREATE TABLE m (id bigint PRIMARY KEY, v int NOT NULL, p int)")
+    L.execute(src, "INSERT INTO m SELECT i, i, 1 FROM generate_series(1, 50) i")
+    L.execute(src, "UPDATE m SET v = -1 WHERE id = 17")
+    L.execute(src, "UPDATE m SET p = 999 WHERE id = 30")
+    L.execute(dst, "CREATE TABLE parent (id int PRIMARY KEY)")
+    L.execute(dst, "INSERT INTO parent VALUES (1)")
+    L.execute(dst, "CREATE TABLE m (id bigint PRIMARY KEY, v int NOT NULL CONSTRAINT v_ok "
+                   "CHECK (v >= 0), p int REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+    wd = L.Workdir("df")
+    cfg = L.sync_config(wd, {"src": src, "dst": dst},
+                        {"m": {"source": {"db": "src", "table": "m"},
+                               "target": {"db": "dst", "table": "m"}}})
+    rc, out, err = L.run_lockstep(["sync", "m"], cfg)
+    t.eq(rc, 1, "the batch fails", L.show(rc, out, err))
+    t.check("23503" in err or "foreign key" in err, "the error is the foreign key's", err[-2000:])
+    t.eq(L.count_rows(dst, "m"), 0, "nothing applied")
+    c = sqlite3.connect(wd.file("state.db"))
+    dl = c.execute("SELECT key, sqlstate, attempts FROM lockstep_errors").fetchall()
+    c.close()
+    t.eq(dl, [], "no dead letter of the rolled-back batch")
+    L.execute(dst, "INSERT INTO parent VALUES (999)")
+    rc, out, err = L.run_lockstep(["sync", "m"], cfg)
+    t.eq(rc, 0, "fixed: the batch commits", L.show(rc, out, err))
+    t.eq(L.count_rows(dst, "m"), 49, "49 rows applied")
+    c = sqlite3.connect(wd.file("state.db"))
+    dl = c.execute("SELECT key, sqlstate, attempts FROM lockstep_errors").fetchall()
+    c.close()
+    t.eq(dl, [('["17"]', "23514", 1)], "one dead letter, once")
+
+
 t.case(test_check_constraint_pg_to_pg)
 t.case(crash, "after_dead_letter_insert")
 t.case(crash, "mid_bisection")
@@ -330,4 +365,5 @@ t.case(test_realtime_trigger)
 t.case(sqlite_target, False)
 t.case(sqlite_target, True)
 t.case(test_not_utf8_key)
+t.case(test_deferred_fk_with_rejected_row)
 t.finish()
