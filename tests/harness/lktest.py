@@ -1416,7 +1416,10 @@ class Gate:
             self.session = None
 
     def waiters(self):
-        """[(pid, query)] of the sessions waiting at the gate."""
+        """[(pid, query)] of the sessions waiting at the gate (of this database: advisory
+        locks are per database, and other tests may use a gate in the same cluster)."""
         return execute(self.url, "SELECT a.pid, a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                                  " WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = 0"
-                                 " AND l.objid = %s AND l.objsubid = 1", (self.GATE_KEY,))
+                                 " AND l.objid = %s AND l.objsubid = 1 AND l.database ="
+                                 " (SELECT oid FROM pg_database WHERE datname = current_database())",
+                       (self.GATE_KEY,))
