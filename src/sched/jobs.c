@@ -4,6 +4,7 @@
 #include "connector/connector.h"
 #include "cron.h"
 #include "exec.h"
+#include "sqlscan.h"
 #include "tz.h"
 
 #include <stdio.h>
@@ -296,6 +297,7 @@ int lk_sched_check_config(const struct lk_config *cfg, struct lk_err *err)
 		struct lk_err e = LK_ERR_INIT;
 		struct lk_cron cron;
 		struct lk_tz *tz = NULL;
+		char word[16];
 
 		if (j->schedule && lk_cron_parse(j->schedule, &cron, &e) < 0)
 			return lk_err_set(err, LK_ERR_CONFIG, "%s:%d:%d: job '%s': schedule: %s",
@@ -305,6 +307,17 @@ int lk_sched_check_config(const struct lk_config *cfg, struct lk_err *err)
 			return lk_err_set(err, LK_ERR_CONFIG, "%s:%d:%d: job '%s': timezone: %s",
 					  cfg->path, j->line, j->col, j->name, e.msg);
 		lk_tz_free(tz);
+		if (j->kind == LK_JOB_SQL && lk_sql_txn_control(j->sql, word, sizeof(word)))
+			return lk_err_set(
+				err, LK_ERR_CONFIG,
+				"%s:%d:%d: job '%s': sql: a statement starts with %s; lockstep "
+				"runs "
+				"the script in its own transaction, fenced against a stale run, "
+				"and "
+				"a script that ends or starts a transaction would run its next "
+				"statements outside that fence (hint: remove the transaction "
+				"control; SAVEPOINT and ROLLBACK TO are fine)",
+				cfg->path, j->line, j->col, j->name, word);
 	}
 	return 0;
 }

@@ -48,6 +48,11 @@ CASES = [
     ("empty label", "instance:\n  labels: ['']\n", "2:12", "expected a non-empty name"),
     ("bad cron hour", JOB + SRC + TGT + "    schedule: \"0 0 24 * * *\"\n", "8:15",
      "job 'j': schedule: field 'hour' (3rd): expected 0-23, found 24"),
+    ("sql job that commits", JOB + "    kind: sql\n    db: a\n    every: 1m\n"
+     "    sql: \"DELETE FROM t; COMMIT; DELETE FROM u\"\n", "5:3",
+     "job 'j': sql: a statement starts with COMMIT; lockstep runs the script in its own transaction"),
+    ("sql job that begins", JOB + "    kind: sql\n    db: a\n    every: 1m\n"
+     "    sql: \"begin; DELETE FROM t; end\"\n", "5:3", "a statement starts with BEGIN"),
     ("unknown time zone", JOB + SRC + TGT + "    schedule: \"@daily\"\n    timezone: Mars/Olympus\n",
      "5:3", "job 'j': timezone:"),
     ("unset variable", "databases:\n  a: ${LK_IT_SURELY_UNSET}\n", "2:6",
