@@ -356,7 +356,9 @@ void lk_db_tally(struct lk_db *db);
 
 /*
  * Writers of a job's target tag their PostgreSQL session "lockstep:JOB" (application_name;
- * no-op on SQLite), so that a new holder can end an older holder's open transaction:
+ * a name too long for its 63 bytes is cut and ends in "~" and a hash of the whole name, so
+ * two jobs never share a tag; no-op on SQLite), so that a new holder can end an older
+ * holder's open transaction:
  * lk_db_fence_others, called by a holder of the job's lease before its seal, terminates
  * the other sessions with that tag that are inside a transaction (a frozen zombie's batch
  * would otherwise hold the position row's lock until it wakes, and then commit). Returns

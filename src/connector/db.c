@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uuid/uuid.h>
+#include <xxhash.h>
 
 #define LK_LOG_COMPONENT "db"
 #include "core/log.h"
@@ -143,6 +144,28 @@ void lk_db_close(struct lk_db *db)
 	db->conn = NULL;
 }
 
+/*
+ * The session tag of a job: "lockstep:JOB" when it fits PostgreSQL's 63 bytes of
+ * application_name, else "lockstep:" + the name's first bytes (cut on a character) + "~" +
+ * a hash of the whole name. Cut alone, two long names with a common start would share a tag,
+ * and each job's new holder would end the other job's open transactions.
+ */
+static void job_tag(const char *job, char out[64])
+{
+	static const char pre[] = "lockstep:";
+	size_t n = strlen(job), keep;
+
+	if (sizeof(pre) - 1 + n <= 63) {
+		(void)snprintf(out, 64, "%s%s", pre, job);
+		return;
+	}
+	keep = 63 - (sizeof(pre) - 1) - 17; /* room for "~" and 16 hex digits */
+	while (keep > 0 && ((unsigned char)job[keep] & 0xC0) == 0x80)
+		keep--; /* not inside a UTF-8 character */
+	(void)snprintf(out, 64, "%s%.*s~%016llx", pre, (int)keep, job,
+		       (unsigned long long)XXH64(job, n, 0));
+}
+
 void lk_db_tag(struct lk_db *db, const char *job)
 {
 	struct lk_err err = LK_ERR_INIT;
@@ -151,7 +174,7 @@ void lk_db_tag(struct lk_db *db, const char *job)
 
 	if (!db->conn || db->conf->kind != LK_DB_POSTGRES)
 		return;
-	(void)snprintf(tag, sizeof(tag), "lockstep:%s", job); /* application_name: 63 bytes */
+	job_tag(job, tag); /* application_name: 63 bytes */
 	if (db->ops->exec(db->conn, "SELECT set_config('application_name', $1, false)", 1, p, NULL,
 			  NULL, &err) < 0)
 		lk_log_warn_err(&err, "job %s: cannot tag its session on database '%s'", job,
@@ -168,7 +191,7 @@ int64_t lk_db_fence_others(struct lk_db *db, const char *job)
 
 	if (!db->conn || db->conf->kind != LK_DB_POSTGRES)
 		return 0;
-	(void)snprintf(tag, sizeof(tag), "lockstep:%s", job);
+	job_tag(job, tag);
 	lk_rows_init(&rows, 1);
 	if (db->ops->exec(db->conn,
 			  "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"

@@ -9,8 +9,13 @@
 - a unique index with INCLUDE columns is a usable key; a deferrable unique constraint is not
   (ON CONFLICT cannot use it), and the refusal names the table;
 - with a PostgreSQL state store the job's writer holds its lease: a live lease of another
-  holder -> exit 75 naming it, released -> the run goes ahead and the epoch grows.
+  holder -> exit 75 naming it, released -> the run goes ahead and the epoch grows;
+- two jobs whose long names share their first 56 bytes have distinct session tags: one
+  job's new run does not end the other's open target transaction.
 """
+import os
+import signal
+
 import lktest as L
 
 L.require_pg()
@@ -147,6 +152,49 @@ def test_pg_store_job_lock():
          "the lease is free again and its epoch grew past the other holder's")
 
 
+def test_long_names_do_not_fence_each_other():
+    src, dst = L.new_db("tag_src"), L.new_db("tag_dst")
+    L.execute(src, "CREATE TABLE a (id int PRIMARY KEY, v text)")
+    L.execute(src, "INSERT INTO a SELECT i, md5(i::text) FROM generate_series(1, 2000) i")
+    L.execute(src, "CREATE TABLE b (id int PRIMARY KEY, v text)")
+    L.execute(src, "INSERT INTO b VALUES (1, 'x')")
+    # job names have up to 64 bytes; application_name keeps 63, "lockstep:" included
+    common = "nightly_copy_of_the_customer_accounts_from_the_main_db__"  # 56 bytes
+    name_a, name_b = common + "_to_chat", common + "_to_edge"
+    t.eq((len(name_a), len(name_b)), (64, 64), "two job names of 64 bytes")
+    wd = L.Workdir("tag")
+    cfg = L.sync_config(wd, {"src": src, "dst": dst}, {
+        name_a: {"source": {"db": "src", "table": "a"}, "target": {"db": "dst", "table": "a", "create": True},
+                 "mode": "snapshot", "batch": 500},
+        name_b: {"source": {"db": "src", "table": "b"}, "target": {"db": "dst", "table": "b", "create": True},
+                 "mode": "snapshot"}})
+    # A freezes in the middle of its 2nd batch's COPY, inside its target transaction
+    p = L.start_lockstep(["sync", name_a], cfg, env={"LK_FAILPOINT": "mid_copy@2:stop"})
+    try:
+        def frozen():
+            try:
+                with open("/proc/%d/stat" % p.pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "T"
+            except OSError:
+                return False
+        t.check(L.wait_for(frozen, deadline=120, step=0.05), "job A is frozen inside its target transaction")
+        tags = L.execute(dst, "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND application_name LIKE 'lockstep:%%' AND xact_start IS NOT NULL")
+        t.eq(len(tags), 1, "A's target session is in a transaction", tags)
+        rc, out, err = L.run_lockstep(["sync", name_b], cfg)
+        t.eq(rc, 0, "job B, whose name shares A's first 56 bytes, runs", L.show(rc, out, err))
+        t.check("ended" not in err, "B ended no open transaction", err[-1500:])
+        p.send_signal(signal.SIGCONT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+            p.wait()
+    t.eq(p.returncode, 0, "A's run goes on and succeeds (its transaction was not ended)", err[-2000:])
+    t.eq(L.count_rows(dst, "a"), 2000, "A copied every row")
+
+
 t.case(test_types_without_equality)
 t.case(test_unqualified_name_is_public)
 t.case(test_changed_target_starts_over)
@@ -154,4 +202,5 @@ t.case(test_role_without_create)
 t.case(test_verify_sees_json_digits)
 t.case(test_unique_index_kinds)
 t.case(test_pg_store_job_lock)
+t.case(test_long_names_do_not_fence_each_other)
 t.finish()
