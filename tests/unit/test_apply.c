@@ -131,15 +131,13 @@ static char *query1(const struct fx *f, const char *name, const char *sql)
 static void assert_query(const struct fx *f, const char *name, const char *sql, const char *want)
 {
 	char *got = query1(f, name, sql);
+	char msg[600];
+	bool same = strcmp(got, want) == 0;
 
-	if (strcmp(got, want) != 0) {
-		char msg[600];
-
-		(void)snprintf(msg, sizeof(msg), "%s: got '%s', want '%s'", sql, got, want);
-		free(got);
-		fail_msg("%s", msg);
-	}
+	(void)snprintf(msg, sizeof(msg), "%s: got '%s', want '%s'", sql, got, want);
 	free(got);
+	if (!same)
+		fail_msg("%s", msg);
 }
 
 /* The committed keys of the target table, in order, "1,2,5" ("NULL" when empty). */
