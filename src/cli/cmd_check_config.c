@@ -68,20 +68,8 @@ static int check_job(struct lk_cli *cli, const struct lk_job *job)
 	(void)printf("job %-16s ok: %d columns, ~%lld source rows%s\n", job->name, r.ncols,
 		     (long long)r.source_estimate,
 		     r.target_missing ? ", target table will be created on the first run" : "");
-	if (job->mode == LK_MODE_POLL) {
-		if (r.poll_cap_applies && r.poll_capped)
-			(void)printf("  poll: pg_stat_activity is readable: the cursor never moves "
-				     "past an open transaction\n");
-		else if (r.poll_cap_applies)
-			(void)printf(
-				"  poll: pg_stat_activity is not readable (grant "
-				"pg_read_all_stats): a row committed more than lookback after "
-				"its cursor value can be missed; run verify to find such rows\n");
-		else
-			(void)printf(
-				"  poll: no hard deletes are seen; rows committed out of cursor "
-				"order rely on lookback (time cursors only)\n");
-	}
+	if (r.poll_note[0])
+		(void)printf("  poll: %s\n", r.poll_note);
 	if (job->mode == LK_MODE_REALTIME)
 		(void)printf("  realtime: the role may install change capture on the source "
 			     "table (docs/realtime.md)\n");

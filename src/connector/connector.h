@@ -175,6 +175,26 @@ struct lk_copy_out;
  */
 typedef void (*lk_refused_cb)(void *arg, int row, const struct lk_err *why);
 
+/* Whether poll mode can see every transaction that may still commit rows (poll_cap). */
+enum lk_poll_cap_state {
+	LK_POLL_CAP_ON = 0,	  /* every open transaction of this database is visible */
+	LK_POLL_CAP_NO_PRIVILEGE, /* not superuser nor pg_read_all_stats: others' are hidden */
+	LK_POLL_CAP_STANDBY,	  /* a hot standby: the primary's transactions are not here */
+	LK_POLL_CAP_UNTRACKED,	  /* a session has track_activities off: its start is hidden */
+};
+
+/* What poll_cap learns; times are PostgreSQL's timestamptz output. */
+struct lk_poll_cap {
+	enum lk_poll_cap_state state;
+	char cap[64];	   /* ON: the oldest other open transaction's start, else now() */
+	int64_t nprepared; /* ON: prepared transactions in this database (any age) */
+	char *xids;	   /* ON: their xids, comma-separated, "" for none; the caller frees it
+			    * (free()); NULL in other states */
+	char gid[201];	   /* the oldest of them (PostgreSQL's GIDSIZE is 200) and its PREPARE
+			    * time, for messages; "" for none */
+	char prepared_at[64];
+};
+
 struct lk_connector_ops {
 	const char *name; /* "postgres" | "sqlite" */
 
@@ -315,13 +335,12 @@ struct lk_connector_ops {
 			    struct lk_err *err);
 
 	/*
-	 * Poll mode's cap (PostgreSQL): the start time of the oldest open transaction in this
-	 * database other than ours, or now() when none, as text. *readable is false (and
-	 * out empty) when the role cannot see other sessions in pg_stat_activity.
-	 * NULL in the SQLite ops (SQLite serialises writers).
+	 * Poll mode's cap (PostgreSQL): fills *out (struct lk_poll_cap above) with whether the
+	 * open transactions of this database can be seen from here, the start time of the
+	 * oldest one other than ours, then (read after it) the prepared transactions. Free
+	 * out->xids after a success. NULL in the SQLite ops (SQLite serialises writers).
 	 */
-	int (*poll_cap)(struct lk_conn *c, bool *readable, char *out, size_t out_size,
-			struct lk_err *err);
+	int (*poll_cap)(struct lk_conn *c, struct lk_poll_cap *out, struct lk_err *err);
 };
 
 extern const struct lk_connector_ops lk_pg_ops;

@@ -461,32 +461,87 @@ static int pg_is_empty(struct lk_conn *c, const struct lk_tref *t, bool *empty, 
 	return rc;
 }
 
-static int pg_poll_cap(struct lk_conn *c, bool *readable, char *out, size_t out_size,
-		       struct lk_err *err)
+/* Copies a column's text into a field, "" for NULL. */
+static void copy_col(char *out, size_t out_size, const struct lk_value *v)
+{
+	(void)snprintf(out, out_size, "%s", v->null ? "" : v->p);
+}
+
+/*
+ * The prepared transactions of this database: how many, their xids, the oldest's gid and
+ * PREPARE time. Read after pg_stat_activity: a transaction that PREPAREs in between is
+ * then seen in one of the two (it is listed here before it leaves pg_stat_activity).
+ */
+static int prepared_xacts(struct lk_conn *c, struct lk_poll_cap *out, struct lk_err *err)
 {
 	static const char *const sql =
-		"SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-		" OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER'),"
-		/* Every other open transaction here (background workers too) and every prepared
-		 * transaction: the oldest start is as far as the position may go. */
-		" coalesce(least((SELECT min(xact_start) FROM pg_stat_activity"
-		"  WHERE datname = current_database() AND pid <> pg_backend_pid()"
-		"  AND xact_start IS NOT NULL AND state <> 'idle'),"
-		"  (SELECT min(prepared) FROM pg_prepared_xacts"
-		"  WHERE database = current_database())), clock_timestamp())::text";
+		"WITH px AS MATERIALIZED (SELECT transaction, gid, prepared FROM pg_prepared_xacts"
+		" WHERE database = current_database())"
+		" SELECT (SELECT count(*) FROM px),"
+		" coalesce((SELECT string_agg(transaction::text, ',') FROM px), ''),"
+		" p.gid, p.prepared::text FROM (SELECT 1) one LEFT JOIN LATERAL"
+		" (SELECT gid, prepared FROM px ORDER BY prepared LIMIT 1) p ON true";
 	struct lk_rows rows;
+	const struct lk_value *r;
 	int rc;
 
-	lk_rows_init(&rows, 2);
-	out[0] = '\0';
-	*readable = false;
+	lk_rows_init(&rows, 4);
 	rc = pg_exec(c, sql, 0, NULL, &rows, NULL, err);
 	if (rc == 0 && rows.nrows == 1) {
-		*readable = LK_ROW(&rows, 0)[0].p[0] == 't';
-		if (*readable)
-			(void)snprintf(out, out_size, "%s", LK_ROW(&rows, 0)[1].p);
+		r = LK_ROW(&rows, 0);
+		if (lk_int64_parse(r[0].p, &out->nprepared) < 0)
+			out->nprepared = 0;
+		out->xids = lk_xstrdup(r[1].p);
+		copy_col(out->gid, sizeof(out->gid), &r[2]);
+		copy_col(out->prepared_at, sizeof(out->prepared_at), &r[3]);
 	}
 	lk_rows_release(&rows);
+	return rc;
+}
+
+/*
+ * Poll mode's view of the open transactions. A standby's pg_stat_activity lists only its
+ * own sessions, without pg_read_all_stats other roles' xact_start reads NULL, and a
+ * session with track_activities off shows none: then the oldest start cannot be known,
+ * and the state says why.
+ */
+static int pg_poll_cap(struct lk_conn *c, struct lk_poll_cap *out, struct lk_err *err)
+{
+	static const char *const sql =
+		"SELECT pg_is_in_recovery(),"
+		" (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+		" OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER'),"
+		/* Every other open transaction here, background workers too. */
+		" coalesce(min(xact_start) FILTER (WHERE state IS DISTINCT FROM 'idle'), "
+		"clock_timestamp())::text,"
+		/* A session with track_activities off shows no xact_start. */
+		" coalesce(bool_or(state = 'disabled'), false)"
+		" FROM pg_stat_activity WHERE datname = current_database()"
+		" AND pid <> pg_backend_pid()";
+	struct lk_rows rows;
+	const struct lk_value *r;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->state = LK_POLL_CAP_NO_PRIVILEGE;
+	lk_rows_init(&rows, 4);
+	rc = pg_exec(c, sql, 0, NULL, &rows, NULL, err);
+	if (rc == 0 && rows.nrows == 1) {
+		r = LK_ROW(&rows, 0);
+		if (r[0].p[0] == 't')
+			out->state = LK_POLL_CAP_STANDBY;
+		else if (r[1].p[0] != 't')
+			out->state = LK_POLL_CAP_NO_PRIVILEGE;
+		else if (r[3].p[0] == 't')
+			out->state = LK_POLL_CAP_UNTRACKED;
+		else
+			out->state = LK_POLL_CAP_ON;
+		if (out->state == LK_POLL_CAP_ON)
+			copy_col(out->cap, sizeof(out->cap), &r[2]);
+	}
+	lk_rows_release(&rows);
+	if (rc == 0 && out->state == LK_POLL_CAP_ON)
+		rc = prepared_xacts(c, out, err);
 	return rc;
 }
 

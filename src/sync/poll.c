@@ -1,13 +1,15 @@
 /*
  * poll.c - incremental polling by a cursor column (SPEC §4, DESIGN decision 7):
- * position (cursor, key) compared as a row, a look-back window for time
- * cursors, a cap below the oldest open transaction when pg_stat_activity is
- * readable, and rows that stopped matching `where` handled as deletes.
+ * position (cursor, key) compared as a row, a look-back window for time cursors, a
+ * limit below the oldest open transaction when every transaction can be seen (held at
+ * the stored position while a prepared transaction exists), and rows that stopped
+ * matching `where` handled as deletes.
  */
 #include "budget.h"
 #include "sync_int.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +25,18 @@ struct poll_bounds {
 	struct lk_value *after;	   /* resume after (cursor, key) */
 	struct lk_value min_first; /* cursor >= position - lookback */
 	bool has_min;
-	bool has_cap;	/* the position may not pass cap (an open transaction started there) */
-	int64_t cap_us; /* cap as microseconds since the epoch */
-	char min_buf[64], cap_buf[64], margin_buf[64]; /* margin_buf: cap - 1 s */
+	char min_buf[64];
+	char resume[64]; /* the stored position's cursor value, "" without one */
+	/* The record a run keeps in its positions (see start_bound): the cap its run saw, and
+	 * each transaction prepared then with a bound on its start. */
+	char seen[64];	   /* the stored record's cap, "" without one */
+	json_t *held;	   /* the stored record's prepared transactions, or NULL */
+	struct lk_buf rec; /* this run's record, appended to each position it writes */
+	/* has_limit: the position may not pass limit (a transaction that may still commit
+	 * rows with cursor values from limit on is open); limit_min: limit is -infinity. */
+	bool has_limit, limit_min;
+	int64_t limit_us; /* limit as microseconds since the epoch */
+	char limit_buf[64];
 };
 
 /* Sets min_first to `from` minus the look-back (time cursors), or to `from` itself. */
@@ -37,6 +48,17 @@ static void set_min(struct lk_job_ctx *ctx, struct poll_bounds *b, const char *f
 		(void)snprintf(b->min_buf, sizeof(b->min_buf), "%s", from);
 	b->min_first = (struct lk_value){b->min_buf, strlen(b->min_buf), false};
 	b->has_min = true;
+}
+
+/* Keeps the record of the run that wrote the stored position (see start_bound). */
+static void read_record(struct poll_bounds *b, json_t *root)
+{
+	json_t *seen = json_object_get(root, "seen"), *held = json_object_get(root, "prepared");
+
+	if (json_is_string(seen))
+		(void)snprintf(b->seen, sizeof(b->seen), "%s", json_string_value(seen));
+	if (json_is_object(held))
+		b->held = json_incref(held);
 }
 
 /*
@@ -59,7 +81,9 @@ static void resume_bounds(struct lk_job_ctx *ctx, struct poll_bounds *b, struct 
 		json_decref(root);
 		return;
 	}
+	read_record(b, root);
 	if (json_is_string(from)) {
+		(void)snprintf(b->resume, sizeof(b->resume), "%s", json_string_value(from));
 		set_min(ctx, b, json_string_value(from));
 	} else if (json_is_array(vals)) {
 		b->after = lk_arena_alloc(arena, sizeof(*b->after) * (size_t)b->norder);
@@ -70,6 +94,8 @@ static void resume_bounds(struct lk_job_ctx *ctx, struct poll_bounds *b, struct 
 	if (!b->after)
 		return;
 	cur = &b->after[0];
+	if (!cur->null && cur->len < sizeof(b->resume))
+		(void)snprintf(b->resume, sizeof(b->resume), "%.*s", (int)cur->len, cur->p);
 	if (ctx->job->lookback_ms > 0 && lk_type_is_time(ctx->types[ctx->cursor]) && !cur->null) {
 		/* Re-read the look-back window from its start; upserts make repeats harmless. */
 		char start[64];
@@ -80,51 +106,217 @@ static void resume_bounds(struct lk_job_ctx *ctx, struct poll_bounds *b, struct 
 	}
 }
 
-/* Caps the cursor below the oldest open transaction (time cursors on PostgreSQL). */
-static int cap_bound(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_err *err)
+/*
+ * What poll mode says once per job and state in this process: a daemon polls every few
+ * seconds, and the same news each time would drown the log. Returns true when `state`
+ * (for `key`: the cap's state, or the oldest prepared transaction's gid) is new for job.
+ */
+static uint64_t fnv1a(uint64_t h, const char *s)
 {
-	enum lk_type t = ctx->types[ctx->cursor];
-	bool readable = false;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211u;
+	return (h ^ 0xffu) * 1099511628211u; /* "ab"+"c" is not "a"+"bc" */
+}
 
-	/* Only timestamptz: a timestamp column's values depend on each writer's TimeZone,
-	 * which lockstep cannot see, so such cursors rely on lookback (check-config says so). */
-	if (!ctx->src.ops->poll_cap || t != LK_T_TIMESTAMPTZ)
-		return 0;
-	if (ctx->src.ops->poll_cap(ctx->src.conn, &readable, b->cap_buf, sizeof(b->cap_buf), err) <
-	    0)
-		return -1;
-	if (readable && lk_ts_parse(b->cap_buf, &b->cap_us) == 0 &&
-	    lk_ts_shift(b->cap_buf, -1000000, b->margin_buf, sizeof(b->margin_buf)) == 0) {
-		b->has_cap = true;
-	} else {
-		lk_log_debug("job %s: pg_stat_activity is not readable; relying on lookback",
-			     ctx->job->name);
+static bool is_news(const char *job, const char *key, const char *state)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static struct {
+		uint64_t who, what;
+	} said[512]; /* two per poll job; when full, everything is news */
+	uint64_t who = fnv1a(fnv1a(14695981039346656037u, job), key);
+	uint64_t what = fnv1a(14695981039346656037u, state);
+	bool news = true;
+	int i;
+
+	pthread_mutex_lock(&mu);
+	for (i = 0; i < 512 && said[i].who && said[i].who != who; i++)
+		;
+	if (i < 512) {
+		news = said[i].what != what;
+		said[i].who = who;
+		said[i].what = what;
 	}
-	return 0;
+	pthread_mutex_unlock(&mu);
+	return news;
+}
+
+/* Why the open transactions cannot all be seen, for messages (lk_poll_cap_why). */
+const char *lk_poll_cap_why(enum lk_poll_cap_state state)
+{
+	switch (state) {
+	case LK_POLL_CAP_STANDBY:
+		return "the source is a hot standby (pg_is_in_recovery()): the primary's open "
+		       "transactions are not visible there";
+	case LK_POLL_CAP_NO_PRIVILEGE:
+		return "the role cannot see other sessions' transactions (grant it "
+		       "pg_read_all_stats)";
+	case LK_POLL_CAP_UNTRACKED:
+		return "a session of the source database runs with track_activities off: its "
+		       "transaction's start is not visible";
+	case LK_POLL_CAP_ON:
+		break;
+	}
+	return "";
+}
+
+/* Logs (once per state) that the cap does not apply here and why, and what protects. */
+static void say_cap_state(const struct lk_job *job, enum lk_poll_cap_state state)
+{
+	static const char *const names[] = {"on", "no_privilege", "standby", "untracked"};
+
+	if (!is_news(job->name, "cap", names[state]))
+		return;
+	if (state == LK_POLL_CAP_ON)
+		lk_log_debug("job %s: every open transaction of the source is visible: the "
+			     "position stays below the oldest",
+			     job->name);
+	else if (job->lookback_ms > 0)
+		lk_log_warn("job %s: %s, so the position is not held below them; lookback "
+			    "(%lld ms) is what protects a row committed after a poll with an older "
+			    "cursor value",
+			    job->name, lk_poll_cap_why(state), (long long)job->lookback_ms);
+	else
+		lk_log_warn("job %s: %s, so the position is not held below them, and lookback is "
+			    "0: a row committed after a poll with an older cursor value is missed",
+			    job->name, lk_poll_cap_why(state));
+}
+
+/* Lowers the limit to `text` (us: its value); min: -infinity, the position stays put. */
+static void lower_limit(struct poll_bounds *b, const char *text, int64_t us, bool min)
+{
+	if (b->has_limit && !min && (b->limit_min || b->limit_us <= us))
+		return;
+	(void)snprintf(b->limit_buf, sizeof(b->limit_buf), "%s", min ? "-infinity" : text);
+	b->limit_us = us;
+	b->limit_min = min;
+	b->has_limit = true;
+}
+
+/* Lowers the limit to one second below `start` (-infinity when start is not a time). One
+ * second of margin: a column of lower precision rounds a transaction's now() (e.g.
+ * 12:00:06.04 stored as 12:00:06) below its start. */
+static void limit_below(struct poll_bounds *b, const char *start)
+{
+	char margin[64];
+	int64_t us;
+	bool known = lk_ts_shift(start, -1000000, margin, sizeof(margin)) == 0 &&
+		     lk_ts_parse(margin, &us) == 0;
+
+	lower_limit(b, margin, known ? us : 0, !known);
 }
 
 /*
- * The position after `row`. Rows at or past the cap are applied (they are committed and
- * visible), but the position stops at the cap: the open transaction that began there may
- * still commit rows with smaller cursor values than `row`.
+ * A bound below the start of prepared transaction `xid`. PostgreSQL does not record when
+ * a prepared transaction began, and it has left pg_stat_activity, yet its rows carry
+ * cursor values from its start (now()), which can be long before its PREPARE. What is
+ * known: each run's positions keep a record of the cap that run saw (the oldest start
+ * among the transactions open then, or its clock) and of the transactions prepared then,
+ * each with such a bound. A transaction prepared now but not then was open then (it
+ * started at or after the cap) or began later: the cap is a bound. One prepared then keeps
+ * its bound. A position without a record (written before records existed) was kept below
+ * every transaction open or prepared at its run, and any begun later starts after it: one
+ * second above it is a bound. Without a position (a first run, --full) nothing is known:
+ * -infinity, and the position stays at the start of the table until the transaction ends.
+ */
+static const char *start_bound(const struct poll_bounds *b, const char *xid, char *buf, size_t size)
+{
+	json_t *v = b->held ? json_object_get(b->held, xid) : NULL;
+
+	if (json_is_string(v))
+		return json_string_value(v);
+	if (b->seen[0])
+		return b->seen;
+	if (b->resume[0] && lk_ts_shift(b->resume, 1000000, buf, (unsigned)size) == 0)
+		return buf;
+	return "-infinity";
+}
+
+/* Bounds the limit by each prepared transaction (comma-separated xids) and records them. */
+static void limit_prepared(struct poll_bounds *b, const char *xids, json_t *rec)
+{
+	char xid[24], buf[64];
+	const char *p = xids, *start;
+	size_t n;
+
+	while (*p) {
+		n = strcspn(p, ",");
+		(void)snprintf(xid, sizeof(xid), "%.*s", (int)n, p);
+		start = start_bound(b, xid, buf, sizeof(buf));
+		limit_below(b, start);
+		(void)json_object_set_new(rec, xid, json_string(start));
+		p += n + (p[n] == ',');
+	}
+}
+
+/* Sets the limit below the oldest open or prepared transaction (timestamptz cursors on
+ * PostgreSQL) and this run's record. */
+static int cap_bound(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_err *err)
+{
+	struct lk_poll_cap pc;
+	json_t *rec;
+	char *text;
+
+	/* Only timestamptz: a timestamp column's values depend on each writer's TimeZone,
+	 * which lockstep cannot see, so such cursors rely on lookback (check-config says so). */
+	if (!ctx->src.ops->poll_cap || ctx->types[ctx->cursor] != LK_T_TIMESTAMPTZ)
+		return 0;
+	if (ctx->src.ops->poll_cap(ctx->src.conn, &pc, err) < 0)
+		return -1;
+	say_cap_state(ctx->job, pc.state);
+	if (pc.state != LK_POLL_CAP_ON)
+		return 0;
+	limit_below(b, pc.cap);
+	rec = json_pack("{s:s, s:{}}", "seen", pc.cap, "prepared");
+	if (b->limit_min) /* the cap is not a time: later runs must not rely on it */
+		(void)json_object_del(rec, "seen");
+	limit_prepared(b, pc.xids, json_object_get(rec, "prepared"));
+	text = json_dumps(rec, JSON_COMPACT);
+	/* {"seen":…,"prepared":{…}} goes into each position as ,"seen":…,"prepared":{…} */
+	lk_buf_addf(&b->rec, ",%.*s", (int)strlen(text) - 2, text + 1);
+	free(text);
+	json_decref(rec);
+	if (pc.nprepared > 0 && is_news(ctx->job->name, "prepared", pc.gid))
+		lk_log_info("job %s: prepared transaction '%s' (prepared at %s; %lld in all) "
+			    "keeps the position at or below %s until it commits or rolls back: "
+			    "its rows may carry cursor values from before its PREPARE",
+			    ctx->job->name, pc.gid, pc.prepared_at, (long long)pc.nprepared,
+			    b->limit_buf);
+	else if (pc.nprepared == 0)
+		(void)is_news(ctx->job->name, "prepared", ""); /* the next one is news again */
+	free(pc.xids);
+	return 0;
+}
+
+/* Whether a cursor value is at or past the limit ("infinity" is past every limit). */
+static bool past_limit(const struct poll_bounds *b, const struct lk_value *cur)
+{
+	int64_t us;
+
+	if (!b->has_limit)
+		return false;
+	if (b->limit_min || strcmp(cur->p, "infinity") == 0)
+		return true;
+	return lk_ts_parse(cur->p, &us) == 0 && us >= b->limit_us;
+}
+
+/*
+ * The position after `row`. Rows past the limit are applied (they are committed and
+ * visible), but the position stops at the limit: a transaction still open or prepared
+ * may commit rows with smaller cursor values than `row`.
  */
 static void poll_pos(struct lk_buf *pos, struct lk_job_ctx *ctx, const struct poll_bounds *b,
 		     const struct lk_value *row)
 {
-	const struct lk_value *cur = &row[ctx->cursor];
-	int64_t us;
-
 	lk_buf_reset(pos);
-	/* One second of margin: a column of lower precision rounds the open transaction's
-	 * now() (e.g. 12:00:06.04 stored as 12:00:06) below the cap itself. */
-	if (b->has_cap && lk_ts_parse(cur->p, &us) == 0 && us >= b->cap_us - 1000000) {
+	if (!row[ctx->cursor].null && past_limit(b, &row[ctx->cursor])) {
 		lk_buf_addf(pos, "{\"v\":1,\"fp\":\"%s\",\"mode\":\"poll\",\"from\":", ctx->fp);
-		lk_buf_add_json_str(pos, b->margin_buf, strlen(b->margin_buf));
-		lk_buf_addch(pos, '}');
-		return;
+		lk_buf_add_json_str(pos, b->limit_buf, strlen(b->limit_buf));
+	} else {
+		lk_buf_addf(pos, "{\"v\":1,\"fp\":\"%s\",\"mode\":\"poll\",\"after\":", ctx->fp);
+		lk_pos_add_values(pos, row, ctx->types, b->order, b->norder);
 	}
-	lk_buf_addf(pos, "{\"v\":1,\"fp\":\"%s\",\"mode\":\"poll\",\"after\":", ctx->fp);
-	lk_pos_add_values(pos, row, ctx->types, b->order, b->norder);
+	lk_buf_add(pos, b->rec.buf, b->rec.len);
 	lk_buf_addch(pos, '}');
 }
 
@@ -202,6 +394,7 @@ int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	int rc = -1;
 
 	memset(&b, 0, sizeof(b));
+	lk_buf_init(&b.rec);
 	lk_arena_init(&arena, 4096);
 	b.norder = 1 + ctx->nkey;
 	b.order = lk_xcalloc((size_t)b.norder, sizeof(int));
@@ -233,6 +426,8 @@ int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	ctx->src.ops->scan_close(scan);
 out:
 	free(b.order);
+	json_decref(b.held);
+	lk_buf_release(&b.rec);
 	lk_buf_release(&notnull);
 	lk_arena_release(&arena);
 	return rc;

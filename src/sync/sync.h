@@ -122,8 +122,9 @@ void lk_verify_result_release(struct lk_verify_result *res);
 struct lk_check_result {
 	int ncols;
 	bool target_missing;   /* create: true and the target is not there yet */
-	bool poll_capped;      /* poll: pg_stat_activity is readable, the cursor is capped */
+	bool poll_capped;      /* poll: every open transaction is visible, the cursor is capped */
 	bool poll_cap_applies; /* poll on a PostgreSQL source with a timestamptz cursor */
+	char poll_note[640];   /* poll: what protects a late commit here, "" otherwise */
 	int64_t source_estimate;
 };
 

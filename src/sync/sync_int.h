@@ -222,6 +222,9 @@ int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err);
 void lk_rt_pos_json(struct lk_buf *b, const struct lk_job_ctx *ctx, const char *phase,
 		    const struct lk_cdc_pos *p);
 int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err);
+/* Why poll mode cannot see every open transaction in `state` (a static string, "" for
+ * LK_POLL_CAP_ON); check-config and the run's log say the same. */
+const char *lk_poll_cap_why(enum lk_poll_cap_state state);
 
 /* Position JSON: arrays of text values (bytes as hex) <-> struct lk_value. */
 struct lk_buf;
