@@ -29,10 +29,8 @@ static void skip_quoted(struct scan *s, char q, bool backslash)
 	const char *p = s->p + 1;
 
 	while (*p) {
-		if (backslash && *p == '\\' && p[1]) {
-			p += 2;
-		} else if (*p == q && p[1] == q) {
-			p += 2; /* a doubled quote stands for itself */
+		if ((backslash && *p == '\\' && p[1]) || (*p == q && p[1] == q)) {
+			p += 2; /* an escaped or doubled quote stands for itself */
 		} else if (*p == q) {
 			p++;
 			break;
@@ -89,11 +87,22 @@ static bool skip_comment(struct scan *s)
 	return true;
 }
 
+/* Reads the word at s->p into s->word, upper-case (cut to fit). */
+static void read_word(struct scan *s)
+{
+	size_t n = 0;
+
+	for (; word_char(*s->p); s->p++) {
+		if (n + 1 < sizeof(s->word))
+			s->word[n++] = (char)toupper((unsigned char)*s->p);
+	}
+	s->word[n] = '\0';
+}
+
 static enum tok next(struct scan *s)
 {
 	for (;;) {
 		char c = *s->p;
-		size_t n = 0;
 
 		if (!c)
 			return TOK_END;
@@ -111,12 +120,7 @@ static enum tok next(struct scan *s)
 			return TOK_OTHER;
 		}
 		if (word_start(c)) {
-			while (word_char(*s->p)) {
-				if (n + 1 < sizeof(s->word))
-					s->word[n++] = (char)toupper((unsigned char)*s->p);
-				s->p++;
-			}
-			s->word[n] = '\0';
+			read_word(s);
 			return TOK_WORD;
 		}
 		if (c == '\'' || c == '"' || c == '`') {
