@@ -24,6 +24,7 @@
 #include "connector.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* What change capture is installed for: one source table and its key columns. */
@@ -37,7 +38,9 @@ struct lk_cdc_table {
 /*
  * A position in a changelog. PostgreSQL: every entry with xid < horizon and, when
  * xid > 0, every entry with (xid, seq) <= (xid, seq) is applied. SQLite: every entry
- * with seq <= seq is applied (horizon and xid are 0).
+ * with seq <= seq is applied; horizon is 0 and xid is the stamp of entry seq (its at_ms,
+ * which read() returns in the xid column; 0 when unknown), which tells a changelog that
+ * went back and grew again from the one the position was taken in.
  */
 struct lk_cdc_pos {
 	int64_t horizon, xid, seq;
@@ -48,6 +51,12 @@ enum { LK_CDC_XID, LK_CDC_SEQ, LK_CDC_OP, LK_CDC_KEY, LK_CDC_NCOLS };
 
 /* Operation letters in the changelog: insert, update, delete, truncate. */
 #define LK_CDC_OP_TRUNCATE 'T'
+/*
+ * A capture gap: changes of the table before this entry may be missing from the changelog
+ * (its triggers were off); its key column holds the reason as text. A consumer re-snapshots
+ * when it reads one, as after a TRUNCATE; capture is whole after it.
+ */
+#define LK_CDC_OP_GAP 'G'
 
 /* What `status` shows about a consumer. */
 struct lk_cdc_lag {
@@ -68,6 +77,8 @@ struct lk_cdc_ops {
 	 * transaction. Sets *relid (PostgreSQL: the table's oid; SQLite: its id in the
 	 * tables registry). A table already captured with other key columns -> LK_ERR_CONFLICT;
 	 * a missing privilege -> LK_ERR_PERMISSION naming it and the GRANT that fixes it.
+	 * SQLite: a registered table whose triggers were missing (a rebuilt table) gets them
+	 * back with an LK_CDC_OP_GAP entry in the same transaction.
 	 */
 	int (*install)(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
 		       struct lk_err *err);
@@ -144,6 +155,23 @@ struct lk_cdc_ops {
 	/* Fills *out for job's consumer on table t (read-only; nothing installed is fine). */
 	int (*lag)(struct lk_conn *c, const char *job, const struct lk_tref *t,
 		   struct lk_cdc_lag *out, struct lk_err *err);
+
+	/*
+	 * Capture health and lineage (DESIGN decisions 13-14), for job at position pos on the
+	 * table t captured as relid; at a run's start and periodically while it streams. The
+	 * caller must not be inside a transaction.
+	 * 1. Capture: when a trigger is missing or out of date, repairs it in a transaction
+	 *    that also logs an LK_CDC_OP_GAP entry if changes may have gone unlogged (install
+	 *    does the same). A cheap read-only look when all is well.
+	 * 2. Lineage: whether the changelog still holds the history pos was taken in. When not
+	 *    (the source went back: a file restored from an older copy), writes why into gap
+	 *    (one sentence, no final period) and the caller must re-snapshot; else gap[0] is
+	 *    '\0'.
+	 * NULL in an ops table: that source is not checked this way.
+	 */
+	int (*check_capture)(struct lk_conn *c, const struct lk_cdc_table *t, int64_t relid,
+			     const char *job, const struct lk_cdc_pos *pos, char *gap,
+			     size_t gap_size, struct lk_err *err);
 };
 
 extern const struct lk_cdc_ops lk_pg_cdc_ops;

@@ -35,6 +35,7 @@
 #define RT_STALL_CHECK_MS 60000 /* how often other consumers are checked */
 #define RT_STALL_S 300.0	/* a consumer idle this long with entries waiting is stalled */
 #define RT_LAG_MS 5000		/* how often the replication lag is measured (metrics, status) */
+#define RT_HEALTH_MS 10000	/* how often capture health and the source's lineage are checked */
 
 struct rt {
 	int limit; /* the entries the current page asked for (the batch size then) */
@@ -47,7 +48,8 @@ struct rt {
 	struct lk_cdc_pos pos;	    /* applied (and committed in the target) up to here */
 	struct lk_cdc_pos advanced; /* what the consumer registry last heard */
 	/* periodic duties, each due at its first check (see lk_every) */
-	struct lk_every advance_timer, prune_timer, stall_timer, lag_timer;
+	struct lk_every advance_timer, prune_timer, stall_timer, lag_timer, health_timer;
+	char why[320]; /* why the stream must re-snapshot (a gap), for the log */
 	struct lk_scan_spec fetch;
 	struct lk_rows ent, keys, rows, dels;
 	struct lk_keyset seen;
@@ -169,13 +171,36 @@ static int start_over(struct rt *rt, struct lk_err *err)
 	return snapshot_phase(rt, false, err);
 }
 
-/* Where to start: the target's position, unless the registry forgot us or --full. */
+/*
+ * Asks the source whether capture since p is whole and p's history still there (cdc.h
+ * check_capture, which also repairs missing triggers): 1 with rt->why when the job must
+ * re-snapshot, 0 when it may go on, -1 on error.
+ */
+static int capture_gap(struct rt *rt, const struct lk_cdc_pos *p, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	struct lk_cdc_table t = lk_job_cdc_table(ctx);
+
+	rt->why[0] = '\0';
+	if (!rt->cdc->check_capture)
+		return 0;
+	if (rt->cdc->check_capture(ctx->src.conn, &t, rt->relid, ctx->job->name, p, rt->why,
+				   sizeof(rt->why), err) < 0)
+		return -1;
+	return rt->why[0] != '\0';
+}
+
+/* Where to start: the target's position, unless the registry forgot us, the source went
+ * back, or --full. */
 static int resume(struct rt *rt, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = rt->ctx;
 	char phase[16];
 	bool found = false;
+	int rc;
 
+	/* install() has just repaired capture; the stream checks it again in RT_HEALTH_MS. */
+	(void)lk_every_due(&rt->health_timer, lk_mono_ms(), RT_HEALTH_MS);
 	parse_pos(ctx->pos, phase, sizeof(phase), &ctx->rt_start);
 	if (!phase[0] || (ctx->opts && ctx->opts->full))
 		return start_over(rt, err);
@@ -187,6 +212,13 @@ static int resume(struct rt *rt, struct lk_err *err)
 			    "fresh snapshot",
 			    ctx->job->name);
 		return start_over(rt, err);
+	}
+	rc = capture_gap(rt, &ctx->rt_start, err);
+	if (rc != 0) {
+		if (rc > 0)
+			lk_log_warn("job %s: %s; taking a fresh snapshot, with the sweep",
+				    ctx->job->name, rt->why);
+		return rc < 0 ? -1 : start_over(rt, err);
 	}
 	rt->advanced = ctx->rt_start;
 	if (strcmp(phase, "snapshot") == 0)
@@ -286,9 +318,11 @@ static struct lk_cdc_pos next_pos(const struct rt *rt, int n, int64_t h)
 	} else if (h > 0) {
 		next = (struct lk_cdc_pos){h, 0, 0}; /* the window is drained */
 	} else {
-		next = rt->pos; /* SQLite: seq alone is exact */
-		if (n)
+		next = rt->pos; /* SQLite: seq alone is exact; xid is entry seq's stamp */
+		if (n) {
+			next.xid = strtoll(LK_ROW(&rt->ent, n - 1)[LK_CDC_XID].p, NULL, 10);
 			next.seq = strtoll(LK_ROW(&rt->ent, n - 1)[LK_CDC_SEQ].p, NULL, 10);
+		}
 	}
 	return next;
 }
@@ -319,6 +353,26 @@ static int apply_page(struct rt *rt, const struct lk_cdc_pos *next, struct lk_er
 }
 
 /*
+ * A TRUNCATE or a capture gap at entry e: a snapshot from now on, streamed from
+ * ctx->rt_start, covers everything after it. PostgreSQL: every transaction below h has
+ * finished, the entry's included; SQLite (h 0): writers are serialised, so the entry itself
+ * is the start. rt->why says which, for the log.
+ */
+static void restart_at(struct rt *rt, const struct lk_value *e, int64_t h)
+{
+	if (h > 0)
+		rt->ctx->rt_start = (struct lk_cdc_pos){h, 0, 0};
+	else
+		rt->ctx->rt_start = (struct lk_cdc_pos){0, strtoll(e[LK_CDC_XID].p, NULL, 10),
+							strtoll(e[LK_CDC_SEQ].p, NULL, 10)};
+	rt->why[0] = '\0';
+	if (e[LK_CDC_OP].p[0] == LK_CDC_OP_GAP)
+		(void)snprintf(rt->why, sizeof(rt->why),
+			       "change capture of the source table was off: %s",
+			       e[LK_CDC_KEY].null ? "no reason logged" : e[LK_CDC_KEY].p);
+}
+
+/*
  * One page: entries after rt->pos from finished transactions, the current rows for their
  * keys in the same snapshot, then one target transaction with the new position.
  * Returns the number of entries, or -1. *truncated: a TRUNCATE was met (nothing applied).
@@ -342,11 +396,9 @@ static int page(struct rt *rt, bool *truncated, struct lk_err *err)
 	for (int r = 0; r < n; r++) {
 		const struct lk_value *e = LK_ROW(&rt->ent, r);
 
-		if (e[LK_CDC_OP].p[0] == LK_CDC_OP_TRUNCATE) {
+		if (e[LK_CDC_OP].p[0] == LK_CDC_OP_TRUNCATE || e[LK_CDC_OP].p[0] == LK_CDC_OP_GAP) {
 			ops->rollback(ctx->src.conn);
-			/* Every transaction below h has finished, the TRUNCATE included: a snapshot
-			 * from now on, streamed from h, covers everything after it. */
-			ctx->rt_start = (struct lk_cdc_pos){h, 0, 0};
+			restart_at(rt, e, h);
 			*truncated = true;
 			return 0;
 		}
@@ -463,6 +515,14 @@ static void measure_lag(struct rt *rt)
 	ctx->prog.lag_s = lag.oldest_age_s > 0 ? lag.oldest_age_s : 0;
 }
 
+/* Checks capture health and the source's lineage every RT_HEALTH_MS: 1 (rt->why) on a gap. */
+static int check_health(struct rt *rt, struct lk_err *err)
+{
+	if (!lk_every_due(&rt->health_timer, lk_mono_ms(), RT_HEALTH_MS))
+		return 0;
+	return capture_gap(rt, &rt->pos, err);
+}
+
 /* Waits up to RT_WAIT_MS for a NOTIFY (or data_version change), checking stop. */
 static int wait_change(struct rt *rt, struct lk_err *err)
 {
@@ -481,7 +541,10 @@ static int wait_change(struct rt *rt, struct lk_err *err)
 	return 0;
 }
 
-/* Streams until stop (follow) or until the changelog is drained. 1: a TRUNCATE came. */
+/*
+ * Streams until stop (follow) or until the changelog is drained. 1: a TRUNCATE or a
+ * capture gap came (ctx->rt_start is the new start); 2: the source went back (rt->why).
+ */
 static int stream(struct rt *rt, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = rt->ctx;
@@ -497,7 +560,7 @@ static int stream(struct rt *rt, struct lk_err *err)
 	lk_job_report(ctx, true);
 	for (;;) {
 		bool truncated;
-		int n;
+		int n, gap;
 
 		if (stopped(ctx)) {
 			(void)advance(rt, true, err);
@@ -511,6 +574,9 @@ static int stream(struct rt *rt, struct lk_err *err)
 		lk_failpoint("between_pages");
 		if (advance(rt, false, err) < 0 || prune(rt, err) < 0 || check_stalled(rt, err) < 0)
 			return -1;
+		gap = check_health(rt, err);
+		if (gap != 0)
+			return gap < 0 ? -1 : 2;
 		if (follow)
 			measure_lag(rt);
 		lk_job_report(ctx, false);
@@ -574,11 +640,22 @@ int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err)
 		goto out;
 	for (;;) {
 		rc = stream(&rt, err);
+		if (rc == 2) {
+			lk_log_warn("job %s: %s; taking a fresh snapshot, with the sweep",
+				    ctx->job->name, rt.why);
+			if ((rc = start_over(&rt, err)) < 0)
+				break;
+			continue;
+		}
 		if (rc != 1)
 			break;
-		/* A TRUNCATE: record the new start first, then tell the registry. */
-		lk_log_info("job %s: the source table was truncated; re-snapshotting",
-			    ctx->job->name);
+		/* A TRUNCATE or a gap: record the new start first, then tell the registry. */
+		if (rt.why[0])
+			lk_log_warn("job %s: %s; re-snapshotting, with the sweep", ctx->job->name,
+				    rt.why);
+		else
+			lk_log_info("job %s: the source table was truncated; re-snapshotting",
+				    ctx->job->name);
 		rc = -1;
 		if (commit_pos(&rt, "snapshot", &ctx->rt_start, err) < 0)
 			break;
