@@ -1,15 +1,18 @@
 /*
- * sqlite_cdc.c - change capture on a SQLite source (cdc.h, DESIGN decisions 1-4):
- * tables main.lockstep_cdc_{meta,tables,changelog,consumers}, three row triggers
- * per captured table, and wake-ups by polling PRAGMA data_version.
+ * sqlite_cdc.c - change capture on a SQLite source (cdc.h, DESIGN decisions 1-4, 13,
+ * 14): tables main.lockstep_cdc_{meta,tables,changelog,consumers}, three row triggers
+ * per captured table (and two conflict triggers, sqlite_cdc_conflict.c), capture health
+ * and lineage checks, and wake-ups by polling PRAGMA data_version.
  */
 #include "cdc.h"
 #include "core/buf.h"
 #include "core/units.h"
+#include "sqlite_cdc_int.h"
 #include "sqlite_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -20,15 +23,17 @@
  */
 #define CDC "main.lockstep_cdc_"
 #define CDC_SCHEMA "main"
-#define CDC_VERSION 1
+/* 2: the conflict triggers, tables.capture_version, gap entries, at_ms read as xid. */
+#define CDC_VERSION 2
 #define POLL_MS 20
 
 static const char create_sql[] =
 	"CREATE TABLE IF NOT EXISTS " CDC "meta (version INTEGER NOT NULL);"
 	/* NOCASE: SQLite resolves table names case-insensitively, so must the registry. */
+	/* capture_version: the CDC_VERSION whose triggers the table has (NULL: 1). */
 	"CREATE TABLE IF NOT EXISTS " CDC "tables (relid INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" schema_name TEXT, table_name TEXT NOT NULL COLLATE NOCASE, key_cols TEXT NOT NULL,"
-	" installed_ms INTEGER, UNIQUE (schema_name, table_name));"
+	" installed_ms INTEGER, capture_version INTEGER, UNIQUE (schema_name, table_name));"
 	/* AUTOINCREMENT: a seq is never handed out twice, even after pruning. */
 	"CREATE TABLE IF NOT EXISTS " CDC "changelog (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" xid INTEGER NOT NULL DEFAULT 0, relid INTEGER NOT NULL, key TEXT, op TEXT NOT NULL,"
@@ -171,7 +176,11 @@ static int count_tables(struct lk_conn *c, int64_t *n, struct lk_err *err)
 			"");
 }
 
-/* Refuses objects a newer lockstep made: this one does not know their layout. */
+/*
+ * Refuses objects a newer lockstep made: this one does not know their layout. Upgrades
+ * version 1 in place: its tables keep capture_version NULL, and their conflict triggers
+ * are added by the next install of each (an upgrade, not a gap).
+ */
 static int check_version(struct lk_conn *c, struct lk_err *err)
 {
 	int64_t v;
@@ -185,6 +194,12 @@ static int check_version(struct lk_conn *c, struct lk_err *err)
 			c->label, (long long)v);
 	if (v < 0)
 		return put(c, NULL, err, "INSERT INTO " CDC "meta (version) VALUES (?1)", "i",
+			   (int64_t)CDC_VERSION);
+	if (v == 1 &&
+	    run(c, "ALTER TABLE " CDC "tables ADD COLUMN capture_version INTEGER", err) < 0)
+		return -1;
+	if (v < CDC_VERSION)
+		return put(c, NULL, err, "UPDATE " CDC "meta SET version = ?1", "i",
 			   (int64_t)CDC_VERSION);
 	return 0;
 }
@@ -253,12 +268,15 @@ static int check_table(struct lk_conn *c, const struct lk_cdc_table *t, struct l
 	return 0;
 }
 
-/* Finds or adds the table's registry row; another key -> LK_ERR_CONFLICT naming both. */
+/*
+ * Finds or adds the table's registry row; another key -> LK_ERR_CONFLICT naming both.
+ * *version: the CDC_VERSION of the row's triggers, 0 when the row is new.
+ */
 static int register_table(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
-			  struct lk_err *err)
+			  int64_t *version, struct lk_err *err)
 {
-	static const char sel[] = "SELECT relid, key_cols FROM " CDC "tables"
-				  " WHERE schema_name = ?1 AND table_name = ?2";
+	static const char sel[] = "SELECT relid, key_cols, COALESCE(capture_version, 1) FROM " CDC
+				  "tables WHERE schema_name = ?1 AND table_name = ?2";
 	struct lk_buf keys = LK_BUF_INIT;
 	sqlite3_stmt *st;
 	char name[256];
@@ -273,6 +291,7 @@ static int register_table(struct lk_conn *c, const struct lk_cdc_table *t, int64
 		const char *have = (const char *)sqlite3_column_text(st, 1);
 
 		*relid = sqlite3_column_int64(st, 0);
+		*version = sqlite3_column_int64(st, 2);
 		if (have && strcmp(have, keys.buf) == 0)
 			ret = 0;
 		else
@@ -286,11 +305,13 @@ static int register_table(struct lk_conn *c, const struct lk_cdc_table *t, int64
 	if (rc != SQLITE_DONE)
 		goto out;
 	if (put(c, NULL, err,
-		"INSERT INTO " CDC "tables (schema_name, table_name, key_cols, installed_ms)"
-		" VALUES (?1, ?2, ?3, ?4)",
-		"ttti", CDC_SCHEMA, t->table->name, keys.buf, lk_wall_ms()) < 0)
+		"INSERT INTO " CDC "tables (schema_name, table_name, key_cols, installed_ms,"
+		" capture_version) VALUES (?1, ?2, ?3, ?4, ?5)",
+		"tttii", CDC_SCHEMA, t->table->name, keys.buf, lk_wall_ms(),
+		(int64_t)CDC_VERSION) < 0)
 		goto out;
 	*relid = sqlite3_last_insert_rowid(c->db);
+	*version = 0;
 	ret = 0;
 out:
 	lk_buf_release(&keys);
@@ -298,13 +319,13 @@ out:
 }
 
 /*
- * Appends json_array() of the key of row `row` (NEW or OLD), each value as text the
+ * Appends json_array() of the key of row `row` (NEW, OLD, an alias), each value as text the
  * way the applier decodes it (lk_pos_parse_values): a bytes column always as
  * lower-case hex (as PostgreSQL's encode(..., 'hex') prints it, whatever SQLite
  * stored), a blob in another column as hex too, a real with 15 significant digits
  * when those read back as the same double, else with 17, and NULL as JSON null.
  */
-static void add_key_expr(struct lk_buf *b, const struct lk_cdc_table *t, const char *row)
+void lk_sqlite_cdc_key_expr(struct lk_buf *b, const struct lk_cdc_table *t, const char *row)
 {
 	struct lk_buf col = LK_BUF_INIT;
 
@@ -333,71 +354,253 @@ static void add_key_expr(struct lk_buf *b, const struct lk_cdc_table *t, const c
 	lk_buf_release(&col);
 }
 
-enum trig { TRIG_INS, TRIG_UPD, TRIG_DEL, TRIG_N };
+/* The row triggers (AFTER) and the conflict triggers (BEFORE, only when needed). */
+enum trig { TRIG_INS, TRIG_UPD, TRIG_DEL, TRIG_RPL_INS, TRIG_RPL_UPD, TRIG_N };
+#define TRIG_NROW 3
 
-static const char *const trig_suffix[TRIG_N] = {"ins", "upd", "del"};
+static const char *const trig_suffix[TRIG_N] = {"ins", "upd", "del", "rpl_ins", "rpl_upd"};
 
-/* Appends the CREATE TRIGGER statement of one of the table's three triggers. */
+/*
+ * Appends the text of one of the table's row triggers from its name on: sqlite_master
+ * keeps "CREATE TRIGGER " and this text, however the schema was qualified.
+ */
 static void add_trigger(struct lk_buf *b, const struct lk_cdc_table *t, int64_t relid, enum trig k)
 {
-	static const char *const event[TRIG_N] = {"INSERT", "UPDATE", "DELETE"};
+	static const char *const event[TRIG_NROW] = {"INSERT", "UPDATE", "DELETE"};
 	static const char insert[] = " INSERT INTO lockstep_cdc_changelog (relid, key, op)";
 
 	/* The body's table is unqualified: a trigger writes to its own database (main). */
-	lk_buf_addf(b, "CREATE TRIGGER " CDC_SCHEMA ".\"lockstep_cdc_%lld_%s\" AFTER %s ON ",
-		    (long long)relid, trig_suffix[k], event[k]);
+	lk_buf_addf(b, "\"lockstep_cdc_%lld_%s\" AFTER %s ON ", (long long)relid, trig_suffix[k],
+		    event[k]);
 	lk_quote_ident(b, t->table->name);
 	lk_buf_adds(b, " FOR EACH ROW BEGIN");
 	if (k == TRIG_UPD) {
 		/* A changed key: the old key is gone (D), the new one is upserted (U). */
 		lk_buf_addf(b, "%s SELECT %lld, ", insert, (long long)relid);
-		add_key_expr(b, t, "OLD");
+		lk_sqlite_cdc_key_expr(b, t, "OLD");
 		lk_buf_adds(b, ", 'D' WHERE ");
-		add_key_expr(b, t, "OLD");
+		lk_sqlite_cdc_key_expr(b, t, "OLD");
 		lk_buf_adds(b, " IS NOT ");
-		add_key_expr(b, t, "NEW");
+		lk_sqlite_cdc_key_expr(b, t, "NEW");
 		lk_buf_adds(b, ";");
 	}
 	lk_buf_addf(b, "%s VALUES (%lld, ", insert, (long long)relid);
-	add_key_expr(b, t, k == TRIG_DEL ? "OLD" : "NEW");
+	lk_sqlite_cdc_key_expr(b, t, k == TRIG_DEL ? "OLD" : "NEW");
 	lk_buf_addf(b, ", '%c'); END", k == TRIG_INS ? 'I' : k == TRIG_UPD ? 'U' : 'D');
 }
 
-/* Creates those of the table's triggers that are missing. */
-static int create_triggers(struct lk_conn *c, const struct lk_cdc_table *t, int64_t relid,
-			   struct lk_err *err)
+/*
+ * Appends the text of a conflict trigger (as add_trigger): BEFORE the row is written, it
+ * logs the keys of the rows a REPLACE would delete for it (sqlite_cdc_int.h).
+ */
+static void add_rpl_trigger(struct lk_buf *b, const struct lk_cdc_table *t, int64_t relid,
+			    enum trig k, const struct lk_sqlite_probes *p)
 {
-	struct lk_buf name = LK_BUF_INIT, sql = LK_BUF_INIT;
+	lk_buf_addf(b, "\"lockstep_cdc_%lld_%s\" BEFORE %s ON ", (long long)relid, trig_suffix[k],
+		    k == TRIG_RPL_INS ? "INSERT" : "UPDATE");
+	lk_quote_ident(b, t->table->name);
+	lk_buf_adds(b, " FOR EACH ROW BEGIN ");
+	for (int i = 0; i < p->n; i++)
+		lk_buf_addf(b, "%s; ", k == TRIG_RPL_INS ? p->ins[i] : p->upd[i]);
+	lk_buf_adds(b, "END");
+}
+
+/* What capture of a table needs: its expected triggers against those installed. */
+struct capture {
+	char *want[TRIG_N]; /* expected text from the name on; NULL: not wanted */
+	char *have[TRIG_N]; /* sqlite_master's text; NULL: missing */
+	bool row_missing;   /* a row trigger is missing: capture was off */
+	bool rpl_stale;	    /* a conflict trigger is missing, out of date or not wanted */
+	bool rpl_unprobed;  /* a conflict the installed triggers did not probe */
+};
+
+static void capture_release(struct capture *cap)
+{
+	for (int k = 0; k < TRIG_N; k++) {
+		free(cap->want[k]);
+		free(cap->have[k]);
+	}
+}
+
+/* Reads trigger k's text from sqlite_master into *sql (owned), NULL when it is missing. */
+static int trigger_text(struct lk_conn *c, int64_t relid, enum trig k, char **sql,
+			struct lk_err *err)
+{
+	struct lk_buf name = LK_BUF_INIT;
+	sqlite3_stmt *st;
+	int rc;
+
+	*sql = NULL;
+	lk_buf_addf(&name, "lockstep_cdc_%lld_%s", (long long)relid, trig_suffix[k]);
+	/* name is bound SQLITE_STATIC: released once the statement is done. */
+	rc = prep(c, &st, err,
+		  "SELECT sql FROM main.sqlite_master WHERE type = 'trigger' AND name = ?1", "t",
+		  name.buf);
+	if (rc == 0) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			*sql = lk_xstrdup((const char *)sqlite3_column_text(st, 0));
+		else if (rc != SQLITE_DONE)
+			lk_sqlite_fail(c, rc, err, "change capture on %s", c->label);
+		done(st);
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+	}
+	lk_buf_release(&name);
+	return rc;
+}
+
+/* True when sqlite_master's text `have` is that of the text `want` (both may be NULL). */
+static bool same_text(const char *have, const char *want)
+{
+	static const char create[] = "CREATE TRIGGER ";
+
+	if (!have || !want)
+		return !have && !want;
+	return strncmp(have, create, sizeof(create) - 1) == 0 &&
+	       strcmp(have + sizeof(create) - 1, want) == 0;
+}
+
+/* Fills *cap for table t (relid) from its schema and sqlite_master (read only). */
+static int inspect(struct lk_conn *c, const struct lk_cdc_table *t, int64_t relid,
+		   struct capture *cap, struct lk_err *err)
+{
+	struct lk_sqlite_probes p;
+	struct lk_buf b = LK_BUF_INIT;
+	int rc = lk_sqlite_cdc_probes(c, t, relid, &p, err);
+
+	memset(cap, 0, sizeof(*cap));
+	for (int k = 0; rc == 0 && k < TRIG_N; k++) {
+		lk_buf_reset(&b);
+		if (k < TRIG_NROW)
+			add_trigger(&b, t, relid, (enum trig)k);
+		else if (p.n > 0)
+			add_rpl_trigger(&b, t, relid, (enum trig)k, &p);
+		cap->want[k] = b.len ? lk_xstrdup(b.buf) : NULL;
+		rc = trigger_text(c, relid, (enum trig)k, &cap->have[k], err);
+		if (k < TRIG_NROW) {
+			cap->row_missing = cap->row_missing || !cap->have[k];
+			continue;
+		}
+		cap->rpl_stale = cap->rpl_stale || !same_text(cap->have[k], cap->want[k]);
+		for (int i = 0; i < p.n; i++) {
+			const char *probe = k == TRIG_RPL_INS ? p.ins[i] : p.upd[i];
+
+			cap->rpl_unprobed =
+				cap->rpl_unprobed || !cap->have[k] || !strstr(cap->have[k], probe);
+		}
+	}
+	lk_buf_release(&b);
+	lk_sqlite_cdc_probes_release(&p);
+	return rc;
+}
+
+/*
+ * Compiles an INSERT, an UPDATE and a DELETE of the table without running them, which
+ * compiles its triggers: CREATE TRIGGER accepts a body naming a missing column, and such
+ * a trigger would fail every write of the application.
+ */
+static int validate(struct lk_conn *c, const struct lk_cdc_table *t, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	int rc = SQLITE_OK;
+
+	for (int i = 0; i < 3 && rc == SQLITE_OK; i++) {
+		sqlite3_stmt *st = NULL;
+
+		lk_buf_reset(&sql);
+		lk_buf_adds(&sql, i == 0 ? "INSERT INTO " : i == 1 ? "UPDATE " : "DELETE FROM ");
+		lk_quote_ident(&sql, t->table->name);
+		if (i == 1) {
+			lk_buf_adds(&sql, " SET ");
+			lk_quote_ident(&sql, t->key_cols[0]);
+			lk_buf_adds(&sql, " = ");
+			lk_quote_ident(&sql, t->key_cols[0]);
+		}
+		lk_buf_adds(&sql, i == 0 ? " DEFAULT VALUES" : " WHERE 0");
+		rc = sqlite3_prepare_v2(c->db, sql.buf, -1, &st, NULL);
+		if (rc != SQLITE_OK)
+			lk_err_set(err, LK_ERR_SCHEMA,
+				   "change capture on '%s' in %s: its triggers would fail the"
+				   " table's writes (%s); nothing installed",
+				   t->table->name, c->label, sqlite3_errmsg(c->db));
+		sqlite3_finalize(st);
+	}
+	lk_buf_release(&sql);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* (Re)creates the triggers that are missing or out of date, drops unwanted ones. */
+static int repair(struct lk_conn *c, int64_t relid, const struct capture *cap, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
 	int ret = 0;
 
 	for (int k = 0; k < TRIG_N && ret == 0; k++) {
-		bool found;
-		int64_t one;
-
-		lk_buf_reset(&name);
-		lk_buf_addf(&name, "lockstep_cdc_%lld_%s", (long long)relid, trig_suffix[k]);
-		ret = get_ints(c, 1, &one, &found, err,
-			       "SELECT 1 FROM main.sqlite_master WHERE type = 'trigger'"
-			       " AND name = ?1",
-			       "t", name.buf);
-		if (ret < 0 || found)
+		if (cap->have[k] && cap->want[k] && (k < TRIG_NROW || !cap->rpl_stale))
+			continue; /* row triggers: present is enough, as ever */
+		if (!cap->have[k] && !cap->want[k])
 			continue;
 		lk_buf_reset(&sql);
-		add_trigger(&sql, t, relid, (enum trig)k);
+		if (cap->have[k])
+			lk_buf_addf(&sql, "DROP TRIGGER " CDC_SCHEMA ".\"lockstep_cdc_%lld_%s\";",
+				    (long long)relid, trig_suffix[k]);
+		if (cap->want[k])
+			lk_buf_addf(&sql, "CREATE TRIGGER " CDC_SCHEMA ".%s;", cap->want[k]);
 		ret = run(c, sql.buf, err);
 	}
-	lk_buf_release(&name);
 	lk_buf_release(&sql);
 	return ret;
 }
 
+/*
+ * Why changes of a registered table may have gone unlogged, or NULL: a row trigger was
+ * missing (a rebuilt table, dropped triggers), or a uniqueness constraint appeared that the
+ * conflict triggers did not probe (on a table whose triggers had them: version >= 2).
+ */
+static const char *gap_reason(const struct capture *cap, int64_t version)
+{
+	if (version == 0)
+		return NULL; /* just registered: nothing to have missed */
+	if (cap->row_missing)
+		return "its triggers were missing (the table was rebuilt, or they were dropped)";
+	if (version >= 2 && cap->rpl_unprobed)
+		return "a uniqueness constraint was added or changed before lockstep's triggers"
+		       " logged the rows a REPLACE deletes through it";
+	return NULL;
+}
+
+/*
+ * Makes the table's capture whole. When it was not, logs a gap entry (op G, its key the
+ * reason as text) in the same transaction: every consumer that reaches it re-snapshots, and
+ * the triggers log everything after it.
+ */
 static int install_in_txn(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
 			  struct lk_err *err)
 {
+	struct capture cap;
+	const char *why;
+	int64_t version;
+	int rc;
+
 	if (run(c, create_sql, err) < 0 || check_version(c, err) < 0 ||
-	    check_table(c, t, err) < 0 || register_table(c, t, relid, err) < 0)
+	    check_table(c, t, err) < 0 || register_table(c, t, relid, &version, err) < 0)
 		return -1;
-	return create_triggers(c, t, *relid, err);
+	rc = inspect(c, t, *relid, &cap, err);
+	why = rc == 0 ? gap_reason(&cap, version) : NULL;
+	if (rc == 0)
+		rc = repair(c, *relid, &cap, err);
+	if (rc == 0)
+		rc = validate(c, t, err);
+	if (rc == 0 && why)
+		rc = put(c, NULL, err,
+			 "INSERT INTO " CDC "changelog (relid, key, op) VALUES (?1, ?2, ?3)", "itt",
+			 *relid, why, (const char[]){LK_CDC_OP_GAP, '\0'});
+	if (rc == 0 && version != CDC_VERSION && version != 0)
+		rc = put(c, NULL, err,
+			 "UPDATE " CDC "tables SET capture_version = ?2 WHERE relid = ?1", "ii",
+			 *relid, (int64_t)CDC_VERSION);
+	capture_release(&cap);
+	return rc;
 }
 
 static int sc_install(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
@@ -419,7 +622,9 @@ static int sc_install(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *
 
 static int sc_check(struct lk_conn *c, const struct lk_cdc_table *t, struct lk_err *err)
 {
+	struct lk_sqlite_probes p;
 	char name[256];
+	int rc;
 
 	if (strcmp(schema_of(t->table), CDC_SCHEMA) != 0) {
 		lk_tref_format(t->table, name, sizeof(name));
@@ -428,7 +633,11 @@ static int sc_check(struct lk_conn *c, const struct lk_cdc_table *t, struct lk_e
 				  " database only",
 				  name);
 	}
-	return check_table(c, t, err); /* SQLite has no privileges to miss */
+	if (check_table(c, t, err) < 0) /* SQLite has no privileges to miss */
+		return -1;
+	rc = lk_sqlite_cdc_probes(c, t, 0, &p, err); /* an index it cannot read */
+	lk_sqlite_cdc_probes_release(&p);
+	return rc;
 }
 
 static int sc_catch_up_target(struct lk_conn *c, int64_t *target, struct lk_err *err)
@@ -444,7 +653,7 @@ static int sc_catch_up_target(struct lk_conn *c, int64_t *target, struct lk_err 
 static int register_in_txn(struct lk_conn *c, const char *job, int64_t relid, struct lk_cdc_pos *h,
 			   struct lk_err *err)
 {
-	int64_t n, now = lk_wall_ms();
+	int64_t n, last[2], now = lk_wall_ms();
 	bool found = false;
 
 	if (count_tables(c, &n, err) < 0)
@@ -456,16 +665,20 @@ static int register_in_txn(struct lk_conn *c, const char *job, int64_t relid, st
 		return lk_err_set(err, LK_ERR_NOTFOUND,
 				  "change capture is not installed for table id %lld in %s",
 				  (long long)relid, c->label);
-	/* Every change committed after this one gets a larger seq (serialised writers). */
-	if (get_ints(c, 1, &h->seq, NULL, err, "SELECT COALESCE(max(seq), 0) FROM " CDC "changelog",
-		     "") < 0)
+	/* Every change committed after this one gets a larger seq (serialised writers). The
+	 * entry's at_ms is its stamp (lk_cdc_pos.xid, see lineage()). */
+	if (get_ints(c, 2, last, &found, err,
+		     "SELECT seq, at_ms FROM " CDC "changelog ORDER BY seq DESC LIMIT 1", "") < 0)
 		return -1;
-	return put(c, NULL, err,
-		   "INSERT INTO " CDC "consumers (job, relid, horizon, xid, seq, registered_ms,"
-		   " updated_ms) VALUES (?1, ?2, 0, 0, ?3, ?4, ?4) ON CONFLICT (job) DO UPDATE"
-		   " SET relid = excluded.relid, horizon = 0, xid = 0, seq = excluded.seq,"
-		   " registered_ms = excluded.registered_ms, updated_ms = excluded.updated_ms",
-		   "tiii", job, relid, h->seq, now);
+	h->seq = found ? last[0] : 0;
+	h->xid = found && last[1] > 0 ? last[1] : 0;
+	return put(
+		c, NULL, err,
+		"INSERT INTO " CDC "consumers (job, relid, horizon, xid, seq, registered_ms,"
+		" updated_ms) VALUES (?1, ?2, 0, ?5, ?3, ?4, ?4) ON CONFLICT (job) DO UPDATE"
+		" SET relid = excluded.relid, horizon = 0, xid = excluded.xid, seq = excluded.seq,"
+		" registered_ms = excluded.registered_ms, updated_ms = excluded.updated_ms",
+		"tiiii", job, relid, h->seq, now, h->xid);
 }
 
 static int sc_register_consumer(struct lk_conn *c, const char *job, int64_t relid,
@@ -538,6 +751,7 @@ static int shape(struct lk_rows *out, int ncols, struct lk_err *err)
 	return 0;
 }
 
+/* The xid column is the entry's stamp, its at_ms (xid is always 0 in an SQLite changelog). */
 static int sc_read(struct lk_conn *c, int64_t relid, const struct lk_cdc_pos *from, int max,
 		   struct lk_rows *out, int64_t *h, struct lk_err *err)
 {
@@ -551,7 +765,7 @@ static int sc_read(struct lk_conn *c, int64_t relid, const struct lk_cdc_pos *fr
 	if (run(c, "BEGIN", err) < 0)
 		return -1;
 	rc = prep(c, &st, err,
-		  "SELECT xid, seq, op, key FROM " CDC "changelog WHERE relid = ?1 AND seq > ?2"
+		  "SELECT at_ms, seq, op, key FROM " CDC "changelog WHERE relid = ?1 AND seq > ?2"
 		  " ORDER BY seq LIMIT ?3",
 		  "iii", relid, from->seq, (int64_t)(max > 0 ? max : 0));
 	if (rc == 0) {
@@ -765,6 +979,91 @@ static int sc_lag(struct lk_conn *c, const char *job, const struct lk_tref *t,
 	return 0;
 }
 
+/* ---- capture health, lineage ---- */
+
+/* Writes the lineage gap about entry seq: `what` it is now. */
+static void replaced(char *gap, size_t size, int64_t seq, const char *what)
+{
+	snprintf(gap, size,
+		 "changelog entry %lld, which this job applied, %s: the source's history was"
+		 " replaced (a database file restored from an older copy?)",
+		 (long long)seq, what);
+}
+
+/*
+ * Whether the changelog still holds the history pos was taken in (cdc.h). A seq is handed
+ * out once, in order, and an entry leaves only by pruning, which never passes a consumer of
+ * its table. So unless the source went back: the sequence has reached pos.seq; entry
+ * pos.seq, if still there, is the one the position was taken after (the same stamp: a file
+ * restored from a copy hands the old seqs out again, to entries stamped later); if gone, it
+ * was pruned, which needs this job's registration at pos.seq or beyond (pos.seq is an entry
+ * of its table, or the point it registered at). Writes why not into gap.
+ */
+static int lineage(struct lk_conn *c, const char *job, const struct lk_cdc_pos *pos, char *gap,
+		   size_t size, struct lk_err *err)
+{
+	int64_t top, at, reg;
+	bool found;
+
+	if (pos->seq <= 0)
+		return 0;
+	if (get_ints(c, 1, &top, NULL, err,
+		     "SELECT seq FROM main.sqlite_sequence WHERE name = 'lockstep_cdc_changelog'",
+		     "") < 0)
+		return -1;
+	if (top < pos->seq) {
+		snprintf(gap, size,
+			 "the source's changelog went back: this job applied it up to seq %lld but"
+			 " the source has handed out seq %lld at most (a database file restored"
+			 " from an older copy?)",
+			 (long long)pos->seq, (long long)(top > 0 ? top : 0));
+		return 0;
+	}
+	if (get_ints(c, 1, &at, &found, err, "SELECT at_ms FROM " CDC "changelog WHERE seq = ?1",
+		     "i", pos->seq) < 0)
+		return -1;
+	if (found) {
+		if (pos->xid > 0 && at != pos->xid)
+			replaced(gap, size, pos->seq, "is now another one");
+		return 0;
+	}
+	if (get_ints(c, 1, &reg, NULL, err, "SELECT seq FROM " CDC "consumers WHERE job = ?1", "t",
+		     job) < 0)
+		return -1;
+	if (reg < pos->seq)
+		replaced(gap, size, pos->seq, "is gone but was never pruned");
+	return 0;
+}
+
+static int sc_check_capture(struct lk_conn *c, const struct lk_cdc_table *t, int64_t relid,
+			    const char *job, const struct lk_cdc_pos *pos, char *gap,
+			    size_t gap_size, struct lk_err *err)
+{
+	struct capture cap;
+	int64_t n, have;
+	bool known, broken;
+	int rc;
+
+	gap[0] = '\0';
+	if (count_tables(c, &n, err) < 0)
+		return -1;
+	if (n < 4)
+		return 0; /* uninstalled: the registry calls say so */
+	if (lookup_relid(c, CDC_SCHEMA, t->table->name, &have, &known, err) < 0)
+		return -1;
+	if (known && have == relid) {
+		rc = inspect(c, t, relid, &cap, err);
+		broken = cap.row_missing || cap.rpl_stale;
+		capture_release(&cap);
+		if (rc < 0)
+			return -1;
+		if (broken && (run(c, "BEGIN IMMEDIATE", err) < 0 ||
+			       finish(c, install_in_txn(c, t, &have, err), err) < 0))
+			return -1;
+	}
+	return lineage(c, job, pos, gap, gap_size, err);
+}
+
 const struct lk_cdc_ops lk_sqlite_cdc_ops = {
 	.install = sc_install,
 	.check = sc_check,
@@ -779,4 +1078,5 @@ const struct lk_cdc_ops lk_sqlite_cdc_ops = {
 	.wait = sc_wait,
 	.uninstall = sc_uninstall,
 	.lag = sc_lag,
+	.check_capture = sc_check_capture,
 };
