@@ -984,10 +984,10 @@ static int sc_lag(struct lk_conn *c, const char *job, const struct lk_tref *t,
 /* Writes the lineage gap about entry seq: `what` it is now. */
 static void replaced(char *gap, size_t size, int64_t seq, const char *what)
 {
-	snprintf(gap, size,
-		 "changelog entry %lld, which this job applied, %s: the source's history was"
-		 " replaced (a database file restored from an older copy?)",
-		 (long long)seq, what);
+	(void)snprintf(gap, size,
+		       "changelog entry %lld, which this job applied, %s: the source's history was"
+		       " replaced (a database file restored from an older copy?)",
+		       (long long)seq, what);
 }
 
 /*
@@ -1012,11 +1012,12 @@ static int lineage(struct lk_conn *c, const char *job, const struct lk_cdc_pos *
 		     "") < 0)
 		return -1;
 	if (top < pos->seq) {
-		snprintf(gap, size,
-			 "the source's changelog went back: this job applied it up to seq %lld but"
-			 " the source has handed out seq %lld at most (a database file restored"
-			 " from an older copy?)",
-			 (long long)pos->seq, (long long)(top > 0 ? top : 0));
+		(void)snprintf(
+			gap, size,
+			"the source's changelog went back: this job applied it up to seq %lld but"
+			" the source has handed out seq %lld at most (a database file restored"
+			" from an older copy?)",
+			(long long)pos->seq, (long long)(top > 0 ? top : 0));
 		return 0;
 	}
 	if (get_ints(c, 1, &at, &found, err, "SELECT at_ms FROM " CDC "changelog WHERE seq = ?1",

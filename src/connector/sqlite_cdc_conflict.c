@@ -425,7 +425,7 @@ static int index_probe(struct lk_conn *c, const struct lk_cdc_table *t, const st
 		       struct lk_err *err)
 {
 	struct lk_buf from = LK_BUF_INIT, cond = LK_BUF_INIT;
-	struct span terms[MAX_TERMS], where = {NULL, 0};
+	struct span terms[MAX_TERMS] = {{NULL, 0}}, where = {NULL, 0};
 	struct ix_col *cols;
 	int n, nterms = 0, rc = -1;
 	bool exprs = false;
