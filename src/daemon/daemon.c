@@ -688,6 +688,7 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 	lk_daemon_heartbeat(&d, store, "STOPPED");
 	lk_store_close(store);
 	if (!clean) {
+		lk_daemon_pool_abandon(&d);
 		*end = LK_DAEMON_ABANDONED;
 		return 0;
 	}

@@ -179,6 +179,12 @@ int lk_daemon_pool_start(struct lk_daemon *d, int nworkers, struct lk_err *err);
 void lk_daemon_pool_close(struct lk_daemon *d);
 /* Closes the queue and joins the workers. */
 void lk_daemon_pool_join(struct lk_daemon *d);
+/*
+ * At an exit that cannot wait for them (the shutdown grace ran out): closes the queue and
+ * detaches the pool's workers and the real-time threads, which the process's _exit then
+ * ends wherever they are. Nothing they use is freed. Main thread, once.
+ */
+void lk_daemon_pool_abandon(struct lk_daemon *d);
 /* Queues a run of slot s (mu held; s->busy already set). */
 void lk_daemon_enqueue(struct lk_daemon *d, struct lk_slot *s);
 int lk_daemon_realtime_start(struct lk_daemon *d, struct lk_slot *s);

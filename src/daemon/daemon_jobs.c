@@ -248,6 +248,17 @@ void lk_daemon_pool_join(struct lk_daemon *d)
 	d->nworkers = 0;
 }
 
+void lk_daemon_pool_abandon(struct lk_daemon *d)
+{
+	lk_daemon_pool_close(d);
+	for (int i = 0; i < d->nworkers; i++)
+		(void)pthread_detach(d->workers[i]);
+	for (int i = 0; i < d->nslots; i++) {
+		if (d->slots[i]->thread_started)
+			(void)pthread_detach(d->slots[i]->thread);
+	}
+}
+
 /* ---- real-time jobs: one thread each ---- */
 
 static void on_progress(void *arg, const struct lk_sync_progress *p)
