@@ -665,6 +665,9 @@ def test_run_on():
             i.start()
         t.check(all(i.port for i in insts), "3 labelled instances serve their API",
                 [i.run.tail(800) for i in insts])
+        # each member's name is in its log once its lease thread started: wait for all three
+        t.check(L.wait_for(lambda: all(i.member() for i in insts), 30),
+                "3 instances log their member names", [i.run.tail(800) for i in insts])
         members = dict((i.member(), i.name) for i in insts)
 
         def fits(job, holder):
