@@ -5,6 +5,7 @@
 #include "cron.h"
 #include "exec.h"
 #include "sqlscan.h"
+#include "store/fence.h"
 #include "tz.h"
 
 #include <stdio.h>
@@ -76,30 +77,23 @@ static void usage_add(struct lk_jobrun *jr, const struct lk_db *db, int64_t rows
 		lk_log_warn_err(&err, "cannot add to the usage counts of job %s", jr->job->name);
 }
 
-/* Reads the database's epoch for the job, takes the lock and a newer epoch, seals it. */
+/* The fence (store/fence.h): the job's lock with a newer epoch, sealed in the database. */
 static struct lk_job_lock *lock_and_seal(struct lk_jobrun *jr, struct lk_db *db, int64_t *epoch,
 					 struct lk_err *err)
 {
-	const struct lk_connector_ops *ops = db->ops;
+	struct lk_fence f;
 	struct lk_job_lock *lock;
-	int64_t target_epoch = 0;
-	char *pos = NULL;
 
-	if (ops->position_setup(db->conn, err) < 0 ||
-	    ops->position_get(db->conn, jr->job->name, &target_epoch, &pos, err) < 0)
+	if (lk_fence_take(&f, jr->store, db, jr->job->name, err) < 0)
 		return NULL;
-	free(pos);
-	lock = lk_store_job_lock(jr->store, jr->job->name, target_epoch, epoch, err);
-	if (!lock)
-		return NULL;
-	(void)lk_db_fence_others(db, jr->job->name);
-	if (ops->begin(db->conn, err) < 0 ||
-	    ops->position_put(db->conn, jr->job->name, *epoch, "{\"kind\":\"sql\"}", err) < 0 ||
-	    ops->commit(db->conn, err) < 0) {
-		ops->rollback(db->conn);
-		lk_store_job_unlock(lock);
+	if (lk_fence_seal(&f, db, jr->job->name, "{\"kind\":\"sql\"}", err) < 0) {
+		lk_fence_release(&f);
 		return NULL;
 	}
+	*epoch = f.epoch;
+	lock = f.lock;
+	f.lock = NULL; /* the caller's now */
+	lk_fence_release(&f);
 	return lock;
 }
 

@@ -29,9 +29,11 @@ struct poll_bounds {
 	char resume[64]; /* the stored position's cursor value, "" without one */
 	/* The record a run keeps in its positions (see start_bound): the cap its run saw, and
 	 * each transaction prepared then with a bound on its start. */
-	char seen[64];	   /* the stored record's cap, "" without one */
-	json_t *held;	   /* the stored record's prepared transactions, or NULL */
-	struct lk_buf rec; /* this run's record, appended to each position it writes */
+	char seen[64];	      /* the stored record's cap, "" without one */
+	json_t *held;	      /* the stored record's prepared transactions, or NULL */
+	bool has_record;      /* this run's record, kept in each position it writes: */
+	char rec_seen[64];    /* the cap it saw ("" when not a time) */
+	json_t *rec_prepared; /* the transactions prepared then, with their bounds */
 	/* has_limit: the position may not pass limit (a transaction that may still commit
 	 * rows with cursor values from limit on is open); limit_min: limit is -infinity. */
 	bool has_limit, limit_min;
@@ -51,14 +53,11 @@ static void set_min(struct lk_job_ctx *ctx, struct poll_bounds *b, const char *f
 }
 
 /* Keeps the record of the run that wrote the stored position (see start_bound). */
-static void read_record(struct poll_bounds *b, json_t *root)
+static void read_record(struct poll_bounds *b, const struct lk_position *p)
 {
-	json_t *seen = json_object_get(root, "seen"), *held = json_object_get(root, "prepared");
-
-	if (json_is_string(seen))
-		(void)snprintf(b->seen, sizeof(b->seen), "%s", json_string_value(seen));
-	if (json_is_object(held))
-		b->held = json_incref(held);
+	memcpy(b->seen, p->seen, sizeof(b->seen));
+	if (p->prepared)
+		b->held = json_incref(p->prepared);
 }
 
 /*
@@ -68,29 +67,26 @@ static void read_record(struct poll_bounds *b, json_t *root)
  */
 static void resume_bounds(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_arena *arena)
 {
-	json_t *root, *mode, *vals, *from;
+	struct lk_position p;
 	const struct lk_value *cur;
 
 	if (!ctx->pos || (ctx->opts && ctx->opts->full))
 		return;
-	root = json_loads(ctx->pos, 0, NULL);
-	mode = json_object_get(root, "mode");
-	vals = json_object_get(root, "after");
-	from = json_object_get(root, "from");
-	if (!json_is_string(mode) || strcmp(json_string_value(mode), "poll") != 0) {
-		json_decref(root);
+	lk_position_decode(ctx->pos, &p);
+	if (p.mode != LK_POS_POLL) {
+		lk_position_release(&p);
 		return;
 	}
-	read_record(b, root);
-	if (json_is_string(from)) {
-		(void)snprintf(b->resume, sizeof(b->resume), "%s", json_string_value(from));
-		set_min(ctx, b, json_string_value(from));
-	} else if (json_is_array(vals)) {
+	read_record(b, &p);
+	if (p.from[0]) {
+		memcpy(b->resume, p.from, sizeof(b->resume));
+		set_min(ctx, b, p.from);
+	} else if (p.vals_json) {
 		b->after = lk_arena_alloc(arena, sizeof(*b->after) * (size_t)b->norder);
-		if (lk_pos_parse_values(vals, b->after, ctx->types, b->order, b->norder, arena) < 0)
+		if (lk_position_values(&p, b->after, ctx->types, b->order, b->norder, arena) < 0)
 			b->after = NULL;
 	}
-	json_decref(root);
+	lk_position_release(&p);
 	if (!b->after)
 		return;
 	cur = &b->after[0];
@@ -254,8 +250,6 @@ static void limit_prepared(struct poll_bounds *b, const char *xids, json_t *rec)
 static int cap_bound(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_err *err)
 {
 	struct lk_poll_cap pc;
-	json_t *rec;
-	char *text;
 
 	/* Only timestamptz: a timestamp column's values depend on each writer's TimeZone,
 	 * which lockstep cannot see, so such cursors rely on lookback (check-config says so). */
@@ -267,15 +261,11 @@ static int cap_bound(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_er
 	if (pc.state != LK_POLL_CAP_ON)
 		return 0;
 	limit_below(b, pc.cap);
-	rec = json_pack("{s:s, s:{}}", "seen", pc.cap, "prepared");
-	if (b->limit_min) /* the cap is not a time: later runs must not rely on it */
-		(void)json_object_del(rec, "seen");
-	limit_prepared(b, pc.xids, json_object_get(rec, "prepared"));
-	text = json_dumps(rec, JSON_COMPACT);
-	/* {"seen":…,"prepared":{…}} goes into each position as ,"seen":…,"prepared":{…} */
-	lk_buf_addf(&b->rec, ",%.*s", (int)strlen(text) - 2, text + 1);
-	free(text);
-	json_decref(rec);
+	b->has_record = true;
+	if (!b->limit_min) /* the cap is not a time: later runs must not rely on it */
+		(void)snprintf(b->rec_seen, sizeof(b->rec_seen), "%s", pc.cap);
+	b->rec_prepared = json_object();
+	limit_prepared(b, pc.xids, b->rec_prepared);
 	if (pc.nprepared > 0 && is_news(ctx->job->name, "prepared", pc.gid))
 		lk_log_info("job %s: prepared transaction '%s' (prepared at %s; %lld in all) "
 			    "keeps the position at or below %s until it commits or rolls back: "
@@ -308,16 +298,17 @@ static bool past_limit(const struct poll_bounds *b, const struct lk_value *cur)
 static void poll_pos(struct lk_buf *pos, struct lk_job_ctx *ctx, const struct poll_bounds *b,
 		     const struct lk_value *row)
 {
+	struct lk_position p = {
+		.mode = LK_POS_POLL, .has_record = b->has_record, .prepared = b->rec_prepared};
+
+	memcpy(p.fp, ctx->fp, sizeof(p.fp));
+	memcpy(p.seen, b->rec_seen, sizeof(p.seen));
+	if (!row[ctx->cursor].null && past_limit(b, &row[ctx->cursor]))
+		memcpy(p.from, b->limit_buf, sizeof(p.from));
+	else
+		p.vals = (struct lk_pos_values){row, ctx->types, b->order, b->norder};
 	lk_buf_reset(pos);
-	if (!row[ctx->cursor].null && past_limit(b, &row[ctx->cursor])) {
-		lk_buf_addf(pos, "{\"v\":1,\"fp\":\"%s\",\"mode\":\"poll\",\"from\":", ctx->fp);
-		lk_buf_add_json_str(pos, b->limit_buf, strlen(b->limit_buf));
-	} else {
-		lk_buf_addf(pos, "{\"v\":1,\"fp\":\"%s\",\"mode\":\"poll\",\"after\":", ctx->fp);
-		lk_pos_add_values(pos, row, ctx->types, b->order, b->norder);
-	}
-	lk_buf_add(pos, b->rec.buf, b->rec.len);
-	lk_buf_addch(pos, '}');
+	lk_position_encode(pos, &p);
 }
 
 /* Splits a page by the match column; rows that no longer match go to dels (unless ignored). */
@@ -394,7 +385,6 @@ int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	int rc = -1;
 
 	memset(&b, 0, sizeof(b));
-	lk_buf_init(&b.rec);
 	lk_arena_init(&arena, 4096);
 	b.norder = 1 + ctx->nkey;
 	b.order = lk_xcalloc((size_t)b.norder, sizeof(int));
@@ -427,7 +417,7 @@ int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 out:
 	free(b.order);
 	json_decref(b.held);
-	lk_buf_release(&b.rec);
+	json_decref(b.rec_prepared);
 	lk_buf_release(&notnull);
 	lk_arena_release(&arena);
 	return rc;

@@ -5,10 +5,9 @@
  * the same snapshot and commits them with the position in the target, so a
  * crash, a replay or a reordering converges on the source's state.
  *
- * Positions (JSON in the target): {"mode":"realtime","phase":P,"h","xid","seq"}
- * with P = "snapshot" (plus "last": the last key copied), "sweep" or "stream".
- * h/xid/seq are the changelog position (struct lk_cdc_pos): in phases snapshot
- * and sweep the one taken before the snapshot began, in phase stream how far
+ * Positions (position.h, mode realtime): a phase, snapshot (plus the last key
+ * copied), sweep or stream, and a changelog position (struct lk_cdc_pos): in phases
+ * snapshot and sweep the one taken before the snapshot began, in phase stream how far
  * the changelog is applied.
  */
 #include "budget.h"
@@ -57,53 +56,20 @@ struct rt {
 	struct lk_arena scratch;
 };
 
-void lk_rt_pos_json(struct lk_buf *b, const struct lk_job_ctx *ctx, const char *phase,
-		    const struct lk_cdc_pos *p)
-{
-	lk_buf_addf(b,
-		    "{\"v\":1,\"fp\":\"%s\",\"mode\":\"realtime\",\"phase\":\"%s\",\"h\":\"%" PRId64
-		    "\",\"xid\":\"%" PRId64 "\",\"seq\":\"%" PRId64 "\"}",
-		    ctx->fp, phase, p->horizon, p->xid, p->seq);
-}
-
 static bool stopped(const struct lk_job_ctx *ctx)
 {
 	return ctx->opts && lk_flag(ctx->opts->stop);
 }
 
-static int64_t json_i64(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-
-	return s ? strtoll(s, NULL, 10) : 0;
-}
-
-/* Reads the phase and changelog position of a realtime position; "" when there is none. */
-static void parse_pos(const char *json, char *phase, size_t size, struct lk_cdc_pos *p)
-{
-	json_t *root = json ? json_loads(json, 0, NULL) : NULL;
-	const char *mode = json_string_value(json_object_get(root, "mode"));
-	const char *ph = json_string_value(json_object_get(root, "phase"));
-
-	phase[0] = '\0';
-	memset(p, 0, sizeof(*p));
-	if (mode && strcmp(mode, "realtime") == 0 && ph) {
-		(void)snprintf(phase, size, "%s", ph);
-		p->horizon = json_i64(root, "h");
-		p->xid = json_i64(root, "xid");
-		p->seq = json_i64(root, "seq");
-	}
-	json_decref(root);
-}
-
 /* Commits a position with no rows (a phase change) and keeps it as ctx->pos. */
-static int commit_pos(struct rt *rt, const char *phase, const struct lk_cdc_pos *p,
+static int commit_pos(struct rt *rt, enum lk_pos_phase phase, const struct lk_cdc_pos *p,
 		      struct lk_err *err)
 {
+	struct lk_position pos = lk_rt_position(rt->ctx, phase, p);
 	struct lk_buf b = LK_BUF_INIT;
 	int rc;
 
-	lk_rt_pos_json(&b, rt->ctx, phase, p);
+	lk_position_encode(&b, &pos);
 	rc = lk_apply_batch(rt->ctx, &(struct lk_batch){.pos = b.buf}, err);
 	if (rc == 0) {
 		free(rt->ctx->pos);
@@ -152,7 +118,7 @@ static int snapshot_phase(struct rt *rt, bool sweep_only, struct lk_err *err)
 	if (rc < 0)
 		return -1;
 	rt->pos = ctx->rt_start;
-	return commit_pos(rt, "stream", &rt->pos, err);
+	return commit_pos(rt, LK_PHASE_STREAM, &rt->pos, err);
 }
 
 /* Starts over: registers at the current horizon, records it, then snapshots. */
@@ -164,7 +130,7 @@ static int start_over(struct rt *rt, struct lk_err *err)
 				       err) < 0)
 		return -1;
 	rt->advanced = ctx->rt_start;
-	if (commit_pos(rt, "snapshot", &ctx->rt_start, err) < 0)
+	if (commit_pos(rt, LK_PHASE_SNAPSHOT, &ctx->rt_start, err) < 0)
 		return -1;
 	lk_log_info("job %s: snapshot first, then the changes from before it began",
 		    ctx->job->name);
@@ -195,14 +161,17 @@ static int capture_gap(struct rt *rt, const struct lk_cdc_pos *p, struct lk_err 
 static int resume(struct rt *rt, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = rt->ctx;
-	char phase[16];
+	struct lk_position pos;
 	bool found = false;
 	int rc;
 
 	/* install() has just repaired capture; the stream checks it again in RT_HEALTH_MS. */
 	(void)lk_every_due(&rt->health_timer, lk_mono_ms(), RT_HEALTH_MS);
-	parse_pos(ctx->pos, phase, sizeof(phase), &ctx->rt_start);
-	if (!phase[0] || (ctx->opts && ctx->opts->full))
+	lk_position_decode(ctx->pos, &pos);
+	lk_position_release(&pos);
+	ctx->rt_start = pos.mode == LK_POS_REALTIME ? pos.cdc : (struct lk_cdc_pos){0, 0, 0};
+	if (pos.mode != LK_POS_REALTIME || pos.phase == LK_PHASE_NONE ||
+	    (ctx->opts && ctx->opts->full))
 		return start_over(rt, err);
 	if (rt->cdc->consumer_get(ctx->src.conn, ctx->job->name, rt->relid, &found, err) < 0)
 		return -1;
@@ -221,9 +190,9 @@ static int resume(struct rt *rt, struct lk_err *err)
 		return rc < 0 ? -1 : start_over(rt, err);
 	}
 	rt->advanced = ctx->rt_start;
-	if (strcmp(phase, "snapshot") == 0)
+	if (pos.phase == LK_PHASE_SNAPSHOT)
 		return snapshot_phase(rt, false, err);
-	if (strcmp(phase, "sweep") == 0)
+	if (pos.phase == LK_PHASE_SWEEP)
 		return snapshot_phase(rt, true, err);
 	rt->pos = ctx->rt_start;
 	return 0;
@@ -331,11 +300,13 @@ static struct lk_cdc_pos next_pos(const struct rt *rt, int n, int64_t h)
 static int apply_page(struct rt *rt, const struct lk_cdc_pos *next, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = rt->ctx;
+	struct lk_position pos;
 	char change[80];
 
 	collect_deletes(rt);
+	pos = lk_rt_position(ctx, LK_PHASE_STREAM, next);
 	lk_buf_reset(&rt->pb);
-	lk_rt_pos_json(&rt->pb, ctx, "stream", next);
+	lk_position_encode(&rt->pb, &pos);
 	/* A dead letter's change is the page's start: the same page again after a crash. */
 	(void)snprintf(change, sizeof(change), "rt:%" PRId64 ":%" PRId64 ":%" PRId64,
 		       rt->pos.horizon, rt->pos.xid, rt->pos.seq);
@@ -657,7 +628,7 @@ int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err)
 			lk_log_info("job %s: the source table was truncated; re-snapshotting",
 				    ctx->job->name);
 		rc = -1;
-		if (commit_pos(&rt, "snapshot", &ctx->rt_start, err) < 0)
+		if (commit_pos(&rt, LK_PHASE_SNAPSHOT, &ctx->rt_start, err) < 0)
 			break;
 		rt.pos = ctx->rt_start;
 		if (advance(&rt, true, err) < 0 || snapshot_phase(&rt, false, err) < 0)

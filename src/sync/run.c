@@ -3,9 +3,9 @@
  * record. The run's progress reaches the state store at most once a second
  * and at every stage change.
  */
+#include "store/fence.h"
 #include "sync_int.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,15 +121,13 @@ static void on_progress(void *arg, const struct lk_sync_progress *p)
 /* Forgets a position made for other tables/key/cursor/where, or for a table just created. */
 static void check_fingerprint(struct lk_job_ctx *ctx)
 {
-	json_t *root;
-	const char *fp;
+	struct lk_position p;
 
 	if (!ctx->pos)
 		return;
-	root = json_loads(ctx->pos, 0, NULL);
-	fp = json_string_value(json_object_get(root, "fp"));
-	if (json_object_size(root) > 0 &&
-	    (ctx->target_created || !fp || strcmp(fp, ctx->fp) != 0)) {
+	lk_position_decode(ctx->pos, &p);
+	lk_position_release(&p);
+	if (!p.blank && (ctx->target_created || strcmp(p.fp, ctx->fp) != 0)) {
 		lk_log_warn("job %s: the stored position was made for a different source, target, "
 			    "key, cursor or where (or the target was just created): starting from "
 			    "the beginning",
@@ -137,51 +135,29 @@ static void check_fingerprint(struct lk_job_ctx *ctx)
 		free(ctx->pos);
 		ctx->pos = NULL;
 	}
-	json_decref(root);
 }
 
 struct lk_job_lock *lk_job_lock_and_seal(struct lk_job_ctx *ctx, struct lk_store *store,
 					 bool check_fp, struct lk_err *err)
 {
-	const struct lk_connector_ops *ops = ctx->dst.ops;
-	struct lk_job_lock *lock;
+	struct lk_fence f;
 
-	if (ops->position_setup(ctx->dst.conn, err) < 0 ||
-	    ops->position_get(ctx->dst.conn, ctx->job->name, &ctx->target_epoch, &ctx->pos, err) <
-		    0)
+	if (lk_fence_take(&f, store, &ctx->dst, ctx->job->name, err) < 0)
 		return NULL;
-	lock = lk_store_job_lock(store, ctx->job->name, ctx->target_epoch, &ctx->epoch, err);
-	if (!lock)
-		return NULL;
-	/* Read again under the lock: the previous holder may have committed in between. */
 	free(ctx->pos);
-	ctx->pos = NULL;
-	if (ops->position_get(ctx->dst.conn, ctx->job->name, &ctx->target_epoch, &ctx->pos, err) <
-	    0) {
-		lk_store_job_unlock(lock);
-		return NULL;
-	}
-	if (ctx->target_epoch >= ctx->epoch) {
-		lk_err_set(err, LK_ERR_FENCED,
-			   "job '%s': the target holds epoch %lld, newer than ours (%lld)",
-			   ctx->job->name, (long long)ctx->target_epoch, (long long)ctx->epoch);
-		lk_store_job_unlock(lock);
-		return NULL;
-	}
+	ctx->pos = f.pos; /* the position read under the lock, now ctx's */
+	f.pos = NULL;
+	ctx->epoch = f.epoch;
+	ctx->target_epoch = f.target_epoch;
 	if (check_fp)
 		check_fingerprint(ctx);
-	(void)lk_db_fence_others(&ctx->dst, ctx->job->name);
 	/* The seal: the new epoch reaches the target before any batch (DESIGN decision 5). */
-	if (ops->begin(ctx->dst.conn, err) < 0 ||
-	    ops->position_put(ctx->dst.conn, ctx->job->name, ctx->epoch, ctx->pos ? ctx->pos : "{}",
-			      err) < 0 ||
-	    ops->commit(ctx->dst.conn, err) < 0) {
-		ops->rollback(ctx->dst.conn);
-		lk_store_job_unlock(lock);
+	if (lk_fence_seal(&f, &ctx->dst, ctx->job->name, ctx->pos ? ctx->pos : "{}", err) < 0) {
+		lk_fence_release(&f);
 		return NULL;
 	}
 	lk_failpoint("after_seal");
-	return lock;
+	return f.lock;
 }
 
 static void finish(struct run_state *st, struct lk_job_ctx *ctx, int rc, const struct lk_err *err,

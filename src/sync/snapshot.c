@@ -5,7 +5,6 @@
 #include "budget.h"
 #include "sync_int.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,53 +17,39 @@
 /* Reads a resumable "last key" from the position, or NULL to start from the beginning. */
 static struct lk_value *resume_key(struct lk_job_ctx *ctx, struct lk_arena *arena)
 {
-	json_t *root, *mode, *done, *last;
+	struct lk_position p;
 	struct lk_value *after = NULL;
+	bool resumable;
 
 	if (!ctx->pos || (ctx->opts && ctx->opts->full))
 		return NULL;
-	root = json_loads(ctx->pos, 0, NULL);
-	mode = json_object_get(root, "mode");
-	done = json_object_get(root, "done");
-	last = json_object_get(root, "last");
+	lk_position_decode(ctx->pos, &p);
 	/* A real-time job's snapshot phase resumes the same way (DESIGN decision 4). */
-	if (json_is_string(mode) &&
-	    (ctx->rt ? strcmp(json_string_value(mode), "realtime") == 0 &&
-			       json_is_string(json_object_get(root, "phase")) &&
-			       strcmp(json_string_value(json_object_get(root, "phase")),
-				      "snapshot") == 0
-		     : strcmp(json_string_value(mode), "snapshot") == 0 && json_is_false(done)) &&
-	    json_is_array(last)) {
+	resumable = ctx->rt ? p.mode == LK_POS_REALTIME && p.phase == LK_PHASE_SNAPSHOT
+			    : p.mode == LK_POS_SNAPSHOT && !p.done;
+	if (resumable && p.vals_json) {
 		after = lk_arena_alloc(arena, sizeof(*after) * (size_t)ctx->nkey);
-		if (lk_pos_parse_values(last, after, ctx->types, ctx->key, ctx->nkey, arena) < 0)
+		if (lk_position_values(&p, after, ctx->types, ctx->key, ctx->nkey, arena) < 0)
 			after = NULL;
 	}
-	json_decref(root);
+	lk_position_release(&p);
 	return after;
 }
 
+/* The position after `row` (the last key copied), or at the end of the copy (row NULL). */
 static void snapshot_pos(struct lk_buf *pos, struct lk_job_ctx *ctx, const struct lk_value *row)
 {
+	struct lk_position p = {.mode = LK_POS_SNAPSHOT, .done = !row};
+
 	lk_buf_reset(pos);
-	if (ctx->rt) {
-		/* A real-time job keeps the horizon taken before its snapshot began. */
-		lk_rt_pos_json(pos, ctx, row ? "snapshot" : "sweep", &ctx->rt_start);
-		if (row) {
-			pos->len--; /* reopen the object */
-			lk_buf_adds(pos, ",\"last\":");
-			lk_pos_add_values(pos, row, ctx->types, ctx->key, ctx->nkey);
-			lk_buf_addch(pos, '}');
-		}
-		return;
-	}
-	lk_buf_addf(pos, "{\"v\":1,\"fp\":\"%s\",\"mode\":\"snapshot\",", ctx->fp);
-	if (!row) {
-		lk_buf_adds(pos, "\"done\":true}");
-		return;
-	}
-	lk_buf_adds(pos, "\"done\":false,\"last\":");
-	lk_pos_add_values(pos, row, ctx->types, ctx->key, ctx->nkey);
-	lk_buf_addch(pos, '}');
+	/* A real-time job keeps the horizon taken before its snapshot began. */
+	if (ctx->rt)
+		p = lk_rt_position(ctx, row ? LK_PHASE_SNAPSHOT : LK_PHASE_SWEEP, &ctx->rt_start);
+	else
+		memcpy(p.fp, ctx->fp, sizeof(p.fp));
+	if (row)
+		p.vals = (struct lk_pos_values){row, ctx->types, ctx->key, ctx->nkey};
+	lk_position_encode(pos, &p);
 }
 
 static bool stopped(struct lk_job_ctx *ctx)

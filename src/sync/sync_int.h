@@ -6,6 +6,7 @@
 #include "connector/connector.h"
 #include "core/buf.h"
 #include "keyset.h"
+#include "position.h"
 #include "sync.h"
 
 struct lk_job_ctx;
@@ -218,21 +219,13 @@ int lk_snapshot_copy(struct lk_job_ctx *ctx, bool deletes, struct lk_err *err);
 int lk_snapshot_sweep(struct lk_job_ctx *ctx, struct lk_err *err);
 /* Real-time: snapshot (when needed), then stream the changelog (realtime.c). */
 int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err);
-/* Writes a real-time position {"v","fp","mode":"realtime","phase","h","xid","seq"}. */
-void lk_rt_pos_json(struct lk_buf *b, const struct lk_job_ctx *ctx, const char *phase,
-		    const struct lk_cdc_pos *p);
+/* A real-time position of ctx's job: phase and changelog position p. */
+struct lk_position lk_rt_position(const struct lk_job_ctx *ctx, enum lk_pos_phase phase,
+				  const struct lk_cdc_pos *p);
 int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err);
 /* Why poll mode cannot see every open transaction in `state` (a static string, "" for
  * LK_POLL_CAP_ON); check-config and the run's log say the same. */
 const char *lk_poll_cap_why(enum lk_poll_cap_state state);
-
-/* Position JSON: arrays of text values (bytes as hex) <-> struct lk_value. */
-struct lk_buf;
-void lk_pos_add_values(struct lk_buf *b, const struct lk_value *v, const enum lk_type *types,
-		       const int *idx, int n);
-/* Parses a JSON array of n values into out (strings stay valid while `arena` lives). */
-int lk_pos_parse_values(const void *json_array, struct lk_value *out, const enum lk_type *types,
-			const int *idx, int n, struct lk_arena *arena);
 
 /* Appends an unambiguous canonical string of the values at idx (for matching keys). */
 void lk_key_canon(struct lk_buf *b, const struct lk_value *row, const enum lk_type *types,
