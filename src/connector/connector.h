@@ -195,6 +195,19 @@ struct lk_poll_cap {
 	char prepared_at[64];
 };
 
+/*
+ * Where a source's history comes from (lineage; the timeline guard of docs/realtime.md,
+ * "Restores and failovers"), and what its change-capture registry holds for one job.
+ */
+struct lk_lineage {
+	char sysid[24];	  /* the cluster's system identifier; "" when it cannot be read */
+	int64_t tli;	  /* the timeline it writes on (a standby: its last restartpoint's),
+			   * 0 when it cannot be read */
+	int64_t next_xid; /* pg_snapshot_xmax of a current snapshot: no xid at or above is used */
+	bool registered;  /* the job has a consumer registry row for the table */
+	int64_t reg[3];	  /* that row's horizon, xid, seq (0 for NULL) */
+};
+
 struct lk_connector_ops {
 	const char *name; /* "postgres" | "sqlite" */
 
@@ -341,6 +354,15 @@ struct lk_connector_ops {
 	 * out->xids after a success. NULL in the SQLite ops (SQLite serialises writers).
 	 */
 	int (*poll_cap)(struct lk_conn *c, struct lk_poll_cap *out, struct lk_err *err);
+
+	/*
+	 * The timeline guard's look at a source (PostgreSQL; NULL in the SQLite ops, where
+	 * the cdc op check_capture judges lineage): fills *out (struct lk_lineage above),
+	 * outside a transaction. With job not NULL, also reads job's consumer registry row for
+	 * table relid (change capture must be installed); job NULL leaves registered false.
+	 */
+	int (*lineage)(struct lk_conn *c, const char *job, int64_t relid, struct lk_lineage *out,
+		       struct lk_err *err);
 };
 
 extern const struct lk_connector_ops lk_pg_ops;

@@ -545,6 +545,71 @@ static int pg_poll_cap(struct lk_conn *c, struct lk_poll_cap *out, struct lk_err
 	return rc;
 }
 
+/* The timeline guard's look at the server: system identifier, timeline, next xid. A
+ * primary's timeline is the one it writes WAL on (the first 8 hex digits of its current
+ * WAL file's name, new at once after a promotion); a standby's, its last restartpoint's.
+ * A function the role may not run reads NULL, and its check is skipped. */
+static const char *const lineage_sql =
+	"SELECT CASE WHEN pg_catalog.has_function_privilege("
+	"'pg_catalog.pg_control_system()', 'EXECUTE')"
+	" THEN (SELECT system_identifier FROM pg_catalog.pg_control_system())::text END,"
+	" CASE WHEN pg_catalog.pg_is_in_recovery() THEN"
+	" CASE WHEN pg_catalog.has_function_privilege("
+	"'pg_catalog.pg_control_checkpoint()', 'EXECUTE')"
+	" THEN (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())::text END"
+	" WHEN pg_catalog.has_function_privilege("
+	"'pg_catalog.pg_walfile_name(pg_lsn)', 'EXECUTE')"
+	" THEN ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name("
+	"pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::bigint::text END,"
+	" pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text";
+
+/* The job's row of the change-capture consumer registry (connector/pg_cdc.c keeps it). */
+static int registry_row(struct lk_conn *c, const char *job, int64_t relid, struct lk_lineage *out,
+			struct lk_err *err)
+{
+	char id[32];
+	const char *params[] = {job, id};
+	struct lk_rows rows;
+	int rc;
+
+	(void)snprintf(id, sizeof(id), "%lld", (long long)relid);
+	lk_rows_init(&rows, 3);
+	rc = pg_exec(c,
+		     "SELECT horizon::text, COALESCE(xid::text, '0'), COALESCE(seq::text, '0')"
+		     " FROM lockstep_cdc.consumers WHERE job = $1 AND relid = $2::oid",
+		     2, params, &rows, NULL, err);
+	out->registered = rc == 0 && rows.nrows == 1;
+	for (int i = 0; out->registered && i < 3; i++)
+		if (lk_int64_parse(LK_ROW(&rows, 0)[i].p, &out->reg[i]) < 0)
+			out->reg[i] = 0;
+	lk_rows_release(&rows);
+	return rc;
+}
+
+static int pg_lineage(struct lk_conn *c, const char *job, int64_t relid, struct lk_lineage *out,
+		      struct lk_err *err)
+{
+	struct lk_rows rows;
+	const struct lk_value *r;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	lk_rows_init(&rows, 3);
+	rc = pg_exec(c, lineage_sql, 0, NULL, &rows, NULL, err);
+	if (rc == 0 && rows.nrows == 1) {
+		r = LK_ROW(&rows, 0);
+		copy_col(out->sysid, sizeof(out->sysid), &r[0]);
+		if (r[1].null || lk_int64_parse(r[1].p, &out->tli) < 0)
+			out->tli = 0;
+		if (lk_int64_parse(r[2].p, &out->next_xid) < 0)
+			out->next_xid = 0;
+	}
+	lk_rows_release(&rows);
+	if (rc == 0 && job)
+		rc = registry_row(c, job, relid, out, err);
+	return rc < 0 ? lk_err_prefix(err, "read where the source's history comes from") : 0;
+}
+
 const struct lk_connector_ops lk_pg_ops = {
 	.name = "postgres",
 	.open = pg_open,
@@ -579,4 +644,5 @@ const struct lk_connector_ops lk_pg_ops = {
 	.position_get = lk_pg_position_get,
 	.position_put = lk_pg_position_put,
 	.poll_cap = pg_poll_cap,
+	.lineage = pg_lineage,
 };
