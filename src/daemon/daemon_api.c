@@ -11,6 +11,7 @@
 #include "daemon_int.h"
 #include "store/deadletters.h"
 #include "sync/budget.h"
+#include "sync/guard.h"
 #include "sync/sync.h"
 
 #include <stdio.h>
@@ -701,6 +702,40 @@ static void check(json_t *checks, const char *name, const char *status, const ch
 				  detail, "recommendation", fix ? json_string(fix) : json_null()));
 }
 
+/* Re-snapshots forced since the process started (sync/guard.h): warn for an hour after the
+ * last one, naming it; they do not change the status (the job is recovering, not stuck). */
+static void resnap_check(json_t *checks)
+{
+	struct lk_resnap_stat *st = lk_xcalloc(LK_RESNAP_STATS_MAX, sizeof(*st));
+	int n = lk_sync_resnapshots(st, LK_RESNAP_STATS_MAX), last = -1;
+	int64_t total = 0;
+	char when[40], detail[640];
+
+	for (int i = 0; i < n; i++) {
+		total += st[i].count;
+		if (last < 0 || st[i].last_wall_ms > st[last].last_wall_ms)
+			last = i;
+	}
+	if (last < 0) {
+		check(checks, "resnapshots", "ok", "no re-snapshot was forced since the start",
+		      NULL);
+	} else {
+		iso(st[last].last_wall_ms, when, sizeof(when));
+		(void)snprintf(
+			detail, sizeof(detail),
+			"%lld re-snapshot%s forced since the start; the last: job %s at %s (%s: "
+			"%s)",
+			(long long)total, total == 1 ? "" : "s", st[last].job, when,
+			lk_resnap_reason_name(st[last].reason), st[last].why);
+		check(checks, "resnapshots",
+		      lk_wall_ms() - st[last].last_wall_ms < 3600000 ? "warn" : "ok", detail,
+		      "a database went back in time, changed, or lost change capture: see "
+		      "docs/realtime.md, \"Restores and failovers\"; lockstep_resnapshots_total "
+		      "counts them by job and reason");
+	}
+	free(st);
+}
+
 json_t *lk_api_health(struct lk_daemon *d, int *code)
 {
 	json_t *checks = json_array(), *breakers = json_array(), *leases = json_array();
@@ -788,6 +823,7 @@ json_t *lk_api_health(struct lk_daemon *d, int *code)
 	      : unplaced	 ? "start an instance with the instance.labels the job's run_on "
 				   "lists, or change its run_on (the log names the job)"
 				 : NULL);
+	resnap_check(checks);
 	if (strcmp(status, "HEALTHY") == 0 && (degraded || open || failing || outages || unplaced))
 		status = "DEGRADED";
 	*code = strcmp(status, "UNHEALTHY") == 0 ? 503 : 200;
@@ -1067,6 +1103,24 @@ static void db_metrics(struct lk_buf *b)
 	}
 }
 
+/* Re-snapshots forced since the process started, by job and reason (sync/guard.h). */
+static void resnap_metrics(struct lk_buf *b)
+{
+	struct lk_resnap_stat *st = lk_xcalloc(LK_RESNAP_STATS_MAX, sizeof(*st));
+	int n = lk_sync_resnapshots(st, LK_RESNAP_STATS_MAX);
+
+	help(b, "lockstep_resnapshots_total", "counter",
+	     "Fresh snapshots of real-time jobs forced by a restore, failover, lost registry row, "
+	     "capture gap or TRUNCATE.");
+	for (int i = 0; i < n; i++) {
+		lk_buf_adds(b, "lockstep_resnapshots_total{job=");
+		label(b, st[i].job);
+		lk_buf_addf(b, ",reason=\"%s\"} %lld\n", lk_resnap_reason_name(st[i].reason),
+			    (long long)st[i].count);
+	}
+	free(st);
+}
+
 /* process_* from /proc/self. */
 static void process_metrics(struct lk_buf *b, int64_t rss, int64_t start_wall_ms)
 {
@@ -1249,6 +1303,7 @@ void lk_api_metrics(struct lk_daemon *d, struct lk_buf *b)
 			per_job(b, "lockstep_replication_lag_rows", js[i].job, "%.0f",
 				(double)js[i].lag_rows);
 	}
+	resnap_metrics(b);
 	help(b, "lockstep_restarts", "gauge", "Starts of this instance before this one.");
 	lk_buf_addf(b, "lockstep_restarts %lld\n", (long long)restarts);
 	help(b, "lockstep_memory_batch_divisor", "gauge",

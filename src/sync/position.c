@@ -43,12 +43,19 @@ static void add_record(struct lk_buf *b, const struct lk_position *p)
 
 static void add_realtime(struct lk_buf *b, const struct lk_position *p)
 {
+	const struct lk_pos_origin *o = &p->origin;
+
 	lk_buf_addf(b, ",\"phase\":\"%s\"", phase_names[p->phase]);
 	add_i64(b, "h", p->cdc.horizon);
 	add_i64(b, "xid", p->cdc.xid);
 	add_i64(b, "seq", p->cdc.seq);
 	if (p->phase == LK_PHASE_SNAPSHOT && p->vals.n > 0)
 		add_values(b, "last", &p->vals);
+	if (!o->known)
+		return;
+	lk_buf_adds(b, ",\"src\":{\"sysid\":");
+	lk_buf_add_json_str(b, o->sysid, strlen(o->sysid));
+	lk_buf_addf(b, ",\"tli\":\"%" PRId64 "\"}", o->tli);
 }
 
 void lk_position_encode(struct lk_buf *b, const struct lk_position *p)
@@ -105,10 +112,18 @@ static void copy_string(char *dst, size_t size, const json_t *v)
 
 static void decode_realtime(json_t *root, struct lk_position *p)
 {
+	const json_t *src = json_object_get(root, "src");
+
 	p->phase = (enum lk_pos_phase)name_index(json_object_get(root, "phase"), phase_names, 4);
 	p->cdc.horizon = json_i64(json_object_get(root, "h"));
 	p->cdc.xid = json_i64(json_object_get(root, "xid"));
 	p->cdc.seq = json_i64(json_object_get(root, "seq"));
+	if (json_is_object(src)) {
+		p->origin.known = true;
+		copy_string(p->origin.sysid, sizeof(p->origin.sysid),
+			    json_object_get(src, "sysid"));
+		p->origin.tli = json_i64(json_object_get(src, "tli"));
+	}
 }
 
 void lk_position_decode(const char *json, struct lk_position *out)
@@ -284,5 +299,6 @@ struct lk_position lk_rt_position(const struct lk_job_ctx *ctx, enum lk_pos_phas
 	struct lk_position pos = {.mode = LK_POS_REALTIME, .phase = phase, .cdc = *p};
 
 	memcpy(pos.fp, ctx->fp, sizeof(pos.fp));
+	pos.origin = ctx->rt_origin;
 	return pos;
 }

@@ -39,34 +39,46 @@ struct lk_pos_values {
 };
 
 /*
+ * Where a real-time position's changelog history comes from (the timeline guard,
+ * docs/realtime.md "Restores and failovers"). A position written before the guard
+ * existed has none: it reads as all unknown, and is not judged by what it lacks.
+ */
+struct lk_pos_origin {
+	bool known;	/* written by a version with the guard, on a source that can say */
+	char sysid[24]; /* PostgreSQL: the source's system identifier; "" when unreadable */
+	int64_t tli;	/* PostgreSQL: the source's timeline; 0 when unreadable */
+};
+
+/*
  * One position. The encoder reads the fields of its mode; the decoder fills every field
  * it finds and leaves the others zero.
  *   snapshot: done, vals ("last", when !done)
  *   poll:     from (a capped position) or vals ("after": cursor, then key), and the run's
  *             record: seen, prepared (has_record)
- *   realtime: phase, cdc (h, xid, seq), vals ("last", phase snapshot only)
+ *   realtime: phase, cdc (h, xid, seq), vals ("last", phase snapshot only), origin
  */
 struct lk_position {
 	enum lk_pos_mode mode;
-	char fp[17];		   /* the job's fingerprint; "" when the position has none */
-	bool blank;		   /* decode: not a JSON object with members ("{}", junk, NULL) */
-	bool done;		   /* snapshot: finished (decode: true unless "done" is false) */
-	enum lk_pos_phase phase;   /* realtime */
-	struct lk_cdc_pos cdc;	   /* realtime */
-	char from[64];		   /* poll: re-read from this cursor value; "" when not capped */
-	bool has_record;	   /* poll: the record below is present */
-	char seen[64];		   /* poll's record: the cap its run saw; "" when none */
-	json_t *prepared;	   /* poll's record: {xid: bound}; encode: borrowed, may be NULL;
-				    * decode: owned by the position (lk_position_release) */
-	struct lk_pos_values vals; /* encode only */
-	json_t *vals_json;	   /* decode only: the "last" / "after" array, or NULL */
-	json_t *root;		   /* decode only: the parsed document */
+	char fp[17];		     /* the job's fingerprint; "" when the position has none */
+	bool blank;		     /* decode: not a JSON object with members ("{}", junk, NULL) */
+	bool done;		     /* snapshot: finished (decode: true unless "done" is false) */
+	enum lk_pos_phase phase;     /* realtime */
+	struct lk_cdc_pos cdc;	     /* realtime */
+	struct lk_pos_origin origin; /* realtime */
+	char from[64];		     /* poll: re-read from this cursor value; "" when not capped */
+	bool has_record;	     /* poll: the record below is present */
+	char seen[64];		     /* poll's record: the cap its run saw; "" when none */
+	json_t *prepared;	     /* poll's record: {xid: bound}; encode: borrowed, may be NULL;
+				      * decode: owned by the position (lk_position_release) */
+	struct lk_pos_values vals;   /* encode only */
+	json_t *vals_json;	     /* decode only: the "last" / "after" array, or NULL */
+	json_t *root;		     /* decode only: the parsed document */
 };
 
 /*
  * Parses a stored position (NULL or junk gives mode LK_POS_NONE and blank). Tolerates every
- * form earlier versions wrote: no "fp", h/xid/seq as strings or numbers, no poll
- * record. Release with lk_position_release.
+ * form earlier versions wrote: no "fp", h/xid/seq as strings or numbers, no origin, no
+ * poll record. Release with lk_position_release.
  */
 void lk_position_decode(const char *json, struct lk_position *out);
 void lk_position_release(struct lk_position *p);

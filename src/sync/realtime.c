@@ -44,11 +44,15 @@ struct rt {
 	struct lk_dbconf lis_conf;
 	struct lk_conn *wake; /* the connection that LISTENs: lis.conn or the source's */
 	int64_t relid;
-	struct lk_cdc_pos pos;	    /* applied (and committed in the target) up to here */
-	struct lk_cdc_pos advanced; /* what the consumer registry last heard */
+	struct lk_cdc_pos pos;	     /* applied up to here (a window without entries of ours
+				      * moves it with no target write) */
+	struct lk_cdc_pos committed; /* the target's position: all the registry may hear */
+	struct lk_cdc_pos advanced;  /* what the consumer registry last heard */
 	/* periodic duties, each due at its first check (see lk_every) */
 	struct lk_every advance_timer, prune_timer, stall_timer, lag_timer, health_timer;
 	char why[320]; /* why the stream must re-snapshot (a gap), for the log */
+	/* which kind of reason why is (guard.h), for the count */
+	enum lk_resnap_reason reason;
 	struct lk_scan_spec fetch;
 	struct lk_rows ent, keys, rows, dels;
 	struct lk_keyset seen;
@@ -72,6 +76,7 @@ static int commit_pos(struct rt *rt, enum lk_pos_phase phase, const struct lk_cd
 	lk_position_encode(&b, &pos);
 	rc = lk_apply_batch(rt->ctx, &(struct lk_batch){.pos = b.buf}, err);
 	if (rc == 0) {
+		rt->committed = *p;
 		free(rt->ctx->pos);
 		rt->ctx->pos = lk_buf_detach(&b, NULL);
 	}
@@ -156,12 +161,22 @@ static int capture_gap(struct rt *rt, const struct lk_cdc_pos *p, struct lk_err 
 	return rt->why[0] != '\0';
 }
 
-/* Where to start: the target's position, unless the registry forgot us, the source went
- * back, or --full. */
+/* Says once why the job re-snapshots instead of resuming, counts it, and starts over. */
+static int resnapshot(struct rt *rt, enum lk_resnap_reason reason, const char *why,
+		      struct lk_err *err)
+{
+	lk_log_warn("job %s: %s; taking a fresh snapshot, with the sweep", rt->ctx->job->name, why);
+	lk_rt_resnapshot_count(rt->ctx, reason, why);
+	return start_over(rt, err);
+}
+
+/* Where to start: the target's position, unless the timeline guard or capture says it no
+ * longer belongs to its source and target (guard.c), the registry forgot us, or --full. */
 static int resume(struct rt *rt, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = rt->ctx;
 	struct lk_position pos;
+	struct lk_rt_guard g;
 	bool found = false;
 	int rc;
 
@@ -170,26 +185,23 @@ static int resume(struct rt *rt, struct lk_err *err)
 	lk_position_decode(ctx->pos, &pos);
 	lk_position_release(&pos);
 	ctx->rt_start = pos.mode == LK_POS_REALTIME ? pos.cdc : (struct lk_cdc_pos){0, 0, 0};
+	if (lk_rt_guard_resume(ctx, &pos, rt->relid, &g, err) < 0)
+		return -1;
 	if (pos.mode != LK_POS_REALTIME || pos.phase == LK_PHASE_NONE ||
 	    (ctx->opts && ctx->opts->full))
 		return start_over(rt, err);
 	if (rt->cdc->consumer_get(ctx->src.conn, ctx->job->name, rt->relid, &found, err) < 0)
 		return -1;
-	if (!found) {
-		/* Entries it still needed may be gone (uninstall, a dropped changelog). */
-		lk_log_warn("job %s: its change capture was removed since its last run; taking a "
-			    "fresh snapshot",
-			    ctx->job->name);
-		return start_over(rt, err);
-	}
+	if (g.resnap)
+		return resnapshot(rt, g.reason, g.why, err);
+	if (!found) /* entries it still needed may be gone (uninstall, a dropped changelog) */
+		return resnapshot(rt, LK_RESNAP_REGISTRY_LOST,
+				  "its change capture was removed since its last run", err);
 	rc = capture_gap(rt, &ctx->rt_start, err);
-	if (rc != 0) {
-		if (rc > 0)
-			lk_log_warn("job %s: %s; taking a fresh snapshot, with the sweep",
-				    ctx->job->name, rt->why);
-		return rc < 0 ? -1 : start_over(rt, err);
-	}
-	rt->advanced = ctx->rt_start;
+	if (rc != 0)
+		return rc < 0 ? -1 : resnapshot(rt, LK_RESNAP_CAPTURE_GAP, rt->why, err);
+	rt->advanced = g.has_reg ? g.reg : ctx->rt_start;
+	rt->committed = ctx->rt_start;
 	if (pos.phase == LK_PHASE_SNAPSHOT)
 		return snapshot_phase(rt, false, err);
 	if (pos.phase == LK_PHASE_SWEEP)
@@ -318,6 +330,7 @@ static int apply_page(struct rt *rt, const struct lk_cdc_pos *next, struct lk_er
 			   err) < 0)
 		return -1;
 	rt->pos = *next;
+	rt->committed = *next;
 	free(ctx->pos);
 	ctx->pos = lk_xstrdup(rt->pb.buf);
 	return 0;
@@ -395,21 +408,25 @@ fail:
 	return -1;
 }
 
-/* Tells the registry how far we are (after the target commit), at most once a second. */
+/*
+ * Tells the registry how far the target has committed, at most once a second. Never
+ * further: the timeline guard reads a registry ahead of the target's position as a target
+ * that lost commits (a window without entries of ours therefore waits for the next commit).
+ */
 static int advance(struct rt *rt, bool force, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = rt->ctx;
 	int64_t now = lk_mono_ms();
 
-	if (memcmp(&rt->pos, &rt->advanced, sizeof(rt->pos)) == 0)
+	if (memcmp(&rt->committed, &rt->advanced, sizeof(rt->committed)) == 0)
 		return 0;
 	if (!lk_every_due(&rt->advance_timer, now, RT_ADVANCE_MS) && !force)
 		return 0;
-	if (rt->cdc->consumer_advance(ctx->src.conn, ctx->job->name, &rt->pos, err) < 0) {
+	if (rt->cdc->consumer_advance(ctx->src.conn, ctx->job->name, &rt->committed, err) < 0) {
 		lk_every_reset(&rt->advance_timer);
 		return -1;
 	}
-	rt->advanced = rt->pos;
+	rt->advanced = rt->committed;
 	return 0;
 }
 
@@ -486,11 +503,24 @@ static void measure_lag(struct rt *rt)
 	ctx->prog.lag_s = lag.oldest_age_s > 0 ? lag.oldest_age_s : 0;
 }
 
-/* Checks capture health and the source's lineage every RT_HEALTH_MS: 1 (rt->why) on a gap. */
+/*
+ * Checks the source's lineage (the timeline guard) and capture health every RT_HEALTH_MS:
+ * 1 with rt->why and rt->reason when the job must re-snapshot.
+ */
 static int check_health(struct rt *rt, struct lk_err *err)
 {
+	struct lk_rt_guard g;
+
 	if (!lk_every_due(&rt->health_timer, lk_mono_ms(), RT_HEALTH_MS))
 		return 0;
+	if (lk_rt_guard_check(rt->ctx, &rt->pos, &g, err) < 0)
+		return -1;
+	if (g.resnap) {
+		rt->reason = g.reason;
+		(void)snprintf(rt->why, sizeof(rt->why), "%s", g.why);
+		return 1;
+	}
+	rt->reason = LK_RESNAP_CAPTURE_GAP;
 	return capture_gap(rt, &rt->pos, err);
 }
 
@@ -612,9 +642,7 @@ int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	for (;;) {
 		rc = stream(&rt, err);
 		if (rc == 2) {
-			lk_log_warn("job %s: %s; taking a fresh snapshot, with the sweep",
-				    ctx->job->name, rt.why);
-			if ((rc = start_over(&rt, err)) < 0)
+			if ((rc = resnapshot(&rt, rt.reason, rt.why, err)) < 0)
 				break;
 			continue;
 		}
@@ -627,6 +655,8 @@ int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err)
 		else
 			lk_log_info("job %s: the source table was truncated; re-snapshotting",
 				    ctx->job->name);
+		lk_rt_resnapshot_count(ctx, rt.why[0] ? LK_RESNAP_CAPTURE_GAP : LK_RESNAP_TRUNCATE,
+				       rt.why[0] ? rt.why : "the source table was truncated");
 		rc = -1;
 		if (commit_pos(&rt, LK_PHASE_SNAPSHOT, &ctx->rt_start, err) < 0)
 			break;

@@ -5,6 +5,7 @@
 #include "connector/cdc.h"
 #include "connector/connector.h"
 #include "core/buf.h"
+#include "guard.h"
 #include "keyset.h"
 #include "position.h"
 #include "sync.h"
@@ -50,8 +51,10 @@ struct lk_job_ctx {
 	int64_t target_epoch; /* read from the target before the seal */
 	char *pos;	      /* the position JSON read from the target, or NULL */
 	/* realtime: the changelog position taken before the snapshot began (DESIGN
-	 * decision 4), carried by the snapshot phase's positions. */
+	 * decision 4), carried by the snapshot phase's positions; and where the source's
+	 * history comes from, carried by every real-time position (lk_rt_position). */
 	struct lk_cdc_pos rt_start;
+	struct lk_pos_origin rt_origin;
 	struct lk_sync_progress prog;
 	int64_t start_mono_ms, last_report_ms;
 	/*
@@ -219,9 +222,35 @@ int lk_snapshot_copy(struct lk_job_ctx *ctx, bool deletes, struct lk_err *err);
 int lk_snapshot_sweep(struct lk_job_ctx *ctx, struct lk_err *err);
 /* Real-time: snapshot (when needed), then stream the changelog (realtime.c). */
 int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err);
-/* A real-time position of ctx's job: phase and changelog position p. */
+/* A real-time position of ctx's job: phase, changelog position p, ctx->rt_origin. */
 struct lk_position lk_rt_position(const struct lk_job_ctx *ctx, enum lk_pos_phase phase,
 				  const struct lk_cdc_pos *p);
+
+/* What the timeline guard found (guard.c, docs/realtime.md "Restores and failovers"). */
+struct lk_rt_guard {
+	bool resnap;		      /* the job must take a fresh snapshot, with the sweep: */
+	enum lk_resnap_reason reason; /* why, as the metric's label */
+	char why[320];		      /* and as one sentence for the log (no final period) */
+	bool has_reg;		      /* the job's consumer registry row was read: */
+	struct lk_cdc_pos reg;	      /* what it holds */
+};
+/*
+ * At a real-time run's start (outside a source transaction, capture installed as relid):
+ * reads where the source's history comes from into ctx->rt_origin (every position the run
+ * writes carries it) and the job's consumer registry row, then judges pos, the target's
+ * position (any mode; only a real-time one with a phase is judged): g->resnap when the
+ * source is another cluster, on another timeline or went back behind it, or when the
+ * registry is ahead of it (the target went back). A source whose connector cannot say
+ * (SQLite: cdc check_capture judges its lineage) leaves g empty.
+ */
+int lk_rt_guard_resume(struct lk_job_ctx *ctx, const struct lk_position *pos, int64_t relid,
+		       struct lk_rt_guard *g, struct lk_err *err);
+/* While streaming at `at`: the same judgement of the source against ctx->rt_origin. */
+int lk_rt_guard_check(struct lk_job_ctx *ctx, const struct lk_cdc_pos *at, struct lk_rt_guard *g,
+		      struct lk_err *err);
+/* Counts a re-snapshot of ctx's job (lk_sync_resnapshots); the caller logs it. Any thread. */
+void lk_rt_resnapshot_count(const struct lk_job_ctx *ctx, enum lk_resnap_reason reason,
+			    const char *why);
 int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err);
 /* Why poll mode cannot see every open transaction in `state` (a static string, "" for
  * LK_POLL_CAP_ON); check-config and the run's log say the same. */

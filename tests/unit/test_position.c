@@ -185,6 +185,44 @@ static void test_older_forms(void **state)
 	lk_position_release(&d);
 }
 
+/* Where a real-time position's history comes from (the timeline guard). */
+static void test_origin(void **state)
+{
+	struct lk_position p = {.mode = LK_POS_REALTIME,
+				.fp = "f",
+				.phase = LK_PHASE_STREAM,
+				.cdc = {900, 901, 7},
+				.origin = {true, "7716581912663490022", 2}},
+			   d;
+	char *text;
+
+	(void)state;
+	text = round_trip(&p, &d);
+	assert_string_equal(text,
+			    "{\"v\":1,\"fp\":\"f\",\"mode\":\"realtime\",\"phase\":\"stream\","
+			    "\"h\":\"900\",\"xid\":\"901\",\"seq\":\"7\",\"src\":{\"sysid\":"
+			    "\"7716581912663490022\",\"tli\":\"2\"}}");
+	assert_true(d.origin.known);
+	assert_string_equal(d.origin.sysid, "7716581912663490022");
+	assert_int_equal(d.origin.tli, 2);
+	lk_position_release(&d);
+	free(text);
+	/* A source whose identity could not be read still says the guard wrote it. */
+	p.origin = (struct lk_pos_origin){.known = true};
+	text = round_trip(&p, &d);
+	assert_true(d.origin.known);
+	assert_string_equal(d.origin.sysid, "");
+	assert_int_equal(d.origin.tli, 0);
+	lk_position_release(&d);
+	free(text);
+	/* Written before the guard: unknown, not judged. */
+	lk_position_decode("{\"v\":1,\"fp\":\"f\",\"mode\":\"realtime\",\"phase\":\"stream\","
+			   "\"h\":\"812\",\"xid\":\"0\",\"seq\":\"0\"}",
+			   &d);
+	assert_false(d.origin.known);
+	lk_position_release(&d);
+}
+
 static void test_order(void **state)
 {
 	struct lk_cdc_pos drained = {100, 0, 0}, inside = {90, 100, 4}, later = {90, 100, 5},
@@ -206,7 +244,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_snapshot), cmocka_unit_test(test_poll),
 		cmocka_unit_test(test_realtime), cmocka_unit_test(test_older_forms),
-		cmocka_unit_test(test_order),
+		cmocka_unit_test(test_origin),	 cmocka_unit_test(test_order),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
