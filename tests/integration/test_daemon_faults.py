@@ -237,7 +237,10 @@ def test_probe_timeout():
     wd = L.Workdir("dmf_probe")
     cfg = L.sync_config(wd, {
         "silent": {"url": "postgresql://postgres@127.0.0.1:%d/x" % port,
-                   "breaker": {"failures": 1, "cooldown": "1s", "probe_timeout": "2s"}},
+                   # a cooldown of 1.5 s against fires every 1 s: a fire always falls inside it
+                   # (with 1 s, the fire after a failure raced the cooldown's end by the few ms
+                   # between a fire and its connect, and a busy machine lost the race)
+                   "breaker": {"failures": 1, "cooldown": "1500ms", "probe_timeout": "2s"}},
     }, {"q": {"kind": "sql", "db": "silent", "every": "1s", "sql": "SELECT 1", "retry": {"attempts": 1}}},
         extra={"instance": {"name": "it_probe"}})
     run = W.Daemon(cfg, wd.file("run.log"), env={"LOCKSTEP_SHUTDOWN_GRACE": "5s"}).start()
