@@ -1,0 +1,283 @@
+"""Real-time mode after restores: the timeline guard (issue 17, cases 3 and 4;
+docs/realtime.md, "Restores and failovers").
+
+The test starts two clusters of its own with pg-test-env.sh (restoring the shared one
+would break the tests beside it), both with synchronous_commit = on: the source (database
+app) and the target (database dst). Every write below is its own transaction. Judged by
+the md5 oracle (each server digests its own rows) and by the log.
+
+  1. An idle table: 40 transactions on a table nobody captures move the source's horizon;
+     two catch-ups of job `users` (`lockstep sync users`) see no entry of theirs. The
+     consumer registry never runs ahead of the target's position (it hears only what the
+     target committed), and the second catch-up resumes (no fresh snapshot).
+  2. Upgrading: the target's position loses its "src" (as an earlier lockstep wrote it)
+     and the registry is moved to the current horizon (as earlier versions moved it over
+     windows without entries): the next catch-up resumes without a fresh snapshot, applies
+     3 new rows, and its position has "src" again.
+  3. Case 3, the source goes back: the source cluster is stopped and its data folder copied
+     (a physical backup), then 60 writes (inserts, updates, deletes) are synced; the copy
+     is put back (stop, replace, start) and 15 new writes are made there. The next catch-up
+     says the source went back (its transaction counter is behind the position), takes a
+     fresh snapshot with the sweep, and ends equal to the restored source. (Before the
+     guard: exit 0, the 15 writes never applied and the 60 lost ones kept.)
+  4. Case 4, the target goes back: job `orders` is synced, the target cluster is copied
+     while stopped, 45 writes are synced (the registry hears them, prune deletes their
+     entries), the target's copy is put back and 5 more rows written. The next catch-up
+     says the target's position is behind the consumer registry, takes a fresh snapshot
+     with the sweep, and ends equal. (Before: exit 0, the 45 writes missing for good.)
+  5. The same as 3 under `lockstep run`: the daemon streams `users`, the source is copied
+     while stopped and restored after 60 more writes; the daemon reconnects, re-snapshots
+     once and converges, /metrics counts
+     lockstep_resnapshots_total{job="users",reason="source_went_back"} 1, and /api/health
+     has a `resnapshots` check in warn naming it; SIGTERM stops it with exit 0.
+"""
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import lktest as L
+import rtwriters as W
+
+L.require_pg()
+t = L.Suite("test_timeline")
+
+DEADLINE = 120  # seconds to wait for a convergence (never asserted as timing)
+
+
+def sql(url, *stmts):
+    """Each statement in its own transaction (autocommit)."""
+    c = L.connect(url)
+    try:
+        with c.cursor() as cur:
+            for s in stmts:
+                cur.execute(s)
+    finally:
+        c.close()
+
+
+def md5(url, table):
+    return L.pg_md5(url, table, ["id"])
+
+
+def same(src, dst, table, what):
+    return t.eq(md5(dst, table), md5(src, table), "md5 oracle: %s" % what)
+
+
+def data_dir(cl):
+    return os.path.join(cl.dir, "data")
+
+
+def backup(cl, dest):
+    """A physical copy of a stopped cluster's data folder (ownership kept)."""
+    cl.stop_fast()
+    try:
+        subprocess.run(["cp", "-a", data_dir(cl), dest], check=True)
+    finally:
+        cl.start()
+
+
+def restore(cl, copy):
+    """Puts a copy made by backup() back in place of the cluster's data folder."""
+    cl.stop_fast()
+    shutil.rmtree(data_dir(cl))
+    subprocess.run(["cp", "-a", copy, data_dir(cl)], check=True)
+    cl.start()
+
+
+def position(dst, job):
+    rows = L.execute(dst, "SELECT pos::text FROM lockstep_sync.position WHERE job = %s", (job,))
+    return json.loads(rows[0][0]) if rows else {}
+
+
+def registry(src, job):
+    rows = L.execute(src, "SELECT horizon::text::bigint, COALESCE(xid::text::bigint, 0), "
+                          "COALESCE(seq, 0) FROM lockstep_cdc.consumers WHERE job = %s", (job,))
+    return tuple(rows[0]) if rows else None
+
+
+def order_key(h, xid, seq):
+    """What a PostgreSQL changelog position has applied, as one ordered pair (position.c)."""
+    return (xid, seq) if xid > 0 and xid >= h else (h, 0)
+
+
+def registry_not_ahead(src, dst, job, what):
+    p, r = position(dst, job), registry(src, job)
+    pk = order_key(int(p.get("h", 0)), int(p.get("xid", 0)), int(p.get("seq", 0)))
+    t.check(r is not None and order_key(*r) <= pk,
+            "%s: the consumer registry (%s) is not ahead of the target's position %s" % (what, r, pk))
+
+
+def catch_up(cfg, job, what):
+    """`lockstep sync JOB` (a catch-up); returns its stderr."""
+    rc, _, err = L.sync(t, cfg, job)
+    t.log("%s: exit %s" % (what, rc))
+    return err
+
+
+def users_writes(lo, n_ins, n_upd, n_del, tag):
+    """Inserts n_ins fresh ids from lo, updates n_upd and deletes n_del old ones."""
+    s = ["INSERT INTO users VALUES (%d, 'new %s %d')" % (i, tag, i) for i in range(lo, lo + n_ins)]
+    s += ["UPDATE users SET v = 'upd %s %d' WHERE id = %d" % (tag, i, i) for i in range(1, n_upd + 1)]
+    s += ["DELETE FROM users WHERE id = %d" % i for i in range(90, 90 - n_del, -1)]
+    return s
+
+
+def test_idle_and_upgrade(src, dst, cfg):
+    # 1. windows without entries of ours
+    sql(src, *["INSERT INTO noise VALUES (%d)" % i for i in range(40)])
+    err1 = catch_up(cfg, "users", "idle catch-up 1")
+    sql(src, *["INSERT INTO noise VALUES (%d)" % i for i in range(40, 80)])
+    registry_not_ahead(src, dst, "users", "after catch-ups with empty windows")
+    err2 = catch_up(cfg, "users", "idle catch-up 2")
+    t.check("fresh snapshot" not in err1 + err2 and "snapshot first" not in err1 + err2,
+            "idle catch-ups resume (no fresh snapshot)", (err1 + err2)[-3000:])
+    registry_not_ahead(src, dst, "users", "after the second idle catch-up")
+    same(src, dst, "users", "after idle catch-ups")
+
+    # 2. a position as earlier versions wrote it, and their registry ahead of it
+    sql(dst, "UPDATE lockstep_sync.position SET pos = (pos::jsonb - 'src')::text WHERE job = 'users'")
+    sql(src, "UPDATE lockstep_cdc.consumers SET horizon = "
+             "pg_snapshot_xmin(pg_current_snapshot()), xid = NULL, seq = NULL WHERE job = 'users'")
+    t.check("src" not in position(dst, "users"), "the position reads as an older version's")
+    sql(src, *["INSERT INTO users VALUES (%d, 'after upgrade')" % i for i in range(1001, 1004)])
+    err = catch_up(cfg, "users", "catch-up after the upgrade")
+    t.check("fresh snapshot" not in err and "snapshot first" not in err,
+            "an older position resumes without a fresh snapshot", err[-3000:])
+    t.check("src" in position(dst, "users"), "the next commit writes \"src\" into the position",
+            json.dumps(position(dst, "users")))
+    same(src, dst, "users", "after the upgrade")
+
+
+def test_source_back(S, src, dst, cfg, wd):
+    copy = wd.file("source_copy")
+    backup(S, copy)
+    sql(src, *users_writes(2000, 40, 15, 5, "lost"))
+    catch_up(cfg, "users", "catch-up of 60 writes after the copy")
+    same(src, dst, "users", "before the restore")
+    pos_before = position(dst, "users")
+    restore(S, copy)
+    sql(src, *users_writes(3000, 10, 5, 0, "after restore"))
+    next_xid = int(L.scalar(src, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text"))
+    t.log("restored source: next xid %d, the target's position %s" % (next_xid, pos_before))
+    t.check(next_xid < int(pos_before.get("h", 0)),
+            "the restored source's counter is behind the position (a precondition)")
+    err = catch_up(cfg, "users", "catch-up after the source's restore")
+    t.check(re.search(r"job users: the source's transaction counter \(next xid \d+\) is behind "
+                      r"its position .*went back in time.*; taking a fresh snapshot, with the sweep",
+                      err) is not None,
+            "the catch-up says once that the source went back, and why", err[-3000:])
+    t.eq(err.count("taking a fresh snapshot"), 1, "one fresh snapshot")
+    same(src, dst, "users", "after the source went back: the target equals the restored source")
+    t.eq(L.count_rows(dst, "users", "v LIKE 'new lost%'"), 0,
+         "the rows the source lost are gone from the target (the sweep)")
+    err = catch_up(cfg, "users", "catch-up after the re-snapshot")
+    t.check("fresh snapshot" not in err, "the next catch-up resumes", err[-3000:])
+
+
+def test_target_back(T, src, dst, cfg, wd):
+    sql(src, "CREATE TABLE orders (id int PRIMARY KEY, v text)",
+        "INSERT INTO orders SELECT i, 'o' || i FROM generate_series(1, 100) i")
+    catch_up(cfg, "orders", "orders: first catch-up (snapshot)")
+    sql(src, *["UPDATE orders SET v = 'u1 %d' WHERE id = %d" % (i, i) for i in range(1, 11)])
+    catch_up(cfg, "orders", "orders: catch-up before the target's copy")
+    same(src, dst, "orders", "orders before the target's copy")
+    copy = wd.file("target_copy")
+    backup(T, copy)
+    sql(src, *["INSERT INTO orders VALUES (%d, 'mid %d')" % (i, i) for i in range(200, 230)])
+    sql(src, *["UPDATE orders SET v = 'u2 %d' WHERE id = %d" % (i, i) for i in range(11, 21)])
+    sql(src, *["DELETE FROM orders WHERE id = %d" % i for i in range(95, 100)])
+    catch_up(cfg, "orders", "orders: catch-up of 45 writes")
+    same(src, dst, "orders", "orders before the target's restore")
+    left = L.scalar(src, "SELECT count(*) FROM lockstep_cdc.changelog WHERE relid = 'orders'::regclass")
+    t.log("orders: %d changelog entries left after the prune" % left)
+    restore(T, copy)
+    sql(src, *["INSERT INTO orders VALUES (%d, 'late %d')" % (i, i) for i in range(300, 305)])
+    err = catch_up(cfg, "orders", "orders: catch-up after the target's restore")
+    t.check(re.search(r"job orders: the target's position \(.*\) is behind what the source's "
+                      r"consumer registry says it applied .*; taking a fresh snapshot, with the sweep",
+                      err) is not None,
+            "the catch-up says once that the target is behind the registry, and why", err[-3000:])
+    same(src, dst, "orders", "orders after the target went back")
+
+
+def http_get(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
+
+
+def test_daemon(S, src, dst, cfg, wd):
+    d = W.Daemon(cfg, wd.file("run.log"), {"LOCKSTEP_SHUTDOWN_GRACE": "10s"}).start()
+    try:
+        port = L.wait_for(lambda: re.search(r"HTTP API on http://[^:]+:(\d+)/", d.output()) or not d.alive(),
+                          deadline=30, step=0.1)
+        t.check(port and d.alive(), "the daemon logs the HTTP API's address", d.tail())
+        port = int(port.group(1))
+        sql(src, "INSERT INTO users VALUES (5000, 'daemon')")
+        L.wait_for(lambda: md5(dst, "users") == md5(src, "users"), DEADLINE, 0.3)
+        same(src, dst, "users", "the daemon streams")
+        copy = wd.file("source_copy2")
+        backup(S, copy)
+        sql(src, *users_writes(6000, 40, 15, 5, "lost2"))
+        L.wait_for(lambda: md5(dst, "users") == md5(src, "users"), DEADLINE, 0.3)
+        same(src, dst, "users", "the daemon applied the writes made after the copy")
+        restore(S, copy)
+        sql(src, *users_writes(7000, 5, 3, 0, "after restore 2"))
+        L.wait_for(lambda: md5(dst, "users") == md5(src, "users")
+                   and "taking a fresh snapshot" in d.output(), DEADLINE, 0.3)
+        same(src, dst, "users", "the daemon converges after the source went back")
+        log = d.output()
+        t.eq(log.count("taking a fresh snapshot"), 1, "the daemon re-snapshots once, saying why",
+             d.tail())
+        t.check("went back in time" in log, "the daemon's warning says the source went back", d.tail())
+        code, text = http_get(port, "/metrics")
+        t.check(code == 200 and 'lockstep_resnapshots_total{job="users",reason="source_went_back"} 1'
+                in text, "/metrics counts the re-snapshot by job and reason",
+                "\n".join(l for l in text.splitlines() if "resnapshot" in l))
+        code, text = http_get(port, "/api/health")
+        checks = {c["name"]: c for c in json.loads(text).get("checks", [])} if code == 200 else {}
+        rs = checks.get("resnapshots", {})
+        t.check(rs.get("status") == "warn" and "source_went_back" in rs.get("detail", ""),
+                "/api/health's resnapshots check warns and names the reason", json.dumps(rs))
+    finally:
+        rc = d.term()
+    t.eq(rc, 0, "SIGTERM stops the daemon with exit 0", d.tail())
+
+
+def main():
+    S = L.Cluster("tl_src", sync_commit=True)
+    T = L.Cluster("tl_dst", sync_commit=True)
+    try:
+        for cl, db in ((S, "app"), (T, "dst")):
+            L.execute(cl.url(), "CREATE DATABASE %s" % db)
+        src, dst = S.url("app"), T.url("dst")
+        sql(src, "CREATE TABLE users (id int PRIMARY KEY, v text)",
+            "INSERT INTO users SELECT i, 'u' || i FROM generate_series(1, 100) i",
+            "CREATE TABLE noise (id int)")
+        wd = L.Workdir("timeline")
+        job = {"mode": "realtime", "batch": 50}
+        cfg = L.sync_config(wd, {"src": src, "dst": dst}, {
+            "users": dict(job, source={"db": "src", "table": "users", "key": ["id"]},
+                          target={"db": "dst", "table": "users", "create": True, "deletes": "delete"}),
+            "orders": dict(job, source={"db": "src", "table": "orders", "key": ["id"]},
+                           target={"db": "dst", "table": "orders", "create": True, "deletes": "delete"})})
+        catch_up(cfg, "users", "first catch-up (snapshot)")
+        same(src, dst, "users", "after the first catch-up")
+        t.case(test_idle_and_upgrade, src, dst, cfg)
+        t.case(test_source_back, S, src, dst, cfg, wd)
+        t.case(test_target_back, T, src, dst, cfg, wd)
+        t.case(test_daemon, S, src, dst, cfg, wd)
+    finally:
+        S.destroy()
+        T.destroy()
+
+
+main()
+t.finish()
