@@ -30,13 +30,25 @@ the md5 oracle (each server digests its own rows) and by the log.
      once and converges, /metrics counts
      lockstep_resnapshots_total{job="users",reason="source_went_back"} 1, and /api/health
      has a `resnapshots` check in warn naming it; SIGTERM stops it with exit 0.
+  6. A failover to an asynchronous standby: a standby of the source (pg_basebackup -R)
+     catches up and stops; 60 writes are synced from the primary, which then crashes; the
+     standby is started and promoted (timeline 2) without them, the job is pointed at it
+     and 15 writes are made there. The next catch-up says the source is on another
+     timeline, re-snapshots with the sweep and ends equal to the promoted standby.
+     (Before: exit 0, the 15 writes never applied, the 60 kept.)
+
+LK_TIMELINE_CASES=NAME,... (idle_and_upgrade, source_back, target_back, daemon, failover)
+runs only those, each on the state the first catch-up left (to see one case alone on an
+older build).
 """
 import http.client
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import tempfile
 
 import lktest as L
 import rtwriters as W
@@ -251,6 +263,74 @@ def test_daemon(S, src, dst, cfg, wd):
     t.eq(rc, 0, "SIGTERM stops the daemon with exit 0", d.tail())
 
 
+def as_owner(cmd):
+    """cmd as the clusters' owner (`postgres` when we are root, as pg-test-env.sh does)."""
+    return ["runuser", "-u", "postgres", "--"] + cmd if os.geteuid() == 0 else cmd
+
+
+class Standby:
+    """A streaming standby of `primary` (an L.Cluster): pg_basebackup -R, its own port."""
+
+    def __init__(self, primary):
+        self.dir = tempfile.mkdtemp(prefix="lk_cl_tl_standby_")
+        self.data = os.path.join(self.dir, "data")
+        self.bindir = primary.bindir
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+                  "-D", self.data, "-R", "-X", "stream", "-c", "fast")
+        with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
+            f.write("port = %d\nhot_standby = on\n" % self.port)
+        self.ctl("-l", os.path.join(self.dir, "pg.log"), "-w", "-t", "60", "start")
+
+    def _run(self, tool, *args):
+        p = subprocess.run(as_owner([os.path.join(self.bindir, tool)] + list(args)),
+                           capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            raise RuntimeError("%s %s failed: %s%s" % (tool, " ".join(args), p.stdout, p.stderr))
+
+    def ctl(self, *args):
+        self._run("pg_ctl", "-D", self.data, *args)
+
+    def url(self, db="postgres"):
+        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)
+
+    def destroy(self):
+        subprocess.run(as_owner([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m",
+                                 "immediate", "-w", "-t", "60", "stop"]), capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def test_failover(S, src, dst, cfg, wd, jobs):
+    sb = Standby(S)
+    try:
+        lsn = L.scalar(src, "SELECT pg_current_wal_lsn()::text")
+        t.check(L.wait_for(lambda: L.scalar(sb.url(), "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
+                                            (lsn,)), 60), "the standby has caught up")
+        sb.ctl("-m", "fast", "-w", "-t", "60", "stop")  # an asynchronous standby falls behind
+        sql(src, *users_writes(8000, 40, 15, 5, "lost3"))
+        catch_up(cfg, "users", "catch-up of 60 writes the standby lacks")
+        same(src, dst, "users", "before the failover")
+        S.stop_immediate()
+        sb.ctl("-l", os.path.join(sb.dir, "pg.log"), "-w", "-t", "60", "start")
+        sb.ctl("-w", "-t", "60", "promote")
+        new_src = sb.url("app")
+        cfg2 = L.sync_config(wd, {"src": new_src, "dst": dst}, jobs)
+        sql(new_src, *users_writes(9000, 10, 5, 0, "after failover"))
+        err = catch_up(cfg2, "users", "catch-up from the promoted standby")
+        t.check(re.search(r"job users: the source is on timeline (\d+), its position was taken on "
+                          r"timeline 1: .*; taking a fresh snapshot, with the sweep", err) is not None,
+                "the catch-up says once that the source is on another timeline", err[-3000:])
+        t.eq(err.count("taking a fresh snapshot"), 1, "one fresh snapshot")
+        same(new_src, dst, "users", "after the failover: the target equals the promoted standby")
+    finally:
+        sb.destroy()
+
+
 def main():
     S = L.Cluster("tl_src", sync_commit=True)
     T = L.Cluster("tl_dst", sync_commit=True)
@@ -263,17 +343,22 @@ def main():
             "CREATE TABLE noise (id int)")
         wd = L.Workdir("timeline")
         job = {"mode": "realtime", "batch": 50}
-        cfg = L.sync_config(wd, {"src": src, "dst": dst}, {
+        jobs = {
             "users": dict(job, source={"db": "src", "table": "users", "key": ["id"]},
                           target={"db": "dst", "table": "users", "create": True, "deletes": "delete"}),
             "orders": dict(job, source={"db": "src", "table": "orders", "key": ["id"]},
-                           target={"db": "dst", "table": "orders", "create": True, "deletes": "delete"})})
+                           target={"db": "dst", "table": "orders", "create": True, "deletes": "delete"})}
+        cfg = L.sync_config(wd, {"src": src, "dst": dst}, jobs)
         catch_up(cfg, "users", "first catch-up (snapshot)")
         same(src, dst, "users", "after the first catch-up")
-        t.case(test_idle_and_upgrade, src, dst, cfg)
-        t.case(test_source_back, S, src, dst, cfg, wd)
-        t.case(test_target_back, T, src, dst, cfg, wd)
-        t.case(test_daemon, S, src, dst, cfg, wd)
+        only = [c for c in os.environ.get("LK_TIMELINE_CASES", "").split(",") if c]
+        for fn, args in ((test_idle_and_upgrade, (src, dst, cfg)),
+                         (test_source_back, (S, src, dst, cfg, wd)),
+                         (test_target_back, (T, src, dst, cfg, wd)),
+                         (test_daemon, (S, src, dst, cfg, wd)),
+                         (test_failover, (S, src, dst, cfg, wd, jobs))):
+            if not only or fn.__name__[len("test_"):] in only:
+                t.case(fn, *args)
     finally:
         S.destroy()
         T.destroy()
