@@ -149,6 +149,7 @@ struct lk_scan_spec {
 		*max_first; /* scan: exclusive upper bound on order[0] alone, or NULL */
 	const char *filter; /* SQL boolean expression ANDed into WHERE, or NULL */
 	const char *match;  /* SQL boolean expression selected as one more column, "t"/"f" */
+	bool ordinal;	    /* fetch: say which key each row matched (see fetch) */
 };
 
 /* What to write. */
@@ -304,6 +305,13 @@ struct lk_connector_ops {
 	 * first spec->norder values of each row of `keys`) is in `keys` and that pass
 	 * spec->filter. Rows are shaped like scan_next's (spec->match is not used). Order is
 	 * unspecified.
+	 *
+	 * With spec->ordinal the source alone decides which keys have a row, comparing in its
+	 * own types (never a spelling): each row of out has one more column, the 1-based index
+	 * in `keys` of the key it matched, as decimal text. A row matched by several keys comes
+	 * once per key. A key that no row matches gets a row of its own: its index negated,
+	 * its key columns holding the key as the source reads it and prints it back, the other
+	 * columns NULL.
 	 */
 	int (*fetch)(struct lk_conn *c, const struct lk_scan_spec *spec, const struct lk_rows *keys,
 		     struct lk_rows *out, struct lk_err *err);

@@ -308,50 +308,155 @@ void lk_pg_key_in(struct lk_buf *sql, const char *const *cols, const int *key, i
 	lk_buf_adds(sql, ")");
 }
 
+/* The plain fetch's query: the scan's SELECT and "(k1, k2) IN (($1, $2), ...)". */
+static void build_fetch(struct lk_buf *sql, const struct lk_scan_spec *spec, int nrows)
+{
+	add_select(sql, spec);
+	lk_buf_adds(sql, " AND ");
+	lk_pg_key_in(sql, spec->cols, spec->order, spec->norder, nrows, 1);
+}
+
+/* The index in spec->order of column col, or -1 when it is not a key column. */
+static int key_pos(const struct lk_scan_spec *spec, int col)
+{
+	for (int k = 0; k < spec->norder; k++) {
+		if (spec->order[k] == col)
+			return k;
+	}
+	return -1;
+}
+
+/*
+ * The ordinal fetch's output list: each column from the matched row (a key column from
+ * the logged key when there is none), then the key's index, negated when no row matched.
+ */
+static void add_ordinal_select(struct lk_buf *sql, const struct lk_scan_spec *spec)
+{
+	lk_buf_adds(sql, "SELECT ");
+	for (int i = 0; i < spec->ncols; i++) {
+		int k = key_pos(spec, i);
+
+		lk_buf_adds(sql, i ? ", " : "");
+		if (k >= 0)
+			lk_buf_addf(sql,
+				    "CASE WHEN lk_s.lk_hit THEN lk_s.lk_c%d ELSE lk_u.lk_k%d END",
+				    i, k);
+		else
+			lk_buf_addf(sql, "lk_s.lk_c%d", i);
+	}
+	lk_buf_adds(sql, ", CASE WHEN lk_s.lk_hit THEN lk_u.lk_ord ELSE -lk_u.lk_ord END");
+}
+
+/*
+ * The ordinal fetch (spec->ordinal, connector.h): the keys as VALUES whose columns take the
+ * key columns' types without naming a type (COALESCE with a column of an empty read of the
+ * table: no cast, so no user-defined cast runs), then each key's rows by a LATERAL join in
+ * which the source's own equality decides:
+ *
+ *   SELECT ... FROM (SELECT) lk_o LEFT JOIN (SELECT k1 FROM t WHERE false) lk_z(lk_z0) ON true
+ *   CROSS JOIN LATERAL (VALUES (1, COALESCE($1, lk_z0)), ...) lk_u(lk_ord, lk_k0)
+ *   LEFT JOIN LATERAL (SELECT true, c0, ... FROM t WHERE filter AND k1 = lk_u.lk_k0)
+ *     lk_s(lk_hit, lk_c0, ...) ON true
+ */
+static void build_ordinal(struct lk_buf *sql, const struct lk_scan_spec *spec, int nrows)
+{
+	int p = 1;
+
+	add_ordinal_select(sql, spec);
+	lk_buf_adds(sql, " FROM (SELECT) lk_o LEFT JOIN (SELECT ");
+	for (int k = 0; k < spec->norder; k++) {
+		lk_buf_adds(sql, k ? ", " : "");
+		lk_quote_ident(sql, spec->cols[spec->order[k]]);
+	}
+	lk_buf_adds(sql, " FROM ");
+	lk_quote_tref_for(sql, spec->table, LK_DB_POSTGRES);
+	lk_buf_adds(sql, " WHERE false) lk_z(");
+	for (int k = 0; k < spec->norder; k++)
+		lk_buf_addf(sql, "%slk_z%d", k ? ", " : "", k);
+	lk_buf_adds(sql, ") ON true CROSS JOIN LATERAL (VALUES ");
+	for (int r = 0; r < nrows; r++) {
+		lk_buf_addf(sql, "%s(%d", r ? ", " : "", r + 1);
+		for (int k = 0; k < spec->norder; k++)
+			lk_buf_addf(sql, ", COALESCE($%d, lk_z%d)", p++, k);
+		lk_buf_addch(sql, ')');
+	}
+	lk_buf_adds(sql, ") lk_u(lk_ord");
+	for (int k = 0; k < spec->norder; k++)
+		lk_buf_addf(sql, ", lk_k%d", k);
+	lk_buf_adds(sql, ") LEFT JOIN LATERAL (");
+	add_select(sql, &(struct lk_scan_spec){.table = spec->table,
+					       .cols = spec->cols,
+					       .ncols = spec->ncols,
+					       .filter = spec->filter,
+					       .match = "true"});
+	for (int k = 0; k < spec->norder; k++) {
+		lk_buf_adds(sql, " AND ");
+		lk_quote_ident(sql, spec->cols[spec->order[k]]);
+		lk_buf_addf(sql, " = lk_u.lk_k%d", k);
+	}
+	lk_buf_adds(sql, ") lk_s(");
+	for (int i = 0; i < spec->ncols; i++)
+		lk_buf_addf(sql, "lk_c%d, ", i);
+	lk_buf_adds(sql, "lk_hit) ON true");
+}
+
+/* Fetches rows [start, start + nrows) of keys with one statement. */
+static int fetch_chunk(struct lk_conn *c, const struct lk_scan_spec *spec,
+		       const enum lk_type *types, const struct lk_rows *keys, int start, int nrows,
+		       struct lk_rows *out, struct lk_err *err)
+{
+	const char **params = lk_xcalloc((size_t)nrows * (size_t)spec->norder, sizeof(char *));
+	struct lk_buf sql = LK_BUF_INIT;
+	struct lk_arena scratch;
+	PGresult *res;
+	int n = 0, rc = 0;
+
+	lk_arena_init(&scratch, 16384);
+	if (spec->ordinal)
+		build_ordinal(&sql, spec, nrows);
+	else
+		build_fetch(&sql, spec, nrows);
+	for (int r = 0; r < nrows; r++) {
+		const struct lk_value *row = LK_ROW(keys, start + r);
+
+		for (int i = 0; i < spec->norder; i++)
+			params[n++] = lk_pg_param(&scratch, spec->types[spec->order[i]], &row[i]);
+	}
+	res = PQexecParams(lk_pg_q(c), sql.buf, n, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = lk_pg_err(err, c, res, "fetch rows by key");
+	else
+		typed_rows(res, types, out);
+	PQclear(res);
+	lk_buf_release(&sql);
+	lk_arena_release(&scratch);
+	free(params);
+	return rc;
+}
+
 int lk_pg_fetch(struct lk_conn *c, const struct lk_scan_spec *spec_in, const struct lk_rows *keys,
 		struct lk_rows *out, struct lk_err *err)
 {
-	struct lk_scan_spec nomatch = *spec_in;
-	const struct lk_scan_spec *spec = &nomatch;
-	int per = 30000 / (spec->norder ? spec->norder : 1);
+	struct lk_scan_spec spec = *spec_in;
+	int per = 30000 / (spec.norder ? spec.norder : 1);
+	int ncols = spec.ncols + (spec.ordinal ? 1 : 0);
+	enum lk_type *types = lk_xcalloc((size_t)ncols, sizeof(*types));
 	int rc = 0;
 
-	nomatch.match = NULL; /* fetched rows are shaped like a scan's without the match column */
-
+	spec.match = NULL; /* fetched rows are shaped like a scan's without the match column */
+	memcpy(types, spec.types, (size_t)spec.ncols * sizeof(*types));
+	if (spec.ordinal)
+		types[spec.ncols] = LK_T_INT;
 	if (per > 1000)
 		per = 1000;
 	if (out->nrows == 0)
-		lk_rows_set_ncols(out, spec->ncols);
+		lk_rows_set_ncols(out, ncols);
 	for (int start = 0; start < keys->nrows && rc == 0; start += per) {
 		int nrows = keys->nrows - start < per ? keys->nrows - start : per;
-		const char **params =
-			lk_xcalloc((size_t)nrows * (size_t)spec->norder, sizeof(char *));
-		struct lk_buf sql = LK_BUF_INIT;
-		struct lk_arena scratch;
-		PGresult *res;
-		int n = 0;
 
-		lk_arena_init(&scratch, 16384);
-		add_select(&sql, spec);
-		lk_buf_adds(&sql, " AND ");
-		lk_pg_key_in(&sql, spec->cols, spec->order, spec->norder, nrows, 1);
-		for (int r = 0; r < nrows; r++) {
-			const struct lk_value *row = LK_ROW(keys, start + r);
-
-			for (int i = 0; i < spec->norder; i++)
-				params[n++] =
-					lk_pg_param(&scratch, spec->types[spec->order[i]], &row[i]);
-		}
-		res = PQexecParams(lk_pg_q(c), sql.buf, n, NULL, params, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			rc = lk_pg_err(err, c, res, "fetch rows by key");
-		else
-			typed_rows(res, spec->types, out);
-		PQclear(res);
-		lk_buf_release(&sql);
-		lk_arena_release(&scratch);
-		free(params);
+		rc = fetch_chunk(c, &spec, types, keys, start, nrows, out, err);
 	}
+	free(types);
 	return rc;
 }
 

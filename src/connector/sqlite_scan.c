@@ -432,6 +432,72 @@ static void build_fetch(struct lk_buf *sql, const struct lk_scan_spec *spec, int
 	lk_buf_adds(sql, ")");
 }
 
+/* Appends the table's column col, qualified: "main"."t"."c". */
+static void add_table_col(struct lk_buf *sql, const struct lk_scan_spec *spec, int col)
+{
+	lk_quote_tref(sql, spec->table);
+	lk_buf_addch(sql, '.');
+	lk_quote_ident(sql, spec->cols[col]);
+}
+
+/*
+ * The ordinal fetch (spec->ordinal, connector.h): the keys as a VALUES list, each joined to
+ * the table's rows by SQLite's own comparison (the key columns' affinity and collation):
+ *
+ *   WITH "lk u"("lk ord", "lk k0") AS (VALUES (1, ?), ...)
+ *   SELECT COALESCE(t.k, "lk k0"), t.c, ..., CASE WHEN t.k IS NULL THEN -"lk ord" ELSE ... END
+ *   FROM "lk u" LEFT JOIN t ON t.k = "lk u"."lk k0" AND (filter)
+ *
+ * A matched row's key columns are not NULL (NULL equals nothing). Ordinals count from 1
+ * within the statement; the caller adds the chunk's start.
+ */
+static void build_ordinal(struct lk_buf *sql, const struct lk_scan_spec *spec, int nrows)
+{
+	lk_buf_adds(sql, "WITH \"lk u\"(\"lk ord\"");
+	for (int k = 0; k < spec->norder; k++)
+		lk_buf_addf(sql, ", \"lk k%d\"", k);
+	lk_buf_adds(sql, ") AS (VALUES ");
+	for (int r = 0; r < nrows; r++) {
+		lk_buf_addf(sql, "%s(%d, ", r ? ", " : "", r + 1);
+		add_marks(sql, spec->norder, false);
+		lk_buf_addch(sql, ')');
+	}
+	lk_buf_adds(sql, ") SELECT ");
+	for (int i = 0; i < spec->ncols; i++) {
+		int k = 0;
+
+		while (k < spec->norder && spec->order[k] != i)
+			k++;
+		lk_buf_adds(sql, i ? ", " : "");
+		lk_buf_adds(sql, k < spec->norder ? "COALESCE(" : "");
+		add_table_col(sql, spec, i);
+		if (k < spec->norder)
+			lk_buf_addf(sql, ", \"lk u\".\"lk k%d\")", k);
+	}
+	lk_buf_adds(sql, ", CASE WHEN ");
+	add_table_col(sql, spec, spec->order[0]);
+	lk_buf_adds(sql, " IS NULL THEN -\"lk ord\" ELSE \"lk ord\" END FROM \"lk u\" LEFT JOIN ");
+	lk_quote_tref(sql, spec->table);
+	lk_buf_adds(sql, " ON ");
+	for (int k = 0; k < spec->norder; k++) {
+		lk_buf_adds(sql, k ? " AND " : "");
+		add_table_col(sql, spec, spec->order[k]);
+		lk_buf_addf(sql, " = \"lk u\".\"lk k%d\"", k);
+	}
+	if (spec->filter)
+		lk_buf_addf(sql, " AND (%s\n)", spec->filter);
+}
+
+/* Appends the ordinal column of an ordinal fetch's current row, counted from start. */
+static void add_ordinal(struct lk_rows *out, sqlite3_stmt *st, int col, int start)
+{
+	int64_t ord = sqlite3_column_int64(st, col);
+	char buf[32];
+
+	(void)snprintf(buf, sizeof(buf), "%lld", (long long)(ord < 0 ? ord - start : ord + start));
+	set_str(out, out->nrows - 1, col, buf);
+}
+
 /* Binds rows [start, start + nrows) of keys, steps, and appends the results to out. */
 static int fetch_chunk(struct lk_conn *c, sqlite3_stmt *st, const struct lk_scan_spec *spec,
 		       const struct lk_rows *keys, int start, int nrows, struct lk_rows *out,
@@ -447,7 +513,9 @@ static int fetch_chunk(struct lk_conn *c, sqlite3_stmt *st, const struct lk_scan
 					    SQLITE_STATIC);
 	}
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		add_row(out, st, spec->types, spec->ncols, spec->match != NULL);
+		add_row(out, st, spec->types, spec->ncols, spec->match != NULL && !spec->ordinal);
+		if (spec->ordinal)
+			add_ordinal(out, st, spec->ncols, start);
 		rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_DONE)
@@ -463,7 +531,10 @@ static int prepare_fetch(struct lk_conn *c, const struct lk_scan_spec *spec, int
 	struct lk_buf sql = LK_BUF_INIT;
 	int rc;
 
-	build_fetch(&sql, spec, nrows);
+	if (spec->ordinal)
+		build_ordinal(&sql, spec, nrows);
+	else
+		build_fetch(&sql, spec, nrows);
 	rc = sqlite3_prepare_v2(c->db, sql.buf, -1, st, NULL);
 	lk_buf_release(&sql);
 	if (rc != SQLITE_OK)
@@ -480,7 +551,7 @@ int lk_sqlite_fetch(struct lk_conn *c, const struct lk_scan_spec *spec, const st
 	if (spec->norder < 1 || spec->ncols < 1 || keys->ncols < spec->norder)
 		return lk_err_set(err, LK_ERR_INTERNAL, "fetch of %s with a bad key shape",
 				  spec->table->name);
-	if (shape_out(out, spec->ncols + (spec->match ? 1 : 0), err) < 0)
+	if (shape_out(out, spec->ncols + (spec->match || spec->ordinal ? 1 : 0), err) < 0)
 		return -1;
 	per = MAX_VARIABLES / spec->norder;
 	if (per > FETCH_MAX_KEYS)

@@ -481,7 +481,7 @@ static void test_blobs_with_nul_bytes_round_trip(void **state)
 	struct lk_conn *c = open_mem();
 	struct lk_tref t = T("b");
 	struct lk_write_spec w = {&t, cols, types, 2, pkey, 1, NULL};
-	struct lk_scan_spec s = {&t, cols, types, 2, pkey, 1, NULL, NULL, NULL, NULL, NULL};
+	struct lk_scan_spec s = {&t, cols, types, 2, pkey, 1, NULL, NULL, NULL, NULL, NULL, false};
 	struct lk_err err = LK_ERR_INIT;
 	struct lk_rows rows, out;
 
@@ -513,7 +513,8 @@ static void test_unicode_text_round_trips(void **state)
 	struct lk_conn *c = open_mem();
 	struct lk_tref t = T("p");
 	struct lk_write_spec w = people_spec(&t);
-	struct lk_scan_spec s = {&t, pcols, ptypes, 3, pkey, 1, NULL, NULL, NULL, NULL, NULL};
+	struct lk_scan_spec s = {&t,   pcols, ptypes, 3,    pkey, 1,
+				 NULL, NULL,  NULL,   NULL, NULL, false};
 	struct lk_err err = LK_ERR_INIT;
 	struct lk_rows rows, out;
 
@@ -546,7 +547,7 @@ static void test_values_read_in_interchange_form(void **state)
 	};
 	struct lk_conn *c = open_mem();
 	struct lk_tref t = T("v");
-	struct lk_scan_spec s = {&t, cols, types, 6, pkey, 1, NULL, NULL, NULL, NULL, NULL};
+	struct lk_scan_spec s = {&t, cols, types, 6, pkey, 1, NULL, NULL, NULL, NULL, NULL, false};
 	struct lk_rows out;
 
 	(void)state;
@@ -575,7 +576,7 @@ static void test_scan_orders_by_composite_key_with_bounds(void **state)
 	static const int order[] = {1, 2};
 	struct lk_conn *c = open_mem();
 	struct lk_tref t = T("ck");
-	struct lk_scan_spec s = {&t, cols, types, 3, order, 2, NULL, NULL, NULL, NULL, NULL};
+	struct lk_scan_spec s = {&t, cols, types, 3, order, 2, NULL, NULL, NULL, NULL, NULL, false};
 	struct lk_value after[] = {{"2", 1, false}, {"b", 1, false}};
 	struct lk_value lo = {"2", 1, false}, hi = {"10", 2, false};
 	struct lk_rows out;
@@ -621,7 +622,7 @@ static void test_scan_cursor_ties_are_neither_lost_nor_repeated(void **state)
 	static const int order[] = {1, 0};
 	struct lk_conn *c = open_mem();
 	struct lk_tref t = T("ev");
-	struct lk_scan_spec s = {&t, cols, types, 2, order, 2, NULL, NULL, NULL, NULL, NULL};
+	struct lk_scan_spec s = {&t, cols, types, 2, order, 2, NULL, NULL, NULL, NULL, NULL, false};
 	struct lk_value after[] = {{"2024-01-01 00:00:05+00", 22, false}, {"3", 1, false}};
 	struct lk_rows out;
 
@@ -644,8 +645,8 @@ static void test_scan_match_column_is_t_or_f(void **state)
 {
 	struct lk_conn *c = open_mem();
 	struct lk_tref t = T("p");
-	struct lk_scan_spec s = {&t,   pcols, ptypes, 3,	 pkey,	     1,
-				 NULL, NULL,  NULL,   "id <> 4", "score > 1"};
+	struct lk_scan_spec s = {&t,   pcols, ptypes, 3,	 pkey,	      1,
+				 NULL, NULL,  NULL,   "id <> 4", "score > 1", false};
 	struct lk_value one = {"1", 1, false};
 	struct lk_rows out;
 
@@ -674,7 +675,8 @@ static void test_scan_holds_one_snapshot(void **state)
 	int fd = mkstemp(path);
 	struct lk_conn *r, *w;
 	struct lk_tref t = T("p");
-	struct lk_scan_spec s = {&t, pcols, ptypes, 3, pkey, 1, NULL, NULL, NULL, NULL, NULL};
+	struct lk_scan_spec s = {&t,   pcols, ptypes, 3,    pkey, 1,
+				 NULL, NULL,  NULL,   NULL, NULL, false};
 	struct lk_err err = LK_ERR_INIT;
 	struct lk_scan *sc;
 	struct lk_rows out;
@@ -708,7 +710,8 @@ static void test_fetch_by_key_list_skips_missing_keys(void **state)
 {
 	struct lk_conn *c = open_mem();
 	struct lk_tref t = T("p");
-	struct lk_scan_spec s = {&t, pcols, ptypes, 3, pkey, 1, NULL, NULL, NULL, NULL, NULL};
+	struct lk_scan_spec s = {&t,   pcols, ptypes, 3,    pkey, 1,
+				 NULL, NULL,  NULL,   NULL, NULL, false};
 	struct lk_err err = LK_ERR_INIT;
 	struct lk_rows keys, out;
 	char num[32];
@@ -746,8 +749,8 @@ static void test_fetch_composite_keys_with_filter(void **state)
 	static const int order[] = {0, 1};
 	struct lk_conn *c = open_mem();
 	struct lk_tref t = T("ck");
-	struct lk_scan_spec s = {&t,   cols, types,	    3,	 order, 2, NULL,
-				 NULL, NULL, "name <> 'e'", NULL};
+	struct lk_scan_spec s = {&t,   cols, types,	    3,	  order, 2, NULL,
+				 NULL, NULL, "name <> 'e'", NULL, false};
 	struct lk_err err = LK_ERR_INIT;
 	struct lk_rows keys, out;
 
@@ -777,6 +780,70 @@ static void test_fetch_composite_keys_with_filter(void **state)
 	assert_int_equal(out.nrows, 3);
 	for (int r = 0; r < out.nrows; r++)
 		assert_string_equal(val(&out, r, 3), strcmp(val(&out, r, 2), "e") == 0 ? "t" : "f");
+	lk_rows_release(&keys);
+	lk_rows_release(&out);
+	ops->close(c);
+}
+
+/* Finds the row of out whose last column (the ordinal) is ord; -1 when none. */
+static int row_of(const struct lk_rows *out, const char *ord)
+{
+	for (int r = 0; r < out->nrows; r++) {
+		if (strcmp(val(out, r, out->ncols - 1), ord) == 0)
+			return r;
+	}
+	return -1;
+}
+
+static void test_fetch_ordinal_lets_the_source_match_keys(void **state)
+{
+	static const char *const cols[] = {"g", "s", "name"};
+	static const enum lk_type types[] = {LK_T_INT, LK_T_TEXT, LK_T_TEXT};
+	static const int order[] = {0, 1};
+	struct lk_conn *c = open_mem();
+	struct lk_tref t = T("ok");
+	struct lk_scan_spec s = {&t,   cols, types,	    3,	  order, 2, NULL,
+				 NULL, NULL, "name <> 'e'", NULL, true};
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_rows keys, out;
+	char num[16];
+	int r;
+
+	(void)state;
+	run_sql(c,
+		"CREATE TABLE ok (g INTEGER, s TEXT COLLATE NOCASE, name TEXT, PRIMARY KEY (g, s));"
+		"INSERT INTO ok VALUES (1,'a','a'),(1,'b','b'),(2,'a','d'),(2,'b','e')");
+	lk_rows_init(&keys, 2);
+	add_row(&keys, (const char *[]){"1", "B"}); /* 1: the source's collation says (1, 'b') */
+	add_row(&keys, (const char *[]){"1", "b"}); /* 2: the same row again */
+	add_row(&keys, (const char *[]){"2", "b"}); /* 3: filtered out: gone */
+	add_row(&keys, (const char *[]){"2", "a"}); /* 4 */
+	add_row(&keys, (const char *[]){"9", "z"}); /* 5: missing */
+	for (int i = 0; i < 1100; i++) {	    /* more than one statement's worth */
+		(void)snprintf(num, sizeof(num), "%d", 100 + i);
+		add_row(&keys, (const char *[]){num, "x"});
+	}
+	lk_rows_init(&out, 0);
+	assert_int_equal(ops->fetch(c, &s, &keys, &out, &err), 0);
+	assert_int_equal(out.ncols, 4);
+	assert_int_equal(out.nrows, 1105);
+	for (int i = 0; i < 2; i++) {
+		r = row_of(&out, i ? "2" : "1");
+		assert_true(r >= 0);
+		assert_string_equal(val(&out, r, 1), "b"); /* the row's key, not the logged one */
+		assert_string_equal(val(&out, r, 2), "b");
+	}
+	assert_true((r = row_of(&out, "4")) >= 0);
+	assert_string_equal(val(&out, r, 2), "d");
+	assert_true((r = row_of(&out, "-3")) >= 0);
+	assert_string_equal(val(&out, r, 0), "2");
+	assert_string_equal(val(&out, r, 1), "b");
+	assert_true(LK_ROW(&out, r)[2].null);
+	assert_true((r = row_of(&out, "-5")) >= 0);
+	assert_string_equal(val(&out, r, 0), "9");
+	assert_true((r = row_of(&out, "-1105")) >= 0);
+	assert_string_equal(val(&out, r, 0), "1199");
+	assert_int_equal(row_of(&out, "3"), -1);
 	lk_rows_release(&keys);
 	lk_rows_release(&out);
 	ops->close(c);
@@ -886,7 +953,7 @@ static void test_quoted_identifiers(void **state)
 				    {S("we\"ird"), NULL, LK_T_INT, false},
 				    {S("MiXeD"), NULL, LK_T_BOOL, false}};
 	struct lk_write_spec w = {&t, cols, types, 3, pkey, 1, "gone'"};
-	struct lk_scan_spec s = {&t, cols, types, 3, pkey, 1, NULL, NULL, NULL, NULL, NULL};
+	struct lk_scan_spec s = {&t, cols, types, 3, pkey, 1, NULL, NULL, NULL, NULL, NULL, false};
 	struct lk_err err = LK_ERR_INIT;
 	struct lk_rows rows, out;
 	struct lk_table tab;
@@ -1073,6 +1140,7 @@ int main(void)
 		cmocka_unit_test(test_scan_holds_one_snapshot),
 		cmocka_unit_test(test_fetch_by_key_list_skips_missing_keys),
 		cmocka_unit_test(test_fetch_composite_keys_with_filter),
+		cmocka_unit_test(test_fetch_ordinal_lets_the_source_match_keys),
 		cmocka_unit_test(test_delete_and_soft_delete),
 		cmocka_unit_test(test_position_put_get_and_epoch_fence),
 		cmocka_unit_test(test_quoted_identifiers),
