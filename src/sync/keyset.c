@@ -58,3 +58,16 @@ struct lk_keyset_item *lk_keyset_find(struct lk_keyset *ks, const char *key)
 		return NULL;
 	return bsearch(&probe, ks->items, ks->n, sizeof(*ks->items), cmp_item);
 }
+
+size_t lk_keyset_unique(struct lk_keyset *ks)
+{
+	size_t n = 0;
+
+	(void)lk_keyset_find(ks, ""); /* sorts */
+	for (size_t i = 0; i < ks->n; i++) {
+		if (n == 0 || strcmp(ks->items[n - 1].key, ks->items[i].key) != 0)
+			ks->items[n++] = ks->items[i];
+	}
+	ks->n = n;
+	return n;
+}

@@ -54,7 +54,9 @@ struct rt {
 	/* which kind of reason why is (guard.h), for the count */
 	enum lk_resnap_reason reason;
 	struct lk_scan_spec fetch;
-	struct lk_rows ent, keys, rows, dels;
+	/* a page: its entries, their keys, what the source returned for them (got: see the
+	 * ordinal fetch), and the rows to upsert and the keys to delete planned from it */
+	struct lk_rows ent, keys, got, rows, dels;
 	struct lk_keyset seen;
 	struct lk_buf kb, pb;
 	struct lk_arena scratch;
@@ -210,20 +212,7 @@ static int resume(struct rt *rt, struct lk_err *err)
 	return 0;
 }
 
-/*
- * rt->kb = the canonical form of a key held as nkey values in key order, equal to
- * lk_key_canon() of a full row with the same key (each value encoded on its own).
- */
-static void packed_key_canon(struct rt *rt, const struct lk_value *v)
-{
-	const struct lk_job_ctx *ctx = rt->ctx;
-
-	lk_buf_reset(&rt->kb);
-	for (int i = 0; i < ctx->nkey; i++)
-		lk_row_canon(&rt->kb, &v[i], &ctx->key_types[i], (int[]){0}, 1, false);
-}
-
-/* Parses an entry's key into keys (deduplicated within the page). */
+/* Parses an entry's key (a JSON array of text values) into a new row of rt->keys. */
 static int add_key(struct rt *rt, const struct lk_value *k)
 {
 	struct lk_job_ctx *ctx = rt->ctx;
@@ -232,15 +221,10 @@ static int add_key(struct rt *rt, const struct lk_value *k)
 	int rc = -1;
 
 	if (a && lk_pos_parse_values(a, v, ctx->types, ctx->key, ctx->nkey, &rt->scratch) == 0) {
-		packed_key_canon(rt, v);
-		if (!lk_keyset_find(&rt->seen, rt->kb.buf)) {
-			lk_keyset_add(&rt->seen, rt->kb.buf, rt->kb.len, 0);
-			lk_rows_add(&rt->keys);
-			for (int i = 0; i < ctx->nkey; i++) {
-				if (!v[i].null)
-					lk_rows_set(&rt->keys, rt->keys.nrows - 1, i, v[i].p,
-						    v[i].len);
-			}
+		lk_rows_add(&rt->keys);
+		for (int i = 0; i < ctx->nkey; i++) {
+			if (!v[i].null)
+				lk_rows_set(&rt->keys, rt->keys.nrows - 1, i, v[i].p, v[i].len);
 		}
 		rc = 0;
 	}
@@ -248,30 +232,93 @@ static int add_key(struct rt *rt, const struct lk_value *k)
 	return rc;
 }
 
-/* Keys of the page that the fetch did not return: deleted, or no longer matching where. */
-static void collect_deletes(struct rt *rt)
+/*
+ * rt->keys = the page's keys, each logged spelling once. Entries spelled alike are one key;
+ * entries spelled differently are all asked for: only the source says whether two
+ * spellings are one key. Returns -1 (err set) for an entry whose key cannot be read.
+ */
+static int page_keys(struct rt *rt, struct lk_err *err)
 {
-	struct lk_job_ctx *ctx = rt->ctx;
+	size_t n;
 
 	lk_keyset_reset(&rt->seen);
-	for (int r = 0; r < rt->rows.nrows; r++) {
-		lk_buf_reset(&rt->kb);
-		lk_key_canon(&rt->kb, LK_ROW(&rt->rows, r), ctx->types, ctx->key, ctx->nkey);
-		lk_keyset_add(&rt->seen, rt->kb.buf, rt->kb.len, 0);
-	}
-	if (ctx->job->target.deletes == LK_DELETES_IGNORE)
-		return;
-	for (int r = 0; r < rt->keys.nrows; r++) {
-		const struct lk_value *k = LK_ROW(&rt->keys, r);
+	for (int r = 0; r < rt->ent.nrows; r++) {
+		const struct lk_value *e = LK_ROW(&rt->ent, r);
 
-		packed_key_canon(rt, k);
-		if (lk_keyset_find(&rt->seen, rt->kb.buf))
+		if (e[LK_CDC_KEY].null)
+			return lk_err_set(err, LK_ERR_INTERNAL, "changelog entry seq %s has no key",
+					  e[LK_CDC_SEQ].p);
+		lk_keyset_add(&rt->seen, e[LK_CDC_KEY].p, e[LK_CDC_KEY].len, (uint64_t)r);
+	}
+	n = lk_keyset_unique(&rt->seen);
+	for (size_t i = 0; i < n; i++) {
+		const struct lk_value *e = LK_ROW(&rt->ent, (int)rt->seen.items[i].payload);
+
+		if (add_key(rt, &e[LK_CDC_KEY]) < 0)
+			return lk_err_set(err, LK_ERR_INTERNAL,
+					  "changelog entry seq %s has a malformed key",
+					  e[LK_CDC_SEQ].p);
+	}
+	lk_keyset_reset(&rt->seen);
+	return 0;
+}
+
+/* rt->kb = the exact bytes of a fetched row's key (hex per value): one row, one string. */
+static void exact_key(struct rt *rt, const struct lk_value *row)
+{
+	const struct lk_job_ctx *ctx = rt->ctx;
+
+	lk_buf_reset(&rt->kb);
+	for (int i = 0; i < ctx->nkey; i++) {
+		const struct lk_value *v = &row[ctx->key[i]];
+
+		lk_buf_addch(&rt->kb, v->null ? 'N' : 'V');
+		if (!v->null)
+			lk_buf_add_hex(&rt->kb, v->p, v->len);
+		lk_buf_addch(&rt->kb, ';');
+	}
+}
+
+/*
+ * Plans the page from the ordinal fetch (rt->got, see the fetch op): a row the source
+ * matched to a logged key is upserted (once, however many keys matched it); a logged key
+ * the source matched to no row was deleted or left `where`, and is deleted in the form the
+ * source printed it. No logged spelling is compared with a fetched one.
+ */
+static void plan_page(struct rt *rt)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	bool deletes = ctx->job->target.deletes != LK_DELETES_IGNORE;
+	size_t n;
+
+	lk_keyset_reset(&rt->seen);
+	for (int r = 0; r < rt->got.nrows; r++) {
+		const struct lk_value *g = LK_ROW(&rt->got, r);
+
+		if (g[ctx->ncols].p[0] != '-') {
+			exact_key(rt, g);
+			lk_keyset_add(&rt->seen, rt->kb.buf, rt->kb.len, (uint64_t)r);
+			continue;
+		}
+		if (!deletes)
 			continue;
 		lk_rows_add(&rt->dels);
 		for (int i = 0; i < ctx->nkey; i++) {
-			if (!k[i].null)
-				lk_rows_set(&rt->dels, rt->dels.nrows - 1, ctx->key[i], k[i].p,
-					    k[i].len);
+			const struct lk_value *k = &g[ctx->key[i]];
+
+			if (!k->null)
+				lk_rows_set(&rt->dels, rt->dels.nrows - 1, ctx->key[i], k->p,
+					    k->len);
+		}
+	}
+	n = lk_keyset_unique(&rt->seen);
+	for (size_t i = 0; i < n; i++) {
+		const struct lk_value *g = LK_ROW(&rt->got, (int)rt->seen.items[i].payload);
+
+		lk_rows_add(&rt->rows);
+		for (int c = 0; c < ctx->ncols; c++) {
+			if (!g[c].null)
+				lk_rows_set(&rt->rows, rt->rows.nrows - 1, c, g[c].p, g[c].len);
 		}
 	}
 }
@@ -280,6 +327,7 @@ static void reset_page(struct rt *rt)
 {
 	lk_rows_reset(&rt->ent);
 	lk_rows_reset(&rt->keys);
+	lk_rows_reset(&rt->got);
 	lk_rows_reset(&rt->rows);
 	lk_rows_reset(&rt->dels);
 	lk_keyset_reset(&rt->seen);
@@ -315,7 +363,8 @@ static int apply_page(struct rt *rt, const struct lk_cdc_pos *next, struct lk_er
 	struct lk_position pos;
 	char change[80];
 
-	collect_deletes(rt);
+	plan_page(rt);
+	lk_rows_reset(&rt->got); /* copied into rows and dels */
 	pos = lk_rt_position(ctx, LK_PHASE_STREAM, next);
 	lk_buf_reset(&rt->pb);
 	lk_position_encode(&rt->pb, &pos);
@@ -386,13 +435,10 @@ static int page(struct rt *rt, bool *truncated, struct lk_err *err)
 			*truncated = true;
 			return 0;
 		}
-		if (e[LK_CDC_KEY].null || add_key(rt, &e[LK_CDC_KEY]) < 0) {
-			lk_err_set(err, LK_ERR_INTERNAL,
-				   "changelog entry seq %s has a malformed key", e[LK_CDC_SEQ].p);
-			goto fail;
-		}
 	}
-	if (rt->keys.nrows && ops->fetch(ctx->src.conn, &rt->fetch, &rt->keys, &rt->rows, err) < 0)
+	if (page_keys(rt, err) < 0)
+		goto fail;
+	if (rt->keys.nrows && ops->fetch(ctx->src.conn, &rt->fetch, &rt->keys, &rt->got, err) < 0)
 		goto fail;
 	if (ops->commit(ctx->src.conn, err) < 0)
 		goto fail;
@@ -604,8 +650,10 @@ static void rt_init(struct rt *rt, struct lk_job_ctx *ctx)
 	rt->ctx = ctx;
 	rt->cdc = lk_cdc_for(ctx->src.ops);
 	rt->fetch = lk_job_source_spec(ctx);
+	rt->fetch.ordinal = true;
 	lk_rows_init(&rt->ent, LK_CDC_NCOLS);
 	lk_rows_init(&rt->keys, ctx->nkey);
+	lk_rows_init(&rt->got, ctx->ncols + 1);
 	lk_rows_init(&rt->rows, ctx->ncols);
 	lk_rows_init(&rt->dels, ctx->ncols);
 	lk_keyset_init(&rt->seen);
@@ -616,6 +664,7 @@ static void rt_release(struct rt *rt)
 {
 	lk_rows_release(&rt->ent);
 	lk_rows_release(&rt->keys);
+	lk_rows_release(&rt->got);
 	lk_rows_release(&rt->rows);
 	lk_rows_release(&rt->dels);
 	lk_keyset_release(&rt->seen);
