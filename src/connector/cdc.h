@@ -2,9 +2,12 @@
  * cdc.h - change capture on a source (SPEC §4 realtime, DESIGN decisions 1-4).
  *
  * The changelog holds keys, not row images: (seq, xid, relid, key, op), the key
- * as a JSON array of its values as text in key order (bytes as hex). The applier
- * reads entries from finished transactions only, then reads the current source
- * rows for their keys; replays and reordering therefore converge.
+ * as a JSON array of its values as text in key order (bytes as hex), spelled as
+ * lockstep's own sessions print them whatever the writer's settings (PostgreSQL: the
+ * capture function pins them). The applier reads entries from finished transactions
+ * only, then asks the source for the current rows of their keys (the connector's
+ * ordinal fetch: the source, not a comparison of spellings, says which key has a row);
+ * replays and reordering therefore converge.
  *
  * PostgreSQL: schema lockstep_cdc (changelog, tables, consumers, meta), row and
  * TRUNCATE triggers, a statement-level NOTIFY on channel "lockstep_cdc_<relid>".
@@ -53,8 +56,9 @@ enum { LK_CDC_XID, LK_CDC_SEQ, LK_CDC_OP, LK_CDC_KEY, LK_CDC_NCOLS };
 #define LK_CDC_OP_TRUNCATE 'T'
 /*
  * A capture gap: changes of the table before this entry may be missing from the changelog
- * (its triggers were off); its key column holds the reason as text. A consumer re-snapshots
- * when it reads one, as after a TRUNCATE; capture is whole after it.
+ * (its triggers were off; PostgreSQL: a row whose key the capture function could not read,
+ * or key columns changed since it was made); its key column holds the reason as text. A
+ * consumer re-snapshots when it reads one, as after a TRUNCATE; capture is whole after it.
  */
 #define LK_CDC_OP_GAP 'G'
 
@@ -79,6 +83,9 @@ struct lk_cdc_ops {
 	 * a missing privilege -> LK_ERR_PERMISSION naming it and the GRANT that fixes it.
 	 * SQLite: a registered table whose triggers were missing (a rebuilt table) gets them
 	 * back with an LK_CDC_OP_GAP entry in the same transaction.
+	 * PostgreSQL: the table's capture function is remade in place when an older lockstep
+	 * made it, or when its key columns changed since (renamed, dropped, retyped: then with
+	 * an LK_CDC_OP_GAP entry); the changelog and the consumers' positions stay valid.
 	 */
 	int (*install)(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
 		       struct lk_err *err);
@@ -107,7 +114,9 @@ struct lk_cdc_ops {
 	 * to out (ncols LK_CDC_NCOLS) up to max entries of relid after `from`, from finished
 	 * transactions only, in (xid, seq) order. *h gets the current horizon (PostgreSQL) or
 	 * 0. The transaction stays open: the caller reads the rows for the keys in it, then
-	 * commits (or rolls back).
+	 * commits (or rolls back). PostgreSQL: fails (LK_ERR_SCHEMA, naming the table) when
+	 * the table's key columns are no longer those its capture function was made for; the
+	 * next install remakes it.
 	 */
 	int (*read)(struct lk_conn *c, int64_t relid, const struct lk_cdc_pos *from, int max,
 		    struct lk_rows *out, int64_t *h, struct lk_err *err);

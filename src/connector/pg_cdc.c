@@ -17,9 +17,16 @@
 #include "core/log.h"
 #include "core/units.h"
 
-/* The version of the objects this build installs; lockstep_cdc.meta records it (the
- * INSERT in check_version writes the same number). */
-#define CDC_VERSION 1
+/*
+ * The version of the objects this build installs; lockstep_cdc.meta records it, and each
+ * captured table's row in lockstep_cdc.tables records the version its capture function was
+ * made by ("2|..." in column capture). 1: keys as `col::text` in the writer's session. 2: keys
+ * as the type's output with pinned settings, never a cast; a key that cannot be read is
+ * logged as a gap instead of failing the write. An older table's function is replaced in
+ * place at its job's next start: its changelog and its consumers' positions stay valid.
+ */
+#define CDC_VERSION 2
+#define CDC_VERSION_S "2"
 /* Serialises installs and uninstalls on one database (any constant of ours). */
 #define CDC_LOCK "7154240"
 
@@ -73,42 +80,140 @@ static void abort_txn(struct lk_conn *c)
 	c->in_txn = false;
 }
 
-/* The expression of one key column as text in the interchange form (bytes as hex). */
-static void key_expr(struct lk_buf *b, const char *rec, const struct lk_cdc_table *t)
+/*
+ * The expression of one key column as text in the interchange form (bytes as hex), or
+ * NULL: the type's output function (format's %s), never a cast, so that no conversion the
+ * table's owner defines runs with lockstep's rights; the function's pinned settings make
+ * it the text lockstep's own sessions print. A type lockstep does not know may be
+ * composite, whose value with all fields NULL is still a value: num_nulls, not IS NULL.
+ */
+static void key_value(struct lk_buf *b, const char *rec, const char *col, enum lk_type type)
 {
-	lk_buf_adds(b, "pg_catalog.jsonb_build_array(");
+	struct lk_buf v = LK_BUF_INIT;
+
+	lk_buf_addf(&v, "%s.", rec);
+	lk_quote_ident(&v, col);
+	if (type == LK_T_BYTES)
+		lk_buf_addf(b, "pg_catalog.encode(%s, 'hex')", v.buf);
+	else if (type == LK_T_OTHER)
+		lk_buf_addf(b,
+			    "CASE WHEN pg_catalog.num_nulls(%s) = 1 THEN NULL"
+			    " ELSE pg_catalog.format('%%s', %s) END",
+			    v.buf, v.buf);
+	else
+		lk_buf_addf(b,
+			    "CASE WHEN %s IS NULL THEN NULL ELSE pg_catalog.format('%%s', %s) END",
+			    v.buf, v.buf);
+	lk_buf_release(&v);
+}
+
+/*
+ * Appends "ROW(OLD.k1, ...) IS DISTINCT FROM ROW(NEW.k1, ...)" and returns true when every
+ * key column is of a type whose equality pg_catalog holds (so search_path pg_catalog
+ * finds it, and it is no code of the table's owner); else appends nothing and returns
+ * false. Cheaper than printing the old key on every update that keeps it.
+ */
+static bool key_changed(struct lk_buf *b, const struct lk_cdc_table *t)
+{
 	for (int i = 0; i < t->nkey; i++) {
-		lk_buf_adds(b, i ? ", " : "");
-		if (t->key_types[i] == LK_T_BYTES) {
-			lk_buf_addf(b, "pg_catalog.encode(%s.", rec);
+		if (!t->key_types || t->key_types[i] == LK_T_OTHER || t->key_types[i] == LK_T_JSON)
+			return false;
+	}
+	for (int r = 0; r < 2; r++) {
+		lk_buf_adds(b, r ? " IS DISTINCT FROM ROW(" : "ROW(");
+		for (int i = 0; i < t->nkey; i++) {
+			lk_buf_addf(b, "%s%s.", i ? ", " : "", r ? "NEW" : "OLD");
 			lk_quote_ident(b, t->key_cols[i]);
-			lk_buf_adds(b, ", 'hex')");
-		} else {
-			lk_buf_addf(b, "%s.", rec);
-			lk_quote_ident(b, t->key_cols[i]);
-			lk_buf_adds(b, "::pg_catalog.text");
 		}
+		lk_buf_addch(b, ')');
 	}
-	lk_buf_addch(b, ')');
+	return true;
 }
 
-static void key_row(struct lk_buf *b, const char *rec, const struct lk_cdc_table *t)
-{
-	lk_buf_adds(b, "ROW(");
-	for (int i = 0; i < t->nkey; i++) {
-		lk_buf_addf(b, "%s%s.", i ? ", " : "", rec);
-		lk_quote_ident(b, t->key_cols[i]);
-	}
-	lk_buf_addch(b, ')');
-}
-
-static void log_insert(struct lk_buf *b, int64_t relid, const char *rec, const char *op,
+/* "rec := the key of rec as a JSON array;" (rec is NEW or OLD, var n or o). */
+static void key_assign(struct lk_buf *b, const char *var, const char *rec,
 		       const struct lk_cdc_table *t)
 {
-	lk_buf_addf(b, "INSERT INTO lockstep_cdc.changelog (relid, key, op) VALUES (%" PRId64 ", ",
-		    relid);
-	key_expr(b, rec, t);
-	lk_buf_addf(b, ", '%s');\n", op);
+	lk_buf_addf(b, "%s := pg_catalog.jsonb_build_array(", var);
+	for (int i = 0; i < t->nkey; i++) {
+		lk_buf_adds(b, i ? ", " : "");
+		key_value(b, rec, t->key_cols[i], t->key_types ? t->key_types[i] : LK_T_OTHER);
+	}
+	lk_buf_adds(b, ");\n");
+}
+
+static void log_insert(struct lk_buf *b, int64_t relid, const char *key, const char *op)
+{
+	lk_buf_addf(b,
+		    "INSERT INTO lockstep_cdc.changelog (relid, key, op) VALUES (%" PRId64
+		    ", %s, %s);\n",
+		    relid, key, op);
+}
+
+/*
+ * The settings the key's text depends on, pinned to the values of lockstep's sessions (pg.c)
+ * for the function's duration, so that the writer's session never matters. Only what the
+ * key's types need: each SET costs every row write a little. An unknown type (interval,
+ * money, ranges, arrays, enums...) pins them all; lc_monetary as the installing session has it.
+ */
+static void pinned_settings(struct lk_buf *b, const struct lk_cdc_table *t)
+{
+	bool time = false, fl = false, other = !t->key_types;
+
+	for (int i = 0; t->key_types && i < t->nkey; i++) {
+		enum lk_type k = t->key_types[i];
+
+		time |= k == LK_T_TIMESTAMPTZ || k == LK_T_TIMESTAMP || k == LK_T_DATE ||
+			k == LK_T_TIME;
+		fl |= k == LK_T_FLOAT;
+		other |= k == LK_T_OTHER;
+	}
+	if (time || other)
+		lk_buf_adds(b, " SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD'");
+	if (other)
+		lk_buf_adds(b, " SET IntervalStyle = 'iso_8601' SET lc_monetary FROM CURRENT");
+	if (fl || other)
+		lk_buf_adds(b, " SET extra_float_digits = 3");
+}
+
+/*
+ * The body of the table's row trigger function. The keys are read in an inner block that
+ * writes nothing (so no subtransaction id is spent per row): when a key cannot be read (its
+ * column renamed, dropped or of another type since the function was made) the write goes
+ * on and an LK_CDC_OP_GAP entry says why, which makes every consumer re-snapshot. An update
+ * whose key changed logs the old key as a delete, then the new one. Few statements: each
+ * one a call evaluates costs a single-row transaction its set-up.
+ */
+static void capture_body(struct lk_buf *b, int64_t relid, const struct lk_cdc_table *t)
+{
+	struct lk_buf changed = LK_BUF_INIT;
+
+	lk_buf_adds(b, "DECLARE n jsonb; o jsonb;\nBEGIN\nBEGIN\nIF TG_OP = 'UPDATE' THEN\n");
+	key_assign(b, "n", "NEW", t);
+	if (key_changed(&changed, t)) {
+		lk_buf_addf(b, "IF %s THEN\n", changed.buf);
+		key_assign(b, "o", "OLD", t);
+		lk_buf_adds(b, "END IF;\n");
+	} else {
+		key_assign(b, "o", "OLD", t);
+		lk_buf_adds(b, "IF o = n THEN\no := NULL;\nEND IF;\n");
+	}
+	lk_buf_release(&changed);
+	lk_buf_adds(b, "ELSIF TG_OP = 'INSERT' THEN\n");
+	key_assign(b, "n", "NEW", t);
+	lk_buf_adds(b, "ELSE\n");
+	key_assign(b, "o", "OLD", t);
+	lk_buf_adds(b, "END IF;\nEXCEPTION WHEN OTHERS THEN\n");
+	log_insert(b, relid,
+		   "pg_catalog.to_jsonb(pg_catalog.concat('change capture could not read the key"
+		   " of a row of ', TG_TABLE_SCHEMA, '.', TG_TABLE_NAME, ' (', SQLERRM,"
+		   " '): a key column was renamed, dropped or changed type'))",
+		   "'G'");
+	lk_buf_adds(b, "RETURN NULL;\nEND;\nIF o IS NOT NULL THEN\n");
+	log_insert(b, relid, "o", "'D'");
+	lk_buf_adds(b, "END IF;\nIF n IS NOT NULL THEN\n");
+	log_insert(b, relid, "n", "CASE TG_OP WHEN 'INSERT' THEN 'I' ELSE 'U' END");
+	lk_buf_adds(b, "END IF;\nRETURN NULL;\nEND");
 }
 
 /*
@@ -120,27 +225,17 @@ static void capture_function(struct lk_buf *sql, int64_t relid, const struct lk_
 	struct lk_buf body = LK_BUF_INIT;
 	char tag[32] = "$lockstep$";
 
-	lk_buf_adds(&body, "BEGIN\nIF TG_OP = 'INSERT' THEN\n");
-	log_insert(&body, relid, "NEW", "I", t);
-	lk_buf_adds(&body, "ELSIF TG_OP = 'UPDATE' THEN\nIF ");
-	key_row(&body, "OLD", t);
-	lk_buf_adds(&body, " IS DISTINCT FROM ");
-	key_row(&body, "NEW", t);
-	lk_buf_adds(&body, " THEN\n");
-	log_insert(&body, relid, "OLD", "D", t);
-	lk_buf_adds(&body, "END IF;\n");
-	log_insert(&body, relid, "NEW", "U", t);
-	lk_buf_adds(&body, "ELSE\n");
-	log_insert(&body, relid, "OLD", "D", t);
-	lk_buf_adds(&body, "END IF;\nRETURN NULL;\nEND");
+	capture_body(&body, relid, t);
 	/* A column name could contain the dollar-quote tag: pick one it does not. */
 	for (int i = 0; strstr(body.buf, tag); i++)
 		(void)snprintf(tag, sizeof(tag), "$lockstep%d$", i);
 	lk_buf_addf(sql,
 		    "CREATE OR REPLACE FUNCTION lockstep_cdc.capture_%" PRId64 "()"
 		    " RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
-		    " SET search_path = pg_catalog, pg_temp AS %s\n%s\n%s",
-		    relid, tag, body.buf, tag);
+		    " SET search_path = pg_catalog, pg_temp",
+		    relid);
+	pinned_settings(sql, t);
+	lk_buf_addf(sql, " AS %s\n%s\n%s", tag, body.buf, tag);
 	lk_buf_release(&body);
 }
 
@@ -156,6 +251,20 @@ static const char *const base_objects =
 	"CREATE TABLE IF NOT EXISTS lockstep_cdc.tables ("
 	" relid oid PRIMARY KEY, schema_name text NOT NULL, table_name text NOT NULL,"
 	" key_cols text[] NOT NULL, installed_at timestamptz NOT NULL DEFAULT now());"
+	/* Version 2: what the table's capture function was made for: "<version>|<key_sig>". */
+	"ALTER TABLE lockstep_cdc.tables ADD COLUMN IF NOT EXISTS key_attnums int2[],"
+	" ADD COLUMN IF NOT EXISTS capture text;"
+	/* The signature of a table's key columns, from the catalog: for each attribute number
+	 * (in key order) its name, type and pg_attribute row version, "-" once dropped. Any
+	 * change to a key column's catalog row (a rename, a drop, ALTER COLUMN TYPE, even one
+	 * undone since) changes it. */
+	"CREATE OR REPLACE FUNCTION lockstep_cdc.key_sig(rel oid, attnums int2[]) RETURNS text"
+	" LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $lockstep$"
+	" SELECT pg_catalog.string_agg(k.n::text || ':' || COALESCE(a.attname::text || ':' ||"
+	" a.atttypid::text || ':' || a.xmin::text, '-'), ',' ORDER BY k.o)"
+	" FROM pg_catalog.unnest(attnums) WITH ORDINALITY AS k(n, o)"
+	" LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n"
+	" AND NOT a.attisdropped $lockstep$;"
 	"CREATE TABLE IF NOT EXISTS lockstep_cdc.consumers ("
 	" job text PRIMARY KEY, relid oid NOT NULL, horizon xid8 NOT NULL, xid xid8, seq bigint,"
 	" registered_at timestamptz NOT NULL DEFAULT now(),"
@@ -252,7 +361,7 @@ static int table_oid(struct lk_conn *c, const struct lk_tref *t, char *oid, size
 	return 0;
 }
 
-/* Refuses objects from a newer lockstep; records our version in a fresh install. */
+/* Refuses objects from a newer lockstep; records our version (a fresh install, an upgrade). */
 static int check_version(struct lk_conn *c, struct lk_err *err)
 {
 	char v[32];
@@ -261,7 +370,11 @@ static int check_version(struct lk_conn *c, struct lk_err *err)
 	    0)
 		return -1;
 	if (!v[0])
-		return cmd(c, "INSERT INTO lockstep_cdc.meta (version) VALUES (1)", 0, NULL, err);
+		return cmd(c, "INSERT INTO lockstep_cdc.meta (version) VALUES (" CDC_VERSION_S ")",
+			   0, NULL, err);
+	if (atoi(v) < CDC_VERSION) /* the tables' functions are replaced one by one */
+		return cmd(c, "UPDATE lockstep_cdc.meta SET version = " CDC_VERSION_S, 0, NULL,
+			   err);
 	if (atoi(v) > CDC_VERSION)
 		return lk_err_set(err, LK_ERR_CONFLICT,
 				  "change capture on database '%s' was installed by a newer "
@@ -316,6 +429,129 @@ static int register_table(struct lk_conn *c, const char *relid, const struct lk_
 	rc = 0;
 out:
 	lk_buf_release(&keys);
+	return rc;
+}
+
+/* The key columns' attribute numbers and signature now, and what the function was made for. */
+static int capture_state(struct lk_conn *c, const char *oid, const struct lk_cdc_table *t,
+			 char **attnums, char **sig, char **made, struct lk_err *err)
+{
+	static const char *const sql =
+		"SELECT x.attnums::text, lockstep_cdc.key_sig($1::oid, x.attnums), t.capture"
+		" FROM (SELECT pg_catalog.array_agg(a.attnum ORDER BY k.o) AS attnums,"
+		"  pg_catalog.count(a.attnum) AS n FROM pg_catalog.unnest($2::text[])"
+		"  WITH ORDINALITY AS k(name, o) LEFT JOIN pg_catalog.pg_attribute a"
+		"  ON a.attrelid = $1::oid AND a.attname = k.name AND a.attnum > 0"
+		"  AND NOT a.attisdropped) x, lockstep_cdc.tables t"
+		" WHERE t.relid = $1::oid AND x.n = pg_catalog.cardinality($2::text[])";
+	struct lk_buf keys = LK_BUF_INIT;
+	PGresult *res;
+	int rc = 0;
+
+	lk_buf_addch(&keys, '{');
+	for (int i = 0; i < t->nkey; i++) {
+		lk_buf_adds(&keys, i ? "," : "");
+		lk_buf_add_json_str(&keys, t->key_cols[i], strlen(t->key_cols[i]));
+	}
+	lk_buf_addch(&keys, '}');
+	res = PQexecParams(lk_pg_q(c), sql, 2, NULL, (const char *[]){oid, keys.buf}, NULL, NULL,
+			   0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = lk_pg_err(err, c, res, "read the key columns of the captured table");
+	else if (PQntuples(res) != 1)
+		rc = lk_err_set(err, LK_ERR_SCHEMA,
+				"a key column of the table to capture is missing");
+	if (rc == 0) {
+		*attnums = lk_xstrdup(PQgetvalue(res, 0, 0));
+		*sig = lk_xstrdup(PQgetvalue(res, 0, 1));
+		*made = PQgetisnull(res, 0, 2) ? NULL : lk_xstrdup(PQgetvalue(res, 0, 2));
+	}
+	PQclear(res);
+	lk_buf_release(&keys);
+	return rc;
+}
+
+/* Logs an LK_CDC_OP_GAP entry for table oid (why follows its name) when SQL `when` is true
+ * ($1: the oid, $3: the key's attribute numbers). */
+static int gap_if(struct lk_conn *c, const char *oid, const char *attnums, const char *when,
+		  const char *why, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	int64_t n = 0;
+	int rc;
+
+	lk_buf_addf(&sql,
+		    "INSERT INTO lockstep_cdc.changelog (relid, key, op) SELECT $1::oid,"
+		    " pg_catalog.to_jsonb($1::oid::pg_catalog.regclass::text || $2), 'G'"
+		    " WHERE pg_catalog.cardinality($3::int2[]) > 0 AND (%s)",
+		    when);
+	rc = lk_pg_cmd(c, sql.buf, 3, (const char *[]){oid, why, attnums}, &n, err);
+	if (rc == 0 && n > 0)
+		lk_log_warn("change capture of table oid %s%s: every job reading it re-snapshots",
+			    oid, why);
+	lk_buf_release(&sql);
+	return rc < 0 ? lk_err_prefix(err, "change capture on database '%s'", c->dbname) : 0;
+}
+
+/*
+ * Makes (or replaces, in place) the table's capture function when it was made by an older
+ * lockstep or for key columns that have changed since, and records what it is made for in
+ * lockstep_cdc.tables ("<version>|<key_sig>"). Changed key columns: the changelog's entries
+ * since the change may hold other columns' values, or none; an LK_CDC_OP_GAP entry makes
+ * every consumer re-snapshot. An older function with the same key columns: its entries stay
+ * valid (the applier matches keys in the source's types) and nobody re-snapshots.
+ */
+static int install_capture(struct lk_conn *c, const char *oid, const struct lk_cdc_table *t,
+			   int64_t relid, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT, cap = LK_BUF_INIT;
+	char *attnums = NULL, *sig = NULL, *made = NULL, have[8];
+	const char *was;
+	int rc = -1;
+
+	if (capture_state(c, oid, t, &attnums, &sig, &made, err) < 0 ||
+	    one_value(c,
+		      "SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = "
+		      "'lockstep_cdc'::regnamespace AND proname = 'capture_' || $1",
+		      1, (const char *[]){oid}, have, sizeof(have), err) < 0)
+		goto out;
+	lk_buf_addf(&cap, CDC_VERSION_S "|%s", sig);
+	was = made && strchr(made, '|') ? strchr(made, '|') + 1 : NULL;
+	if (have[0] && made && strcmp(made, cap.buf) == 0) {
+		rc = 0; /* up to date */
+		goto out;
+	}
+	capture_function(&sql, relid, t);
+	if (cmd(c, sql.buf, 0, NULL, err) < 0 ||
+	    cmd(c,
+		"UPDATE lockstep_cdc.tables SET key_attnums = $2::int2[], capture = $3"
+		" WHERE relid = $1::oid",
+		3, (const char *[]){oid, attnums, cap.buf}, err) < 0)
+		goto out;
+	if (was && strcmp(was, sig) != 0)
+		rc = gap_if(
+			c, oid, attnums, "true",
+			": its key columns changed since their change capture was made (renamed, "
+			"dropped or of another type)",
+			err);
+	else if (have[0] && !made) /* version 1: char(n) keys were logged without padding */
+		rc = gap_if(
+			c, oid, attnums,
+			"EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::oid"
+			" AND a.attnum = ANY ($3::int2[]) AND a.atttypid = 'pg_catalog.bpchar'::"
+			"pg_catalog.regtype) AND EXISTS (SELECT FROM lockstep_cdc.changelog l"
+			" WHERE l.relid = $1::oid)",
+			": change capture was upgraded, and the char(n) keys the previous version "
+			"logged lack their padding",
+			err);
+	else
+		rc = 0;
+out:
+	free(attnums);
+	free(sig);
+	free(made);
+	lk_buf_release(&sql);
+	lk_buf_release(&cap);
 	return rc;
 }
 
@@ -398,8 +634,6 @@ static int installed_version(struct lk_conn *c, bool *current, struct lk_err *er
 static int install_once(struct lk_conn *c, const struct lk_cdc_table *t, const char *oid,
 			int64_t relid, struct lk_err *err)
 {
-	struct lk_buf sql = LK_BUF_INIT;
-	char have[8];
 	bool current = false;
 	int rc = -1;
 
@@ -416,25 +650,14 @@ static int install_once(struct lk_conn *c, const struct lk_cdc_table *t, const c
 	 * index exists: an up-to-date install creates nothing. */
 	if (!current && (cmd(c, base_objects, 0, NULL, err) < 0 || check_version(c, err) < 0))
 		goto out;
-	if (register_table(c, oid, t, err) < 0 ||
-	    one_value(c,
-		      "SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = "
-		      "'lockstep_cdc'::regnamespace AND proname = 'capture_' || $1",
-		      1, (const char *[]){oid}, have, sizeof(have), err) < 0)
-		goto out;
-	if (!have[0]) {
-		capture_function(&sql, relid, t);
-		if (cmd(c, sql.buf, 0, NULL, err) < 0)
-			goto out;
-	}
-	if (create_triggers(c, oid, t, relid, err) < 0)
+	if (register_table(c, oid, t, err) < 0 || install_capture(c, oid, t, relid, err) < 0 ||
+	    create_triggers(c, oid, t, relid, err) < 0)
 		goto out;
 	rc = lk_pg_cmd(c, "COMMIT", 0, NULL, NULL, err);
 	c->in_txn = false;
 out:
 	if (rc < 0)
 		abort_txn(c);
-	lk_buf_release(&sql);
 	return rc;
 }
 
@@ -540,6 +763,41 @@ static int pg_cdc_advance(struct lk_conn *c, const char *job, const struct lk_cd
 	return 0;
 }
 
+/*
+ * The first statement of a read: takes the snapshot (every xid below its xmin, copied into
+ * hv, has finished) and checks, in it, that the table's key columns are still those its
+ * capture function was made for. Any entry this snapshot shows was written after every
+ * change to them it shows, so a changed key column is seen no later than the first entry
+ * it may have spoilt; the run then stops, and at the next start install() remakes capture
+ * with a gap entry that makes every consumer re-snapshot.
+ */
+static int read_horizon(struct lk_conn *c, const char *id, char *hv, size_t size,
+			struct lk_err *err)
+{
+	static const char *const sql =
+		"SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text,"
+		" COALESCE((SELECT t.capture IS NULL OR pg_catalog.split_part(t.capture, '|', 2) ="
+		" lockstep_cdc.key_sig(t.relid, t.key_attnums) FROM lockstep_cdc.tables t"
+		" WHERE t.relid = $1::oid), true), $1::oid::regclass::text";
+	PGresult *res = PQexecParams(lk_pg_q(c), sql, 1, NULL, (const char *[]){id}, NULL, NULL, 0);
+	int rc = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		rc = lk_pg_err(err, c, res, "read the changelog");
+	} else if (PQgetvalue(res, 0, 1)[0] != 't') {
+		rc = lk_err_set(
+			err, LK_ERR_SCHEMA,
+			"a key column of %s was renamed, dropped or changed type since its "
+			"change capture was made: the job stops here, and re-snapshots when "
+			"it starts again (if its key columns still exist)",
+			PQgetvalue(res, 0, 2));
+	} else {
+		(void)snprintf(hv, size, "%s", PQgetvalue(res, 0, 0));
+	}
+	PQclear(res);
+	return rc;
+}
+
 static int pg_cdc_read(struct lk_conn *c, int64_t relid, const struct lk_cdc_pos *from, int max,
 		       struct lk_rows *out, int64_t *h, struct lk_err *err)
 {
@@ -558,12 +816,10 @@ static int pg_cdc_read(struct lk_conn *c, int64_t relid, const struct lk_cdc_pos
 	if (lk_pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL, err) < 0)
 		return -1;
 	c->in_txn = true;
-	/* The first statement takes the snapshot; every xid below its xmin has finished. */
-	if (one_value(c, "SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())", 0,
-		      NULL, hv, sizeof(hv), err) < 0)
+	(void)snprintf(id, sizeof(id), "%" PRId64, relid);
+	if (read_horizon(c, id, hv, sizeof(hv), err) < 0)
 		return -1;
 	*h = strtoll(hv, NULL, 10);
-	(void)snprintf(id, sizeof(id), "%" PRId64, relid);
 	/* After (xid, seq) when a page stopped inside the window, else from the horizon. */
 	(void)snprintf(x, sizeof(x), "%" PRId64,
 		       from->xid > from->horizon ? from->xid : from->horizon);
