@@ -925,7 +925,10 @@ def _rows_pg(url, table, key_cols, cols, where):
     if not types:
         raise RuntimeError("%s: no table %s" % (url, table))
     cols, read = _read_cols(types, cols, key_cols, "%s: table %s" % (url, table))
-    sel = [pgsql.SQL("{}::text" if types[c] == "other" else "{}").format(pgsql.Identifier(c))
+    # "other" as the type prints it (format's %s), not `::text`: inet's cast to text adds
+    # the /32 of a host, which no value lockstep moves ever has.
+    sel = [pgsql.SQL("CASE WHEN pg_catalog.num_nulls({0}) = 1 THEN NULL ELSE pg_catalog.format('%s', {0}) END"
+                     if types[c] == "other" else "{0}").format(pgsql.Identifier(c))
            for c in read]
     q = pgsql.SQL("SELECT {} FROM {}{}").format(
         pgsql.SQL(", ").join(sel), _pg_ident(table),
