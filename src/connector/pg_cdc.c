@@ -472,23 +472,25 @@ static int capture_state(struct lk_conn *c, const char *oid, const struct lk_cdc
 }
 
 /* Logs an LK_CDC_OP_GAP entry for table oid (why follows its name) when SQL `when` is true
- * ($1: the oid, $3: the key's attribute numbers). */
+ * ($1: the oid, $3: the key's attribute numbers), and a warning saying so. */
 static int gap_if(struct lk_conn *c, const char *oid, const char *attnums, const char *when,
 		  const char *why, struct lk_err *err)
 {
 	struct lk_buf sql = LK_BUF_INIT;
-	int64_t n = 0;
+	char logged[512];
 	int rc;
 
 	lk_buf_addf(&sql,
 		    "INSERT INTO lockstep_cdc.changelog (relid, key, op) SELECT $1::oid,"
 		    " pg_catalog.to_jsonb($1::oid::pg_catalog.regclass::text || $2), 'G'"
-		    " WHERE pg_catalog.cardinality($3::int2[]) > 0 AND (%s)",
+		    " WHERE pg_catalog.cardinality($3::int2[]) > 0 AND (%s)"
+		    " RETURNING key #>> '{}'",
 		    when);
-	rc = lk_pg_cmd(c, sql.buf, 3, (const char *[]){oid, why, attnums}, &n, err);
-	if (rc == 0 && n > 0)
-		lk_log_warn("change capture of table oid %s%s: every job reading it re-snapshots",
-			    oid, why);
+	rc = one_value(c, sql.buf, 3, (const char *[]){oid, why, attnums}, logged, sizeof(logged),
+		       err);
+	if (rc == 0 && logged[0])
+		lk_log_warn("change capture of %s: every job reading the table re-snapshots",
+			    logged);
 	lk_buf_release(&sql);
 	return rc < 0 ? lk_err_prefix(err, "change capture on database '%s'", c->dbname) : 0;
 }
