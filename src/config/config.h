@@ -57,6 +57,8 @@ enum lk_deletes { LK_DELETES_DELETE = 0, LK_DELETES_IGNORE, LK_DELETES_SOFT };
 enum lk_overlap { LK_OVERLAP_SKIP = 0, LK_OVERLAP_QUEUE };
 enum lk_misfire { LK_MISFIRE_SKIP = 0, LK_MISFIRE_ONCE, LK_MISFIRE_CATCHUP };
 enum lk_priority { LK_PRIO_HIGH = 0, LK_PRIO_NORMAL, LK_PRIO_LOW };
+/* realtime: what a needed re-snapshot does (auto: runs it; manual: stops until --full) */
+enum lk_resnapshot { LK_RESNAP_AUTO = 0, LK_RESNAP_MANUAL };
 
 /* misfire: catchup runs at most this many missed fire times after a start. */
 #define LK_CATCHUP_MAX 10
@@ -89,10 +91,11 @@ struct lk_job {
 	int batch;		/* rows per batch, default 1000, 1..100000 */
 	bool snapshot_deletes;	/* snapshot into a non-empty target also deletes extras */
 	struct lk_retry_conf retry;
-	enum lk_overlap overlap;   /* default skip */
-	enum lk_misfire misfire;   /* default skip */
-	enum lk_priority priority; /* default normal */
-	char **run_on;		   /* instance labels the job needs, all of them; NULL: any */
+	enum lk_overlap overlap;       /* default skip */
+	enum lk_misfire misfire;       /* default skip */
+	enum lk_priority priority;     /* default normal */
+	enum lk_resnapshot resnapshot; /* realtime only; default auto */
+	char **run_on;		       /* instance labels the job needs, all of them; NULL: any */
 	int nrun_on;
 	/* kind sql: the database and the statement(s), run in one transaction */
 	int db; /* index into lk_config.dbs, -1 when not set */

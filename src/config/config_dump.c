@@ -84,6 +84,9 @@ static void dump_job(const struct lk_config *cfg, const struct lk_job *j, struct
 		lk_buf_addf(out, "  %s:\n    kind: %s, mode: %s, batch: %d\n", j->name,
 			    kind_names[j->kind], mode_names[j->mode], j->batch);
 		dump_tables(cfg, j, out);
+		if (j->mode == LK_MODE_REALTIME)
+			lk_buf_addf(out, "    resnapshot: %s\n",
+				    j->resnapshot == LK_RESNAP_MANUAL ? "manual" : "auto");
 	}
 	lk_buf_addf(out, "    overlap: %s, misfire: %s, priority: %s\n", overlaps[j->overlap],
 		    misfires[j->misfire], prios[j->priority]);
@@ -224,6 +227,7 @@ void lk_config_job_fingerprint(const struct lk_config *cfg, const struct lk_job 
 	lk_buf_addf(out, "lookback=%lld overlap=%d misfire=%d prio=%d timeout=%lld mem=%lld\n",
 		    (long long)j->lookback_ms, (int)j->overlap, (int)j->misfire, (int)j->priority,
 		    (long long)j->timeout_ms, (long long)j->memory_max);
+	lk_buf_addf(out, "resnapshot=%d\n", (int)j->resnapshot);
 	lk_buf_addf(out, "retry=%d,%lld,%lld,%.17g\n", r->attempts, (long long)r->initial_ms,
 		    (long long)r->max_ms, r->multiplier);
 	fp_db(out, cfg, "source.db", j->source.db);

@@ -16,6 +16,7 @@ _Static_assert(sizeof(enum lk_sync_mode) == sizeof(int), "enums are stored as in
 _Static_assert(sizeof(enum lk_overlap) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum lk_misfire) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum lk_priority) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum lk_resnapshot) == sizeof(int), "enums are stored as int");
 
 static const struct lk_kenum log_formats[] = {
 	{"text", LK_LOG_TEXT, true}, {"json", LK_LOG_JSON, true}, {NULL, 0, false}};
@@ -43,6 +44,8 @@ static const struct lk_kenum priorities[] = {{"high", LK_PRIO_HIGH, true},
 					     {"normal", LK_PRIO_NORMAL, true},
 					     {"low", LK_PRIO_LOW, true},
 					     {NULL, 0, false}};
+static const struct lk_kenum resnapshots[] = {
+	{"auto", LK_RESNAP_AUTO, true}, {"manual", LK_RESNAP_MANUAL, true}, {NULL, 0, false}};
 
 #define CFG(f) offsetof(struct lk_config, f)
 #define DB(f) offsetof(struct lk_dbconf, f)
@@ -296,6 +299,13 @@ static const struct lk_key keys[] = {
 	 .def = "normal",
 	 .off = JOB(priority),
 	 .enums = priorities},
+	{.sect = LK_SECT_JOB,
+	 .name = "resnapshot",
+	 .type = LK_KT_ENUM,
+	 .built = true,
+	 .def = "auto",
+	 .off = JOB(resnapshot),
+	 .enums = resnapshots},
 	{.sect = LK_SECT_JOB,
 	 .name = "run_on",
 	 .type = LK_KT_CUSTOM,

@@ -45,12 +45,15 @@ static void copy_tref(struct lk_tref *dst, const struct lk_tref *src)
 	dst->name = lk_xstrdup(src->name);
 }
 
+static const char *const mode_names[] = {"snapshot", "poll", "realtime", "logical"};
+
 /* Keys that only some modes use, and the cursor that poll needs. */
 static int check_mode(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *job)
 {
 	const struct lk_ynode *lookback = lk_ymap_get(job, "lookback");
 	const struct lk_ynode *cursor = lk_ymap_get(job, "cursor");
 	const struct lk_ynode *schedule = lk_ymap_get(job, "schedule");
+	const struct lk_ynode *resnap = lk_ymap_get(job, "resnapshot");
 
 	if (j->mode == LK_MODE_POLL && !j->cursor)
 		return lk_cfg_fail(c, lk_ymap_get(job, "mode"),
@@ -63,6 +66,11 @@ static int check_mode(struct lk_cfgctx *c, const struct lk_job *j, const struct 
 	if (j->mode != LK_MODE_POLL && j->cursor)
 		lk_log_warn("%s:%d:%d: job %s: cursor is only used by mode poll; ignored", c->file,
 			    cursor ? cursor->line : 0, cursor ? cursor->col : 0, j->name);
+	if (j->mode != LK_MODE_REALTIME && resnap && resnap->type != LK_Y_NULL)
+		return lk_cfg_fail(c, resnap,
+				   "expected resnapshot only with mode realtime, found it with "
+				   "mode %s",
+				   mode_names[j->mode]);
 	if (j->every_ms > 0 && j->schedule)
 		return lk_cfg_fail(c, schedule,
 				   "expected either every or schedule, found both (every at line "
@@ -143,8 +151,9 @@ static int check_not_self(struct lk_cfgctx *c, const struct lk_job *j, const str
 /* The keys that belong to other kinds are refused, so a typo'd kind is not silently ignored. */
 static int check_kind_keys(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *job)
 {
-	static const char *const sync_only[] = {
-		"source", "target", "mode", "cursor", "lookback", "batch", "snapshot_deletes"};
+	static const char *const sync_only[] = {"source",	    "target",	 "mode",
+						"cursor",	    "lookback",	 "batch",
+						"snapshot_deletes", "resnapshot"};
 	static const char *const sql_only[] = {"db", "sql"};
 	static const char *const exec_only[] = {"command", "memory_max"};
 	static const char *const kinds[] = {"sync", "sql", "exec"};
