@@ -702,6 +702,36 @@ static void check(json_t *checks, const char *name, const char *status, const ch
 				  detail, "recommendation", fix ? json_string(fix) : json_null()));
 }
 
+/* Jobs held for a manual re-snapshot (sync/guard.h): a warning naming the first, with why;
+ * true when there is one. */
+static bool held_check(json_t *checks)
+{
+	struct lk_trust_stat *st = lk_xcalloc(LK_RESNAP_STATS_MAX, sizeof(*st));
+	int n = lk_sync_trust(st, LK_RESNAP_STATS_MAX), nheld = 0, first = -1;
+	char when[40], detail[700], fix[400];
+
+	for (int i = 0; i < n; i++)
+		if (st[i].held && nheld++ == 0)
+			first = i;
+	if (first >= 0) {
+		iso(st[first].held_wall_ms, when, sizeof(when));
+		(void)snprintf(detail, sizeof(detail),
+			       "%d job%s wait%s for a re-snapshot (resnapshot: manual); job %s "
+			       "since %s (%s: %s)",
+			       nheld, nheld == 1 ? "" : "s", nheld == 1 ? "s" : "", st[first].job,
+			       when, lk_resnap_reason_name(st[first].reason), st[first].why);
+		(void)snprintf(fix, sizeof(fix),
+			       "its target may differ from its source until a full run: "
+			       "`lockstep sync %s --full`, or POST /api/sync {\"job\": \"%s\", "
+			       "\"type\": \"full\"} "
+			       "(docs/realtime.md, \"What can make a target differ\")",
+			       st[first].job, st[first].job);
+		check(checks, "resnapshots", "warn", detail, fix);
+	}
+	free(st);
+	return first >= 0;
+}
+
 /* Re-snapshots forced since the process started (sync/guard.h): warn for an hour after the
  * last one, naming it; they do not change the status (the job is recovering, not stuck). */
 static void resnap_check(json_t *checks)
@@ -711,6 +741,10 @@ static void resnap_check(json_t *checks)
 	int64_t total = 0;
 	char when[40], detail[640];
 
+	if (held_check(checks)) {
+		free(st);
+		return;
+	}
 	for (int i = 0; i < n; i++) {
 		total += st[i].count;
 		if (last < 0 || st[i].last_wall_ms > st[last].last_wall_ms)
@@ -1103,6 +1137,30 @@ static void db_metrics(struct lk_buf *b)
 	}
 }
 
+/* Capture gaps met, and jobs held for a manual re-snapshot (sync/guard.h). */
+static void trust_metrics(struct lk_buf *b)
+{
+	struct lk_trust_stat *st = lk_xcalloc(LK_RESNAP_STATS_MAX, sizeof(*st));
+	int n = lk_sync_trust(st, LK_RESNAP_STATS_MAX);
+
+	help(b, "lockstep_capture_gaps_total", "counter",
+	     "Capture gaps met by real-time jobs: changes of the source table may have gone "
+	     "unlogged (capture off, a partition attached or detached, a rebuilt table).");
+	for (int i = 0; i < n; i++) {
+		lk_buf_adds(b, "lockstep_capture_gaps_total{job=");
+		label(b, st[i].job);
+		lk_buf_addf(b, "} %lld\n", (long long)st[i].gaps);
+	}
+	help(b, "lockstep_resnapshot_held", "gauge",
+	     "1 while a real-time job with resnapshot: manual waits for a full run.");
+	for (int i = 0; i < n; i++) {
+		lk_buf_adds(b, "lockstep_resnapshot_held{job=");
+		label(b, st[i].job);
+		lk_buf_addf(b, "} %d\n", st[i].held ? 1 : 0);
+	}
+	free(st);
+}
+
 /* Re-snapshots forced since the process started, by job and reason (sync/guard.h). */
 static void resnap_metrics(struct lk_buf *b)
 {
@@ -1119,6 +1177,7 @@ static void resnap_metrics(struct lk_buf *b)
 			    (long long)st[i].count);
 	}
 	free(st);
+	trust_metrics(b);
 }
 
 /* process_* from /proc/self. */

@@ -61,6 +61,68 @@ int lk_sync_resnapshots(struct lk_resnap_stat *out, int max)
 	return n;
 }
 
+static struct lk_trust_stat trust[LK_RESNAP_STATS_MAX];
+static int ntrust;
+
+/* The entry of job, made when missing (NULL when the table is full); stats_mu held. */
+static struct lk_trust_stat *trust_of(const char *job)
+{
+	for (int i = 0; i < ntrust; i++)
+		if (strcmp(trust[i].job, job) == 0)
+			return &trust[i];
+	if (ntrust == LK_RESNAP_STATS_MAX)
+		return NULL;
+	(void)snprintf(trust[ntrust].job, sizeof(trust[ntrust].job), "%s", job);
+	return &trust[ntrust++];
+}
+
+void lk_sync_gap_count(const char *job)
+{
+	struct lk_trust_stat *t;
+
+	pthread_mutex_lock(&stats_mu);
+	if ((t = trust_of(job)) != NULL) {
+		t->gaps++;
+		t->gap_last_wall_ms = lk_wall_ms();
+	}
+	pthread_mutex_unlock(&stats_mu);
+}
+
+void lk_sync_hold(const char *job, enum lk_resnap_reason reason, const char *why)
+{
+	struct lk_trust_stat *t;
+
+	pthread_mutex_lock(&stats_mu);
+	if ((t = trust_of(job)) != NULL) {
+		if (!t->held)
+			t->held_wall_ms = lk_wall_ms();
+		t->held = true;
+		t->reason = reason;
+		(void)snprintf(t->why, sizeof(t->why), "%s", why ? why : "");
+	}
+	pthread_mutex_unlock(&stats_mu);
+}
+
+void lk_sync_unhold(const char *job)
+{
+	pthread_mutex_lock(&stats_mu);
+	for (int i = 0; i < ntrust; i++)
+		if (strcmp(trust[i].job, job) == 0)
+			trust[i].held = false;
+	pthread_mutex_unlock(&stats_mu);
+}
+
+int lk_sync_trust(struct lk_trust_stat *out, int max)
+{
+	int n;
+
+	pthread_mutex_lock(&stats_mu);
+	n = ntrust < max ? ntrust : max;
+	memcpy(out, trust, (size_t)(n > 0 ? n : 0) * sizeof(*out));
+	pthread_mutex_unlock(&stats_mu);
+	return n;
+}
+
 static int verdict(struct lk_rt_guard *g, enum lk_resnap_reason reason)
 {
 	g->resnap = true;
@@ -145,7 +207,7 @@ int lk_rt_guard_resume(struct lk_job_ctx *ctx, const struct lk_position *pos, in
 	memset(g, 0, sizeof(*g));
 	if (!ops->lineage)
 		return 0; /* SQLite: cdc check_capture judges its lineage */
-	if (ops->lineage(ctx->src.conn, ctx->job->name, relid, &now, err) < 0)
+	if (ops->lineage(ctx->src.conn, ctx->ident, relid, &now, err) < 0)
 		return -1;
 	set_origin(ctx, &now);
 	g->has_reg = now.registered;

@@ -7,6 +7,7 @@
 #ifndef LK_SYNC_GUARD_H
 #define LK_SYNC_GUARD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Why a real-time job took a fresh snapshot (with the sweep) instead of resuming. */
@@ -40,5 +41,31 @@ struct lk_resnap_stat {
  * process with more counts no new pairs) into out; returns how many. Any thread.
  */
 int lk_sync_resnapshots(struct lk_resnap_stat *out, int max);
+
+/*
+ * What one job's run found about the trust in its target, in this process: the capture
+ * gaps it met (lockstep_capture_gaps_total), and whether it is held: a re-snapshot is
+ * needed but the job says `resnapshot: manual`, so it waits for `lockstep sync JOB --full`
+ * (or POST /api/sync with type full) and runs nothing until then.
+ */
+struct lk_trust_stat {
+	char job[128];
+	int64_t gaps;		      /* capture gaps met since the process started */
+	int64_t gap_last_wall_ms;     /* when the last one was met; 0 when none */
+	bool held;		      /* waiting for a re-snapshot the operator starts */
+	enum lk_resnap_reason reason; /* held: why the re-snapshot is needed */
+	int64_t held_wall_ms;	      /* held: since when */
+	char why[320];		      /* held: the reason as logged */
+};
+
+/* Counts a capture gap met by job (its log line is the caller's). Any thread. */
+void lk_sync_gap_count(const char *job);
+/* Marks job held (see lk_trust_stat) for reason and why; held stays true until
+ * lk_sync_unhold. Any thread. */
+void lk_sync_hold(const char *job, enum lk_resnap_reason reason, const char *why);
+/* Clears job's hold: it re-snapshots, or resumed with nothing in the way. Any thread. */
+void lk_sync_unhold(const char *job);
+/* Copies up to max entries (one per job that met a gap or was held) into out. */
+int lk_sync_trust(struct lk_trust_stat *out, int max);
 
 #endif

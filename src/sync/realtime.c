@@ -133,7 +133,8 @@ static int start_over(struct rt *rt, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = rt->ctx;
 
-	if (rt->cdc->register_consumer(ctx->src.conn, ctx->job->name, rt->relid, &ctx->rt_start,
+	lk_sync_unhold(ctx->job->name);
+	if (rt->cdc->register_consumer(ctx->src.conn, ctx->ident, rt->relid, &ctx->rt_start,
 				       err) < 0)
 		return -1;
 	rt->advanced = ctx->rt_start;
@@ -157,16 +158,43 @@ static int capture_gap(struct rt *rt, const struct lk_cdc_pos *p, struct lk_err 
 	rt->why[0] = '\0';
 	if (!rt->cdc->check_capture)
 		return 0;
-	if (rt->cdc->check_capture(ctx->src.conn, &t, rt->relid, ctx->job->name, p, rt->why,
+	if (rt->cdc->check_capture(ctx->src.conn, &t, rt->relid, ctx->ident, p, rt->why,
 				   sizeof(rt->why), err) < 0)
 		return -1;
 	return rt->why[0] != '\0';
 }
 
-/* Says once why the job re-snapshots instead of resuming, counts it, and starts over. */
+/* Whether a re-snapshot lockstep would start by itself waits for the operator instead:
+ * `resnapshot: manual`, unless this run is the full one they asked for. */
+static bool held(const struct rt *rt)
+{
+	return rt->ctx->job->resnapshot == LK_RESNAP_MANUAL &&
+	       !(rt->ctx->opts && rt->ctx->opts->full);
+}
+
+/* Fails the run of a held job (the position stays where it was, so every later run finds
+ * the same reason until the operator's full run), and marks it held for status. */
+static int hold(struct rt *rt, enum lk_resnap_reason reason, const char *why, struct lk_err *err)
+{
+	const char *job = rt->ctx->job->name;
+
+	lk_sync_hold(job, reason, why);
+	return lk_err_set(err, LK_ERR_CONFLICT,
+			  "job %s needs a fresh snapshot: %s (reason %s); it has resnapshot: "
+			  "manual, so it waits until `lockstep sync %s --full`, or POST /api/sync "
+			  "{\"job\": \"%s\", \"type\": \"full\"} while the daemon runs",
+			  job, why, lk_resnap_reason_name(reason), job, job);
+}
+
+/* Says once why the job re-snapshots instead of resuming, counts it, and starts over;
+ * or holds the job (resnapshot: manual). */
 static int resnapshot(struct rt *rt, enum lk_resnap_reason reason, const char *why,
 		      struct lk_err *err)
 {
+	if (reason == LK_RESNAP_CAPTURE_GAP)
+		lk_sync_gap_count(rt->ctx->job->name);
+	if (held(rt))
+		return hold(rt, reason, why, err);
 	lk_log_warn("job %s: %s; taking a fresh snapshot, with the sweep", rt->ctx->job->name, why);
 	lk_rt_resnapshot_count(rt->ctx, reason, why);
 	return start_over(rt, err);
@@ -192,7 +220,7 @@ static int resume(struct rt *rt, struct lk_err *err)
 	if (pos.mode != LK_POS_REALTIME || pos.phase == LK_PHASE_NONE ||
 	    (ctx->opts && ctx->opts->full))
 		return start_over(rt, err);
-	if (rt->cdc->consumer_get(ctx->src.conn, ctx->job->name, rt->relid, &found, err) < 0)
+	if (rt->cdc->consumer_get(ctx->src.conn, ctx->ident, rt->relid, &found, err) < 0)
 		return -1;
 	if (g.resnap)
 		return resnapshot(rt, g.reason, g.why, err);
@@ -202,6 +230,7 @@ static int resume(struct rt *rt, struct lk_err *err)
 	rc = capture_gap(rt, &ctx->rt_start, err);
 	if (rc != 0)
 		return rc < 0 ? -1 : resnapshot(rt, LK_RESNAP_CAPTURE_GAP, rt->why, err);
+	lk_sync_unhold(ctx->job->name); /* nothing stands in the way (any more) */
 	rt->advanced = g.has_reg ? g.reg : ctx->rt_start;
 	rt->committed = ctx->rt_start;
 	if (pos.phase == LK_PHASE_SNAPSHOT)
@@ -468,7 +497,7 @@ static int advance(struct rt *rt, bool force, struct lk_err *err)
 		return 0;
 	if (!lk_every_due(&rt->advance_timer, now, RT_ADVANCE_MS) && !force)
 		return 0;
-	if (rt->cdc->consumer_advance(ctx->src.conn, ctx->job->name, &rt->committed, err) < 0) {
+	if (rt->cdc->consumer_advance(ctx->src.conn, ctx->ident, &rt->committed, err) < 0) {
 		lk_every_reset(&rt->advance_timer);
 		return -1;
 	}
@@ -480,10 +509,8 @@ static int advance(struct rt *rt, bool force, struct lk_err *err)
 static int prune(struct rt *rt, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = rt->ctx;
-	int64_t now = lk_mono_ms(), n = 0, total = 0;
+	int64_t n = 0, total = 0;
 
-	if (!lk_every_due(&rt->prune_timer, now, RT_PRUNE_MS))
-		return 0;
 	for (int i = 0; i < RT_PRUNE_ROUNDS && !stopped(ctx); i++) {
 		if (rt->cdc->prune(ctx->src.conn, rt->relid, RT_PRUNE_BATCH, &n, err) < 0)
 			return -1;
@@ -509,7 +536,7 @@ static int check_stalled(struct rt *rt, struct lk_err *err)
 	if (!lk_every_due(&rt->stall_timer, now, RT_STALL_CHECK_MS))
 		return 0;
 	lk_rows_init(&out, 3);
-	rc = rt->cdc->stalled(ctx->src.conn, rt->relid, ctx->job->name, RT_STALL_S, &out, err);
+	rc = rt->cdc->stalled(ctx->src.conn, rt->relid, ctx->ident, RT_STALL_S, &out, err);
 	for (int r = 0; rc == 0 && r < out.nrows; r++) {
 		const struct lk_value *v = LK_ROW(&out, r);
 
@@ -538,7 +565,7 @@ static void measure_lag(struct rt *rt)
 	if (!lk_every_due(&rt->lag_timer, now, RT_LAG_MS))
 		return;
 	if (advance(rt, true, &err) < 0 ||
-	    rt->cdc->lag(ctx->src.conn, ctx->job->name, &ctx->job->source.table, &lag, &err) < 0) {
+	    rt->cdc->lag(ctx->src.conn, ctx->ident, &ctx->job->source.table, &lag, &err) < 0) {
 		lk_log_debug_err(&err, "job %s: cannot measure the replication lag",
 				 ctx->job->name);
 		ctx->prog.has_lag = false;
@@ -550,14 +577,15 @@ static void measure_lag(struct rt *rt)
 }
 
 /*
- * Checks the source's lineage (the timeline guard) and capture health every RT_HEALTH_MS:
- * 1 with rt->why and rt->reason when the job must re-snapshot.
+ * Checks the source's lineage (the timeline guard) and capture health every RT_HEALTH_MS,
+ * and whenever `now` (before a prune): 1 with rt->why and rt->reason when the job must
+ * re-snapshot.
  */
-static int check_health(struct rt *rt, struct lk_err *err)
+static int check_health(struct rt *rt, bool now, struct lk_err *err)
 {
 	struct lk_rt_guard g;
 
-	if (!lk_every_due(&rt->health_timer, lk_mono_ms(), RT_HEALTH_MS))
+	if (!lk_every_due(&rt->health_timer, lk_mono_ms(), RT_HEALTH_MS) && !now)
 		return 0;
 	if (lk_rt_guard_check(rt->ctx, &rt->pos, &g, err) < 0)
 		return -1;
@@ -603,10 +631,8 @@ static int stream(struct rt *rt, struct lk_err *err)
 	 * it started is applied, even if an open one holds the horizon for a while. */
 	if (!follow && rt->cdc->catch_up_target(ctx->src.conn, &target, err) < 0)
 		return -1;
-	ctx->prog.stage = "stream";
-	lk_job_report(ctx, true);
-	for (;;) {
-		bool truncated;
+	for (bool first = true;; first = false) {
+		bool truncated, prune_due;
 		int n, gap;
 
 		if (stopped(ctx)) {
@@ -618,12 +644,20 @@ static int stream(struct rt *rt, struct lk_err *err)
 			return -1;
 		if (truncated)
 			return 1;
+		if (first) { /* streaming: said once a page went through (not before a gap) */
+			ctx->prog.stage = "stream";
+			lk_job_report(ctx, true);
+		}
 		lk_failpoint("between_pages");
-		if (advance(rt, false, err) < 0 || prune(rt, err) < 0 || check_stalled(rt, err) < 0)
+		/* Health before a prune: entries are deleted only while capture is whole. */
+		prune_due = lk_every_due(&rt->prune_timer, lk_mono_ms(), RT_PRUNE_MS);
+		if (advance(rt, false, err) < 0)
 			return -1;
-		gap = check_health(rt, err);
+		gap = check_health(rt, prune_due, err);
 		if (gap != 0)
 			return gap < 0 ? -1 : 2;
+		if ((prune_due && prune(rt, err) < 0) || check_stalled(rt, err) < 0)
+			return -1;
 		if (follow)
 			measure_lag(rt);
 		lk_job_report(ctx, false);
@@ -698,6 +732,14 @@ int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err)
 		if (rc != 1)
 			break;
 		/* A TRUNCATE or a gap: record the new start first, then tell the registry. */
+		rc = -1;
+		if (rt.why[0])
+			lk_sync_gap_count(ctx->job->name);
+		if (held(&rt)) {
+			(void)hold(&rt, rt.why[0] ? LK_RESNAP_CAPTURE_GAP : LK_RESNAP_TRUNCATE,
+				   rt.why[0] ? rt.why : "the source table was truncated", err);
+			break;
+		}
 		if (rt.why[0])
 			lk_log_warn("job %s: %s; re-snapshotting, with the sweep", ctx->job->name,
 				    rt.why);
@@ -706,7 +748,6 @@ int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err)
 				    ctx->job->name);
 		lk_rt_resnapshot_count(ctx, rt.why[0] ? LK_RESNAP_CAPTURE_GAP : LK_RESNAP_TRUNCATE,
 				       rt.why[0] ? rt.why : "the source table was truncated");
-		rc = -1;
 		if (commit_pos(&rt, LK_PHASE_SNAPSHOT, &ctx->rt_start, err) < 0)
 			break;
 		rt.pos = ctx->rt_start;
