@@ -230,6 +230,8 @@ int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const st
 	ctx->start_mono_ms = lk_mono_ms();
 	ctx->prog.job = job->name;
 	ctx->prog.total_estimate = -1;
+	(void)snprintf(ctx->ident, sizeof(ctx->ident), "%s", job->name);
+	(void)snprintf(ctx->pos_key, sizeof(ctx->pos_key), "%s", job->name);
 	if (open_both(ctx, err) < 0)
 		return -1;
 	if (for_write) /* a later holder can end this session's open batch (lk_db_fence_others) */

@@ -46,7 +46,11 @@ struct lk_job_ctx {
 	int cursor; /* poll: index into cols of the cursor column, else -1 */
 	bool rt;    /* realtime: the snapshot phase writes realtime positions (rt_start) */
 	struct lk_write_spec w;
-	char fp[17];	      /* fingerprint: what a position means (tables, key, cursor, where) */
+	char fp[17]; /* fingerprint: what a position means (tables, key, cursor, where) */
+	/* The job's identity: its consumer name in the source's change-capture registry
+	 * (ident) and its position row's key in the target (pos_key). The job name for now. */
+	char ident[128];
+	char pos_key[128];
 	int64_t epoch;	      /* this run's fencing token */
 	int64_t target_epoch; /* read from the target before the seal */
 	char *pos;	      /* the position JSON read from the target, or NULL */
