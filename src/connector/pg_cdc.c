@@ -3,8 +3,7 @@
  * lockstep_cdc, a keys-only changelog read by transaction horizon, per-table
  * row triggers, a TRUNCATE trigger and a statement-level NOTIFY.
  */
-#include "cdc.h"
-#include "pg_int.h"
+#include "pg_cdc_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -27,8 +26,6 @@
  */
 #define CDC_VERSION 2
 #define CDC_VERSION_S "2"
-/* Serialises installs and uninstalls on one database (any constant of ours). */
-#define CDC_LOCK "7154240"
 
 /* Runs sql and returns its single value as text in out ("" for NULL or no row). */
 static int one_value(struct lk_conn *c, const char *sql, int n, const char *const *params,
@@ -504,7 +501,7 @@ static int gap_if(struct lk_conn *c, const char *oid, const char *attnums, const
  * valid (the applier matches keys in the source's types) and nobody re-snapshots.
  */
 static int install_capture(struct lk_conn *c, const char *oid, const struct lk_cdc_table *t,
-			   int64_t relid, struct lk_err *err)
+			   int64_t relid, bool remake, struct lk_err *err)
 {
 	struct lk_buf sql = LK_BUF_INIT, cap = LK_BUF_INIT;
 	char *attnums = NULL, *sig = NULL, *made = NULL, have[8];
@@ -519,7 +516,7 @@ static int install_capture(struct lk_conn *c, const char *oid, const struct lk_c
 		goto out;
 	lk_buf_addf(&cap, CDC_VERSION_S "|%s", sig);
 	was = made && strchr(made, '|') ? strchr(made, '|') + 1 : NULL;
-	if (have[0] && made && strcmp(made, cap.buf) == 0) {
+	if (!remake && have[0] && made && strcmp(made, cap.buf) == 0) {
 		rc = 0; /* up to date */
 		goto out;
 	}
@@ -610,6 +607,14 @@ static int create_triggers(struct lk_conn *c, const char *relid, const struct lk
 	return rc;
 }
 
+int lk_pgc_repair(struct lk_conn *c, const char *oid, const struct lk_cdc_table *t, int64_t relid,
+		  bool remake, struct lk_err *err)
+{
+	if (install_capture(c, oid, t, relid, remake, err) < 0)
+		return -1;
+	return create_triggers(c, oid, t, relid, err);
+}
+
 /* Sets *current when this build's objects are installed already (nothing to create). */
 static int installed_version(struct lk_conn *c, bool *current, struct lk_err *err)
 {
@@ -621,8 +626,12 @@ static int installed_version(struct lk_conn *c, bool *current, struct lk_err *er
 		return -1;
 	if (v[0] != 't')
 		return 0;
-	if (one_value(c, "SELECT max(version) FROM lockstep_cdc.meta", 0, NULL, v, sizeof(v), err) <
-	    0)
+	/* No row (""): the health objects are not there yet either. */
+	if (one_value(c,
+		      "SELECT max(version) FROM lockstep_cdc.meta HAVING EXISTS (SELECT FROM"
+		      " pg_catalog.pg_attribute WHERE attrelid = 'lockstep_cdc.tables'::regclass"
+		      " AND attname = 'capture_sig')",
+		      0, NULL, v, sizeof(v), err) < 0)
 		return -1;
 	*current = v[0] && atoi(v) == CDC_VERSION;
 	return 0;
@@ -650,10 +659,11 @@ static int install_once(struct lk_conn *c, const struct lk_cdc_table *t, const c
 		goto out;
 	/* CREATE INDEX IF NOT EXISTS locks the changelog against writers even when the
 	 * index exists: an up-to-date install creates nothing. */
-	if (!current && (cmd(c, base_objects, 0, NULL, err) < 0 || check_version(c, err) < 0))
+	if (!current && (cmd(c, base_objects, 0, NULL, err) < 0 || check_version(c, err) < 0 ||
+			 cmd(c, lk_pgc_health_objects, 0, NULL, err) < 0))
 		goto out;
-	if (register_table(c, oid, t, err) < 0 || install_capture(c, oid, t, relid, err) < 0 ||
-	    create_triggers(c, oid, t, relid, err) < 0)
+	/* The health pass repairs capture, saying so with a gap entry when it was off. */
+	if (register_table(c, oid, t, err) < 0 || lk_pgc_health(c, oid, t, relid, err) < 0)
 		goto out;
 	rc = lk_pg_cmd(c, "COMMIT", 0, NULL, NULL, err);
 	c->in_txn = false;
@@ -1009,6 +1019,8 @@ static int drop_table_capture(struct lk_conn *c, const char *oid, struct lk_err 
 		lk_buf_addf(&sql, "DROP TRIGGER IF EXISTS %s ON %s", names[i], tbl);
 		rc = cmd(c, sql.buf, 0, NULL, err);
 	}
+	if (rc == 0)
+		rc = lk_pgc_drop_part_triggers(c, oid, err);
 	if (rc == 0) {
 		lk_buf_reset(&sql);
 		lk_buf_addf(&sql, "DROP FUNCTION IF EXISTS lockstep_cdc.capture_%s()", oid);
@@ -1172,4 +1184,5 @@ const struct lk_cdc_ops lk_pg_cdc_ops = {
 	.wait = pg_cdc_wait,
 	.uninstall = pg_cdc_uninstall,
 	.lag = pg_cdc_lag,
+	.check_capture = lk_pgc_check_capture,
 };
