@@ -1,0 +1,135 @@
+"""A partitioned source table in real-time mode (issue 17, case 7; docs/realtime.md
+"Capture health and partitions").
+
+Table m is partitioned by RANGE (id) into m_1 [0, 1000) and m_2 [1000, 2000), 1500 rows;
+job `p` copies it into another database. Each step is followed by a `lockstep sync p`
+catch-up, judged by the md5 oracle (each server digests its own rows) and by the log:
+
+  1. Inserts, updates and deletes straight into a partition (m_1) are captured.
+  2. CREATE TABLE m_4 PARTITION OF m, then inserts into it: captured, and no fresh snapshot
+     (a new partition that holds no row older than its capture trigger is no gap).
+  3. ATTACH PARTITION of a table m_3 that already holds 50 rows: the catch-up says the
+     partition arrived with rows capture never saw and re-snapshots. (Before: exit 0, the
+     50 rows never reach the target.)
+  4. DETACH PARTITION m_2: the catch-up re-snapshots with the sweep, its 500 rows leave the
+     target. (Before: they stay.) The detached table keeps no lockstep trigger.
+  5. DROP TABLE m_3 (dropping a partition): the same.
+  6. TRUNCATE m_1 (one partition): captured as a TRUNCATE of m. (Before: never seen.)
+  7. `lockstep uninstall p` leaves no lockstep trigger on m or any partition.
+"""
+import lktest as L
+
+L.require_pg()
+t = L.Suite("test_partitions")
+
+
+def md5(url):
+    return L.pg_md5(url, "m", ["id"])
+
+
+def same(src, dst, what):
+    return t.eq(md5(dst), md5(src), "md5 oracle: %s" % what)
+
+
+def catch_up(cfg, what, fresh):
+    """`lockstep sync p`; checks exit 0, equality, and whether it took a fresh snapshot."""
+    rc, out, err = L.run_lockstep(["sync", "p", "--json"], cfg)
+    t.eq(rc, 0, "%s: sync exits 0" % what, L.show(rc, out, err))
+    took = "fresh snapshot" in err or "re-snapshotting" in err
+    t.eq(took, fresh, "%s: %s" % (what, "re-snapshots, saying why" if fresh else "no fresh snapshot"),
+         err[-3000:])
+    return err
+
+
+def our_triggers(src):
+    """[(table, trigger)] for every lockstep trigger in the database."""
+    return sorted(L.execute(src, "SELECT tgrelid::regclass::text, tgname::text FROM pg_trigger "
+                                 "WHERE tgname LIKE 'lockstep%%'"))
+
+
+def setup():
+    src, dst = L.new_db("part_src"), L.new_db("part_dst")
+    L.execute(src, "CREATE TABLE m (id int, v int NOT NULL, note text, PRIMARY KEY (id)) "
+                   "PARTITION BY RANGE (id)")
+    L.execute(src, "CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM (0) TO (1000)")
+    L.execute(src, "CREATE TABLE m_2 PARTITION OF m FOR VALUES FROM (1000) TO (2000)")
+    L.execute(src, "INSERT INTO m SELECT g, g, 'n' FROM generate_series(1, 1500) g")
+    wd = L.Workdir("partitions")
+    cfg = L.sync_config(wd, {"src": src, "dst": dst},
+                        {"p": {"source": {"db": "src", "table": "m"},
+                               "target": {"db": "dst", "table": "m", "create": True},
+                               "mode": "realtime"}})
+    L.sync(t, cfg, "p")
+    same(src, dst, "after the first sync")
+    return src, dst, cfg
+
+
+def test_direct_writes(src, dst, cfg):
+    for i in range(3):
+        L.execute(src, "INSERT INTO m_2 VALUES (%s, 1, 'direct')", (1600 + i,))
+    L.execute(src, "UPDATE m_1 SET v = v + 1 WHERE id BETWEEN 10 AND 19")
+    L.execute(src, "DELETE FROM m_2 WHERE id BETWEEN 1100 AND 1104")
+    catch_up(cfg, "writes straight into partitions", False)
+    same(src, dst, "writes straight into partitions are captured")
+
+
+def test_create_partition_of(src, dst, cfg):
+    L.execute(src, "CREATE TABLE m_4 PARTITION OF m FOR VALUES FROM (3000) TO (4000)")
+    L.execute(src, "INSERT INTO m SELECT g, g, 'm_4' FROM generate_series(3000, 3019) g")
+    L.execute(src, "INSERT INTO m_4 VALUES (3500, 1, 'direct')")
+    catch_up(cfg, "CREATE TABLE ... PARTITION OF, then inserts", False)
+    same(src, dst, "rows of a new partition reach the target")
+    t.check(("m_4", "lockstep_cdc_part_truncate") in our_triggers(src),
+            "the new partition got a TRUNCATE trigger", our_triggers(src))
+
+
+def test_attach_with_rows(src, dst, cfg):
+    L.execute(src, "CREATE TABLE m_3 (id int PRIMARY KEY, v int NOT NULL, note text)")
+    L.execute(src, "INSERT INTO m_3 SELECT g, g, 'attached' FROM generate_series(2000, 2049) g")
+    L.execute(src, "ALTER TABLE m ATTACH PARTITION m_3 FOR VALUES FROM (2000) TO (3000)")
+    err = catch_up(cfg, "ATTACH PARTITION of a table holding rows", True)
+    t.check("partition public.m_3 was attached to public.m" in err,
+            "the warning names the attached partition", err[-3000:])
+    same(src, dst, "the attached partition's rows reach the target")
+
+
+def test_detach(src, dst, cfg):
+    L.execute(src, "ALTER TABLE m DETACH PARTITION m_2")
+    err = catch_up(cfg, "DETACH PARTITION", True)
+    t.check("partition public.m_2 was detached from public.m" in err,
+            "the warning names the detached partition", err[-3000:])
+    same(src, dst, "the detached partition's rows leave the target")
+    t.eq([x for x in our_triggers(src) if x[0] == "m_2"], [],
+         "the detached table keeps no lockstep trigger")
+
+
+def test_drop_partition(src, dst, cfg):
+    L.execute(src, "DROP TABLE m_3")
+    catch_up(cfg, "DROP TABLE of a partition", True)
+    same(src, dst, "the dropped partition's rows leave the target")
+
+
+def test_truncate_partition(src, dst, cfg):
+    L.execute(src, "TRUNCATE m_1")
+    catch_up(cfg, "TRUNCATE of one partition", True)
+    same(src, dst, "a partition's TRUNCATE reaches the target")
+    L.execute(src, "INSERT INTO m_1 VALUES (5, 5, 'after')")
+    catch_up(cfg, "a write after the TRUNCATE", False)
+    same(src, dst, "capture goes on after the TRUNCATE")
+
+
+def test_uninstall(src, cfg):
+    rc, out, err = L.run_lockstep(["uninstall", "p"], cfg)
+    t.eq(rc, 0, "uninstall p exits 0", L.show(rc, out, err))
+    t.eq(our_triggers(src), [], "no lockstep trigger is left on m or its partitions")
+
+
+SRC, DST, CFG = setup()
+t.case(test_direct_writes, SRC, DST, CFG)
+t.case(test_create_partition_of, SRC, DST, CFG)
+t.case(test_attach_with_rows, SRC, DST, CFG)
+t.case(test_detach, SRC, DST, CFG)
+t.case(test_drop_partition, SRC, DST, CFG)
+t.case(test_truncate_partition, SRC, DST, CFG)
+t.case(test_uninstall, SRC, CFG)
+t.finish()
