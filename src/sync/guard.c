@@ -76,6 +76,35 @@ static struct lk_trust_stat *trust_of(const char *job)
 	return &trust[ntrust++];
 }
 
+#define RESNAP_QUIET_MS 3600000 /* a re-snapshot this long after the last is a first one */
+#define RESNAP_FIRST_GAP_MS 60000
+#define RESNAP_MAX_GAP_MS 900000
+
+int64_t lk_sync_resnap_throttle(const char *job, int *nth)
+{
+	int64_t now = lk_mono_ms(), wait = 0, gap = RESNAP_FIRST_GAP_MS;
+	struct lk_trust_stat *t;
+
+	pthread_mutex_lock(&stats_mu);
+	t = trust_of(job);
+	if (t && t->recent > 0 && now - t->resnap_mono_ms < RESNAP_QUIET_MS) {
+		for (int i = 1; i < t->recent && gap < RESNAP_MAX_GAP_MS; i++)
+			gap *= 2;
+		if (gap > RESNAP_MAX_GAP_MS)
+			gap = RESNAP_MAX_GAP_MS;
+		wait = t->resnap_mono_ms + gap - now;
+		wait = wait > 0 ? wait : 0;
+		t->recent++;
+	} else if (t) {
+		t->recent = 1;
+	}
+	if (t)
+		t->resnap_mono_ms = now + wait;
+	*nth = t ? t->recent : 1;
+	pthread_mutex_unlock(&stats_mu);
+	return wait;
+}
+
 void lk_sync_gap_count(const char *job)
 {
 	struct lk_trust_stat *t;

@@ -56,7 +56,17 @@ struct lk_trust_stat {
 	enum lk_resnap_reason reason; /* held: why the re-snapshot is needed */
 	int64_t held_wall_ms;	      /* held: since when */
 	char why[320];		      /* held: the reason as logged */
+	int64_t resnap_mono_ms;	      /* when the last forced re-snapshot began (throttle) */
+	int recent;		      /* forced re-snapshots, each within an hour of the last */
 };
+
+/*
+ * The throttle of forced re-snapshots of a streaming job (docs/realtime.md, "Re-snapshots"):
+ * how long the one job is about to take must wait, in ms from now. The first is not held
+ * back; the nth within an hour of the one before waits until 1, 2, 4 ... at most 15 minutes
+ * after that one began. Records the re-snapshot as begun at now + the wait. Any thread.
+ */
+int64_t lk_sync_resnap_throttle(const char *job, int *nth);
 
 /* Counts a capture gap met by job (its log line is the caller's). Any thread. */
 void lk_sync_gap_count(const char *job);

@@ -186,6 +186,42 @@ static int hold(struct rt *rt, enum lk_resnap_reason reason, const char *why, st
 			  job, why, lk_resnap_reason_name(reason), job, job);
 }
 
+/*
+ * Before a forced re-snapshot: says once why and how big, counts it, and while the job
+ * streams for good (lockstep run) waits out the throttle (guard.h). `resuming`: at the
+ * run's start (its words differ). -1 when stopped meanwhile.
+ */
+static int announce(struct rt *rt, enum lk_resnap_reason reason, const char *why, bool resuming,
+		    struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	struct lk_err ignored = LK_ERR_INIT;
+	int64_t rows = -1, wait = 0;
+	int nth = 1;
+	char size[48] = "size unknown", delay[128] = "";
+
+	if (ctx->src.ops->estimate(ctx->src.conn, &ctx->job->source.table, &rows, &ignored) == 0 &&
+	    rows >= 0)
+		(void)snprintf(size, sizeof(size), "about %lld rows", (long long)rows);
+	if (ctx->opts && ctx->opts->follow && reason != LK_RESNAP_TRUNCATE) /* the user's own */
+		wait = lk_sync_resnap_throttle(ctx->job->name, &nth);
+	if (wait > 0)
+		(void)snprintf(delay, sizeof(delay),
+			       "; re-snapshot %d within the hour: throttled, it starts in %.0f s",
+			       nth, (double)wait / 1000.0);
+	if (reason == LK_RESNAP_TRUNCATE)
+		lk_log_info("job %s: the source table was truncated; re-snapshotting (%s)%s",
+			    ctx->job->name, size, delay);
+	else
+		lk_log_warn("job %s: %s; %s, with the sweep (%s)%s", ctx->job->name, why,
+			    resuming ? "taking a fresh snapshot" : "re-snapshotting", size, delay);
+	lk_rt_resnapshot_count(ctx, reason, why);
+	lk_sleep_ms(wait, ctx->opts ? ctx->opts->stop : NULL);
+	if (stopped(ctx))
+		return lk_err_set(err, LK_ERR_CANCELLED, "stopped before a re-snapshot");
+	return 0;
+}
+
 /* Says once why the job re-snapshots instead of resuming, counts it, and starts over;
  * or holds the job (resnapshot: manual). */
 static int resnapshot(struct rt *rt, enum lk_resnap_reason reason, const char *why,
@@ -195,8 +231,8 @@ static int resnapshot(struct rt *rt, enum lk_resnap_reason reason, const char *w
 		lk_sync_gap_count(rt->ctx->job->name);
 	if (held(rt))
 		return hold(rt, reason, why, err);
-	lk_log_warn("job %s: %s; taking a fresh snapshot, with the sweep", rt->ctx->job->name, why);
-	lk_rt_resnapshot_count(rt->ctx, reason, why);
+	if (announce(rt, reason, why, true, err) < 0)
+		return -1;
 	return start_over(rt, err);
 }
 
@@ -740,14 +776,9 @@ int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err)
 				   rt.why[0] ? rt.why : "the source table was truncated", err);
 			break;
 		}
-		if (rt.why[0])
-			lk_log_warn("job %s: %s; re-snapshotting, with the sweep", ctx->job->name,
-				    rt.why);
-		else
-			lk_log_info("job %s: the source table was truncated; re-snapshotting",
-				    ctx->job->name);
-		lk_rt_resnapshot_count(ctx, rt.why[0] ? LK_RESNAP_CAPTURE_GAP : LK_RESNAP_TRUNCATE,
-				       rt.why[0] ? rt.why : "the source table was truncated");
+		if (announce(&rt, rt.why[0] ? LK_RESNAP_CAPTURE_GAP : LK_RESNAP_TRUNCATE,
+			     rt.why[0] ? rt.why : "the source table was truncated", false, err) < 0)
+			break;
 		if (commit_pos(&rt, LK_PHASE_SNAPSHOT, &ctx->rt_start, err) < 0)
 			break;
 		rt.pos = ctx->rt_start;

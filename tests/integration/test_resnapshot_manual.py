@@ -211,6 +211,36 @@ def test_daemon():
     t.eq(rc, 0, "daemon: SIGTERM stops lockstep run with exit 0", d.tail())
 
 
+def test_throttle():
+    s = Setup("resnap_throttle", http=True)
+    d = W.Daemon(s.cfg, s.w.file("run.log"), {"LOCKSTEP_SHUTDOWN_GRACE": "10s"}).start()
+    try:
+        L.wait_for(lambda: s.equal("auto") or not d.alive(), DEADLINE, 0.3)
+        sql(s.src, REBUILD)
+        writes(s.src, 1000)
+        L.wait_for(lambda: s.equal("auto") or not d.alive(), DEADLINE, 0.3)
+        s.check_equal("auto", "throttle: the first re-snapshot is not held back")
+        sql(s.src, REBUILD)
+        writes(s.src, 2000)
+        m = L.wait_for(lambda: re.search(r"job auto: .*triggers were missing.*re-snapshotting, with "
+                                         r"the sweep \(about \d+ rows\); re-snapshot 2 within the "
+                                         r"hour: throttled, it starts in (\d+) s", d.output())
+                       or not d.alive(), DEADLINE, 0.3)
+        t.check(bool(m) and d.alive() and 30 <= int(m.group(1)) <= 60,
+                "throttle: a second one within the hour waits, saying why, how big and how long",
+                d.tail())
+        t.check(not s.equal("auto"), "throttle: meanwhile the target differs (and that was said)")
+        stopped = d.term()
+        t.eq(stopped, 0, "throttle: SIGTERM during the wait stops lockstep run with exit 0", d.tail())
+        d.start()  # a new process: the gap is still in the changelog, not forgotten
+        L.wait_for(lambda: s.equal("auto") or not d.alive(), DEADLINE, 0.3)
+        s.check_equal("auto", "throttle: after a restart the gap is met again and the job converges")
+    finally:
+        rc = d.term()
+    t.eq(rc, 0, "throttle: SIGTERM stops lockstep run with exit 0", d.tail())
+
+
 t.case(test_catch_up)
 t.case(test_daemon)
+t.case(test_throttle)
 t.finish()
