@@ -364,10 +364,11 @@ struct lk_connector_ops {
 	int (*poll_cap)(struct lk_conn *c, struct lk_poll_cap *out, struct lk_err *err);
 
 	/*
-	 * The timeline guard's look at a source (PostgreSQL; NULL in the SQLite ops, where
-	 * the cdc op check_capture judges lineage): fills *out (struct lk_lineage above),
+	 * The timeline guard's look at a source: fills *out (struct lk_lineage above),
 	 * outside a transaction. With job not NULL, also reads job's consumer registry row for
 	 * table relid (change capture must be installed); job NULL leaves registered false.
+	 * SQLite fills only the registry row (the cdc op check_capture judges a file's
+	 * history: it has no cluster identity or transaction counter).
 	 */
 	int (*lineage)(struct lk_conn *c, const char *job, int64_t relid, struct lk_lineage *out,
 		       struct lk_err *err);

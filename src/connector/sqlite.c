@@ -638,6 +638,42 @@ static int sq_estimate(struct lk_conn *c, const struct lk_tref *t, int64_t *rows
 	return table_int(c, t, "count(*)", "", rows, err);
 }
 
+/*
+ * The lineage op: an SQLite file has no cluster identity or transaction counter (cdc
+ * check_capture judges its changelog's history); only the job's consumer registry row,
+ * for the timeline guard's judgement of a target that went back. No registry table (not
+ * installed, uninstalled): not registered.
+ */
+static int sq_lineage(struct lk_conn *c, const char *job, int64_t relid, struct lk_lineage *out,
+		      struct lk_err *err)
+{
+	static const char *const sql = "SELECT horizon, COALESCE(xid, 0), COALESCE(seq, 0) FROM "
+				       "main.lockstep_cdc_consumers"
+				       " WHERE job = ?1 AND relid = ?2";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!job)
+		return 0;
+	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return 0; /* no registry table */
+	}
+	(void)sqlite3_bind_text(st, 1, job, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_int64(st, 2, relid);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		out->registered = true;
+		for (int i = 0; i < 3; i++)
+			out->reg[i] = sqlite3_column_int64(st, i);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return lk_sqlite_fail(c, rc, err, "read the consumer registry");
+	return 0;
+}
+
 static int sq_is_empty(struct lk_conn *c, const struct lk_tref *t, bool *empty, struct lk_err *err)
 {
 	int64_t one;
@@ -678,4 +714,5 @@ const struct lk_connector_ops lk_sqlite_ops = {
 	.position_get = lk_sqlite_position_get,
 	.position_put = lk_sqlite_position_put,
 	.poll_cap = NULL,
+	.lineage = sq_lineage,
 };

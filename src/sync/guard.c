@@ -204,11 +204,11 @@ static int judge_source(const struct lk_pos_origin *was, const struct lk_cdc_pos
  * from before the guard are not judged: older versions let the registry run ahead over
  * windows without entries.
  */
-static int judge_target(const struct lk_position *pos, struct lk_rt_guard *g)
+static int judge_target(const struct lk_position *pos, bool seq_only, struct lk_rt_guard *g)
 {
 	const struct lk_cdc_pos *r = &g->reg, *p = &pos->cdc;
 
-	if (!pos->origin.known || !g->has_reg || lk_cdc_pos_cmp(r, p, false) <= 0)
+	if (!pos->origin.known || !g->has_reg || lk_cdc_pos_cmp(r, p, seq_only) <= 0)
 		return 0;
 	(void)snprintf(g->why, sizeof(g->why),
 		       "the target's position (horizon %" PRId64 ", xid %" PRId64 ", seq %" PRId64
@@ -235,7 +235,7 @@ int lk_rt_guard_resume(struct lk_job_ctx *ctx, const struct lk_position *pos, in
 
 	memset(g, 0, sizeof(*g));
 	if (!ops->lineage)
-		return 0; /* SQLite: cdc check_capture judges its lineage */
+		return 0;
 	if (ops->lineage(ctx->src.conn, ctx->ident, relid, &now, err) < 0)
 		return -1;
 	set_origin(ctx, &now);
@@ -243,8 +243,10 @@ int lk_rt_guard_resume(struct lk_job_ctx *ctx, const struct lk_position *pos, in
 	g->reg = (struct lk_cdc_pos){now.reg[0], now.reg[1], now.reg[2]};
 	if (pos->mode != LK_POS_REALTIME || pos->phase == LK_PHASE_NONE)
 		return 0; /* nothing to resume: nothing to judge */
+	/* SQLite (no cluster identity): judge_source finds nothing to judge, and the cdc op
+	 * check_capture judges the file's history; its changelog is ordered by seq alone. */
 	if (judge_source(&pos->origin, &pos->cdc, &now, g) == 0)
-		(void)judge_target(pos, g);
+		(void)judge_target(pos, ctx->src.conf->kind == LK_DB_SQLITE, g);
 	return 0;
 }
 

@@ -23,6 +23,9 @@ never through lockstep):
 - restore: the source file restored from an older copy, once with fewer new writes than
   were lost (its seq is behind the positions) and once with more (seqs handed out again).
   Both jobs re-snapshot, saying why, and converge.
+- restored_target (case 4 with an SQLite source): both targets restored from a backup
+  taken before their last runs, after the changelog was pruned past it; both jobs see their
+  position behind the consumer registry, re-snapshot saying why, and converge.
 """
 
 import os
@@ -444,9 +447,48 @@ def test_restored_source():
     s.check_equal("restore: in the end")
 
 
+def test_restored_target():
+    """Case 4 with an SQLite source: each target restored from a backup taken before its
+    last runs (the SQLite file copied back; the PostgreSQL database's rows put back as a
+    logical restore would). Its position is behind the consumer registry, and entries it
+    still needed were pruned: each job re-snapshots, saying why, and converges."""
+    s = Setup("sqtrust_target", ACCT_DDL, [("acct", ["id"])])
+    c = sqlite3.connect(s.src, isolation_level=None)
+    c.executemany("INSERT INTO acct VALUES (?, ?, ?)", [(i, "o%d" % i, i) for i in range(1, 101)])
+    c.close()
+    s.sync_all("target: first run")
+    acct_writes(s.src, 1000, 12)
+    s.sync_all("target: changes")
+    backup(s.lite, s.w.file("dst_copy.db"))
+    L.execute(s.pg, "CREATE TABLE bk_acct AS SELECT * FROM acct;"
+              " CREATE TABLE bk_pos AS SELECT * FROM lockstep_sync.position")
+    acct_writes(s.src, 2000, 30)
+    s.sync_all("target: changes after the backup")
+    s.sync_all("target: a second run (the registry hears it; entries are pruned)")
+    s.check_equal("target: before the restore")
+    t.check(one(s.src, "SELECT count(*) FROM lockstep_cdc_changelog")[0][0] == 0,
+            "target: the changelog was pruned up to what both jobs applied")
+    backup(s.w.file("dst_copy.db"), s.lite)
+    L.execute(s.pg, "DELETE FROM acct; INSERT INTO acct SELECT * FROM bk_acct;"
+              " DELETE FROM lockstep_sync.position;"
+              " INSERT INTO lockstep_sync.position SELECT * FROM bk_pos")
+    acct_writes(s.src, 3000, 6)
+    errs = s.sync_all("target: after the restore")
+    for job, err in errs.items():
+        t.check(warned(err, [job, "is behind what the source's consumer registry says"]),
+                "target: %s says its target went back" % job, err[-3000:])
+    s.check_equal("target: restored from a backup")
+    errs = s.sync_all("target: a run after")
+    for job, err in errs.items():
+        t.check("level=warn" not in err, "target: %s's next run resumes with no warning" % job,
+                err[-3000:])
+    s.check_equal("target: in the end")
+
+
 t.case(test_replace)
 t.case(test_upgrade)
 t.case(test_rebuild_catch_up)
 t.case(test_rebuild_while_streaming)
 t.case(test_restored_source)
+t.case(test_restored_target)
 t.finish()
