@@ -170,6 +170,7 @@ void lk_config_free(struct lk_config *cfg)
 	free(cfg->state_path);
 	free(cfg->http.listen);
 	free(cfg->instance_name);
+	free(cfg->deployment);
 	free_list(cfg->labels, cfg->nlabels);
 	if (cfg->http.token)
 		memset(cfg->http.token, 0, strlen(cfg->http.token));

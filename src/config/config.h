@@ -60,6 +60,9 @@ enum lk_priority { LK_PRIO_HIGH = 0, LK_PRIO_NORMAL, LK_PRIO_LOW };
 /* realtime: what a needed re-snapshot does (auto: runs it; manual: stops until --full) */
 enum lk_resnapshot { LK_RESNAP_AUTO = 0, LK_RESNAP_MANUAL };
 
+/* The longest deployment name (the `deployment` key, and the ones the store makes). */
+#define LK_DEPLOYMENT_MAX 40
+
 /* misfire: catchup runs at most this many missed fire times after a start. */
 #define LK_CATCHUP_MAX 10
 
@@ -133,6 +136,13 @@ struct lk_config {
 	char *instance_name;  /* instance.name; NULL: the host name */
 	char **labels;	      /* instance.labels (read at start, like the name) */
 	int nlabels;
+	/* deployment: names this deployment (NULL: the state store makes one at first start
+	 * and keeps it); [A-Za-z0-9_.-]{1,40}. What the source's consumer registry and the
+	 * target's position table hold with each job (docs/operations.md, "Several
+	 * deployments"). */
+	char *deployment;
+	int64_t orphan_after_ms; /* orphan_after: a foreign consumer holding entries back this
+				  * long is removed before a prune; 0: never (default 7d) */
 
 	struct lk_dbconf *dbs;
 	int ndbs;

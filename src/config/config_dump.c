@@ -155,6 +155,13 @@ void lk_config_dump(const struct lk_config *cfg, struct lk_buf *out)
 		    cfg->log.format == LK_LOG_JSON ? "json" : "text", level_names[cfg->log.level]);
 	lk_buf_addf(out, "http: {listen: %s, token: %s}\n", cfg->http.listen,
 		    cfg->http.token ? "***" : "none");
+	lk_buf_addf(out, "deployment: %s\norphan_after: ",
+		    cfg->deployment ? cfg->deployment : "(made by the state store)");
+	if (cfg->orphan_after_ms)
+		add_duration(out, cfg->orphan_after_ms);
+	else
+		lk_buf_adds(out, "off");
+	lk_buf_addch(out, '\n');
 	if (cfg->instance_name || cfg->nlabels) {
 		lk_buf_addf(out, "instance: {name: %s, labels: [",
 			    cfg->instance_name ? cfg->instance_name : "(the host name)");

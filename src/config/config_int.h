@@ -245,6 +245,10 @@ int lk_cfg_parse_labels(struct lk_cfgctx *c, const struct lk_key *k, const struc
 			void *obj);
 int lk_cfg_parse_deletes(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
 			 void *obj);
+int lk_cfg_parse_deployment(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
+			    void *obj);
+int lk_cfg_parse_orphan_after(struct lk_cfgctx *c, const struct lk_key *k,
+			      const struct lk_ynode *val, void *obj);
 
 /*
  * Classifies a database URL: postgres:// or postgresql:// or a libpq keyword string (text

@@ -337,3 +337,50 @@ int lk_cfg_parse_deletes(struct lk_cfgctx *c, const struct lk_key *k, const stru
 	return lk_cfg_fail(c, val, "expected delete | ignore | soft:COLUMN, found %s%s%s%s", found,
 			   hint ? "; did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
 }
+
+int lk_cfg_parse_deployment(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
+			    void *obj)
+{
+	char **field = (char **)(void *)((char *)obj + k->off);
+	size_t n = val && val->type == LK_Y_SCALAR ? strlen(val->text) : 0;
+	bool ok = n > 0 && n <= LK_DEPLOYMENT_MAX && n == val->len;
+	char found[96];
+
+	for (size_t i = 0; ok && i < n; i++) {
+		char ch = val->text[i];
+
+		ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		     (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.';
+	}
+	if (!ok) {
+		lk_ynode_describe(val, found, sizeof(found));
+		return lk_cfg_fail(c, val,
+				   "expected a deployment name of 1 to %d letters, digits, '_', "
+				   "'-' and '.', found %s",
+				   LK_DEPLOYMENT_MAX, found);
+	}
+	free(*field);
+	*field = lk_xstrdup(val->text);
+	return 0;
+}
+
+int lk_cfg_parse_orphan_after(struct lk_cfgctx *c, const struct lk_key *k,
+			      const struct lk_ynode *val, void *obj)
+{
+	int64_t *field = (int64_t *)(void *)((char *)obj + k->off);
+	bool scalar = val && val->type == LK_Y_SCALAR;
+	char found[96];
+	int64_t v;
+
+	if (scalar && (strcmp(val->text, "off") == 0 || strcmp(val->text, "0") == 0)) {
+		*field = 0;
+		return 0;
+	}
+	if (scalar && lk_duration_parse(val->text, &v) == 0 && v >= 1000) {
+		*field = v;
+		return 0;
+	}
+	lk_ynode_describe(val, found, sizeof(found));
+	return lk_cfg_fail(c, val, "expected a duration of at least 1s (12h, 7d) or off, found %s",
+			   found);
+}

@@ -342,9 +342,17 @@ struct lk_connector_ops {
 	int (*delete_keys)(struct lk_conn *c, const struct lk_write_spec *w,
 			   const struct lk_rows *rows, struct lk_err *err);
 
-	/* Creates lockstep's position table in this (target) database if missing. */
+	/*
+	 * Creates lockstep's position table in this (target) database if missing, and gives an
+	 * older one (a row per job name) a deployment column. `job` below is then the job's
+	 * identity "JOB@DEPLOYMENT" (store.h, lk_store_ident): a row per job and deployment;
+	 * a bare "JOB" is deployment "". Returns 1 when the table must keep its older shape
+	 * (PostgreSQL: it is not ours to alter; a warning says so): then pass bare job names.
+	 */
 	int (*position_setup)(struct lk_conn *c, struct lk_err *err);
-	/* Reads the job's position: *pos is malloc'd JSON, or NULL (and epoch 0) when none. */
+	/* Reads the job's position: *pos is malloc'd JSON, or NULL (and epoch 0) when none. A
+	 * row an older lockstep wrote for the job (deployment "") becomes this deployment's
+	 * when it has none: the first deployment that finds it resumes from it. */
 	int (*position_get)(struct lk_conn *c, const char *job, int64_t *epoch, char **pos,
 			    struct lk_err *err);
 	/*

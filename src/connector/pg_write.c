@@ -1,7 +1,7 @@
 /*
  * pg_write.c - batch writes into PostgreSQL: COPY into a per-table temporary
  * stage plus one INSERT ... ON CONFLICT merge (or COPY straight into an empty
- * target), deletes by key list, and the fenced position row.
+ * target) and deletes by key list. The fenced position row: pg_position.c.
  */
 #include "core/failpoint.h"
 #include "pg_int.h"
@@ -482,84 +482,5 @@ int lk_pg_delete_keys(struct lk_conn *c, const struct lk_write_spec *w, const st
 		if (delete_chunk(c, w, rows, start, nrows, err) < 0)
 			return -1;
 	}
-	return 0;
-}
-
-int lk_pg_position_setup(struct lk_conn *c, struct lk_err *err)
-{
-	static const char *const sql =
-		"CREATE SCHEMA IF NOT EXISTS lockstep_sync;"
-		" CREATE TABLE IF NOT EXISTS lockstep_sync.position (job text PRIMARY KEY,"
-		" epoch bigint NOT NULL, pos text NOT NULL,"
-		" updated_at timestamptz NOT NULL DEFAULT now())";
-	PGresult *res =
-		PQexec(lk_pg_q(c), "SELECT to_regclass('lockstep_sync.position') IS NOT NULL");
-	int rc = 0;
-
-	/* An admin may have created it for a role without CREATE: then just use it. */
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-	    PQgetvalue(res, 0, 0)[0] == 't')
-		goto out;
-	PQclear(res);
-	res = PQexec(lk_pg_q(c), sql);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-		/* Two first runs racing on CREATE ... IF NOT EXISTS: the loser retries once. */
-		if (state && strcmp(state, "23505") == 0) {
-			PQclear(res);
-			res = PQexec(lk_pg_q(c), sql);
-			if (PQresultStatus(res) == PGRES_COMMAND_OK)
-				goto out;
-		}
-		rc = lk_pg_err(err, c, res, "create lockstep_sync.position in the target");
-	}
-out:
-	PQclear(res);
-	return rc;
-}
-
-int lk_pg_position_get(struct lk_conn *c, const char *job, int64_t *epoch, char **pos,
-		       struct lk_err *err)
-{
-	const char *params[1] = {job};
-	PGresult *res = PQexecParams(lk_pg_q(c),
-				     "SELECT epoch, pos FROM lockstep_sync.position WHERE job = $1",
-				     1, NULL, params, NULL, NULL, 0);
-
-	*epoch = 0;
-	*pos = NULL;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		lk_pg_err(err, c, res, "read the job's position");
-		PQclear(res);
-		return -1;
-	}
-	if (PQntuples(res) == 1) {
-		*epoch = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		*pos = strdup(PQgetvalue(res, 0, 1));
-	}
-	PQclear(res);
-	return 0;
-}
-
-int lk_pg_position_put(struct lk_conn *c, const char *job, int64_t epoch, const char *pos,
-		       struct lk_err *err)
-{
-	static const char *const sql =
-		"INSERT INTO lockstep_sync.position AS p (job, epoch, pos, updated_at)"
-		" VALUES ($1, $2, $3, now()) ON CONFLICT (job) DO UPDATE"
-		" SET epoch = EXCLUDED.epoch, pos = EXCLUDED.pos, updated_at = now()"
-		" WHERE p.epoch <= EXCLUDED.epoch";
-	char ebuf[24];
-	const char *params[3] = {job, ebuf, pos};
-	int64_t n = 0;
-
-	(void)snprintf(ebuf, sizeof(ebuf), "%lld", (long long)epoch);
-	if (lk_pg_cmd(c, sql, 3, params, &n, err) < 0)
-		return -1;
-	if (n != 1)
-		return lk_err_set(err, LK_ERR_FENCED,
-				  "position of job '%s' is held by a newer epoch than %lld", job,
-				  (long long)epoch);
 	return 0;
 }

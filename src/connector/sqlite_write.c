@@ -1,7 +1,7 @@
 /*
  * sqlite_write.c - SQLite writes: batch upserts and (soft) deletes through
- * cached statements, the checks that refuse values SQLite cannot hold exactly,
- * and the fenced sync position (DESIGN decision 5).
+ * cached statements, and the checks that refuse values SQLite cannot hold exactly.
+ * The fenced sync position (DESIGN decision 5): sqlite_position.c.
  */
 #include "connector.h"
 #include "core/buf.h"
@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define POSITION_TABLE "main.lockstep_sync_position"
 
 static const char *const affinity_names[] = {
 	[LK_AFF_BLOB] = "BLOB",	      [LK_AFF_TEXT] = "TEXT", [LK_AFF_NUMERIC] = "NUMERIC",
@@ -495,84 +493,4 @@ int lk_sqlite_delete_keys(struct lk_conn *c, const struct lk_write_spec *w,
 		ret = delete_row(c, w, e->stmt, rows, r, w->soft_column ? now : NULL, err);
 	sqlite3_clear_bindings(e->stmt);
 	return ret;
-}
-
-/* ---- the sync position ---- */
-
-int lk_sqlite_position_setup(struct lk_conn *c, struct lk_err *err)
-{
-	static const char sql[] = "CREATE TABLE IF NOT EXISTS " POSITION_TABLE
-				  " (job TEXT PRIMARY KEY, epoch INTEGER NOT NULL,"
-				  " pos TEXT NOT NULL, updated_at TEXT NOT NULL)";
-	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
-
-	if (rc != SQLITE_OK)
-		return lk_sqlite_fail(c, rc, err, "create the sync position table");
-	return 0;
-}
-
-int lk_sqlite_position_get(struct lk_conn *c, const char *job, int64_t *epoch, char **pos,
-			   struct lk_err *err)
-{
-	static const char sql[] = "SELECT epoch, pos FROM " POSITION_TABLE " WHERE job = ?1";
-	static const char exists[] = "SELECT 1 FROM main.sqlite_master"
-				     " WHERE type = 'table' AND name = 'lockstep_sync_position'";
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	*epoch = 0;
-	*pos = NULL;
-	/* A target that never had a batch has no table yet: that is "no position". */
-	rc = sqlite3_prepare_v2(c->db, exists, -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc == SQLITE_ROW)
-		rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 1, job, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*epoch = sqlite3_column_int64(st, 0);
-		*pos = lk_xstrdup((const char *)sqlite3_column_text(st, 1));
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return lk_sqlite_fail(c, rc, err, "read the position of job '%s'", job);
-	return 0;
-}
-
-int lk_sqlite_position_put(struct lk_conn *c, const char *job, int64_t epoch, const char *pos,
-			   struct lk_err *err)
-{
-	static const char sql[] =
-		"INSERT INTO " POSITION_TABLE " (job, epoch, pos, updated_at)"
-		" VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
-		" ON CONFLICT (job) DO UPDATE SET epoch = excluded.epoch, pos = excluded.pos,"
-		" updated_at = excluded.updated_at"
-		" WHERE lockstep_sync_position.epoch <= excluded.epoch";
-	struct lk_sqlite_cached *e;
-	int rc;
-
-	if (lk_sqlite_cache_get(c, sql, &e, err) < 0)
-		return lk_err_prefix(err, "write the position of job '%s'", job);
-	rc = sqlite3_bind_text(e->stmt, 1, job, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(e->stmt, 2, epoch);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(e->stmt, 3, pos, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(e->stmt);
-	if (rc != SQLITE_DONE)
-		lk_sqlite_fail(c, rc, err, "write the position of job '%s'", job);
-	sqlite3_reset(e->stmt);
-	sqlite3_clear_bindings(e->stmt);
-	if (rc != SQLITE_DONE)
-		return -1;
-	if (sqlite3_changes64(c->db) == 0)
-		return lk_err_set(err, LK_ERR_FENCED,
-				  "position of job '%s' is held by a newer epoch", job);
-	return 0;
 }

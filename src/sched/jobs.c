@@ -79,7 +79,7 @@ static void usage_add(struct lk_jobrun *jr, const struct lk_db *db, int64_t rows
 
 /* The fence (store/fence.h): the job's lock with a newer epoch, sealed in the database. */
 static struct lk_job_lock *lock_and_seal(struct lk_jobrun *jr, struct lk_db *db, int64_t *epoch,
-					 struct lk_err *err)
+					 char key[LK_IDENT_MAX], struct lk_err *err)
 {
 	struct lk_fence f;
 	struct lk_job_lock *lock;
@@ -91,6 +91,7 @@ static struct lk_job_lock *lock_and_seal(struct lk_jobrun *jr, struct lk_db *db,
 		return NULL;
 	}
 	*epoch = f.epoch;
+	memcpy(key, f.key, LK_IDENT_MAX); /* the job's position row in db (fence.h) */
 	lock = f.lock;
 	f.lock = NULL; /* the caller's now */
 	lk_fence_release(&f);
@@ -98,7 +99,8 @@ static struct lk_job_lock *lock_and_seal(struct lk_jobrun *jr, struct lk_db *db,
 }
 
 /* The script in one transaction, the fenced position update first. */
-static int run_script(struct lk_jobrun *jr, struct lk_db *db, int64_t epoch, struct lk_err *err)
+static int run_script(struct lk_jobrun *jr, struct lk_db *db, int64_t epoch, const char *key,
+		      struct lk_err *err)
 {
 	const struct lk_connector_ops *ops = db->ops;
 	char pos[96];
@@ -107,7 +109,7 @@ static int run_script(struct lk_jobrun *jr, struct lk_db *db, int64_t epoch, str
 	(void)snprintf(pos, sizeof(pos), "{\"kind\":\"sql\",\"run\":\"%s\"}", jr->run_id);
 	if (ops->begin(db->conn, err) < 0)
 		return -1;
-	if (ops->position_put(db->conn, jr->job->name, epoch, pos, err) < 0)
+	if (ops->position_put(db->conn, key, epoch, pos, err) < 0)
 		goto fail;
 	if (jr->job->timeout_ms > 0 && ops->set_timeout(db->conn, jr->job->timeout_ms, err) < 0)
 		goto fail;
@@ -139,6 +141,7 @@ int lk_sqljob_run(struct lk_jobrun *jr, struct lk_err *err)
 	struct lk_job_lock *lock = NULL;
 	struct lk_db db = {0};
 	struct lk_run run;
+	char key[LK_IDENT_MAX];
 	int64_t epoch = 0;
 	bool inserted = false;
 	int rc = -1;
@@ -147,14 +150,14 @@ int lk_sqljob_run(struct lk_jobrun *jr, struct lk_err *err)
 	if (lk_db_open(&db, conf, retry, jr->stop, err) < 0)
 		goto out;
 	lk_db_tag(&db, jr->job->name);
-	lock = lock_and_seal(jr, &db, &epoch, err);
+	lock = lock_and_seal(jr, &db, &epoch, key, err);
 	if (!lock)
 		goto out;
 	run.epoch = epoch;
 	if (lk_store_run_insert(jr->store, &run, err) < 0)
 		goto out;
 	inserted = true;
-	rc = run_script(jr, &db, epoch, err);
+	rc = run_script(jr, &db, epoch, key, err);
 	run.rows_written = jr->rows;
 out:
 	if (rc < 0 && err->code == LK_ERR_BUSY) {

@@ -39,6 +39,9 @@ static const struct lk_migration sqlite_migrations[] = {
 	 " stopping INTEGER NOT NULL DEFAULT 0);"},
 	{4, "member labels",
 	 "ALTER TABLE lockstep_members ADD COLUMN labels TEXT NOT NULL DEFAULT '';"},
+	{5, "deployment",
+	 "CREATE TABLE lockstep_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+	 " updated_ms INTEGER NOT NULL);"},
 };
 
 static const struct lk_migration pg_migrations[] = {
@@ -76,6 +79,9 @@ static const struct lk_migration pg_migrations[] = {
 	 " stopping boolean NOT NULL DEFAULT false);"},
 	{4, "member labels",
 	 "ALTER TABLE lockstep.members ADD COLUMN labels text NOT NULL DEFAULT '';"},
+	{5, "deployment",
+	 "CREATE TABLE lockstep.meta (key text PRIMARY KEY, value text NOT NULL,"
+	 " updated_ms bigint NOT NULL);"},
 };
 
 const struct lk_migration *lk_store_migration_list(enum lk_db_kind kind, int *n)

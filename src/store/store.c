@@ -27,6 +27,8 @@ struct lk_store *lk_store_open(const struct lk_config *cfg, struct lk_err *err)
 	s->lease_ms = cfg->lease_ms > 0 ? cfg->lease_ms : 30000;
 	s->renew_ms = cfg->renew_ms > 0 ? cfg->renew_ms : 10000;
 	s->prefix = s->kind == LK_DB_POSTGRES ? "lockstep." : "lockstep_";
+	if (cfg->deployment)
+		(void)snprintf(s->named, sizeof(s->named), "%s", cfg->deployment);
 	if (cfg->state_path)
 		s->lock_base = lk_xstrdup(cfg->state_path);
 	if (lk_db_open(&s->db, &s->conf, &retry, NULL, err) < 0) {

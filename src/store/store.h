@@ -212,6 +212,34 @@ int lk_store_usage(struct lk_store *s, int days, struct lk_rows *out, struct lk_
 int lk_store_prune(struct lk_store *s, int64_t before_ms, int64_t *runs, int64_t *errors,
 		   struct lk_err *err);
 
+/*
+ * This deployment's id (docs/operations.md, "Several deployments"): the config's
+ * `deployment` when named (recorded in the store, with a warning when it replaces another),
+ * else the one the store holds, made ("d-" and 12 hex digits) and kept at first use. Read
+ * once per handle and cached (clones made later share it). *out stays valid while s lives.
+ * Needs the store migrated.
+ */
+int lk_store_deployment(struct lk_store *s, const char **out, struct lk_err *err);
+
+/* The longest identity lk_store_ident writes, NUL included. */
+#define LK_IDENT_MAX (64 + 1 + LK_DEPLOYMENT_MAX + 1)
+
+/*
+ * A job's identity outside the store, "JOB@DEPLOYMENT": the name of its consumer row in a
+ * source's change-capture registry, the key of its position in a target (the connector
+ * splits it at the '@' into job and deployment) and its session tag there. Job names
+ * never hold '@'. out has room for LK_IDENT_MAX bytes.
+ */
+int lk_store_ident(struct lk_store *s, const char *job, char out[LK_IDENT_MAX], struct lk_err *err);
+
+/*
+ * The identities ("JOB@DEPLOYMENT") of cfg's real-time jobs in deployment dep: the
+ * consumers that are this config's own; any other consumer of their source tables is an
+ * orphan to it (the cdc op `orphans`). Sets *n; free with lk_store_idents_free.
+ */
+char **lk_store_idents(const struct lk_config *cfg, const char *dep, int *n);
+void lk_store_idents_free(char **v, int n);
+
 /* "lockstep_" or "lockstep." : the prefix of the store's tables, for callers' queries. */
 const char *lk_store_prefix(const struct lk_store *s);
 /* The underlying connection, for read-only queries by the CLI. */

@@ -24,6 +24,10 @@ struct lk_store {
 	lk_run_observer observer;
 	void *observer_arg;
 	bool lost; /* PostgreSQL: a statement lost the connection; the next one reconnects */
+	/* deployment.c: the config's `deployment` ("" when not named), and the deployment
+	 * once read or made ("" until then) */
+	char named[LK_DEPLOYMENT_MAX + 1];
+	char deployment[LK_DEPLOYMENT_MAX + 1];
 };
 
 /*

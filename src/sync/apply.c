@@ -107,7 +107,7 @@ static int attempt(struct lk_apply *a, bool bisect, struct lk_err *err)
 	const struct lk_connector_ops *ops = ctx->dst.ops;
 
 	if (ops->begin(ctx->dst.conn, err) < 0 ||
-	    ops->position_put(ctx->dst.conn, ctx->job->name, ctx->epoch, a->b->pos, err) < 0)
+	    ops->position_put(ctx->dst.conn, ctx->pos_key, ctx->epoch, a->b->pos, err) < 0)
 		return -1;
 	if (a->b->copy && write_range(a, 0, 0, a->b->copy->nrows, err) < 0)
 		return -1;

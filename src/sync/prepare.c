@@ -234,8 +234,8 @@ int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const st
 	(void)snprintf(ctx->pos_key, sizeof(ctx->pos_key), "%s", job->name);
 	if (open_both(ctx, err) < 0)
 		return -1;
-	if (for_write) /* a later holder can end this session's open batch (lk_db_fence_others) */
-		lk_db_tag(&ctx->dst, job->name);
+	/* for_write: the fence tags the target's session (lk_fence_take), so that a later
+	 * holder can end this session's open batch (lk_db_fence_others) */
 	if (ctx->src.ops->describe(ctx->src.conn, &job->source.table, &ctx->sdesc, err) < 0) {
 		if (err->code == LK_ERR_NOTFOUND)
 			return schema_err(err, "source", sdb, &job->source.table, "does not exist");

@@ -149,6 +149,8 @@ struct lk_job_lock *lk_job_lock_and_seal(struct lk_job_ctx *ctx, struct lk_store
 	f.pos = NULL;
 	ctx->epoch = f.epoch;
 	ctx->target_epoch = f.target_epoch;
+	memcpy(ctx->ident, f.ident, sizeof(ctx->ident));
+	memcpy(ctx->pos_key, f.key, sizeof(ctx->pos_key));
 	if (check_fp)
 		check_fingerprint(ctx);
 	/* The seal: the new epoch reaches the target before any batch (DESIGN decision 5). */

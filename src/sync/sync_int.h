@@ -47,10 +47,12 @@ struct lk_job_ctx {
 	bool rt;    /* realtime: the snapshot phase writes realtime positions (rt_start) */
 	struct lk_write_spec w;
 	char fp[17]; /* fingerprint: what a position means (tables, key, cursor, where) */
-	/* The job's identity: its consumer name in the source's change-capture registry
-	 * (ident) and its position row's key in the target (pos_key). The job name for now. */
-	char ident[128];
-	char pos_key[128];
+	/* The job's identity, "JOB@DEPLOYMENT" (lk_store_ident): its consumer name in the
+	 * source's change-capture registry. pos_key: its position row's key in the target
+	 * (ident, or the job name when that table keeps the older shape). Both are the bare job
+	 * name until lk_job_lock_and_seal sets them. */
+	char ident[LK_IDENT_MAX];
+	char pos_key[LK_IDENT_MAX];
 	int64_t epoch;	      /* this run's fencing token */
 	int64_t target_epoch; /* read from the target before the seal */
 	char *pos;	      /* the position JSON read from the target, or NULL */
