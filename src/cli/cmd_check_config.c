@@ -3,6 +3,7 @@
 #include "connector/connector.h"
 #include "core/buf.h"
 #include "http/http.h"
+#include "orphans.h"
 #include "sched/jobs.h"
 
 #include <stdio.h>
@@ -11,9 +12,35 @@
 static const char *const help =
 	"usage: lockstep check-config\n"
 	"  Parses and validates the config, connects to every database and to the state\n"
-	"  store, and checks that every job's tables, columns and keys exist and fit.\n"
+	"  store, and checks that every job's tables, columns and keys exist and fit. Names\n"
+	"  this deployment and lists the consumers of its real-time jobs' source tables that\n"
+	"  belong to none of its jobs (orphans: `lockstep uninstall --orphans`).\n"
 	"  Exit: 0 all good, 1 a table or column problem, 69 a database unreachable,\n"
 	"  78 invalid config.\n";
+
+static void orphan_line(void *arg, const struct lk_orphan *o)
+{
+	char what[512];
+
+	(void)arg;
+	lk_orphan_describe(o, what, sizeof(what));
+	(void)printf("orphan %s\n", what);
+}
+
+/* This deployment's id, and the orphaned consumers of its source tables (never fatal). */
+static void check_deployment(struct lk_cli *cli, struct lk_store *store)
+{
+	struct lk_err err = LK_ERR_INIT;
+	const char *dep;
+
+	if (lk_store_deployment(store, &dep, &err) < 0) {
+		(void)printf("deployment: unknown (%s)\n", err.msg);
+		return;
+	}
+	(void)printf("deployment: %s\n", dep);
+	if (lk_cli_orphans(cli, store, false, orphan_line, NULL, &err) < 0)
+		(void)printf("orphans: unknown (%s)\n", err.msg);
+}
 
 static int check_databases(struct lk_cli *cli)
 {
@@ -103,14 +130,17 @@ int lk_cmd_check_config(struct lk_cli *cli)
 	if (!store)
 		return code;
 	(void)printf("state store: ok (migrated)\n");
-	lk_store_close(store);
-	if (worst)
+	if (worst) {
+		lk_store_close(store);
 		return worst;
+	}
 	for (int i = 0; i < cli->cfg->njobs; i++) {
 		int rc = check_job(cli, &cli->cfg->jobs[i]);
 
 		if (rc && (worst == 0 || rc == LK_EXIT_UNAVAILABLE))
 			worst = rc;
 	}
+	check_deployment(cli, store);
+	lk_store_close(store);
 	return worst;
 }

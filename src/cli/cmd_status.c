@@ -4,6 +4,7 @@
 #include "core/buf.h"
 #include "core/json.h"
 #include "core/units.h"
+#include "orphans.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -57,16 +58,18 @@ static json_t *run_json(const struct lk_value *v)
 }
 
 /* A real-time job's lag, read from its source (one connection attempt). */
-static int job_lag(const struct lk_cli *cli, const struct lk_job *job, struct lk_cdc_lag *lag,
-		   struct lk_err *err)
+static int job_lag(const struct lk_cli *cli, struct lk_store *store, const struct lk_job *job,
+		   struct lk_cdc_lag *lag, struct lk_err *err)
 {
 	const struct lk_retry_conf once = {1, 0, 0, 1.0};
 	struct lk_db src = {0};
+	char ident[LK_IDENT_MAX];
 	int rc;
 
-	if (lk_db_open(&src, &cli->cfg->dbs[job->source.db], &once, NULL, err) < 0)
+	if (lk_store_ident(store, job->name, ident, err) < 0 ||
+	    lk_db_open(&src, &cli->cfg->dbs[job->source.db], &once, NULL, err) < 0)
 		return -1;
-	rc = lk_cdc_for(src.ops)->lag(src.conn, job->name, &job->source.table, lag, err);
+	rc = lk_cdc_for(src.ops)->lag(src.conn, ident, &job->source.table, lag, err);
 	lk_db_close(&src);
 	return rc;
 }
@@ -112,6 +115,58 @@ static void print_text_lag(const struct lk_cdc_lag *l, const struct lk_err *err)
 }
 
 static const char *const kind_names[] = {"sync", "sql", "exec"};
+
+static void orphan_json(void *arg, const struct lk_orphan *o)
+{
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "consumer", o->name, "database", o->db,
+			      "table", o->table, "job", o->job);
+
+	(void)json_object_set_new(j, "deployment",
+				  o->deployment[0] ? json_string(o->deployment) : json_null());
+	(void)json_object_set_new(j, "heldBackSeconds", secs_or_null(o->held_s));
+	(void)json_object_set_new(j, "idleSeconds", json_real(o->idle_s));
+	(void)json_array_append_new(arg, j);
+}
+
+static void orphan_text(void *arg, const struct lk_orphan *o)
+{
+	char what[512];
+
+	(void)arg;
+	lk_orphan_describe(o, what, sizeof(what));
+	(void)printf("orphan %s\n", what);
+}
+
+/*
+ * This deployment, and the consumers of its real-time jobs' source tables that belong to
+ * no job of it (json: into root; text: printed). What cannot be read is said, not fatal.
+ */
+static void deployment_status(struct lk_cli *cli, struct lk_store *store, json_t *root)
+{
+	struct lk_err err = LK_ERR_INIT;
+	json_t *arr = json_array();
+	const char *dep = NULL;
+
+	if (lk_store_deployment(store, &dep, &err) < 0)
+		dep = NULL;
+	if (root) {
+		(void)json_object_set_new(root, "deployment", dep ? json_string(dep) : json_null());
+	} else {
+		(void)printf("deployment %s\n", dep ? dep : "unknown");
+	}
+	lk_err_clear(&err);
+	if (dep &&
+	    lk_cli_orphans(cli, store, false, root ? orphan_json : orphan_text, arr, &err) < 0) {
+		if (root)
+			(void)json_object_set_new(root, "orphansError", json_string(err.msg));
+		else
+			(void)printf("orphans: unknown (%s)\n", err.msg);
+	}
+	if (root)
+		(void)json_object_set_new(root, "orphans", arr);
+	else
+		json_decref(arr);
+}
 
 /* The next fire time the scheduler keeps for job (0 when none). */
 static int64_t next_fire(struct lk_store *store, const char *job)
@@ -287,6 +342,7 @@ int lk_cmd_status(struct lk_cli *cli)
 	instances = instances_json(store);
 	if (!json)
 		print_text_instances(instances);
+	deployment_status(cli, store, json ? root : NULL);
 	lk_rows_init(&leases, 4);
 	if (strcmp(lk_store_prefix(store), "lockstep.") == 0 &&
 	    lk_store_leases(store, &leases, &err) < 0) /* several instances: who holds what */
@@ -320,7 +376,7 @@ int lk_cmd_status(struct lk_cli *cli)
 				struct lk_cdc_lag lag = {0};
 				struct lk_err e2 = LK_ERR_INIT;
 
-				if (job_lag(cli, job, &lag, &e2) == 0)
+				if (job_lag(cli, store, job, &lag, &e2) == 0)
 					(void)json_object_set_new(j, "lag", lag_json(&lag));
 				else
 					(void)json_object_set_new(j, "lagError",
@@ -334,7 +390,7 @@ int lk_cmd_status(struct lk_cli *cli)
 				struct lk_cdc_lag lag = {0};
 				struct lk_err e2 = LK_ERR_INIT;
 
-				(void)job_lag(cli, job, &lag, &e2);
+				(void)job_lag(cli, store, job, &lag, &e2);
 				print_text_lag(&lag, &e2);
 			}
 		}

@@ -74,6 +74,25 @@ struct lk_cdc_lag {
 	int64_t entries;      /* changelog entries of this table, applied or not */
 };
 
+/*
+ * Deployments (docs/operations.md, "Several deployments"): a consumer's name is its job's
+ * identity "JOB@DEPLOYMENT"; a name without '@' is one an older lockstep registered.
+ * What the `orphans` op below is asked: the consumers of `table` whose names are not in
+ * keep[0..nkeep) (the identities of the asking config's jobs).
+ */
+struct lk_cdc_orphans_req {
+	const struct lk_tref *table;
+	const char *const *keep;
+	int nkeep;
+	bool remove;	   /* delete those rows (commits); else only list them */
+	double min_held_s; /* remove: only consumers holding entries back this long (0: all) */
+};
+
+/* Columns of the rows the `orphans` op appends: the consumer's name, how long it has held
+ * changelog entries back (seconds since the oldest entry it has not applied was written;
+ * NULL when it holds none), and seconds since it last advanced. */
+enum { LK_ORPHAN_NAME, LK_ORPHAN_HELD_S, LK_ORPHAN_IDLE_S, LK_ORPHAN_NCOLS };
+
 struct lk_cdc_ops {
 	/*
 	 * Installs, idempotently and versioned, the changelog, the registry and the table's
@@ -181,10 +200,35 @@ struct lk_cdc_ops {
 	int (*check_capture)(struct lk_conn *c, const struct lk_cdc_table *t, int64_t relid,
 			     const char *job, const struct lk_cdc_pos *pos, char *gap,
 			     size_t gap_size, struct lk_err *err);
+
+	/*
+	 * Upgrade in place: the consumer row of table t named `older` (the job's name, as an
+	 * older lockstep registered it) is renamed `ident` when no row is named ident yet, so
+	 * the first deployment that resumes the job goes on from it. *adopted: renamed now.
+	 * Autocommit; nothing installed is fine.
+	 */
+	int (*adopt_consumer)(struct lk_conn *c, const char *older, const char *ident,
+			      const struct lk_tref *t, bool *adopted, struct lk_err *err);
+
+	/*
+	 * Lists, or removes (q->remove), the consumers of q->table that belong to none of
+	 * q->keep: one row per consumer (LK_ORPHAN_NCOLS columns) appended to out, the removed
+	 * ones when removing. Removing never drops the table's triggers or entries (the next
+	 * prune deletes what no remaining consumer needs); a removed consumer's job, if it
+	 * runs again, finds its registry row gone and re-snapshots. Nothing installed: no rows.
+	 */
+	int (*orphans)(struct lk_conn *c, const struct lk_cdc_orphans_req *q, struct lk_rows *out,
+		       struct lk_err *err);
 };
 
 extern const struct lk_cdc_ops lk_pg_cdc_ops;
 extern const struct lk_cdc_ops lk_sqlite_cdc_ops;
+
+/* PostgreSQL's adopt_consumer and orphans (pg_cdc_orphans.c), for lk_pg_cdc_ops. */
+int lk_pg_cdc_adopt(struct lk_conn *c, const char *older, const char *ident,
+		    const struct lk_tref *t, bool *adopted, struct lk_err *err);
+int lk_pg_cdc_orphans(struct lk_conn *c, const struct lk_cdc_orphans_req *q, struct lk_rows *out,
+		      struct lk_err *err);
 
 /* The change-capture ops for a connector (by its ops table). */
 const struct lk_cdc_ops *lk_cdc_for(const struct lk_connector_ops *ops);

@@ -1185,4 +1185,6 @@ const struct lk_cdc_ops lk_pg_cdc_ops = {
 	.uninstall = pg_cdc_uninstall,
 	.lag = pg_cdc_lag,
 	.check_capture = lk_pgc_check_capture,
+	.adopt_consumer = lk_pg_cdc_adopt,
+	.orphans = lk_pg_cdc_orphans,
 };

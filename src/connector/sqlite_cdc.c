@@ -1065,6 +1065,103 @@ static int sc_check_capture(struct lk_conn *c, const struct lk_cdc_table *t, int
 	return lineage(c, job, pos, gap, gap_size, err);
 }
 
+/* ---- deployments: older consumer names, orphans ---- */
+
+static int sc_adopt_consumer(struct lk_conn *c, const char *older, const char *ident,
+			     const struct lk_tref *t, bool *adopted, struct lk_err *err)
+{
+	int64_t n = 0;
+
+	*adopted = false;
+	if (count_tables(c, &n, err) < 0)
+		return -1;
+	if (n < 4)
+		return 0;
+	if (put(c, &n, err,
+		"UPDATE " CDC "consumers SET job = ?2 WHERE job = ?1 AND relid = (SELECT relid"
+		" FROM " CDC "tables WHERE schema_name = ?3 AND table_name = ?4) AND NOT EXISTS"
+		" (SELECT 1 FROM " CDC "consumers WHERE job = ?2)",
+		"tttt", older, ident, schema_of(t), t->name) < 0)
+		return -1;
+	*adopted = n > 0;
+	return 0;
+}
+
+/* Appends the consumers of relid not in keep (a JSON array) holding entries back at least
+ * min_held_ms (0: all) to out, from row out->nrows on. */
+static int list_orphans(struct lk_conn *c, int64_t relid, const char *keep, int64_t min_held_ms,
+			struct lk_rows *out, struct lk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (shape(out, LK_ORPHAN_NCOLS, err) < 0 ||
+	    prep(c, &st, err,
+		 "SELECT job, CASE WHEN oldest IS NULL THEN NULL"
+		 " ELSE printf('%.1f', (?3 - oldest) / 1000.0) END,"
+		 " printf('%.1f', (?3 - upd) / 1000.0) FROM (SELECT k.job AS job,"
+		 " (SELECT min(l.at_ms) FROM " CDC "changelog l WHERE l.relid = k.relid"
+		 "  AND l.seq > k.seq) AS oldest, COALESCE(k.updated_ms, 0) AS upd"
+		 " FROM " CDC "consumers k WHERE k.relid = ?1"
+		 " AND k.job NOT IN (SELECT value FROM json_each(?2)))"
+		 " WHERE ?4 = 0 OR oldest <= ?3 - ?4 ORDER BY job",
+		 "itii", relid, keep, lk_wall_ms(), min_held_ms) < 0)
+		return -1;
+	rc = add_rows(c, st, out, err);
+	done(st);
+	return rc;
+}
+
+static int orphans_in_txn(struct lk_conn *c, const struct lk_cdc_orphans_req *q, const char *keep,
+			  struct lk_rows *out, struct lk_err *err)
+{
+	int64_t n, relid;
+	bool known;
+	int first = out->nrows;
+
+	if (count_tables(c, &n, err) < 0)
+		return -1;
+	if (n < 4)
+		return 0;
+	if (lookup_relid(c, schema_of(q->table), q->table->name, &relid, &known, err) < 0)
+		return -1;
+	if (!known)
+		return 0;
+	if (list_orphans(c, relid, keep, q->remove ? (int64_t)(q->min_held_s * 1000) : 0, out,
+			 err) < 0)
+		return -1;
+	for (int r = first; q->remove && r < out->nrows; r++) {
+		if (put(c, NULL, err, "DELETE FROM " CDC "consumers WHERE job = ?1", "t",
+			LK_ROW(out, r)[LK_ORPHAN_NAME].p) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int sc_orphans(struct lk_conn *c, const struct lk_cdc_orphans_req *q, struct lk_rows *out,
+		      struct lk_err *err)
+{
+	struct lk_buf keep = LK_BUF_INIT;
+	int rc;
+
+	lk_buf_addch(&keep, '[');
+	for (int i = 0; i < q->nkeep; i++) {
+		if (i)
+			lk_buf_addch(&keep, ',');
+		lk_buf_add_json_str(&keep, q->keep[i], strlen(q->keep[i]));
+	}
+	lk_buf_addch(&keep, ']');
+	if (!q->remove) {
+		rc = orphans_in_txn(c, q, keep.buf, out, err);
+	} else {
+		rc = run(c, "BEGIN IMMEDIATE", err);
+		if (rc == 0)
+			rc = finish(c, orphans_in_txn(c, q, keep.buf, out, err), err);
+	}
+	lk_buf_release(&keep);
+	return rc;
+}
+
 const struct lk_cdc_ops lk_sqlite_cdc_ops = {
 	.install = sc_install,
 	.check = sc_check,
@@ -1080,4 +1177,6 @@ const struct lk_cdc_ops lk_sqlite_cdc_ops = {
 	.uninstall = sc_uninstall,
 	.lag = sc_lag,
 	.check_capture = sc_check_capture,
+	.adopt_consumer = sc_adopt_consumer,
+	.orphans = sc_orphans,
 };

@@ -547,6 +547,7 @@ static int prune(struct rt *rt, struct lk_err *err)
 	struct lk_job_ctx *ctx = rt->ctx;
 	int64_t n = 0, total = 0;
 
+	lk_rt_expire_orphans(ctx); /* a consumer gone for good must not hold pruning back */
 	for (int i = 0; i < RT_PRUNE_ROUNDS && !stopped(ctx); i++) {
 		if (rt->cdc->prune(ctx->src.conn, rt->relid, RT_PRUNE_BATCH, &n, err) < 0)
 			return -1;

@@ -247,7 +247,7 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 		rc = lk_poll_run(&ctx, err);
 		break;
 	case LK_MODE_REALTIME:
-		rc = lk_realtime_run(&ctx, err);
+		rc = lk_job_adopt_consumer(&ctx, err) < 0 ? -1 : lk_realtime_run(&ctx, err);
 		break;
 	default:
 		rc = lk_snapshot_run(&ctx, err);

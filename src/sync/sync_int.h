@@ -77,6 +77,19 @@ struct lk_job_ctx {
 	int64_t dl_nopen;
 };
 
+/*
+ * deployment.c. A real-time job about to resume from its position takes over the consumer
+ * row an older lockstep registered under the job's name alone, when its own (ctx->ident)
+ * does not exist yet (cdc op adopt_consumer). Call after lk_job_lock_and_seal.
+ */
+int lk_job_adopt_consumer(struct lk_job_ctx *ctx, struct lk_err *err);
+/*
+ * Before a prune: removes the consumers of the job's source table that belong to no
+ * real-time job of this config in this deployment and have held changelog entries back
+ * longer than orphan_after, with one warning each. Failures are logged, never fatal.
+ */
+void lk_rt_expire_orphans(struct lk_job_ctx *ctx);
+
 /* Sets up ctx's dead-letter queue on the run's store and loads the open keys. */
 int lk_dl_setup(struct lk_job_ctx *ctx, struct lk_store *store, struct lk_err *err);
 void lk_dl_release(struct lk_job_ctx *ctx);
