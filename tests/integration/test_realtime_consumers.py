@@ -140,7 +140,7 @@ def changelog_seqs(src):
 def consumer(src, job):
     """(horizon, xid, seq) of a registered job as integers, or None."""
     r = L.execute(src, "SELECT horizon::text::bigint, xid::text::bigint, seq FROM lockstep_cdc.consumers "
-                       "WHERE job = %s", (job,))
+                       "WHERE split_part(job, '@', 1) = %s", (job,))  # JOB@DEPLOYMENT
     return r[0] if r else None
 
 

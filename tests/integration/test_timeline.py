@@ -106,7 +106,8 @@ def position(dst, job):
 
 def registry(src, job):
     rows = L.execute(src, "SELECT horizon::text::bigint, COALESCE(xid::text::bigint, 0), "
-                          "COALESCE(seq, 0) FROM lockstep_cdc.consumers WHERE job = %s", (job,))
+                          "COALESCE(seq, 0) FROM lockstep_cdc.consumers WHERE split_part(job, '@', 1) = %s",
+                     (job,))  # the row's name is JOB@DEPLOYMENT
     return tuple(rows[0]) if rows else None
 
 
@@ -152,7 +153,8 @@ def test_idle_and_upgrade(src, dst, cfg):
     # 2. a position as earlier versions wrote it, and their registry ahead of it
     sql(dst, "UPDATE lockstep_sync.position SET pos = (pos::jsonb - 'src')::text WHERE job = 'users'")
     sql(src, "UPDATE lockstep_cdc.consumers SET horizon = "
-             "pg_snapshot_xmin(pg_current_snapshot()), xid = NULL, seq = NULL WHERE job = 'users'")
+             "pg_snapshot_xmin(pg_current_snapshot()), xid = NULL, seq = NULL "
+             "WHERE split_part(job, '@', 1) = 'users'")
     t.check("src" not in position(dst, "users"), "the position reads as an older version's")
     sql(src, *["INSERT INTO users VALUES (%d, 'after upgrade')" % i for i in range(1001, 1004)])
     err = catch_up(cfg, "users", "catch-up after the upgrade")
