@@ -292,7 +292,14 @@ static int check_privileges(struct lk_conn *c, const char *table, const char *re
 		" pg_catalog.has_table_privilege($1::oid, 'SELECT'),"
 		" pg_catalog.pg_get_userbyid((SELECT relowner FROM pg_catalog.pg_class"
 		"  WHERE oid = $1::oid)),"
-		" pg_catalog.current_setting('server_version_num')::int";
+		" pg_catalog.current_setting('server_version_num')::int,"
+		/* CREATE TRIGGER on a partitioned table clones it onto every partition */
+		" (SELECT pg_catalog.string_agg(p.relid::text, ', ' ORDER BY p.relid::text)"
+		"  FROM pg_catalog.pg_partition_tree($1::oid::pg_catalog.regclass) p"
+		"  WHERE p.relid <> $1::oid"
+		"  AND NOT pg_catalog.has_table_privilege(p.relid, 'TRIGGER')"
+		"  AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid = p.relid"
+		"  AND g.tgname = 'lockstep_cdc_capture'))";
 	const char *params[] = {relid};
 	PGresult *res = PQexecParams(lk_pg_q(c), sql, 1, NULL, params, NULL, NULL, 0);
 	const char *user, *db, *owner;
@@ -330,6 +337,12 @@ static int check_privileges(struct lk_conn *c, const char *table, const char *re
 		lk_err_set(err, LK_ERR_PERMISSION,
 			   "role %s lacks SELECT on %s: GRANT SELECT ON %s TO \"%s\"", user, table,
 			   table, user);
+	} else if (!PQgetisnull(res, 0, 9)) {
+		lk_err_set(err, LK_ERR_PERMISSION,
+			   "role %s lacks the TRIGGER privilege on partitions of %s that change "
+			   "capture needs (PostgreSQL adds its trigger to each partition): GRANT "
+			   "TRIGGER ON %s TO \"%s\", or run as the owner",
+			   user, table, PQgetvalue(res, 0, 9), user);
 	} else {
 		rc = 0;
 	}
