@@ -190,7 +190,12 @@ struct lk_cdc_ops {
 	 * caller must not be inside a transaction.
 	 * 1. Capture: when a trigger is missing or out of date, repairs it in a transaction
 	 *    that also logs an LK_CDC_OP_GAP entry if changes may have gone unlogged (install
-	 *    does the same). A cheap read-only look when all is well.
+	 *    does the same). A cheap read-only look when all is well. PostgreSQL: compares
+	 *    the signature recorded at install (lockstep's triggers on the table and its
+	 *    partitions, their modes and catalogue row versions, the capture function, the
+	 *    leaf partitions: pg_cdc_health.c); any change is repaired with a gap entry,
+	 *    except a new partition holding no row older than its cloned trigger. Its
+	 *    lineage is the timeline guard's (guard.c): gap stays empty.
 	 * 2. Lineage: whether the changelog still holds the history pos was taken in. When not
 	 *    (the source went back: a file restored from an older copy), writes why into gap
 	 *    (one sentence, no final period) and the caller must re-snapshot; else gap[0] is
