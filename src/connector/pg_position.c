@@ -19,9 +19,15 @@
 	" deployment text NOT NULL DEFAULT '', epoch bigint NOT NULL, pos text NOT NULL,"          \
 	" updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, deployment))"
 
-/* An older table (primary key job alone) gets the deployment column, its rows ''. */
+/* An older table (primary key job alone) gets the deployment column, its rows ''. A table
+ * that is not ours is refused before the lock, which would wait for other jobs' batches. */
 #define POS_UPGRADE                                                                                \
 	"DO $lockstep$ DECLARE k name; BEGIN"                                                      \
+	" IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid ="                            \
+	"  'lockstep_sync.position'::regclass AND pg_catalog.pg_has_role(relowner, 'USAGE')) THEN" \
+	"  RAISE insufficient_privilege USING MESSAGE = 'not the owner of "                        \
+	"lockstep_sync.position';"                                                                 \
+	" END IF;"                                                                                 \
 	" LOCK TABLE lockstep_sync.position IN ACCESS EXCLUSIVE MODE;"                             \
 	" IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid ="                   \
 	"  'lockstep_sync.position'::regclass AND attname = 'deployment' AND NOT attisdropped)"    \
