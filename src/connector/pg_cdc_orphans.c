@@ -53,14 +53,17 @@ int lk_pg_cdc_adopt(struct lk_conn *c, const char *older, const char *ident,
 	return 0;
 }
 
-/* The consumers of the table not in keep ($3, a JSON array), with what they hold back. */
+/* The consumers of the table not in keep ($3, a JSON array), with what they hold back: the
+ * age of the first entry they have not applied, found along the changelog's (xid, seq)
+ * index, so an orphan with a long backlog costs one index probe, not a scan of it. */
 #define ORPHANS                                                                                    \
 	"WITH o AS (SELECT k.job,"                                                                 \
 	"  round(extract(epoch FROM now() - p.oldest)::numeric, 1) AS held,"                       \
 	"  round(extract(epoch FROM now() - k.updated_at)::numeric, 1) AS idle"                    \
-	" FROM lockstep_cdc.consumers k, LATERAL (SELECT min(l.at) AS oldest"                      \
+	" FROM lockstep_cdc.consumers k, LATERAL (SELECT (SELECT l.at"                             \
 	"  FROM lockstep_cdc.changelog l WHERE l.relid = k.relid"                                  \
-	"  AND l.xid >= GREATEST(k.horizon, COALESCE(k.xid, k.horizon))) p"                        \
+	"  AND l.xid >= GREATEST(k.horizon, COALESCE(k.xid, k.horizon))"                           \
+	"  ORDER BY l.xid, l.seq LIMIT 1) AS oldest) p"                                            \
 	" WHERE k.relid = " REL_OID " AND k.job <> ALL (SELECT"                                    \
 	"  pg_catalog.jsonb_array_elements_text($3::jsonb)))"
 

@@ -1100,8 +1100,9 @@ static int list_orphans(struct lk_conn *c, int64_t relid, const char *keep, int6
 		 "SELECT job, CASE WHEN oldest IS NULL THEN NULL"
 		 " ELSE printf('%.1f', (?3 - oldest) / 1000.0) END,"
 		 " printf('%.1f', (?3 - upd) / 1000.0) FROM (SELECT k.job AS job,"
-		 " (SELECT min(l.at_ms) FROM " CDC "changelog l WHERE l.relid = k.relid"
-		 "  AND l.seq > k.seq) AS oldest, COALESCE(k.updated_ms, 0) AS upd"
+		 " (SELECT l.at_ms FROM " CDC "changelog l WHERE l.relid = k.relid"
+		 "  AND l.seq > k.seq ORDER BY l.seq LIMIT 1) AS oldest,"
+		 " COALESCE(k.updated_ms, 0) AS upd"
 		 " FROM " CDC "consumers k WHERE k.relid = ?1"
 		 " AND k.job NOT IN (SELECT value FROM json_each(?2)))"
 		 " WHERE ?4 = 0 OR oldest <= ?3 - ?4 ORDER BY job",
