@@ -5,7 +5,8 @@ Table m is partitioned by RANGE (id) into m_1 [0, 1000) and m_2 [1000, 2000), 15
 job `p` copies it into another database. Each step is followed by a `lockstep sync p`
 catch-up, judged by the md5 oracle (each server digests its own rows) and by the log:
 
-  1. Inserts, updates and deletes straight into a partition (m_1) are captured.
+  1. Inserts, updates and deletes straight into a partition (m_1) are captured, and a
+     write straight into a partition wakes the job (NOTIFY on m's channel).
   2. CREATE TABLE m_4 PARTITION OF m, then inserts into it: captured, and no fresh snapshot
      (a new partition that holds no row older than its capture trigger is no gap).
   3. ATTACH PARTITION of a table m_3 that already holds 50 rows: the catch-up says the
@@ -75,7 +76,26 @@ def setup():
     return src, dst, cfg
 
 
+def notified(src, write):
+    """Whether `write` (autocommit) sends a NOTIFY on m's channel, as a listener sees it."""
+    c = L.connect(src)
+    c.autocommit = True
+    try:
+        with c.cursor() as cur:
+            cur.execute("LISTEN lockstep_cdc_%d" % L.scalar(src, "SELECT 'm'::regclass::oid::bigint"))
+        L.execute(src, write)
+
+        def got():
+            c.poll()
+            return bool(c.notifies)
+        return L.wait_for(got, 10, 0.1)
+    finally:
+        c.close()
+
+
 def test_direct_writes(src, dst, cfg):
+    t.check(notified(src, "INSERT INTO m_2 VALUES (1700, 1, 'wake')"),
+            "a write straight into a partition wakes the job (NOTIFY)")
     for i in range(3):
         L.execute(src, "INSERT INTO m_2 VALUES (%s, 1, 'direct')", (1600 + i,))
     L.execute(src, "UPDATE m_1 SET v = v + 1 WHERE id BETWEEN 10 AND 19")
