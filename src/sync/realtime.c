@@ -134,8 +134,8 @@ static int start_over(struct rt *rt, struct lk_err *err)
 	struct lk_job_ctx *ctx = rt->ctx;
 
 	lk_sync_unhold(ctx->job->name);
-	if (rt->cdc->register_consumer(ctx->src.conn, ctx->ident, rt->relid, &ctx->rt_start,
-				       err) < 0)
+	if (rt->cdc->register_consumer(ctx->src.conn, ctx->ident, rt->relid, &ctx->rt_start, err) <
+	    0)
 		return -1;
 	rt->advanced = ctx->rt_start;
 	if (commit_pos(rt, LK_PHASE_SNAPSHOT, &ctx->rt_start, err) < 0)
