@@ -576,11 +576,22 @@ static int check_stalled(struct rt *rt, struct lk_err *err)
 	rc = rt->cdc->stalled(ctx->src.conn, rt->relid, ctx->ident, RT_STALL_S, &out, err);
 	for (int r = 0; rc == 0 && r < out.nrows; r++) {
 		const struct lk_value *v = LK_ROW(&out, r);
+		const char *at = strrchr(v[0].p, '@'), *mine = strrchr(ctx->ident, '@');
 
-		lk_log_warn("consumer '%s' of %s's source table has not advanced for %s s and "
-			    "holds %s changelog entries: pruning waits for it (run it, or "
-			    "`lockstep uninstall %s`)",
-			    v[0].p, ctx->job->name, v[1].p, v[2].p, v[0].p);
+		if (at && mine && strcmp(at, mine) == 0) /* a job of this deployment */
+			lk_log_warn("consumer '%s' of %s's source table has not advanced for %s s "
+				    "and holds %s changelog entries: pruning waits for it (run job "
+				    "%.*s, or `lockstep uninstall %.*s`)",
+				    v[0].p, ctx->job->name, v[1].p, v[2].p, (int)(at - v[0].p),
+				    v[0].p, (int)(at - v[0].p), v[0].p);
+		else
+			lk_log_warn(
+				"consumer '%s' of %s's source table has not advanced for %s s "
+				"and holds %s changelog entries: pruning waits for it (it belongs "
+				"to another deployment, or to a job no longer configured: run it "
+				"there, or remove it with `lockstep uninstall --orphans`, see "
+				"docs/operations.md, \"Several deployments\")",
+				v[0].p, ctx->job->name, v[1].p, v[2].p);
 	}
 	lk_rows_release(&out);
 	return rc;
