@@ -116,6 +116,30 @@ static void print_text_lag(const struct lk_cdc_lag *l, const struct lk_err *err)
 
 static const char *const kind_names[] = {"sync", "sql", "exec"};
 
+/* A real-time job's forced re-snapshots (docs/realtime.md, "Re-snapshots"), as the state
+ * store keeps them: a line of text, or a JSON member of j. */
+static void print_resnap(struct lk_store *store, const struct lk_job *job, json_t *j)
+{
+	struct lk_store_resnap r;
+	struct lk_err err = LK_ERR_INIT;
+	char when[40];
+
+	if (lk_store_resnap_get(store, job->name, &r, &err) < 0 || !r.found) {
+		if (j)
+			(void)json_object_set_new(j, "resnapshots", json_null());
+		return;
+	}
+	lk_cli_time(r.at_ms, when, sizeof(when));
+	if (j)
+		(void)json_object_set_new(j, "resnapshots",
+					  json_pack("{s:I, s:s, s:s, s:s}", "count",
+						    (json_int_t)r.count, "last", when, "reason",
+						    r.reason, "why", r.why));
+	else
+		(void)printf("%22sre-snapshots: %lld, the last at %s (%s: %s)\n", "",
+			     (long long)r.count, when, r.reason, r.why);
+}
+
 static void orphan_json(void *arg, const struct lk_orphan *o)
 {
 	json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "consumer", o->name, "database", o->db,
@@ -381,6 +405,7 @@ int lk_cmd_status(struct lk_cli *cli)
 				else
 					(void)json_object_set_new(j, "lagError",
 								  json_string(e2.msg));
+				print_resnap(store, job, j);
 			}
 			(void)json_array_append_new(jobs, j);
 		} else {
@@ -392,6 +417,7 @@ int lk_cmd_status(struct lk_cli *cli)
 
 				(void)job_lag(cli, store, job, &lag, &e2);
 				print_text_lag(&lag, &e2);
+				print_resnap(store, job, NULL);
 			}
 		}
 		lk_rows_release(&runs);

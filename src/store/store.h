@@ -240,6 +240,22 @@ int lk_store_ident(struct lk_store *s, const char *job, char out[LK_IDENT_MAX], 
 char **lk_store_idents(const struct lk_config *cfg, const char *dep, int *n);
 void lk_store_idents_free(char **v, int n);
 
+/* A job's forced re-snapshots as the state store keeps them (resnap.c), for `status`. */
+struct lk_store_resnap {
+	bool found;	 /* one was ever recorded */
+	int64_t count;	 /* how many */
+	int64_t at_ms;	 /* when the last one began (wall clock) */
+	char reason[32]; /* its reason, as the metric's label (sync/guard.h) */
+	char why[320];	 /* and as logged */
+};
+
+/* Records that job takes a forced re-snapshot now, for reason (why as logged). */
+int lk_store_resnap_note(struct lk_store *s, const char *job, const char *reason, const char *why,
+			 struct lk_err *err);
+/* Reads job's record into out (out->found false when none). */
+int lk_store_resnap_get(struct lk_store *s, const char *job, struct lk_store_resnap *out,
+			struct lk_err *err);
+
 /* "lockstep_" or "lockstep." : the prefix of the store's tables, for callers' queries. */
 const char *lk_store_prefix(const struct lk_store *s);
 /* The underlying connection, for read-only queries by the CLI. */

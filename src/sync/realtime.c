@@ -216,6 +216,10 @@ static int announce(struct rt *rt, enum lk_resnap_reason reason, const char *why
 		lk_log_warn("job %s: %s; %s, with the sweep (%s)%s", ctx->job->name, why,
 			    resuming ? "taking a fresh snapshot" : "re-snapshotting", size, delay);
 	lk_rt_resnapshot_count(ctx, reason, why);
+	if (ctx->store && lk_store_resnap_note(ctx->store, ctx->job->name,
+					       lk_resnap_reason_name(reason), why, &ignored) < 0)
+		lk_log_debug_err(&ignored, "job %s: cannot record the re-snapshot for status",
+				 ctx->job->name);
 	lk_sleep_ms(wait, ctx->opts ? ctx->opts->stop : NULL);
 	if (stopped(ctx))
 		return lk_err_set(err, LK_ERR_CANCELLED, "stopped before a re-snapshot");

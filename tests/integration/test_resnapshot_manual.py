@@ -127,6 +127,17 @@ def test_catch_up():
     t.check("taking a fresh snapshot" in err or "re-snapshotting" in err,
             "catch_up: the auto job re-snapshots by itself", err[-2000:])
     s.check_equal("auto", "catch_up: after the rebuild")
+    rc, out, err = L.run_lockstep(["status"], s.cfg)
+    t.check(rc == 0 and re.search(r"(?m)^auto .*\n(\s+lag: .*\n)?\s+re-snapshots: 1, the last at "
+                                  r"\S+ \(capture_gap: .*triggers were missing", out),
+            "catch_up: `lockstep status` shows the auto job's re-snapshot and why", out + err)
+    rc, out, err = L.run_lockstep(["status", "--json"], s.cfg)
+    jobs = {j["name"]: j for j in json.loads(out)["jobs"]} if rc == 0 else {}
+    rs = jobs.get("auto", {}).get("resnapshots") or {}
+    t.check(rs.get("count") == 1 and rs.get("reason") == "capture_gap" and rs.get("last"),
+            "catch_up: `status --json` has it too", out + err)
+    t.check(jobs.get("manual", {}).get("resnapshots", "absent") is None,
+            "catch_up: the held job took none", out)
     L.sync(t, s.cfg, "manual", "--full")
     s.check_equal("manual", "catch_up: after `sync manual --full`")
     writes(s.src, 3000)
@@ -193,6 +204,10 @@ def test_daemon():
                 and "lockstep sync manual --full" in (rs.get("recommendation") or ""),
                 "daemon: /api/health's resnapshots check names the held job and the way out",
                 json.dumps(rs))
+        rc, out, err = L.run_lockstep(["status"], s.cfg)
+        t.check(rc == 0 and re.search(r"re-snapshots: 1, the last at \S+ \(capture_gap: ", out)
+                and re.search(r"(?m)^manual .*failed.*\n\s+error: job manual needs a fresh", out),
+                "daemon: `lockstep status` shows auto's re-snapshot and manual held", out + err)
         log = d.output()
         t.eq(log.count("job manual needs a fresh snapshot"), 1,
              "daemon: the hold is logged once (the job retries quietly)", d.tail())
