@@ -672,8 +672,14 @@ static int install_once(struct lk_conn *c, const struct lk_cdc_table *t, const c
 		goto out;
 	/* CREATE INDEX IF NOT EXISTS locks the changelog against writers even when the
 	 * index exists: an up-to-date install creates nothing. */
-	if (!current && (cmd(c, base_objects, 0, NULL, err) < 0 || check_version(c, err) < 0 ||
-			 cmd(c, lk_pgc_health_objects, 0, NULL, err) < 0))
+	/* Again in the transaction, before the first read of lockstep_cdc: the schema may
+	 * have been made by another role since the check before it. */
+	if (!current && cmd(c, base_objects, 0, NULL, err) < 0)
+		goto out;
+	if (lk_pgc_check_trust(c, oid, err) < 0)
+		goto out;
+	if (!current &&
+	    (check_version(c, err) < 0 || cmd(c, lk_pgc_health_objects, 0, NULL, err) < 0))
 		goto out;
 	/* The health pass repairs capture, saying so with a gap entry when it was off. */
 	if (register_table(c, oid, t, err) < 0 || lk_pgc_health(c, oid, t, relid, err) < 0)
@@ -694,7 +700,7 @@ static int pg_cdc_install(struct lk_conn *c, const struct lk_cdc_table *t, int64
 
 	lk_tref_format(t->table, name, sizeof(name));
 	if (table_oid(c, t->table, oid, sizeof(oid), err) < 0 ||
-	    check_privileges(c, name, oid, err) < 0)
+	    lk_pgc_check_trust(c, oid, err) < 0 || check_privileges(c, name, oid, err) < 0)
 		return -1;
 	*relid = strtoll(oid, NULL, 10);
 	for (int attempt = 0; attempt < 30; attempt++) {
@@ -724,7 +730,7 @@ static int pg_cdc_check(struct lk_conn *c, const struct lk_cdc_table *t, struct 
 
 	lk_tref_format(t->table, name, sizeof(name));
 	if (table_oid(c, t->table, oid, sizeof(oid), err) < 0 ||
-	    check_privileges(c, name, oid, err) < 0)
+	    lk_pgc_check_trust(c, oid, err) < 0 || check_privileges(c, name, oid, err) < 0)
 		return lk_err_prefix(err, "change capture on %s", name);
 	return 0;
 }
@@ -1102,7 +1108,7 @@ static int pg_cdc_uninstall(struct lk_conn *c, const char *job, const struct lk_
 		*all_gone = true;
 		return 0;
 	}
-	if (lk_pg_cmd(c, "BEGIN", 0, NULL, NULL, err) < 0)
+	if (lk_pgc_check_trust(c, NULL, err) < 0 || lk_pg_cmd(c, "BEGIN", 0, NULL, NULL, err) < 0)
 		return -1;
 	c->in_txn = true;
 	if (uninstall_in_txn(c, job, t, found, dropped, all_gone, err) < 0 ||
@@ -1154,6 +1160,8 @@ static int pg_cdc_lag(struct lk_conn *c, const char *job, const struct lk_tref *
 		return -1;
 	if (!v[0])
 		return 0;
+	if (lk_pgc_check_trust(c, NULL, err) < 0)
+		return -1;
 	out->installed = true;
 	res = PQexecParams(
 		lk_pg_q(c),

@@ -484,6 +484,8 @@ int lk_pgc_check_capture(struct lk_conn *c, const struct lk_cdc_table *t, int64_
 	if (gap_size)
 		gap[0] = '\0';
 	(void)snprintf(oid, sizeof(oid), "%" PRId64, relid);
+	if (lk_pgc_check_trust(c, oid, err) < 0)
+		return -1;
 	res = query(c, sql, 1, (const char *[]){oid}, "check change capture", err);
 	if (!res) {
 		if (strcmp(err->sqlstate, "42P01") != 0 && strcmp(err->sqlstate, "3F000") != 0)
@@ -494,4 +496,99 @@ int lk_pgc_check_capture(struct lk_conn *c, const struct lk_cdc_table *t, int64_
 	same = PQntuples(res) == 0 || PQgetvalue(res, 0, 0)[0] == 't';
 	PQclear(res);
 	return same ? 0 : repair_txn(c, oid, t, relid, err);
+}
+
+/*
+ * What may run with lockstep's rights (issue 20 item 5) and what capture cannot follow, in
+ * one catalogue query ($1: the captured table, or NULL): the first problem as (kind, what,
+ * owner, current_user), or no row. Kind 'o': the schema lockstep_cdc, or an object in it,
+ * owned by a role lockstep's is not a member of (whoever owns the schema may replace
+ * anything in it; whoever owns a table may add triggers, rules and policies to it). Kind
+ * 'c': a trigger, rule or policy on a table of lockstep_cdc (lockstep makes none). Kind
+ * 'i': the table has inheritance children (what: their names; owner: the table's). It reads
+ * only the catalogue, so a squatter's object is named before anything of it runs.
+ */
+static const char *const trust_sql =
+	"WITH s AS (SELECT n.oid, n.nspowner FROM pg_catalog.pg_namespace n"
+	" WHERE n.nspname = 'lockstep_cdc'),"
+	" o(r, what, owner) AS (SELECT 0, 'schema lockstep_cdc', s.nspowner FROM s"
+	" UNION ALL SELECT CASE WHEN c.relkind IN ('r', 'p', 'v', 'm', 'f') THEN 1 ELSE 2 END,"
+	"  CASE WHEN c.relkind IN ('r', 'p') THEN 'table'"
+	"  WHEN c.relkind IN ('i', 'I') THEN 'index' WHEN c.relkind = 'S' THEN 'sequence'"
+	"  WHEN c.relkind = 'v' THEN 'view' ELSE 'relation' END || ' lockstep_cdc.' ||"
+	"  pg_catalog.quote_ident(c.relname::text), c.relowner"
+	"  FROM pg_catalog.pg_class c JOIN s ON c.relnamespace = s.oid"
+	" UNION ALL SELECT 3, 'function ' || p.oid::pg_catalog.regprocedure::text, p.proowner"
+	"  FROM pg_catalog.pg_proc p JOIN s ON p.pronamespace = s.oid"
+	" UNION ALL SELECT 4, 'type ' || y.oid::pg_catalog.regtype::text, y.typowner"
+	"  FROM pg_catalog.pg_type y JOIN s ON y.typnamespace = s.oid"
+	" UNION ALL SELECT 5, 'operator ' || x.oid::pg_catalog.regoperator::text, x.oprowner"
+	"  FROM pg_catalog.pg_operator x JOIN s ON x.oprnamespace = s.oid"
+	" UNION ALL SELECT 6, 'collation lockstep_cdc.' || pg_catalog.quote_ident("
+	"  l.collname::text), l.collowner FROM pg_catalog.pg_collation l"
+	"  JOIN s ON l.collnamespace = s.oid),"
+	" t AS (SELECT c.oid, 'lockstep_cdc.' || pg_catalog.quote_ident(c.relname::text) AS name"
+	"  FROM pg_catalog.pg_class c JOIN s ON c.relnamespace = s.oid),"
+	/* the table and its inheritance children (partitions too), by qualified name */
+	" q AS (SELECT c.oid, c.relispartition, pg_catalog.quote_ident(n.nspname::text) || '.'"
+	"  || pg_catalog.quote_ident(c.relname::text) AS name FROM pg_catalog.pg_class c"
+	"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid"
+	"  OR c.oid IN (SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
+	"  WHERE i.inhparent = $1::oid))"
+	" SELECT b.kind, b.what, b.owner, current_user::text FROM ("
+	" SELECT o.r, 'o', o.what, pg_catalog.pg_get_userbyid(o.owner) FROM o"
+	" WHERE NOT pg_catalog.pg_has_role(o.owner, 'MEMBER')"
+	" UNION ALL SELECT 10, 'c', 'trigger ' || pg_catalog.quote_ident(g.tgname::text) ||"
+	"  ' on ' || t.name, NULL FROM pg_catalog.pg_trigger g JOIN t ON t.oid = g.tgrelid"
+	"  WHERE NOT g.tgisinternal"
+	" UNION ALL SELECT 11, 'c', 'rule ' || pg_catalog.quote_ident(w.rulename::text) ||"
+	"  ' on ' || t.name, NULL FROM pg_catalog.pg_rewrite w JOIN t ON t.oid = w.ev_class"
+	"  WHERE w.rulename <> '_RETURN'"
+	" UNION ALL SELECT 12, 'c', 'policy ' || pg_catalog.quote_ident(y.polname::text) ||"
+	"  ' on ' || t.name, NULL FROM pg_catalog.pg_policy y JOIN t ON t.oid = y.polrelid"
+	" UNION ALL SELECT 20, 'i', pg_catalog.string_agg(q.name, ', ' ORDER BY q.name),"
+	"  (SELECT p.name FROM q p WHERE p.oid = $1::oid) FROM q"
+	"  WHERE q.oid <> $1::oid AND NOT q.relispartition HAVING pg_catalog.count(*) > 0"
+	") b(r, kind, what, owner) ORDER BY b.r, b.what LIMIT 1";
+
+/* The refusal for one row of trust_sql. */
+static int trust_refusal(struct lk_conn *c, const char *kind, const char *what, const char *owner,
+			 const char *user, struct lk_err *err)
+{
+	if (kind[0] == 'i')
+		return lk_err_set(
+			err, LK_ERR_SCHEMA,
+			"%s has inheritance children (%s): writes to a child fire no "
+			"trigger of its parent while reading the parent includes the "
+			"children's rows, so a real-time target would silently differ. Sync "
+			"each child table as its own job, or make them partitions (which "
+			"change capture follows)",
+			owner, what);
+	if (kind[0] == 'c')
+		return lk_err_set(err, LK_ERR_PERMISSION,
+				  "%s in database %s was not made by lockstep, and its code would "
+				  "run with the rights of role %s: remove it and run again",
+				  what, c->dbname, user);
+	return lk_err_set(err, LK_ERR_PERMISSION,
+			  "%s in database %s is owned by role %s, not by role %s (lockstep's) "
+			  "or a role it belongs to, so its owner could run code with lockstep's "
+			  "rights: drop it (DROP SCHEMA lockstep_cdc CASCADE when nothing in it is "
+			  "lockstep's) and let lockstep create it, or ALTER it OWNER TO \"%s\" "
+			  "once you trust it",
+			  what, c->dbname, owner, user, user);
+}
+
+int lk_pgc_check_trust(struct lk_conn *c, const char *oid, struct lk_err *err)
+{
+	PGresult *res = query(c, trust_sql, 1, (const char *[]){oid},
+			      "check who owns change capture's objects", err);
+	int rc = 0;
+
+	if (!res)
+		return -1;
+	if (PQntuples(res) > 0)
+		rc = trust_refusal(c, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+				   PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3), err);
+	PQclear(res);
+	return rc;
 }

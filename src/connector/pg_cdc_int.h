@@ -43,6 +43,20 @@ int lk_pgc_check_capture(struct lk_conn *c, const struct lk_cdc_table *t, int64_
 			 const char *job, const struct lk_cdc_pos *pos, char *gap, size_t gap_size,
 			 struct lk_err *err);
 
+/*
+ * Refuses what would let another role run code with lockstep's rights, or what change
+ * capture cannot follow, with one catalogue query that runs nothing of anyone's:
+ *  - LK_ERR_PERMISSION: schema lockstep_cdc, or any object in it (tables, their indexes and
+ *    sequences, functions, types, operators), is owned by a role that current_user is not
+ *    a member of (pg_has_role MEMBER), or a table in it carries a trigger, rule or policy
+ *    (lockstep makes none). The message names the object, its owner and the fix.
+ *  - LK_ERR_SCHEMA: table oid (NULL: none) has inheritance children (INHERITS, not
+ *    partitions), whose writes fire no trigger of the parent.
+ * Called before lockstep reads or writes anything in
+ * lockstep_cdc: install, check-config, the periodic check, uninstall and status.
+ */
+int lk_pgc_check_trust(struct lk_conn *c, const char *oid, struct lk_err *err);
+
 /* Drops the triggers lockstep made on the partitions of table oid (those it owns). */
 int lk_pgc_drop_part_triggers(struct lk_conn *c, const char *oid, struct lk_err *err);
 
