@@ -35,11 +35,13 @@ as lockstep's role.
   5. Inheritance children (INHERITS, not partitions): before, a write into a child is never
      captured and the target silently differs after exit 0; after, the run and
      check-config refuse mode realtime on a table with children, naming them and saying
-     what to do, and a child created after the first run stops the job at its next run.
+     what to do, and a child created later stops the job: while `lockstep run` streams
+     (the periodic capture check), and at its next run.
 """
 import os
 
 import lktest as L
+import rtwriters as W
 
 L.require_pg()
 t = L.Suite("test_cdc_ownership")
@@ -304,8 +306,17 @@ def test_inheritance():
     cfg2 = job_config("own_inherit_late", src2, dst2)
     L.sync(t, cfg2, "j")
     t.eq(md5(dst2), md5(src2), "md5 oracle: the first sync, no child yet")
-    L.execute(src2, "CREATE TABLE late () INHERITS (items)")
-    L.execute(src2, "INSERT INTO late VALUES (7001, 'late')")
+    # While the job streams: the periodic capture check stops it.
+    d = W.Daemon(cfg2, os.path.join(os.path.dirname(str(cfg2)), "run.log")).start()
+    try:
+        L.execute(src2, "INSERT INTO items VALUES (6001, 'streamed')")
+        t.check(L.wait_for(lambda: md5(dst2) == md5(src2), 60, 0.3), "lockstep run streams", d.tail())
+        L.execute(src2, "CREATE TABLE late () INHERITS (items)")
+        L.execute(src2, "INSERT INTO late VALUES (7001, 'late')")
+        t.check(L.wait_for(lambda: "public.items has inheritance children (public.late)" in d.output(), 90, 0.5),
+                "a child created while the job streams: the periodic check stops it, saying why", d.tail())
+    finally:
+        d.term(60)
     refused(cfg2, "an inheritance child made after the first run",
             ["public.items has inheritance children (public.late)", "its own job"])
 
