@@ -105,6 +105,12 @@ struct lk_cdc_ops {
 	 * PostgreSQL: the table's capture function is remade in place when an older lockstep
 	 * made it, or when its key columns changed since (renamed, dropped, retyped: then with
 	 * an LK_CDC_OP_GAP entry); the changelog and the consumers' positions stay valid.
+	 * PostgreSQL refuses, reading only the catalogue and before anything in lockstep_cdc
+	 * runs: schema lockstep_cdc or an object in it owned by a role the session's is not a
+	 * member of, or a trigger, rule or policy on its tables -> LK_ERR_PERMISSION naming
+	 * the object, its owner and the fix; a table with inheritance children (INHERITS, not
+	 * partitions: their writes fire no trigger of the parent) -> LK_ERR_SCHEMA. check and
+	 * check_capture refuse the same; uninstall and lag refuse the ownership cases.
 	 */
 	int (*install)(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
 		       struct lk_err *err);
