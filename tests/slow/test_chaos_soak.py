@@ -6,25 +6,28 @@ PostgreSQL state store; three throw-away PostgreSQL clusters (source, target, st
 store) so that each can be crash-restarted alone. Every connection of an instance goes
 through a loopback proxy of its own per cluster, so its connections can be cut.
 
-Jobs: rt1, rt2 (real-time, PG -> PG), pl (poll every 2 s on updated_at, PG -> PG), s1,
-s2, s3 (`sql` every 1 s, each execution recording its time range in an `execs` table
-with EXCLUDE USING gist (job WITH =, during WITH &&), in the target cluster). Writers run
-on the three source tables the whole time (pl's writers never delete or change a key:
-a poll job cannot see deletes).
+Jobs: rt1, rt2, rtp (real-time, PG -> PG; rtp's source items4 is partitioned), pl (poll
+every 2 s on updated_at, PG -> PG), s1, s2, s3 (`sql` every 1 s, each execution recording
+its time range in an `execs` table with EXCLUDE USING gist (job WITH =, during WITH &&),
+in the target cluster). Writers run on the four source tables the whole time (pl's
+writers never delete or change a key: a poll job cannot see deletes).
 
 A seeded fault injector picks one fault every 10-40 s (never two at once: the next one
 waits for the recovery of the last): SIGKILL of an instance, SIGSTOP past its lease then
 SIGCONT, `pg_ctl -m immediate` restart of the source, the target or the state store,
 pg_terminate_backend of lockstep's sessions, connections cut by the proxy (a silent
-partition, or a reset of every connection), SIGHUP with a changed config, and a restart
-of an instance with LK_FAILPOINT=POINT@N. After each fault it measures the recovery
+partition, or a reset of every connection), SIGHUP with a changed config, a restart of
+an instance with LK_FAILPOINT=POINT@N, and the faults of a database's life (issue 17): a
+bulk load with the triggers disabled, an ATTACH PARTITION of a table holding rows, and
+the source restored from a pg_basebackup taken earlier in the run. After each fault it measures the recovery
 (instances answer /api/health, every job has a live lease, every sql job ran again,
 sampled recent writes of every source table reached the target's version log), capped.
 
 At the end the writers stop, lockstep catches up, and the verdict comes from checks
 outside lockstep: every table equal (md5 and a canonical row comparison), no per-key
 version went backwards (version logs), no job ran twice at once (the exclusion
-constraint, failed runs blaming it, and an overlap query), RSS of each instance process
+constraint, failed runs blaming it, and an overlap query; after a restore of the source,
+one step back per key to what the restored source held is allowed), RSS of each instance process
 flat, no instance died on its own, every fault recovered within its cap.
 
 Usage: test_chaos_soak.py [--quick] [--minutes M] [--seed S]
@@ -34,10 +37,15 @@ Usage: test_chaos_soak.py [--quick] [--minutes M] [--seed S]
 Exit 0 on PASS, 1 on FAIL, 130 when interrupted.
 """
 import argparse
+import io
+import json
 import os
 import random
+import re
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -50,10 +58,22 @@ import rtwriters as W
 
 LEASE_S, RENEW_S = 4.0, 1.0
 SQL_JOBS = ["s1", "s2", "s3"]
-SYNC_JOBS = ["rt1", "rt2", "pl"]
+SYNC_JOBS = ["rt1", "rt2", "pl", "rtp"]
 JOBS = SYNC_JOBS + SQL_JOBS
-TABLES = {"rt1": "items1", "rt2": "items2", "pl": "items3"}
-LOGS = {"rt1": "version_log_1", "rt2": "version_log_2", "pl": "version_log_3"}
+TABLES = {"rt1": "items1", "rt2": "items2", "pl": "items3", "rtp": "items4"}
+LOGS = {"rt1": "version_log_1", "rt2": "version_log_2", "pl": "version_log_3", "rtp": "version_log_4"}
+BULK_TABLES = ["items1", "items2"]  # the bulk-load fault's tables (real-time jobs rt1, rt2)
+
+# items4 (job rtp) is partitioned by range of id: the writers' keys (from its sequence)
+# live in items4_p0, below PART_BASE; each attach-partition fault attaches a table that
+# already holds rows for the next range of PART_SPAN keys above it.
+PART_BASE, PART_SPAN = 10 ** 9, 10 ** 6
+# restore-source: the backup in hand is renewed when older than BACKUP_MAX_AGE_S, and is
+# restored only once at least BACKUP_MIN_AGE_S old. A restore that loses only a few seconds
+# of writes is re-filled, transaction id for transaction id, by the writers within
+# lockstep's reconnect back-off: that is the limit docs/realtime.md ("Restores and
+# failovers") names, not what this fault is for (see docs/soak.md).
+BACKUP_MIN_AGE_S, BACKUP_MAX_AGE_S = 60.0, 300.0
 
 # The crash points this workload passes (there are never bad rows, so mid_bisection and
 # after_dead_letter_insert cannot fire here), with the range N of LK_FAILPOINT=POINT@N.
@@ -70,8 +90,12 @@ RSS_SLACK_KIB = 2048        # ... + this much (see docs/soak.md)
 FAULT_KINDS = [("kill", 1), ("freeze", 1), ("restart-source", 1), ("restart-target", 1), ("restart-store", 1),
                ("terminate-source", 1 / 3.0), ("terminate-target", 1 / 3.0), ("terminate-store", 1 / 3.0),
                ("cut-source", 0.25), ("cut-target", 0.25), ("cut-store", 0.25), ("cut-all", 0.25),
-               ("hup", 1), ("failpoint", 1)]
+               ("hup", 1), ("failpoint", 1),
+               ("bulk-load", 1 / 3.0), ("attach-partition", 1 / 3.0), ("restore-source", 1 / 3.0)]
 SETTLE_S = 12.0  # every recovery criterion must then hold this long (see recovery())
+# What lockstep logs when it holds a forced re-snapshot back (docs/realtime.md, "Throttle"):
+# the recovery cap of that fault grows by the wait it announced.
+THROTTLED = re.compile(r"re-snapshot \d+ within the hour: throttled, it starts in (\d+) s")
 
 
 def fault_kinds(spec):
@@ -85,6 +109,34 @@ def fault_kinds(spec):
     if not kinds:
         raise SystemExit("LK_SOAK_FAULTS=%r leaves no fault kind" % spec)
     return kinds
+
+
+def create_partitioned_source(url, n, table):
+    """`table` as rtwriters.create_source makes it (its view and key sequence), but
+    partitioned by range of id: rows 1..n are loaded into a table of their own, which is
+    then attached as TABLE_p0 for every key below PART_BASE (all the writers' keys)."""
+    q, p0 = W._q, table + "_p0"
+    W.create_source(url, n=n, table=p0)
+    L.execute(url, "DROP VIEW %s" % q(p0 + "_md5"))
+    L.execute(url, "DROP SEQUENCE %s" % q(p0 + "_id_seq"))
+    L.execute(url, W.ITEMS_DDL.format(t=q(table), extra="") + " PARTITION BY RANGE (id)")
+    L.execute(url, "ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (MINVALUE) TO (%d)"
+              % (q(table), q(p0), PART_BASE))
+    L.execute(url, W.VIEW_DDL.format(t=q(table), v=q(table + "_md5")))
+    L.execute(url, "CREATE SEQUENCE %s START %d" % (q(table + "_id_seq"), n + 1))
+    L.execute(url, "ANALYZE %s" % q(table))
+
+
+def gone(src_url, dst_url, table, keys):
+    """True when none of `keys` is in the target's table, except keys the source holds
+    again (none here: deleted keys never come back, but a restore can bring them)."""
+    if not keys:
+        return True
+    there = [r[0] for r in L.execute(dst_url, "SELECT id FROM %s WHERE id = ANY(%%s)" % W._q(table), (keys,))]
+    if not there:
+        return True
+    back = set(r[0] for r in L.execute(src_url, "SELECT id FROM %s WHERE id = ANY(%%s)" % W._q(table), (there,)))
+    return all(k in back for k in there)
 
 
 def fmt_s(x):
@@ -114,11 +166,16 @@ class Soak:
         self.unexpected = []
         self.stop_ev = threading.Event()
         self.threads = []
-        self.cfg_state = {"rt1_batch": 200, "rt2_batch": 200, "pl_every": "2s", "s1_every": "1s",
-                          "pl_batch": 500}
+        self.cfg_state = {"rt1_batch": 200, "rt2_batch": 200, "rtp_batch": 200, "pl_every": "2s",
+                          "s1_every": "1s", "pl_batch": 500}
         self.verdict = []
         self.all_ok = True
         self.kinds = fault_kinds(os.environ.get("LK_SOAK_FAULTS"))
+        self.extra = []  # [(criterion, fn)] the fault in progress adds to its recovery
+        self.attached = 0  # attach-partition faults so far (each attaches the next range)
+        self.backup = None  # restore-source: {"dir", "t", "marks": {log: max id}} of the backup in hand
+        self.backups = 0
+        self.restores = []  # restore-source: [{"t", "B": {log: max id}, "vb": {log: {key: version}}}]
 
     # -- output
 
@@ -147,7 +204,10 @@ class Soak:
         self.store_url = st.create_db("lockstep")
         rows = 2000 if self.quick else 5000
         for job in SYNC_JOBS:
-            W.create_source(self.src_url, n=rows, table=TABLES[job])
+            if job == "rtp":
+                create_partitioned_source(self.src_url, rows, TABLES[job])
+            else:
+                W.create_source(self.src_url, n=rows, table=TABLES[job])
             W.create_target(self.dst_url, table=TABLES[job], log_table=LOGS[job])
             L.execute(self.dst_url, 'CREATE INDEX ON "%s" (key, version)' % LOGS[job])
         for q in C.EXECS_DDL:
@@ -188,7 +248,7 @@ class Soak:
                    "dst": {"url": p("target", "soak"), "breaker": breaker},
                    "aux": {"url": p("target", "aux"), "breaker": breaker}}
             jobs = {}
-            for job in ("rt1", "rt2"):
+            for job in ("rt1", "rt2", "rtp"):
                 jobs[job] = {"source": {"db": "src", "table": TABLES[job]},
                              "target": {"db": "dst", "table": TABLES[job], "create": False, "deletes": "delete"},
                              "mode": "realtime", "batch": s[job + "_batch"], "retry": retry}
@@ -347,6 +407,176 @@ class Soak:
             i.expect_exit = False
         return "instance %s" % i.name, "LK_FAILPOINT=%s: %s" % (spec, what)
 
+    # -- faults of a database's life: a bulk load with triggers off, an attached partition,
+    #    the source restored from a backup (issue 17)
+
+    def _txn(self, body, tries=5):
+        """body(cur) in one transaction on the source, retried on a deadlock or a
+        serialization failure (the writers hold row locks too); its result."""
+        for n in range(tries):
+            c = L.connect(self.src_url)
+            try:
+                c.autocommit = False
+                with c.cursor() as cur:
+                    out = body(cur)
+                c.commit()
+                return out
+            except L.psycopg2.Error as e:
+                if getattr(e, "pgcode", None) not in ("40P01", "40001") or n == tries - 1:
+                    raise
+            finally:
+                c.close()
+
+    def fault_bulk(self):
+        """ALTER TABLE t DISABLE TRIGGER ALL; a bulk load (COPY or INSERT ... SELECT of new
+        rows, plus updates and deletes of existing ones) while the writers go on; ENABLE
+        TRIGGER ALL; and half the time a few updates under session_replication_role =
+        replica right after (ENABLE TRIGGER ALL turns an ENABLE ALWAYS trigger into an
+        ordinary one, which such writers do not fire). Nothing of it was captured: the
+        recovery waits until every row written since the triggers went off reached the
+        target and the deleted ones are gone from it."""
+        t = self.rnd.choice(BULK_TABLES)
+        q = W._q(t)
+        n_ins, n_upd, n_del = self.rnd.randint(50, 400), self.rnd.randint(20, 200), self.rnd.randint(5, 50)
+        use_copy, replica = self.rnd.random() < 0.5, self.rnd.random() < 0.5
+        hold = self.rnd.uniform(0.5, 3.0)
+        rnd = random.Random(self.rnd.random())
+        t_off = L.scalar(self.src_url, "SELECT clock_timestamp()")
+        L.execute(self.src_url, "ALTER TABLE %s DISABLE TRIGGER ALL" % q)
+        try:
+            def load(cur):
+                if use_copy:
+                    cur.execute("SELECT nextval(%s) FROM generate_series(1, %s)", (t + "_id_seq", n_ins))
+                    buf = io.StringIO()
+                    for (k,) in cur.fetchall():
+                        body = "\\N" if rnd.random() < 0.2 else "%08x" % rnd.getrandbits(32) * rnd.randint(1, 500)
+                        buf.write("%d\t%s\t1\tbulk %d\t%s\t%s\n" % (
+                            k, rnd.choice(("active", "inactive")), k, body, json.dumps({"bulk": k, "r": rnd.random()})))
+                    buf.seek(0)
+                    cur.copy_expert("COPY %s (id, status, version, name, body, doc) FROM STDIN" % q, buf)
+                else:
+                    cur.execute("INSERT INTO %s (id, status, version, name, body, doc) SELECT nextval(%%s), "
+                                "CASE WHEN mod(g, 3) = 0 THEN 'inactive' ELSE 'active' END, 1, 'bulk ' || g, "
+                                "repeat(md5(g::text || %%s), 1 + mod(g, 300)), jsonb_build_object('bulk', g) "
+                                "FROM generate_series(1, %%s) g" % q, (t + "_id_seq", str(rnd.random()), n_ins))
+                cur.execute("UPDATE %s SET version = version + 1, status = CASE WHEN status = 'active' THEN "
+                            "'inactive' ELSE 'active' END, name = 'bulk update', updated_at = now() WHERE id IN "
+                            "(SELECT id FROM %s WHERE id >= 1 ORDER BY random() LIMIT %%s)" % (q, q), (n_upd,))
+                cur.execute("DELETE FROM %s WHERE id IN (SELECT id FROM %s WHERE id >= 1 ORDER BY random() "
+                            "LIMIT %%s) RETURNING id" % (q, q), (n_del,))
+                return [r[0] for r in cur.fetchall()]
+            deleted = self._txn(load)
+            time.sleep(hold)  # the writers go on writing uncaptured meanwhile
+        finally:
+            L.execute(self.src_url, "ALTER TABLE %s ENABLE TRIGGER ALL" % q)
+        n_rep = 0
+        if replica:
+            def rep(cur):
+                cur.execute("SET LOCAL session_replication_role = replica")
+                cur.execute("UPDATE %s SET version = version + 1, name = 'replica role', updated_at = now() "
+                            "WHERE id IN (SELECT id FROM %s WHERE id >= 1 ORDER BY random() LIMIT 20)" % (q, q))
+                return cur.rowcount
+            n_rep = self._txn(rep)
+        job = [j for j in SYNC_JOBS if TABLES[j] == t][0]
+        since = L.execute(self.src_url, "SELECT id, version FROM %s WHERE updated_at >= %%s - interval '10 s'" % q,
+                          (t_off,))
+        self.extra = [("%s: writes while capture was off reached" % job,
+                       lambda: C.reached(self.src_url, self.dst_url, t, LOGS[job], since)),
+                      ("%s: keys deleted while capture was off gone" % job,
+                       lambda: gone(self.src_url, self.dst_url, t, deleted))]
+        return "%s (%s)" % (t, job), "DISABLE TRIGGER ALL, %s %d rows + %d updated + %d deleted, %.1fs more, " \
+            "ENABLE TRIGGER ALL%s; %d rows written since" % (
+                "COPY" if use_copy else "INSERT...SELECT", n_ins, n_upd, len(deleted), hold,
+                ", then %d updated as session_replication_role = replica" % n_rep if replica else "", len(since))
+
+    def fault_attach(self):
+        """CREATE TABLE items4_pN holding rows of a new key range, ALTER TABLE items4
+        ATTACH PARTITION (the rows appear in items4 without a write through its triggers);
+        half the time some of them are updated right after (through the triggers the
+        partition got). The recovery waits until all of them reached the target."""
+        self.attached += 1
+        t = TABLES["rtp"]
+        part = "%s_p%d" % (t, self.attached)
+        lo = PART_BASE + (self.attached - 1) * PART_SPAN
+        n = self.rnd.randint(100, 1000)
+        upd = self.rnd.random() < 0.5
+        q = W._q
+        L.execute(self.src_url, "CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS)" % (q(part), q(t)))
+        L.execute(self.src_url, "INSERT INTO %s (id, status, version, name, body, doc) SELECT %d + g, "
+                                "CASE WHEN g %% 2 = 0 THEN 'active' ELSE 'inactive' END, 1 + g %% 5, 'attached ' || g, "
+                                "repeat(md5(g::text), 1 + g %% 100), jsonb_build_object('part', %d, 'g', g) "
+                                "FROM generate_series(0, %d) g" % (q(part), lo, self.attached, n - 1))
+        L.execute(self.src_url, "ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%d) TO (%d)"
+                  % (q(t), q(part), lo, lo + PART_SPAN))
+        if upd:
+            L.execute(self.src_url, "UPDATE %s SET version = version + 1, name = 'attached, updated', "
+                                    "updated_at = now() WHERE id %% 10 = 0" % q(part))
+        rows = L.execute(self.src_url, "SELECT id, version FROM %s" % q(part))
+        self.extra = [("rtp: attached rows reached",
+                       lambda: C.reached(self.src_url, self.dst_url, t, LOGS["rtp"], rows))]
+        return "%s (rtp)" % t, "ATTACH PARTITION %s holding %d rows (keys %d..%d)%s" % (
+            part, n, lo, lo + n - 1, ", every 10th updated after" if upd else "")
+
+    def _as_owner(self, cmd):
+        return ["runuser", "-u", "postgres", "--"] + cmd if os.geteuid() == 0 else cmd
+
+    def take_backup(self):
+        """pg_basebackup of the source (-X stream, fast checkpoint) into its cluster
+        folder; it replaces the one in hand. Also notes how far each target version log
+        was then (for the diagnosis of a table that differs after a restore)."""
+        c = self.clusters["source"]
+        self.backups += 1
+        dest = os.path.join(c.dir, "backup-%d" % self.backups)
+        marks = dict((LOGS[j], L.scalar(self.dst_url, "SELECT coalesce(max(id), 0) FROM %s" % W._q(LOGS[j])))
+                     for j in SYNC_JOBS)
+        t = self.clock()
+        p = subprocess.run(self._as_owner([os.path.join(c.bindir, "pg_basebackup"), "-h", "127.0.0.1", "-p",
+                                           str(c.port), "-U", "postgres", "-D", dest, "-X", "stream", "-c", "fast"]),
+                           capture_output=True, text=True, timeout=600)
+        if p.returncode != 0:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise RuntimeError("pg_basebackup failed: %s%s" % (p.stdout, p.stderr))
+        if self.backup is not None:
+            shutil.rmtree(self.backup["dir"], ignore_errors=True)
+        self.backup = {"dir": dest, "t": t, "marks": marks}
+        self.log("source backup %d taken at t=%.1fs in %.1fs (pg_basebackup)" % (self.backups, t, self.clock() - t))
+
+    def fault_restore(self):
+        """Crash-stops the source and starts, in place of its data folder and on the same
+        port, the physical backup taken earlier in the run: every write after the backup
+        is lost, and the source's transaction ids, sequences and lockstep's changelog go
+        back. Before the writers and lockstep can reach it, the restored source is
+        started once on a port of its own to read each table's (key, version): the
+        version rule lets a key go back once after this fault, and only to a version the
+        restored source held."""
+        if self.backup is None:
+            raise RuntimeError("no backup of the source in hand")
+        c, b = self.clusters["source"], self.backup
+        self.backup = None
+        data = os.path.join(c.dir, "data")
+        c.stop_immediate()
+        marks = dict((LOGS[j], L.scalar(self.dst_url, "SELECT coalesce(max(id), 0) FROM %s" % W._q(LOGS[j])))
+                     for j in SYNC_JOBS)
+        os.rename(data, data + ".lost")
+        os.rename(b["dir"], data)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        c._pg_ctl("-l", os.path.join(c.dir, "pg-restore.log"), "-o", "-p %d" % port, "-w", "-t", "300", "start")
+        try:
+            url = "postgresql://postgres@127.0.0.1:%d/soak" % port
+            vb = dict((LOGS[j], dict(L.execute(url, "SELECT id, version FROM %s" % W._q(TABLES[j]))))
+                      for j in SYNC_JOBS)
+        finally:
+            c.stop_fast()
+        c.start()
+        shutil.rmtree(data + ".lost", ignore_errors=True)
+        self.restores.append({"t": self.clock(), "B": marks, "vb": vb, "backup_marks": b["marks"],
+                              "backup_t": b["t"]})
+        return "source cluster", "crash-stopped, restored from backup %d of t=%.1fs (%s rows then)" % (
+            self.backups, b["t"], "/".join(str(len(vb[LOGS[j]])) for j in SYNC_JOBS))
+
     def inject(self, kind):
         if kind == "kill":
             return self.fault_kill()
@@ -362,18 +592,44 @@ class Soak:
             return self.fault_hup()
         if kind == "failpoint":
             return self.fault_failpoint()
+        if kind == "bulk-load":
+            return self.fault_bulk()
+        if kind == "attach-partition":
+            return self.fault_attach()
+        if kind == "restore-source":
+            return self.fault_restore()
         raise ValueError(kind)
 
     # -- recovery
+
+    def mark_logs(self):
+        """Remembers how far each instance's log file is (read by throttle_waits)."""
+        self.log_marks = dict((i.name, os.path.getsize(i.logfile) if os.path.exists(i.logfile) else 0)
+                              for i in self.insts)
+
+    def throttle_waits(self):
+        """The waits (s) of throttled re-snapshots lockstep announced since mark_logs()."""
+        out = []
+        for i in self.insts:
+            try:
+                with open(i.logfile, errors="replace") as f:
+                    f.seek(self.log_marks.get(i.name, 0))
+                    out += [int(m.group(1)) for m in THROTTLED.finditer(f.read())]
+            except OSError:
+                pass
+        return out
 
     def recovery(self, kind, cap):
         """Waits until every criterion holds at once and keeps holding for SETTLE_S (so a
         connection that silently never comes back, which /api/health reports only after
         10 s, is not taken for a recovery). Returns (ok, seconds from the heal until
         they all held, {criterion: seconds from when it last began to hold}, the
-        criterion that held last, what still failed at the cap)."""
+        criterion that held last, what still failed at the cap). The cap grows by the
+        longest wait of a throttled re-snapshot lockstep announced since the fault began
+        (documented behaviour: the target stays as it was meanwhile)."""
         t = time.monotonic()
         heal_wall = time.time()
+        throttled = 0
         samples = {}
         first = {}
         failing = []
@@ -407,6 +663,8 @@ class Soak:
                 name = "%s caught up" % job
                 state[name] = job in samples and bool(self._safe(lambda: C.reached(
                     self.src_url, self.dst_url, TABLES[job], LOGS[job], samples[job]), False))
+            for name, fn in self.extra:  # what the fault in progress wrote past capture
+                state[name] = bool(self._safe(fn, False))
             for k, v in state.items():
                 if v and k not in first:
                     first[k] = el
@@ -420,7 +678,8 @@ class Soak:
             if all_since is not None and el - all_since >= SETTLE_S:
                 last = max(first.items(), key=lambda kv: kv[1])
                 return True, all_since, first, last[0], ""
-            if el > cap:
+            throttled = max([throttled] + self.throttle_waits())
+            if el > cap + throttled:
                 detail = "; ".join(failing)
                 if bad:
                     detail += " (%s)" % ", ".join(bad)
@@ -436,14 +695,30 @@ class Soak:
         next_at = self.rnd.uniform(10, 40)
         self.log("fault phase: %.1f minutes; first fault at t=%.1fs; kinds: %s" % (
             self.minutes, next_at, ", ".join(k for k, _ in self.kinds)))
+        restores = any(k == "restore-source" for k, _ in self.kinds)
         while True:
             now = self.clock()
             if now >= end:
                 break
+            if restores and (self.backup is None or now - self.backup["t"] > BACKUP_MAX_AGE_S):
+                try:  # early in the run, again after each restore and when it is old
+                    self.take_backup()
+                except Exception as e:  # noqa: BLE001 - retried before the next fault
+                    self.log("!! source backup failed: %s" % e)
+                    time.sleep(5.0)
+                continue
             if now < next_at:
                 time.sleep(min(0.5, next_at - now))
                 continue
             kind = C.choose(self.rnd, self.kinds)
+            if kind == "restore-source" and now - self.backup["t"] < BACKUP_MIN_AGE_S:
+                others = [(k, w) for k, w in self.kinds if k != kind]
+                if not others:  # only restores drawn: wait until the backup is old enough
+                    next_at = self.backup["t"] + BACKUP_MIN_AGE_S
+                    continue
+                kind = C.choose(self.rnd, others)
+            self.extra = []
+            self.mark_logs()
             start = self.clock()
             try:
                 on, detail = self.inject(kind)
@@ -452,6 +727,11 @@ class Soak:
                 traceback.print_exc()
             healed = self.clock()
             ok, rec, first, last, why = self.recovery(kind, self.cap)
+            self.extra = []
+            waits = self.throttle_waits()
+            if waits:
+                detail += "; lockstep throttled %d re-snapshot%s (longest wait %d s)" % (
+                    len(waits), "s" if len(waits) > 1 else "", max(waits))
             ev = {"t": start, "kind": kind, "on": on, "detail": detail, "fault_s": healed - start,
                   "ok": ok and not detail.startswith("INJECTION FAILED"), "rec_s": rec, "last": last,
                   "last_s": first.get(last) if last else None, "why": why}
@@ -504,19 +784,20 @@ class Soak:
                 rb = L.rows_canonical(self.dst_url, tbl, ["id"])
                 d = L.compare_rows(ra, rb)
                 det = "" if not d else L.describe_diff(ra, rb, d) + "\n" + W.diff(
-                    self.src_url, self.dst_url, None, tbl, tbl)
+                    self.src_url, self.dst_url, None, tbl, tbl) + "\n" + self.lost_diagnosis(job, d)
                 self.check(eq and not d, "%s: %s equal to the source (%d rows; md5 %s, canonical compare: "
                            "%d keys differ; caught up in %.1fs)" % (job, tbl, len(ra), "equal" if eq else "DIFFERS",
                                                                     len(d), took), det)
             except Exception as e:  # noqa: BLE001
                 self.check(False, "%s: compare %s" % (job, tbl), repr(e))
-        # 3. versions
+        # 3. versions (after a restore-source, a key may go back once, to what the restored source held)
         for job in SYNC_JOBS:
-            back = W.versions_monotonic(self.dst_url, LOGS[job])
+            back, excused = self.versions_back(LOGS[job])
             n = W.log_count(self.dst_url, LOGS[job])
             det = "\n".join("key %d: %s" % (k, W.version_history(self.dst_url, k, LOGS[job])[-12:]) for k in back[:5])
-            self.check(not back, "%s: no key's version went backwards (%d writes logged, %d keys went back)"
-                       % (job, n, len(back)), det)
+            self.check(not back, "%s: no key's version went backwards (%d writes logged, %d keys went back%s)"
+                       % (job, n, len(back), "; %d steps back excused by %d restore-source faults"
+                          % (excused, len(self.restores)) if self.restores else ""), det)
         # 4. no job ran twice at once
         counts = dict(L.execute(self.aux_url, "SELECT job, count(*) FROM execs GROUP BY job"))
         ov = C.overlaps(self.aux_url)
@@ -539,6 +820,54 @@ class Soak:
         # 7. the workload itself
         errs = [e for w in self.writers for e in w.errors]
         self.check(not errs, "the writers saw no unexpected database error", "\n".join(errs[:10]))
+
+    def versions_back(self, log):
+        """([keys whose version went backwards], steps back excused by a restore).
+
+        Without a restore-source fault: rtwriters.versions_monotonic, every step back is
+        a stale write. After restores, a key's log may step back once per restore r, and
+        only where (a) the entry came after r's crash-stop (log id > r.B), (b) the version
+        it left was one the restore lost (above r.vb[key], the restored source's
+        version, 0 when the restored source lacks the key) and (c) the version it came
+        to is one the restored source's timeline holds (at least r.vb[key]). A stale
+        write after a restore, on a key the restore did not set back, still counts."""
+        if not self.restores:
+            return W.versions_monotonic(self.dst_url, log), 0
+        rows = L.execute(self.dst_url, "SELECT key, id, version FROM %s ORDER BY key, id" % W._q(log))
+        bad, excused = [], 0
+        key = prev = None
+        used = set()
+        for k, i, v in rows:
+            if k != key:
+                key, prev, used = k, v, set()
+                continue
+            if v < prev:
+                for n, r in enumerate(self.restores):
+                    base = r["vb"][log].get(k, 0)
+                    if n not in used and i > r["B"][log] and prev > base and v >= base:
+                        used.add(n)
+                        excused += 1
+                        break
+                else:
+                    if not bad or bad[-1] != k:
+                        bad.append(k)
+            prev = v
+        return bad, excused
+
+    def lost_diagnosis(self, job, keys):
+        """Of `keys` (that differ), how many were written to the target between a backup
+        and the restore of it (that is, were on the source's lost history)."""
+        if not self.restores or not keys:
+            return ""
+        log = LOGS[job]
+        keys = [k[0] if isinstance(k, tuple) else k for k in keys]
+        n = set()
+        for r in self.restores:
+            n |= set(x[0] for x in L.execute(self.dst_url, "SELECT DISTINCT key FROM %s WHERE key = ANY(%%s) AND "
+                                                            "id > %%s AND id <= %%s" % W._q(log),
+                                             (keys, r["backup_marks"][log], r["B"][log])))
+        return "%d of the %d keys that differ were written to the target between a backup and its restore " \
+               "(source history the restore lost)" % (len(n), len(keys))
 
     def judge_rss(self):
         lines, bad, judged = [], [], 0
@@ -591,10 +920,11 @@ class Soak:
         self.setup()
         self.start_background()
         seeds = [self.rnd.randrange(1 << 30) for _ in SYNC_JOBS]
-        kw = dict(n=2, body_kb=(1, 16), hold_s=(0.5, 3.0), pause_s=(0.02, 0.15))
-        self.writers = [W.Writers(self.src_url, table=TABLES["rt1"], seed=seeds[0], **kw),
-                        W.Writers(self.src_url, table=TABLES["rt2"], seed=seeds[1], **kw),
-                        C.NoDeleteWriters(self.src_url, table=TABLES["pl"], seed=seeds[2], **kw)]
+        kw = dict(body_kb=(1, 16), hold_s=(0.5, 3.0), pause_s=(0.02, 0.15))
+        self.writers = [W.Writers(self.src_url, table=TABLES["rt1"], seed=seeds[0], n=2, **kw),
+                        W.Writers(self.src_url, table=TABLES["rt2"], seed=seeds[1], n=2, **kw),
+                        C.NoDeleteWriters(self.src_url, table=TABLES["pl"], seed=seeds[2], n=2, **kw),
+                        W.Writers(self.src_url, table=TABLES["rtp"], seed=seeds[3], n=1, **kw)]
         for w in self.writers:
             w.start()
         shift = time.monotonic() - self.t0
