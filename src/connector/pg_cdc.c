@@ -742,6 +742,29 @@ static int pg_cdc_register(struct lk_conn *c, const char *job, int64_t relid, st
 	const char *params[] = {job, id};
 
 	(void)snprintf(id, sizeof(id), "%" PRId64, relid);
+	/* Under the lock uninstall takes, and only while the table is still captured: an
+	 * uninstall of the table's last other consumer, between this job's install and now,
+	 * dropped its triggers, and a row registered after that would stream nothing. */
+	if (lk_pg_cmd(c, "BEGIN", 0, NULL, NULL, err) < 0)
+		return lk_err_prefix(err, "cannot register job '%s' as a consumer", job);
+	c->in_txn = true;
+	if (cmd(c, "SELECT pg_catalog.pg_advisory_xact_lock(" CDC_LOCK ")", 0, NULL, err) < 0 ||
+	    one_value(c, "SELECT 1 FROM lockstep_cdc.tables WHERE relid = $1::oid", 1,
+		      (const char *[]){id}, v, sizeof(v), err) < 0) {
+		abort_txn(c);
+		return lk_err_prefix(err, "cannot register job '%s' as a consumer", job);
+	}
+	if (!v[0]) {
+		abort_txn(c);
+		lk_err_set(
+			err, LK_ERR_CONFLICT,
+			"cannot register job '%s' as a consumer: the change capture of its table "
+			"was removed since it was installed (`lockstep uninstall` of the table's "
+			"last other job?); the next run installs it again",
+			job);
+		err->transient = true;
+		return -1;
+	}
 	if (one_value(c,
 		      "INSERT INTO lockstep_cdc.consumers (job, relid, horizon)"
 		      " VALUES ($1, $2, "
@@ -750,8 +773,12 @@ static int pg_cdc_register(struct lk_conn *c, const char *job, int64_t relid, st
 		      " horizon = EXCLUDED.horizon, xid = NULL, seq = NULL,"
 		      " registered_at = now(), updated_at = now()"
 		      " RETURNING horizon::text",
-		      2, params, v, sizeof(v), err) < 0)
+		      2, params, v, sizeof(v), err) < 0 ||
+	    lk_pg_cmd(c, "COMMIT", 0, NULL, NULL, err) < 0) {
+		abort_txn(c);
 		return lk_err_prefix(err, "cannot register job '%s' as a consumer", job);
+	}
+	c->in_txn = false;
 	*h = (struct lk_cdc_pos){strtoll(v, NULL, 10), 0, 0};
 	return 0;
 }

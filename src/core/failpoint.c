@@ -20,7 +20,8 @@ static const char *const known[] = {"after_target_commit",
 				    "after_seal",
 				    "mid_bisection",
 				    "after_dead_letter_insert",
-				    "before_batch"};
+				    "before_batch",
+				    "before_register"};
 
 static void check_name(const char *spec, size_t n)
 {

@@ -134,6 +134,7 @@ static int start_over(struct rt *rt, struct lk_err *err)
 	struct lk_job_ctx *ctx = rt->ctx;
 
 	lk_sync_unhold(ctx->job->name);
+	lk_failpoint("before_register");
 	if (rt->cdc->register_consumer(ctx->src.conn, ctx->ident, rt->relid, &ctx->rt_start, err) <
 	    0)
 		return -1;
