@@ -85,7 +85,8 @@ struct lk_cdc_orphans_req {
 	const char *const *keep;
 	int nkeep;
 	bool remove;	   /* delete those rows (commits); else only list them */
-	double min_held_s; /* remove: only consumers holding entries back this long (0: all) */
+	double min_held_s; /* remove: only consumers holding entries back, and idle, this long
+			    * each (0: all) */
 };
 
 /* Columns of the rows the `orphans` op appends: the consumer's name, how long it has held

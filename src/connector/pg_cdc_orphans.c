@@ -41,8 +41,10 @@ int lk_pg_cdc_adopt(struct lk_conn *c, const char *older, const char *ident,
 	bool yes;
 
 	*adopted = false;
-	if (installed(c, &yes, err) < 0 || !yes)
-		return yes ? -1 : 0;
+	if (installed(c, &yes, err) < 0)
+		return -1;
+	if (!yes)
+		return 0;
 	if (lk_pg_cmd(c,
 		      "UPDATE lockstep_cdc.consumers SET job = $4, updated_at = now()"
 		      " WHERE job = $3 AND relid = " REL_OID " AND NOT EXISTS"
@@ -71,7 +73,8 @@ static const char *const list_sql =
 	ORPHANS " SELECT job, held::text, idle::text FROM o ORDER BY job";
 static const char *const remove_sql =
 	ORPHANS ", d AS (DELETE FROM lockstep_cdc.consumers x USING o WHERE x.job = o.job"
-		" AND ($4::float8 = 0 OR o.held >= $4::float8) RETURNING o.job, o.held, o.idle)"
+		" AND ($4::float8 = 0 OR (o.held >= $4::float8 AND o.idle >= $4::float8))"
+		" RETURNING o.job, o.held, o.idle)"
 		" SELECT job, held::text, idle::text FROM d ORDER BY job";
 
 /* Appends the rows of res (LK_ORPHAN_NCOLS text columns, NULL kept) to out. */
@@ -100,8 +103,10 @@ int lk_pg_cdc_orphans(struct lk_conn *c, const struct lk_cdc_orphans_req *q, str
 	bool yes;
 	int rc = 0;
 
-	if (installed(c, &yes, err) < 0 || !yes)
-		return yes ? -1 : 0;
+	if (installed(c, &yes, err) < 0)
+		return -1;
+	if (!yes)
+		return 0;
 	lk_buf_addch(&keep, '[');
 	for (int i = 0; i < q->nkeep; i++) {
 		if (i)

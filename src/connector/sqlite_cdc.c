@@ -1087,8 +1087,9 @@ static int sc_adopt_consumer(struct lk_conn *c, const char *older, const char *i
 	return 0;
 }
 
-/* Appends the consumers of relid not in keep (a JSON array) holding entries back at least
- * min_held_ms (0: all) to out, from row out->nrows on. */
+/* Appends the consumers of relid not in keep (a JSON array) holding entries back and idle
+ * (not advanced) for at least min_held_ms each (0: all) to out, from row out->nrows on. A
+ * live run advances its row as it applies, so its backlog alone never makes it one. */
 static int list_orphans(struct lk_conn *c, int64_t relid, const char *keep, int64_t min_held_ms,
 			struct lk_rows *out, struct lk_err *err)
 {
@@ -1105,7 +1106,7 @@ static int list_orphans(struct lk_conn *c, int64_t relid, const char *keep, int6
 		 " COALESCE(k.updated_ms, 0) AS upd"
 		 " FROM " CDC "consumers k WHERE k.relid = ?1"
 		 " AND k.job NOT IN (SELECT value FROM json_each(?2)))"
-		 " WHERE ?4 = 0 OR oldest <= ?3 - ?4 ORDER BY job",
+		 " WHERE ?4 = 0 OR (oldest <= ?3 - ?4 AND upd <= ?3 - ?4) ORDER BY job",
 		 "itii", relid, keep, lk_wall_ms(), min_held_ms) < 0)
 		return -1;
 	rc = add_rows(c, st, out, err);

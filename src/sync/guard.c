@@ -23,6 +23,14 @@ const char *lk_resnap_reason_name(enum lk_resnap_reason r)
 	return r >= 0 && r < LK_RESNAP_NREASONS ? reason_names[r] : "unknown";
 }
 
+enum lk_resnap_reason lk_resnap_reason_of(const char *name, size_t len)
+{
+	for (int r = 0; r < LK_RESNAP_NREASONS; r++)
+		if (strlen(reason_names[r]) == len && strncmp(reason_names[r], name, len) == 0)
+			return (enum lk_resnap_reason)r;
+	return LK_RESNAP_CAPTURE_GAP;
+}
+
 static pthread_mutex_t stats_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct lk_resnap_stat stats[LK_RESNAP_STATS_MAX];
 static int nstats;
@@ -105,12 +113,13 @@ int64_t lk_sync_resnap_throttle(const char *job, int *nth)
 	return wait;
 }
 
-void lk_sync_gap_count(const char *job)
+void lk_sync_gap_count(const char *job, const char *key)
 {
 	struct lk_trust_stat *t;
 
 	pthread_mutex_lock(&stats_mu);
-	if ((t = trust_of(job)) != NULL) {
+	if ((t = trust_of(job)) != NULL && strncmp(t->gap_key, key, sizeof(t->gap_key) - 1) != 0) {
+		(void)snprintf(t->gap_key, sizeof(t->gap_key), "%s", key);
 		t->gaps++;
 		t->gap_last_wall_ms = lk_wall_ms();
 	}

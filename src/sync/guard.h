@@ -8,6 +8,7 @@
 #define LK_SYNC_GUARD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Why a real-time job took a fresh snapshot (with the sweep) instead of resuming. */
@@ -24,6 +25,8 @@ enum lk_resnap_reason {
 
 /* The metric's label for a reason: "source_changed", "source_timeline", ... */
 const char *lk_resnap_reason_name(enum lk_resnap_reason r);
+/* The reason of a label (LK_RESNAP_CAPTURE_GAP for one this build does not know). */
+enum lk_resnap_reason lk_resnap_reason_of(const char *name, size_t len);
 
 #define LK_RESNAP_STATS_MAX 256
 
@@ -58,6 +61,7 @@ struct lk_trust_stat {
 	char why[320];		      /* held: the reason as logged */
 	int64_t resnap_mono_ms;	      /* when the last forced re-snapshot began (throttle) */
 	int recent;		      /* forced re-snapshots, each within an hour of the last */
+	char gap_key[320];	      /* the last gap counted (lk_sync_gap_count) */
 };
 
 /*
@@ -68,8 +72,9 @@ struct lk_trust_stat {
  */
 int64_t lk_sync_resnap_throttle(const char *job, int *nth);
 
-/* Counts a capture gap met by job (its log line is the caller's). Any thread. */
-void lk_sync_gap_count(const char *job);
+/* Counts a capture gap met by job, once per key (a gap entry's place, or the reason a
+ * check gave): a held job's retries meet the same one again. Any thread. */
+void lk_sync_gap_count(const char *job, const char *key);
 /* Marks job held (see lk_trust_stat) for reason and why; held stays true until
  * lk_sync_unhold. Any thread. */
 void lk_sync_hold(const char *job, enum lk_resnap_reason reason, const char *why);

@@ -51,6 +51,10 @@ static void add_realtime(struct lk_buf *b, const struct lk_position *p)
 	add_i64(b, "seq", p->cdc.seq);
 	if (p->phase == LK_PHASE_SNAPSHOT && p->vals.n > 0)
 		add_values(b, "last", &p->vals);
+	if (p->need[0]) {
+		lk_buf_adds(b, ",\"need\":");
+		lk_buf_add_json_str(b, p->need, strlen(p->need));
+	}
 	if (!o->known)
 		return;
 	lk_buf_adds(b, ",\"src\":{\"sysid\":");
@@ -118,6 +122,7 @@ static void decode_realtime(json_t *root, struct lk_position *p)
 	p->cdc.horizon = json_i64(json_object_get(root, "h"));
 	p->cdc.xid = json_i64(json_object_get(root, "xid"));
 	p->cdc.seq = json_i64(json_object_get(root, "seq"));
+	copy_string(p->need, sizeof(p->need), json_object_get(root, "need"));
 	if (json_is_object(src)) {
 		p->origin.known = true;
 		copy_string(p->origin.sysid, sizeof(p->origin.sysid),

@@ -55,7 +55,7 @@ struct lk_pos_origin {
  *   snapshot: done, vals ("last", when !done)
  *   poll:     from (a capped position) or vals ("after": cursor, then key), and the run's
  *             record: seen, prepared (has_record)
- *   realtime: phase, cdc (h, xid, seq), vals ("last", phase snapshot only), origin
+ *   realtime: phase, cdc (h, xid, seq), vals ("last", phase snapshot only), origin, need
  */
 struct lk_position {
 	enum lk_pos_mode mode;
@@ -65,6 +65,8 @@ struct lk_position {
 	enum lk_pos_phase phase;     /* realtime */
 	struct lk_cdc_pos cdc;	     /* realtime */
 	struct lk_pos_origin origin; /* realtime */
+	char need[400];		     /* realtime: a re-snapshot decided and not yet begun,
+				      * "REASON|why" (guard.h's reason name); "" when none */
 	char from[64];		     /* poll: re-read from this cursor value; "" when not capped */
 	bool has_record;	     /* poll: the record below is present */
 	char seen[64];		     /* poll's record: the cap its run saw; "" when none */

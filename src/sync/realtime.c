@@ -50,7 +50,8 @@ struct rt {
 	struct lk_cdc_pos advanced;  /* what the consumer registry last heard */
 	/* periodic duties, each due at its first check (see lk_every) */
 	struct lk_every advance_timer, prune_timer, stall_timer, lag_timer, health_timer;
-	char why[320]; /* why the stream must re-snapshot (a gap), for the log */
+	char why[320];	  /* why the stream must re-snapshot (a gap), for the log */
+	char gap_key[64]; /* the gap entry met (its xid and seq), counted once per job */
 	/* which kind of reason why is (guard.h), for the count */
 	enum lk_resnap_reason reason;
 	struct lk_scan_spec fetch;
@@ -227,13 +228,47 @@ static int announce(struct rt *rt, enum lk_resnap_reason reason, const char *why
 	return 0;
 }
 
+/*
+ * Records in the target that a re-snapshot is due: the position keeps its place and gains
+ * `need` (position.h), so that every later run honours it, also when what made it due can
+ * no longer be seen (a restored source's counter has passed the old horizon again), until
+ * one begins. Done before the job holds (resnapshot: manual) or waits out the throttle.
+ */
+static int mark_need(struct rt *rt, enum lk_resnap_reason reason, const char *why,
+		     struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = rt->ctx;
+	struct lk_position cur, pos;
+	struct lk_buf b = LK_BUF_INIT;
+	int rc;
+
+	lk_position_decode(ctx->pos, &cur);
+	lk_position_release(&cur); /* its strings are copies */
+	if (cur.mode != LK_POS_REALTIME || cur.phase == LK_PHASE_NONE)
+		return 0; /* no place to resume from: the next run starts over anyway */
+	pos = lk_rt_position(ctx, cur.phase, &cur.cdc);
+	(void)snprintf(pos.need, sizeof(pos.need), "%s|%s", lk_resnap_reason_name(reason), why);
+	if (strcmp(pos.need, cur.need) == 0)
+		return 0;
+	lk_position_encode(&b, &pos);
+	rc = lk_apply_batch(ctx, &(struct lk_batch){.pos = b.buf}, err);
+	if (rc == 0) {
+		free(ctx->pos);
+		ctx->pos = lk_buf_detach(&b, NULL);
+	}
+	lk_buf_release(&b);
+	return rc;
+}
+
 /* Says once why the job re-snapshots instead of resuming, counts it, and starts over;
  * or holds the job (resnapshot: manual). */
 static int resnapshot(struct rt *rt, enum lk_resnap_reason reason, const char *why,
 		      struct lk_err *err)
 {
 	if (reason == LK_RESNAP_CAPTURE_GAP)
-		lk_sync_gap_count(rt->ctx->job->name);
+		lk_sync_gap_count(rt->ctx->job->name, why);
+	if (mark_need(rt, reason, why, err) < 0)
+		return -1;
 	if (held(rt))
 		return hold(rt, reason, why, err);
 	if (announce(rt, reason, why, true, err) < 0)
@@ -263,6 +298,14 @@ static int resume(struct rt *rt, struct lk_err *err)
 		return start_over(rt, err);
 	if (rt->cdc->consumer_get(ctx->src.conn, ctx->ident, rt->relid, &found, err) < 0)
 		return -1;
+	if (pos.need[0]) { /* decided by an earlier run, held or stopped since */
+		const char *bar = strchr(pos.need, '|');
+
+		return resnapshot(rt,
+				  lk_resnap_reason_of(pos.need, bar ? (size_t)(bar - pos.need)
+								    : strlen(pos.need)),
+				  bar ? bar + 1 : pos.need, err);
+	}
 	if (g.resnap)
 		return resnapshot(rt, g.reason, g.why, err);
 	if (!found) /* entries it still needed may be gone (uninstall, a dropped changelog) */
@@ -271,7 +314,6 @@ static int resume(struct rt *rt, struct lk_err *err)
 	rc = capture_gap(rt, &ctx->rt_start, err);
 	if (rc != 0)
 		return rc < 0 ? -1 : resnapshot(rt, LK_RESNAP_CAPTURE_GAP, rt->why, err);
-	lk_sync_unhold(ctx->job->name); /* nothing stands in the way (any more) */
 	rt->advanced = g.has_reg ? g.reg : ctx->rt_start;
 	rt->committed = ctx->rt_start;
 	if (pos.phase == LK_PHASE_SNAPSHOT)
@@ -469,6 +511,8 @@ static void restart_at(struct rt *rt, const struct lk_value *e, int64_t h)
 		rt->ctx->rt_start = (struct lk_cdc_pos){0, strtoll(e[LK_CDC_XID].p, NULL, 10),
 							strtoll(e[LK_CDC_SEQ].p, NULL, 10)};
 	rt->why[0] = '\0';
+	(void)snprintf(rt->gap_key, sizeof(rt->gap_key), "entry %s %s", e[LK_CDC_XID].p,
+		       e[LK_CDC_SEQ].p);
 	if (e[LK_CDC_OP].p[0] == LK_CDC_OP_GAP)
 		(void)snprintf(rt->why, sizeof(rt->why),
 			       "change capture of the source table was off: %s",
@@ -478,7 +522,10 @@ static void restart_at(struct rt *rt, const struct lk_value *e, int64_t h)
 /*
  * One page: entries after rt->pos from finished transactions, the current rows for their
  * keys in the same snapshot, then one target transaction with the new position.
- * Returns the number of entries, or -1. *truncated: a TRUNCATE was met (nothing applied).
+ * Returns the number of entries, -1 on error, or -2 when the job's consumer row is gone
+ * (rt->why, rt->reason say so): the read may then have missed pruned entries, since only
+ * the row keeps pruning behind the job; read in the same snapshot, a row that is there
+ * proves the page whole. *truncated: a TRUNCATE was met (nothing applied).
  */
 static int page(struct rt *rt, bool *truncated, struct lk_err *err)
 {
@@ -486,6 +533,7 @@ static int page(struct rt *rt, bool *truncated, struct lk_err *err)
 	const struct lk_connector_ops *ops = ctx->src.ops;
 	struct lk_cdc_pos next;
 	int64_t h = 0;
+	bool registered = false;
 	int n;
 
 	reset_page(rt);
@@ -493,6 +541,17 @@ static int page(struct rt *rt, bool *truncated, struct lk_err *err)
 	rt->limit = lk_sync_batch(ctx->job); /* halved while memory is short */
 	if (rt->cdc->read(ctx->src.conn, rt->relid, &rt->pos, rt->limit, &rt->ent, &h, err) < 0)
 		goto fail;
+	if (rt->cdc->consumer_get(ctx->src.conn, ctx->ident, rt->relid, &registered, err) < 0)
+		goto fail;
+	if (!registered) {
+		ops->rollback(ctx->src.conn);
+		rt->reason = LK_RESNAP_REGISTRY_LOST;
+		(void)snprintf(rt->why, sizeof(rt->why),
+			       "its consumer row on the source was removed while it ran (`lockstep "
+			       "uninstall`, or another deployment removed it as an orphan), so "
+			       "entries it had not applied may have been pruned");
+		return -2;
+	}
 	n = rt->ent.nrows;
 	lk_log_debug("job %s: %d entries after (%" PRId64 ", %" PRId64 ", %" PRId64 "), h %" PRId64,
 		     ctx->job->name, n, rt->pos.horizon, rt->pos.xid, rt->pos.seq, h);
@@ -693,11 +752,14 @@ static int stream(struct rt *rt, struct lk_err *err)
 			return lk_err_set(err, LK_ERR_CANCELLED, "stopped at a page boundary");
 		}
 		n = page(rt, &truncated, err);
+		if (n == -2)
+			return 2;
 		if (n < 0)
 			return -1;
 		if (truncated)
 			return 1;
 		if (first) { /* streaming: said once a page went through (not before a gap) */
+			lk_sync_unhold(ctx->job->name);
 			ctx->prog.stage = "stream";
 			lk_job_report(ctx, true);
 		}
@@ -787,7 +849,7 @@ int lk_realtime_run(struct lk_job_ctx *ctx, struct lk_err *err)
 		/* A TRUNCATE or a gap: record the new start first, then tell the registry. */
 		rc = -1;
 		if (rt.why[0])
-			lk_sync_gap_count(ctx->job->name);
+			lk_sync_gap_count(ctx->job->name, rt.gap_key);
 		if (held(&rt)) {
 			(void)hold(&rt, rt.why[0] ? LK_RESNAP_CAPTURE_GAP : LK_RESNAP_TRUNCATE,
 				   rt.why[0] ? rt.why : "the source table was truncated", err);

@@ -27,6 +27,9 @@ lockstep_cdc.consumers and lockstep_sync.position directly.
   has held entries back for longer is removed by blue's run with one warning naming it,
   and the changelog is pruned; when that deployment runs again, it takes a fresh
   snapshot and converges.
+- removed_mid_run: blue's orphan_after is shorter than green's first snapshot (held
+  half-way by a gate), so blue removes green's live row and prunes; green's run notices
+  (its row is read with every changelog page), re-snapshots and ends equal.
 - sqlite: the same on an SQLite source file into two SQLite target files (judged by the
   cross-engine oracle, rows read with sqlite3): alternating runs converge without a copy
   after the first, a consumer row each; after one deployment's state store is deleted,
@@ -239,6 +242,48 @@ def test_expiry():
     same(src, dst, "users_blue", "expiry, blue")
 
 
+def test_removed_mid_run():
+    """A live deployment whose consumer row is removed while it runs (here: blue's
+    orphan_after is shorter than green's first snapshot) never ends with its target
+    different: its stream reads its row in the same snapshot as each page, and re-snapshots
+    when the row is gone instead of trusting a changelog that was pruned without it."""
+    src, dst = L.new_db("depm_src"), L.new_db("depm_dst")
+    create_users(src)
+    gate = L.Gate(src, from_key=N // 2)
+    blue, _ = named("blue", src, dst, "users_blue", {"orphan_after": "2s"})
+    wd = L.Workdir("depm_green")
+    green = L.sync_config(wd, {"src": src, "dst": dst}, {"users": {
+        "source": {"db": "src", "table": "users", "where": L.Gate.where_sql()},
+        "target": {"db": "dst", "table": "users_green", "create": True}, "mode": "realtime",
+        "batch": 100}}, extra={"deployment": "green"})
+    run(blue, "mid-run: blue")
+    gate.close()
+    p = L.start_lockstep(["sync", "users"], green)
+    try:
+        t.check(L.wait_for(lambda: len(gate.waiters()) > 0 or p.poll() is not None, 60, 0.1)
+                and p.poll() is None, "mid-run: green's first snapshot waits half-way")
+        write(src, 1)
+        t.check(L.wait_for(lambda: L.scalar(
+            src, "SELECT now() - min(l.at) > interval '2.5 s' AND bool_and(now() - k.updated_at"
+                 " > interval '2.5 s') FROM lockstep_cdc.changelog l, lockstep_cdc.consumers k"
+                 " WHERE k.job = 'users@green'"), deadline=30),
+                "mid-run: green has held entries back, and not advanced, for over 2 s")
+        err = run(blue, "mid-run: blue removes green's row")
+        t.check("removed consumer 'users@green'" in err, "mid-run: blue removed green's row",
+                err[-2000:])
+    finally:
+        gate.open()
+    out, err = p.communicate(timeout=300)
+    t.eq(p.returncode, 0, "mid-run: green's run exits 0", err[-3000:])
+    t.check("its consumer row on the source was removed while it ran" in err,
+            "mid-run: green says its row was removed, and re-snapshots", err[-3000:])
+    same(src, dst, "users_green", "mid-run, green's run that lost its row")
+    write(src, 2)
+    err = run(green, "mid-run: green again")
+    t.check(not copied(err), "mid-run: green's next run streams", err[-2000:])
+    same(src, dst, "users_green", "mid-run, green")
+
+
 def sq(path, *stmts):
     c = sqlite3.connect(path, timeout=30)
     try:
@@ -334,5 +379,6 @@ t.case(test_one_target)
 t.case(test_upgrade)
 t.case(test_orphans)
 t.case(test_expiry)
+t.case(test_removed_mid_run)
 t.case(test_sqlite)
 t.finish()

@@ -11,6 +11,9 @@ The targets (real SQLite files) are judged with the cross-engine oracle (lktest.
   out, and again on the next run (the job stays held, the target is left as it was: it
   differs, and that is said); `sync --full` then converges and later runs stream again. The
   auto job on the same table re-snapshots by itself and converges.
+- hold_persists (PostgreSQL): a hold for source_went_back is recorded in the target's
+  position, so it outlives the evidence (the restored source's counter passing the old
+  horizon again) until `sync --full`.
 - daemon: `lockstep run` streams both jobs; after the rebuild the auto job converges,
   the manual one is held: /api/health's resnapshots check warns naming it, /metrics shows
   lockstep_resnapshot_held 1 and counts lockstep_capture_gaps_total for both; POST /api/sync
@@ -25,6 +28,7 @@ import sqlite3
 import lktest as L
 import rtwriters as W
 
+L.require_pg()
 t = L.Suite("test_resnapshot_manual")
 
 DEADLINE = 120  # seconds to converge (waited for, never a timing assertion)
@@ -255,7 +259,43 @@ def test_throttle():
     t.eq(rc, 0, "throttle: SIGTERM stops lockstep run with exit 0", d.tail())
 
 
+def test_hold_persists():
+    """A hold is recorded in the target's position, not only in the process: a job held for
+    source_went_back stays held after the restored source's transaction counter has passed
+    the old horizon again (then the guard alone could no longer see it)."""
+    w = L.Workdir("resnap_persist")
+    src, dst = L.new_db("resnap_persist_s"), L.new_db("resnap_persist_t")
+    L.execute(src, "CREATE TABLE users (id bigint PRIMARY KEY, v bigint NOT NULL)")
+    L.execute(src, "INSERT INTO users SELECT i, 1 FROM generate_series(1, 100) i")
+    cfg = L.sync_config(w, {"src": src, "dst": dst}, {
+        "users": {"source": {"db": "src", "table": "users"}, "mode": "realtime",
+                  "resnapshot": "manual", "target": {"db": "dst", "table": "users", "create": True}}})
+    L.sync(t, cfg, "users")
+    # What a source restored from an older backup looks like to the guard: its counter is
+    # behind the position's horizon (here the position is moved ahead instead).
+    nxt = int(L.scalar(src, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text"))
+    p = json.loads(L.scalar(dst, "SELECT pos::text FROM lockstep_sync.position"))
+    p["h"] = str(nxt + 40)
+    L.execute(dst, "UPDATE lockstep_sync.position SET pos = %s", (json.dumps(p),))
+    _, _, err = L.sync(t, cfg, "users", expect=1)
+    t.check("reason source_went_back" in err, "persist: the run is held, source_went_back", err[-2000:])
+    for _ in range(60):
+        L.scalar(src, "SELECT txid_current()")
+    t.check(int(L.scalar(src, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text")) > nxt + 40,
+            "persist: the source's counter has passed the old horizon")
+    _, _, err = L.sync(t, cfg, "users", expect=1)
+    t.check("reason source_went_back" in err,
+            "persist: a later run is still held, for the same reason", err[-2000:])
+    L.execute(src, "UPDATE users SET v = 2 WHERE id <= 10")
+    L.sync(t, cfg, "users", "--full")
+    _, _, err = L.sync(t, cfg, "users")
+    t.check("needs a fresh snapshot" not in err and "fresh snapshot" not in err,
+            "persist: after the full run the job streams again", err[-2000:])
+    t.eq(L.pg_md5(dst, "users", ["id"]), L.pg_md5(src, "users", ["id"]), "persist: md5 oracle")
+
+
 t.case(test_catch_up)
 t.case(test_daemon)
 t.case(test_throttle)
+t.case(test_hold_persists)
 t.finish()
