@@ -783,8 +783,8 @@ class Soak:
                 ra = L.rows_canonical(self.src_url, tbl, ["id"])
                 rb = L.rows_canonical(self.dst_url, tbl, ["id"])
                 d = L.compare_rows(ra, rb)
-                det = "" if not d else L.describe_diff(ra, rb, d) + "\n" + W.diff(
-                    self.src_url, self.dst_url, None, tbl, tbl) + "\n" + self.lost_diagnosis(job, d)
+                det = "" if not d else (self.lost_diagnosis(job, d) + "\n" + L.describe_diff(ra, rb, d) + "\n"
+                                         + W.diff(self.src_url, self.dst_url, None, tbl, tbl)).lstrip("\n")
                 self.check(eq and not d, "%s: %s equal to the source (%d rows; md5 %s, canonical compare: "
                            "%d keys differ; caught up in %.1fs)" % (job, tbl, len(ra), "equal" if eq else "DIFFERS",
                                                                     len(d), took), det)
