@@ -259,6 +259,25 @@ int lk_rt_guard_resume(struct lk_job_ctx *ctx, const struct lk_position *pos, in
 	return 0;
 }
 
+int lk_poll_guard(struct lk_job_ctx *ctx, const struct lk_position *pos, struct lk_rt_guard *g,
+		  struct lk_err *err)
+{
+	const struct lk_connector_ops *ops = ctx->src.ops;
+	struct lk_lineage now;
+
+	memset(g, 0, sizeof(*g));
+	if (!ops->lineage || ctx->src.conf->kind != LK_DB_POSTGRES)
+		return 0; /* an SQLite file: no counter to judge by */
+	if (ops->lineage(ctx->src.conn, NULL, 0, &now, err) < 0)
+		return -1;
+	set_origin(ctx, &now);
+	ctx->rt_origin.nx = now.next_xid;
+	if (pos->mode == LK_POS_POLL && pos->origin.known)
+		(void)judge_source(&pos->origin, &(struct lk_cdc_pos){pos->origin.nx, 0, 0}, &now,
+				   g);
+	return 0;
+}
+
 int lk_rt_guard_check(struct lk_job_ctx *ctx, const struct lk_cdc_pos *at, struct lk_rt_guard *g,
 		      struct lk_err *err)
 {

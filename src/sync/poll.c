@@ -65,12 +65,13 @@ static void read_record(struct poll_bounds *b, const struct lk_position *p)
  * resumes after that row; {"from": cursor} (a capped position) re-reads from that value.
  * With a look-back on a time cursor, either becomes "cursor >= value - lookback".
  */
-static void resume_bounds(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_arena *arena)
+static void resume_bounds(struct lk_job_ctx *ctx, struct poll_bounds *b, struct lk_arena *arena,
+			  bool restart)
 {
 	struct lk_position p;
 	const struct lk_value *cur;
 
-	if (!ctx->pos || (ctx->opts && ctx->opts->full))
+	if (!ctx->pos || restart || (ctx->opts && ctx->opts->full))
 		return;
 	lk_position_decode(ctx->pos, &p);
 	if (p.mode != LK_POS_POLL) {
@@ -302,6 +303,7 @@ static void poll_pos(struct lk_buf *pos, struct lk_job_ctx *ctx, const struct po
 		.mode = LK_POS_POLL, .has_record = b->has_record, .prepared = b->rec_prepared};
 
 	memcpy(p.fp, ctx->fp, sizeof(p.fp));
+	p.origin = ctx->rt_origin;
 	memcpy(p.seen, b->rec_seen, sizeof(p.seen));
 	if (!row[ctx->cursor].null && past_limit(b, &row[ctx->cursor]))
 		memcpy(p.from, b->limit_buf, sizeof(p.from));
@@ -375,6 +377,39 @@ out:
 	return rc;
 }
 
+/*
+ * The timeline guard for poll mode (guard.c): a source that went back (a restore, a
+ * failover) took back rows the position has passed, and may hold older versions of rows
+ * the target has newer ones of. Nothing in the cursor can tell which: *restart is set, and
+ * the run reads every row again, saying so once and counting it like a re-snapshot.
+ */
+static int poll_guard(struct lk_job_ctx *ctx, bool *restart, struct lk_err *err)
+{
+	struct lk_position p;
+	struct lk_rt_guard g;
+	struct lk_err ignored = LK_ERR_INIT;
+	int rc;
+
+	*restart = false;
+	lk_position_decode(ctx->pos, &p);
+	rc = lk_poll_guard(ctx, &p, &g, err);
+	lk_position_release(&p);
+	if (rc < 0 || !g.resnap || (ctx->opts && ctx->opts->full))
+		return rc;
+	lk_log_warn("job %s: %s; reading every row again from the beginning (a poll job cannot "
+		    "tell which rows went back; rows the source no longer has stay on the "
+		    "target, as poll mode does not see deletes: `lockstep verify` lists them)",
+		    ctx->job->name, g.why);
+	lk_rt_resnapshot_count(ctx, g.reason, g.why);
+	if (ctx->store &&
+	    lk_store_resnap_note(ctx->store, ctx->job->name, lk_resnap_reason_name(g.reason), g.why,
+				 &ignored) < 0)
+		lk_log_debug_err(&ignored, "job %s: cannot record the re-read for status",
+				 ctx->job->name);
+	*restart = true;
+	return 0;
+}
+
 int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 {
 	struct poll_bounds b;
@@ -382,6 +417,7 @@ int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	struct lk_scan_spec spec;
 	struct lk_scan *scan;
 	struct lk_buf notnull = LK_BUF_INIT;
+	bool restart = false;
 	int rc = -1;
 
 	memset(&b, 0, sizeof(b));
@@ -390,7 +426,9 @@ int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err)
 	b.order = lk_xcalloc((size_t)b.norder, sizeof(int));
 	b.order[0] = ctx->cursor;
 	memcpy(&b.order[1], ctx->key, (size_t)ctx->nkey * sizeof(int));
-	resume_bounds(ctx, &b, &arena);
+	if (poll_guard(ctx, &restart, err) < 0)
+		goto out;
+	resume_bounds(ctx, &b, &arena, restart);
 	if (cap_bound(ctx, &b, err) < 0)
 		goto out;
 	/* A NULL cursor sorts outside every position: such rows are never polled (docs). */

@@ -41,6 +41,19 @@ static void add_record(struct lk_buf *b, const struct lk_position *p)
 	free(text);
 }
 
+/* "src": where the source's history comes from (the timeline guard); nothing if unknown. */
+static void add_origin(struct lk_buf *b, const struct lk_pos_origin *o)
+{
+	if (!o->known)
+		return;
+	lk_buf_adds(b, ",\"src\":{\"sysid\":");
+	lk_buf_add_json_str(b, o->sysid, strlen(o->sysid));
+	lk_buf_addf(b, ",\"tli\":\"%" PRId64 "\"", o->tli);
+	if (o->nx > 0)
+		lk_buf_addf(b, ",\"nx\":\"%" PRId64 "\"", o->nx);
+	lk_buf_addch(b, '}');
+}
+
 static void add_realtime(struct lk_buf *b, const struct lk_position *p)
 {
 	const struct lk_pos_origin *o = &p->origin;
@@ -55,11 +68,7 @@ static void add_realtime(struct lk_buf *b, const struct lk_position *p)
 		lk_buf_adds(b, ",\"need\":");
 		lk_buf_add_json_str(b, p->need, strlen(p->need));
 	}
-	if (!o->known)
-		return;
-	lk_buf_adds(b, ",\"src\":{\"sysid\":");
-	lk_buf_add_json_str(b, o->sysid, strlen(o->sysid));
-	lk_buf_addf(b, ",\"tli\":\"%" PRId64 "\"}", o->tli);
+	add_origin(b, o);
 }
 
 void lk_position_encode(struct lk_buf *b, const struct lk_position *p)
@@ -82,6 +91,7 @@ void lk_position_encode(struct lk_buf *b, const struct lk_position *p)
 		}
 		if (p->has_record)
 			add_record(b, p);
+		add_origin(b, &p->origin);
 		break;
 	case LK_POS_REALTIME:
 		add_realtime(b, p);
@@ -114,21 +124,28 @@ static void copy_string(char *dst, size_t size, const json_t *v)
 		(void)snprintf(dst, size, "%s", json_string_value(v));
 }
 
-static void decode_realtime(json_t *root, struct lk_position *p)
+static void decode_origin(json_t *root, struct lk_position *p)
 {
 	const json_t *src = json_object_get(root, "src");
+
+	if (json_is_object(src)) {
+		p->origin.known = true;
+		copy_string(p->origin.sysid, sizeof(p->origin.sysid),
+			    json_object_get(src, "sysid"));
+		p->origin.tli = json_i64(json_object_get(src, "tli"));
+		p->origin.nx = json_i64(json_object_get(src, "nx"));
+	}
+}
+
+static void decode_realtime(json_t *root, struct lk_position *p)
+{
 
 	p->phase = (enum lk_pos_phase)name_index(json_object_get(root, "phase"), phase_names, 4);
 	p->cdc.horizon = json_i64(json_object_get(root, "h"));
 	p->cdc.xid = json_i64(json_object_get(root, "xid"));
 	p->cdc.seq = json_i64(json_object_get(root, "seq"));
 	copy_string(p->need, sizeof(p->need), json_object_get(root, "need"));
-	if (json_is_object(src)) {
-		p->origin.known = true;
-		copy_string(p->origin.sysid, sizeof(p->origin.sysid),
-			    json_object_get(src, "sysid"));
-		p->origin.tli = json_i64(json_object_get(src, "tli"));
-	}
+	decode_origin(root, p);
 }
 
 void lk_position_decode(const char *json, struct lk_position *out)
@@ -155,6 +172,7 @@ void lk_position_decode(const char *json, struct lk_position *out)
 		v = json_object_get(root, "prepared");
 		out->prepared = json_is_object(v) ? json_incref(v) : NULL;
 		out->has_record = out->seen[0] || out->prepared;
+		decode_origin(root, out);
 		break;
 	case LK_POS_REALTIME:
 		decode_realtime(root, out);

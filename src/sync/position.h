@@ -47,6 +47,8 @@ struct lk_pos_origin {
 	bool known;	/* written by a version with the guard, on a source that can say */
 	char sysid[24]; /* PostgreSQL: the source's system identifier; "" when unreadable */
 	int64_t tli;	/* PostgreSQL: the source's timeline; 0 when unreadable */
+	int64_t nx;	/* poll: the source's next transaction id when the run that wrote the
+			 * position began (PostgreSQL; 0 when unknown) */
 };
 
 /*
@@ -54,7 +56,7 @@ struct lk_pos_origin {
  * it finds and leaves the others zero.
  *   snapshot: done, vals ("last", when !done)
  *   poll:     from (a capped position) or vals ("after": cursor, then key), and the run's
- *             record: seen, prepared (has_record)
+ *             record: seen, prepared (has_record); origin (with nx)
  *   realtime: phase, cdc (h, xid, seq), vals ("last", phase snapshot only), origin, need
  */
 struct lk_position {

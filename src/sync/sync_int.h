@@ -271,6 +271,15 @@ int lk_rt_guard_check(struct lk_job_ctx *ctx, const struct lk_cdc_pos *at, struc
 void lk_rt_resnapshot_count(const struct lk_job_ctx *ctx, enum lk_resnap_reason reason,
 			    const char *why);
 int lk_poll_run(struct lk_job_ctx *ctx, struct lk_err *err);
+/*
+ * At a poll run's start (outside a source transaction): reads where a PostgreSQL source's
+ * history comes from into ctx->rt_origin, with nx, its next transaction id now (every
+ * position the run writes carries it), and judges the stored position pos by it:
+ * g->resnap when the source is another cluster, on another timeline, or its counter is
+ * behind pos's nx (restored from a backup taken before the run that wrote pos began).
+ */
+int lk_poll_guard(struct lk_job_ctx *ctx, const struct lk_position *pos, struct lk_rt_guard *g,
+		  struct lk_err *err);
 /* Why poll mode cannot see every open transaction in `state` (a static string, "" for
  * LK_POLL_CAP_ON); check-config and the run's log say the same. */
 const char *lk_poll_cap_why(enum lk_poll_cap_state state);
