@@ -37,6 +37,7 @@ Usage: test_chaos_soak.py [--quick] [--minutes M] [--seed S]
 Exit 0 on PASS, 1 on FAIL, 130 when interrupted.
 """
 import argparse
+import calendar
 import io
 import json
 import os
@@ -95,7 +96,7 @@ FAULT_KINDS = [("kill", 1), ("freeze", 1), ("restart-source", 1), ("restart-targ
 SETTLE_S = 12.0  # every recovery criterion must then hold this long (see recovery())
 # What lockstep logs when it holds a forced re-snapshot back (docs/realtime.md, "Throttle"):
 # the recovery cap of that fault grows by the wait it announced.
-THROTTLED = re.compile(r"re-snapshot \d+ within the hour: throttled, it starts in (\d+) s")
+THROTTLED = re.compile(r"ts=(\S+)Z [^\n]*re-snapshot \d+ within the hour: throttled, it starts in (\d+) s")
 
 
 def fault_kinds(spec):
@@ -608,15 +609,32 @@ class Soak:
                               for i in self.insts)
 
     def throttle_waits(self):
-        """The waits (s) of throttled re-snapshots lockstep announced since mark_logs()."""
+        """The waits (s) of throttled re-snapshots lockstep announced since mark_logs().
+        Also keeps self.throttled_until: the latest wall time (epoch s) at which any
+        throttled re-snapshot announced so far starts, an earlier fault's included."""
         out = []
         for i in self.insts:
+            scanned = getattr(self, "scanned", {})  # how far each log was read for throttled_until
+            self.scanned = scanned
+            start = min(self.log_marks.get(i.name, 0), scanned.get(i.name, 0))
             try:
-                with open(i.logfile, errors="replace") as f:
-                    f.seek(self.log_marks.get(i.name, 0))
-                    out += [int(m.group(1)) for m in THROTTLED.finditer(f.read())]
+                with open(i.logfile, "rb") as f:
+                    f.seek(start)
+                    data = f.read()
             except OSError:
-                pass
+                continue
+            data = data[:data.rfind(b"\n") + 1]  # whole lines only
+            new = data[max(0, self.log_marks.get(i.name, 0) - start):].decode(errors="replace")
+            out += [int(m.group(2)) for m in THROTTLED.finditer(new)]
+            unseen = data[max(0, scanned.get(i.name, 0) - start):].decode(errors="replace")
+            scanned[i.name] = start + len(data)
+            for m in THROTTLED.finditer(unseen):
+                wait = int(m.group(2))
+                try:
+                    at = calendar.timegm(time.strptime(m.group(1).split(".")[0], "%Y-%m-%dT%H:%M:%S"))
+                    self.throttled_until = max(getattr(self, "throttled_until", 0.0), at + 1 + wait)
+                except ValueError:
+                    pass
         return out
 
     def recovery(self, kind, cap):
@@ -679,7 +697,9 @@ class Soak:
                 last = max(first.items(), key=lambda kv: kv[1])
                 return True, all_since, first, last[0], ""
             throttled = max([throttled] + self.throttle_waits())
-            if el > cap + throttled:
+            # a re-snapshot an earlier fault made lockstep throttle may still be waiting
+            pending = max(0.0, getattr(self, "throttled_until", 0.0) - heal_wall)
+            if el > cap + max(throttled, pending):
                 detail = "; ".join(failing)
                 if bad:
                     detail += " (%s)" % ", ".join(bad)
