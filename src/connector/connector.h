@@ -114,6 +114,13 @@ struct lk_column {
 	char *native; /* PostgreSQL: format_type(); SQLite: the declared type */
 	enum lk_type type;
 	bool not_null;
+	int attnum;	  /* PostgreSQL: attnum (kept by RENAME COLUMN); SQLite: cid + 1 */
+	bool has_default; /* a DEFAULT (or identity, or generated) fills it when not written */
+	char generated;	  /* PostgreSQL attgenerated: 's' for GENERATED ALWAYS AS (...) STORED,
+			   * SQLite: 's' stored or 'v' virtual generated column; else 0 */
+	char identity;	  /* PostgreSQL attidentity: 'a' ALWAYS, 'd' BY DEFAULT; else 0 */
+	char *collation;  /* PostgreSQL: the column's collation when not its type's default,
+			   * quoted and schema-qualified ("pg_catalog"."C"); else NULL */
 };
 
 /* A table as the engine describes it. */

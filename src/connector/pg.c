@@ -299,7 +299,11 @@ static const char *const describe_sql =
 	" CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END, a.attnotnull,"
 	/* int2vector subscripts start at 0: count key positions with ORDINALITY instead. */
 	" coalesce((SELECT k.n FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(att, n)"
-	" WHERE k.att = a.attnum), 0)"
+	" WHERE k.att = a.attnum), 0),"
+	" a.attnum, a.atthasdef OR a.attidentity <> '', a.attgenerated, a.attidentity,"
+	" CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN"
+	" (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) FROM pg_collation co"
+	" JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END"
 	" FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
 	" JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid"
 	" LEFT JOIN pg_type bt ON bt.oid = t.typbasetype"
@@ -339,6 +343,12 @@ static int pg_describe(struct lk_conn *c, const struct lk_tref *t, struct lk_tab
 		out->cols[i].native = strdup(PQgetvalue(res, i, 1));
 		out->cols[i].type = lk_type_from_pg(PQgetvalue(res, i, 2));
 		out->cols[i].not_null = PQgetvalue(res, i, 3)[0] == 't';
+		out->cols[i].attnum = atoi(PQgetvalue(res, i, 5)); /* NOLINT: catalog int2 */
+		out->cols[i].has_default = PQgetvalue(res, i, 6)[0] == 't';
+		out->cols[i].generated = PQgetvalue(res, i, 7)[0];
+		out->cols[i].identity = PQgetvalue(res, i, 8)[0];
+		if (!PQgetisnull(res, i, 9))
+			out->cols[i].collation = strdup(PQgetvalue(res, i, 9));
 		if (pos > 0 && pos <= n) {
 			out->pk[pos - 1] = i;
 			npk++;

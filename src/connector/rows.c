@@ -102,6 +102,7 @@ void lk_table_release(struct lk_table *t)
 	for (int i = 0; i < t->ncols; i++) {
 		free(t->cols[i].name);
 		free(t->cols[i].native);
+		free(t->cols[i].collation);
 	}
 	free(t->cols);
 	free(t->pk);

@@ -380,7 +380,7 @@ static int not_found(struct lk_conn *c, const struct lk_tref *t, struct lk_err *
 	return lk_err_set(err, LK_ERR_NOTFOUND, "table '%s' does not exist in %s", name, c->label);
 }
 
-/* Appends the current pragma_table_info row to out; pkpos[col] gets its key position. */
+/* Appends the current pragma_table_xinfo row to out; pkpos[col] gets its key position. */
 static void add_column(struct lk_table *out, int **pkpos, sqlite3_stmt *st)
 {
 	const char *decl = (const char *)sqlite3_column_text(st, 1);
@@ -389,11 +389,20 @@ static void add_column(struct lk_table *out, int **pkpos, sqlite3_stmt *st)
 	out->cols = lk_xrealloc(out->cols, (size_t)(out->ncols + 1) * sizeof(*out->cols));
 	*pkpos = lk_xrealloc(*pkpos, (size_t)(out->ncols + 1) * sizeof(**pkpos));
 	col = &out->cols[out->ncols];
+	memset(col, 0, sizeof(*col));
 	col->name = lk_xstrdup((const char *)sqlite3_column_text(st, 0));
 	col->native = lk_xstrdup(decl ? decl : "");
 	col->type = lk_type_from_sqlite(col->native);
 	col->not_null = sqlite3_column_int(st, 2) != 0;
 	(*pkpos)[out->ncols] = sqlite3_column_int(st, 3);
+	col->attnum = sqlite3_column_int(st, 4) + 1;
+	col->has_default = sqlite3_column_type(st, 5) != SQLITE_NULL;
+	/* table_xinfo's hidden: 2 a virtual, 3 a stored generated column (1: a virtual
+	 * table's hidden column, never described here) */
+	col->generated = sqlite3_column_int(st, 6) == 3	  ? 's'
+			 : sqlite3_column_int(st, 6) == 2 ? 'v'
+							  : 0;
+	col->has_default = col->has_default || col->generated;
 	if ((*pkpos)[out->ncols] > 0)
 		out->npk++;
 	out->ncols++;
@@ -421,9 +430,8 @@ static int schema_exists(struct lk_conn *c, const char *schema, bool *yes, struc
 int lk_sqlite_describe(struct lk_conn *c, const struct lk_tref *t, struct lk_table *out,
 		       struct lk_err *err)
 {
-	static const char sql[] =
-		"SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1, ?2)"
-		" ORDER BY cid";
+	static const char sql[] = "SELECT name, type, \"notnull\", pk, cid, dflt_value, hidden"
+				  " FROM pragma_table_xinfo(?1, ?2) WHERE hidden <> 1 ORDER BY cid";
 	sqlite3_stmt *st = NULL;
 	int *pkpos = NULL;
 	bool attached;

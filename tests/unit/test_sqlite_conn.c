@@ -248,7 +248,8 @@ static void test_create_table_round_trips_logical_types(void **state)
 	(void)state;
 	for (int i = 0; i <= LK_T_TIME; i++) {
 		(void)snprintf(names[i], sizeof(names[i]), "c %s", lk_type_name((enum lk_type)i));
-		cols[i] = (struct lk_column){names[i], NULL, (enum lk_type)i, i == LK_T_UUID};
+		cols[i] = (struct lk_column){
+			.name = names[i], .type = (enum lk_type)i, .not_null = i == LK_T_UUID};
 	}
 	assert_int_equal(ops->create_table(c, &t, cols, LK_T_TIME + 1, key, 2, &err), 0);
 	/* IF NOT EXISTS: a second create is harmless. */
@@ -949,9 +950,9 @@ static void test_quoted_identifiers(void **state)
 	static const enum lk_type types[] = {LK_T_TEXT, LK_T_INT, LK_T_BOOL};
 	struct lk_conn *c = open_mem();
 	struct lk_tref t = {S("main"), S("My \"Table\" x")};
-	struct lk_column ccols[] = {{S("Key Col"), NULL, LK_T_TEXT, true},
-				    {S("we\"ird"), NULL, LK_T_INT, false},
-				    {S("MiXeD"), NULL, LK_T_BOOL, false}};
+	struct lk_column ccols[] = {{.name = S("Key Col"), .type = LK_T_TEXT, .not_null = true},
+				    {.name = S("we\"ird"), .type = LK_T_INT},
+				    {.name = S("MiXeD"), .type = LK_T_BOOL}};
 	struct lk_write_spec w = {&t, cols, types, 3, pkey, 1, "gone'"};
 	struct lk_scan_spec s = {&t, cols, types, 3, pkey, 1, NULL, NULL, NULL, NULL, NULL, false};
 	struct lk_err err = LK_ERR_INIT;
