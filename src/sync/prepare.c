@@ -10,6 +10,7 @@
 #include <string.h>
 
 #define LK_LOG_COMPONENT "sync"
+#include "connector/pg_types.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/units.h"
@@ -97,26 +98,66 @@ int lk_job_check_capture(struct lk_job_ctx *ctx, struct lk_err *err)
 	return cdc ? cdc->check(ctx->src.conn, &t, err) : 0;
 }
 
+/* PostgreSQL -> PostgreSQL: both ends speak PostgreSQL's types (pg_types.h). */
+static bool pg_to_pg(const struct lk_job_ctx *ctx)
+{
+	return ctx->src.ops == ctx->dst.ops && strcmp(ctx->src.ops->name, "postgres") == 0;
+}
+
+/*
+ * The columns of a target made from the source (docs/types.md): the synced columns with the
+ * source's types (PostgreSQL -> PostgreSQL: as pg_types.h makes them; the same engine: the
+ * declared type; across engines: the mapped meaning), then the soft-delete column of
+ * `deletes: soft:COL` when the source does not sync one of that name. *n gets the count;
+ * natives (ncols + 1 entries) owns the type texts.
+ */
+static struct lk_column *target_columns(struct lk_job_ctx *ctx, char **natives, int *n,
+					struct lk_err *err)
+{
+	const char *soft =
+		ctx->job->target.deletes == LK_DELETES_SOFT ? ctx->job->target.soft_column : NULL;
+	struct lk_column *cols = lk_xcalloc((size_t)ctx->ncols + 1, sizeof(*cols));
+	bool same = ctx->src.ops == ctx->dst.ops;
+
+	*n = ctx->ncols;
+	for (int i = 0; i < ctx->ncols; i++) {
+		cols[i] = ctx->sdesc.cols[lk_table_col(&ctx->sdesc, ctx->cols[i])];
+		cols[i].native = same ? cols[i].native : NULL;
+		cols[i].generated = 0; /* a plain column holding the source's values */
+		cols[i].identity = 0;
+		if (soft && strcmp(cols[i].name, soft) == 0)
+			soft = NULL;
+	}
+	if (pg_to_pg(ctx) &&
+	    lk_pg_target_types(ctx->src.conn, ctx->dst.conn, &ctx->job->source.table, cols,
+			       ctx->ncols, ctx->cfg->dbs[ctx->job->target.db].name, natives,
+			       err) < 0) {
+		free(cols);
+		return NULL;
+	}
+	for (int i = 0; natives[0] && i < ctx->ncols; i++)
+		cols[i].native = natives[i];
+	if (soft)
+		cols[(*n)++] = (struct lk_column){.name = (char *)soft, .type = LK_T_TIMESTAMPTZ};
+	return cols;
+}
+
 static int create_target(struct lk_job_ctx *ctx, struct lk_err *err)
 {
+	char **natives;
 	struct lk_column *cols;
-	bool same = ctx->src.ops == ctx->dst.ops;
-	int rc;
+	int rc = -1, n = 0;
 
 	if (ctx->job->mode == LK_MODE_REALTIME && lk_job_check_capture(ctx, err) < 0)
 		return -1;
-	cols = lk_xcalloc((size_t)ctx->ncols, sizeof(*cols));
-
-	for (int i = 0; i < ctx->ncols; i++) {
-		const struct lk_column *sc =
-			&ctx->sdesc.cols[lk_table_col(&ctx->sdesc, ctx->cols[i])];
-
-		cols[i] = *sc;
-		if (!same)
-			cols[i].native = NULL;
-	}
-	rc = ctx->dst.ops->create_table(ctx->dst.conn, &ctx->job->target.table, cols, ctx->ncols,
-					ctx->key, ctx->nkey, err);
+	natives = lk_xcalloc((size_t)ctx->ncols + 1, sizeof(char *));
+	cols = target_columns(ctx, natives, &n, err);
+	if (cols)
+		rc = ctx->dst.ops->create_table(ctx->dst.conn, &ctx->job->target.table, cols, n,
+						ctx->key, ctx->nkey, err);
+	for (int i = 0; i < ctx->ncols; i++)
+		free(natives[i]);
+	free(natives);
 	free(cols);
 	if (rc == 0) {
 		char name[256];
@@ -169,6 +210,77 @@ static int check_target(struct lk_job_ctx *ctx, struct lk_err *err)
 		rc = schema_err(err, "target", tdb, tt, what);
 	}
 	free(keys);
+	return rc;
+}
+
+/*
+ * A target column the target computes itself (GENERATED ... STORED, or SQLite's generated
+ * columns) is never written: it leaves the synced columns, and is neither read from the
+ * source nor compared. A key or cursor column cannot be left out: LK_ERR_SCHEMA.
+ */
+static int skip_generated(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	int *to = lk_xcalloc((size_t)ctx->ncols, sizeof(int)), kept = 0, rc = 0;
+	char what[300];
+
+	for (int i = 0; i < ctx->ncols; i++) {
+		int t = lk_table_col(&ctx->tdesc, ctx->cols[i]);
+
+		to[i] = -1;
+		if (t >= 0 && ctx->tdesc.cols[t].generated) {
+			lk_log_debug("job %s: target column %s is generated there: not written",
+				     ctx->job->name, ctx->cols[i]);
+			continue;
+		}
+		to[i] = kept;
+		ctx->cols[kept] = ctx->cols[i];
+		ctx->types[kept++] = ctx->types[i];
+	}
+	for (int k = 0; k < ctx->nkey && rc == 0; k++) {
+		if (to[ctx->key[k]] < 0) {
+			(void)snprintf(
+				what, sizeof(what),
+				"has a generated column '%s', which is part of the job's key: "
+				"make it a plain column",
+				ctx->key_cols[k]);
+			rc = schema_err(err, "target", &ctx->cfg->dbs[ctx->job->target.db],
+					&ctx->job->target.table, what);
+		}
+		ctx->key[k] = to[ctx->key[k]];
+	}
+	if (rc == 0 && ctx->cursor >= 0 && (ctx->cursor = to[ctx->cursor]) < 0) {
+		(void)snprintf(what, sizeof(what),
+			       "has a generated column '%s', the job's cursor: make it a plain "
+			       "column",
+			       ctx->job->cursor);
+		rc = schema_err(err, "target", &ctx->cfg->dbs[ctx->job->target.db],
+				&ctx->job->target.table, what);
+	}
+	ctx->ncols = kept;
+	free(to);
+	return rc;
+}
+
+/* PostgreSQL -> PostgreSQL: enum labels the source gained reach the target's enum first. */
+static int sync_labels(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	struct lk_column *sc = lk_xcalloc((size_t)ctx->ncols, sizeof(*sc));
+	struct lk_column *tc = lk_xcalloc((size_t)ctx->ncols, sizeof(*tc));
+	int n = 0, rc;
+
+	for (int i = 0; i < ctx->ncols; i++) {
+		int a = lk_table_col(&ctx->sdesc, ctx->cols[i]),
+		    b = lk_table_col(&ctx->tdesc, ctx->cols[i]);
+
+		if (a < 0 || b < 0)
+			continue;
+		sc[n] = ctx->sdesc.cols[a];
+		tc[n++] = ctx->tdesc.cols[b];
+	}
+	rc = lk_pg_sync_enum_labels(ctx->src.conn, ctx->dst.conn, sc, tc, n,
+				    ctx->cfg->dbs[ctx->job->target.db].name, err);
+	free(sc);
+	free(tc);
 	return rc;
 }
 
@@ -270,7 +382,9 @@ int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const st
 						     "true to create it from the source)");
 		return -1;
 	}
-	if (check_target(ctx, err) < 0)
+	if (skip_generated(ctx, err) < 0 || check_target(ctx, err) < 0)
+		return -1;
+	if (for_write && pg_to_pg(ctx) && sync_labels(ctx, err) < 0)
 		return -1;
 	ctx->w.table = &job->target.table;
 	ctx->w.cols = ctx->cols;
