@@ -59,6 +59,9 @@ enum lk_misfire { LK_MISFIRE_SKIP = 0, LK_MISFIRE_ONCE, LK_MISFIRE_CATCHUP };
 enum lk_priority { LK_PRIO_HIGH = 0, LK_PRIO_NORMAL, LK_PRIO_LOW };
 /* realtime: what a needed re-snapshot does (auto: runs it; manual: stops until --full) */
 enum lk_resnapshot { LK_RESNAP_AUTO = 0, LK_RESNAP_MANUAL };
+/* schema_changes (docs/schema-changes.md): unset means follow when lockstep created the
+ * target table, stop when the user did. */
+enum lk_schema_policy { LK_SCHEMA_DEFAULT = 0, LK_SCHEMA_FOLLOW, LK_SCHEMA_STOP };
 
 /* The longest deployment name (the `deployment` key, and the ones the store makes). */
 #define LK_DEPLOYMENT_MAX 40
@@ -98,7 +101,8 @@ struct lk_job {
 	enum lk_misfire misfire;       /* default skip */
 	enum lk_priority priority;     /* default normal */
 	enum lk_resnapshot resnapshot; /* realtime only; default auto */
-	char **run_on;		       /* instance labels the job needs, all of them; NULL: any */
+	enum lk_schema_policy schema_changes;
+	char **run_on; /* instance labels the job needs, all of them; NULL: any */
 	int nrun_on;
 	/* kind sql: the database and the statement(s), run in one transaction */
 	int db; /* index into lk_config.dbs, -1 when not set */

@@ -87,6 +87,11 @@ static void dump_job(const struct lk_config *cfg, const struct lk_job *j, struct
 		if (j->mode == LK_MODE_REALTIME)
 			lk_buf_addf(out, "    resnapshot: %s\n",
 				    j->resnapshot == LK_RESNAP_MANUAL ? "manual" : "auto");
+		lk_buf_addf(out, "    schema_changes: %s\n",
+			    j->schema_changes == LK_SCHEMA_FOLLOW ? "follow"
+			    : j->schema_changes == LK_SCHEMA_STOP
+				    ? "stop"
+				    : "follow if lockstep created the target, else stop");
 	}
 	lk_buf_addf(out, "    overlap: %s, misfire: %s, priority: %s\n", overlaps[j->overlap],
 		    misfires[j->misfire], prios[j->priority]);
@@ -234,7 +239,7 @@ void lk_config_job_fingerprint(const struct lk_config *cfg, const struct lk_job 
 	lk_buf_addf(out, "lookback=%lld overlap=%d misfire=%d prio=%d timeout=%lld mem=%lld\n",
 		    (long long)j->lookback_ms, (int)j->overlap, (int)j->misfire, (int)j->priority,
 		    (long long)j->timeout_ms, (long long)j->memory_max);
-	lk_buf_addf(out, "resnapshot=%d\n", (int)j->resnapshot);
+	lk_buf_addf(out, "resnapshot=%d schema=%d\n", (int)j->resnapshot, (int)j->schema_changes);
 	lk_buf_addf(out, "retry=%d,%lld,%lld,%.17g\n", r->attempts, (long long)r->initial_ms,
 		    (long long)r->max_ms, r->multiplier);
 	fp_db(out, cfg, "source.db", j->source.db);

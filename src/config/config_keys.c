@@ -17,6 +17,7 @@ _Static_assert(sizeof(enum lk_overlap) == sizeof(int), "enums are stored as int"
 _Static_assert(sizeof(enum lk_misfire) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum lk_priority) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum lk_resnapshot) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum lk_schema_policy) == sizeof(int), "enums are stored as int");
 
 static const struct lk_kenum log_formats[] = {
 	{"text", LK_LOG_TEXT, true}, {"json", LK_LOG_JSON, true}, {NULL, 0, false}};
@@ -44,6 +45,8 @@ static const struct lk_kenum priorities[] = {{"high", LK_PRIO_HIGH, true},
 					     {"normal", LK_PRIO_NORMAL, true},
 					     {"low", LK_PRIO_LOW, true},
 					     {NULL, 0, false}};
+static const struct lk_kenum schema_policies[] = {
+	{"follow", LK_SCHEMA_FOLLOW, true}, {"stop", LK_SCHEMA_STOP, true}, {NULL, 0, false}};
 static const struct lk_kenum resnapshots[] = {
 	{"auto", LK_RESNAP_AUTO, true}, {"manual", LK_RESNAP_MANUAL, true}, {NULL, 0, false}};
 
@@ -321,6 +324,12 @@ static const struct lk_key keys[] = {
 	 .def = "auto",
 	 .off = JOB(resnapshot),
 	 .enums = resnapshots},
+	{.sect = LK_SECT_JOB,
+	 .name = "schema_changes",
+	 .type = LK_KT_ENUM,
+	 .built = true,
+	 .off = JOB(schema_changes),
+	 .enums = schema_policies},
 	{.sect = LK_SECT_JOB,
 	 .name = "run_on",
 	 .type = LK_KT_CUSTOM,

@@ -151,9 +151,9 @@ static int check_not_self(struct lk_cfgctx *c, const struct lk_job *j, const str
 /* The keys that belong to other kinds are refused, so a typo'd kind is not silently ignored. */
 static int check_kind_keys(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *job)
 {
-	static const char *const sync_only[] = {"source",	    "target",	 "mode",
-						"cursor",	    "lookback",	 "batch",
-						"snapshot_deletes", "resnapshot"};
+	static const char *const sync_only[] = {"source",	    "target",	  "mode",
+						"cursor",	    "lookback",	  "batch",
+						"snapshot_deletes", "resnapshot", "schema_changes"};
 	static const char *const sql_only[] = {"db", "sql"};
 	static const char *const exec_only[] = {"command", "memory_max"};
 	static const char *const kinds[] = {"sync", "sql", "exec"};

@@ -256,6 +256,11 @@ int lk_store_resnap_note(struct lk_store *s, const char *job, const char *reason
 int lk_store_resnap_get(struct lk_store *s, const char *job, struct lk_store_resnap *out,
 			struct lk_err *err);
 
+/* The value of a meta key (meta.c), malloc'd into *value, or NULL when there is none. */
+int lk_store_meta_get(struct lk_store *s, const char *key, char **value, struct lk_err *err);
+/* Sets a meta key to value; a NULL value removes the key. */
+int lk_store_meta_put(struct lk_store *s, const char *key, const char *value, struct lk_err *err);
+
 /* "lockstep_" or "lockstep." : the prefix of the store's tables, for callers' queries. */
 const char *lk_store_prefix(const struct lk_store *s);
 /* The underlying connection, for read-only queries by the CLI. */

@@ -15,7 +15,7 @@
 
 static const char *const reason_names[LK_RESNAP_NREASONS] = {
 	"source_changed", "source_timeline", "source_went_back", "target_behind",
-	"registry_lost",  "capture_gap",     "truncate",
+	"registry_lost",  "capture_gap",     "truncate",	 "schema_change",
 };
 
 const char *lk_resnap_reason_name(enum lk_resnap_reason r)
@@ -148,6 +148,38 @@ void lk_sync_unhold(const char *job)
 		if (strcmp(trust[i].job, job) == 0)
 			trust[i].held = false;
 	pthread_mutex_unlock(&stats_mu);
+}
+
+bool lk_sync_block(const char *job, const char *why)
+{
+	struct lk_trust_stat *t;
+	bool first = false;
+
+	pthread_mutex_lock(&stats_mu);
+	if ((t = trust_of(job)) != NULL) {
+		first = !t->blocked ||
+			strncmp(t->blocked_why, why, sizeof(t->blocked_why) - 1) != 0;
+		if (!t->blocked)
+			t->blocked_wall_ms = lk_wall_ms();
+		t->blocked = true;
+		(void)snprintf(t->blocked_why, sizeof(t->blocked_why), "%s", why);
+	}
+	pthread_mutex_unlock(&stats_mu);
+	return first;
+}
+
+bool lk_sync_unblock(const char *job)
+{
+	bool was = false;
+
+	pthread_mutex_lock(&stats_mu);
+	for (int i = 0; i < ntrust; i++)
+		if (strcmp(trust[i].job, job) == 0) {
+			was = trust[i].blocked;
+			trust[i].blocked = false;
+		}
+	pthread_mutex_unlock(&stats_mu);
+	return was;
 }
 
 int lk_sync_trust(struct lk_trust_stat *out, int max)

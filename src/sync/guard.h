@@ -7,6 +7,8 @@
 #ifndef LK_SYNC_GUARD_H
 #define LK_SYNC_GUARD_H
 
+#include "core/err.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +22,7 @@ enum lk_resnap_reason {
 	LK_RESNAP_REGISTRY_LOST, /* the registry row is gone (uninstall, a dropped changelog) */
 	LK_RESNAP_CAPTURE_GAP,	 /* change capture was off, or the changelog went back */
 	LK_RESNAP_TRUNCATE,	 /* the source table was truncated */
+	LK_RESNAP_SCHEMA,	 /* a column was added: its values on rows already there */
 	LK_RESNAP_NREASONS,
 };
 
@@ -53,15 +56,18 @@ int lk_sync_resnapshots(struct lk_resnap_stat *out, int max);
  */
 struct lk_trust_stat {
 	char job[128];
-	int64_t gaps;		      /* capture gaps met since the process started */
-	int64_t gap_last_wall_ms;     /* when the last one was met; 0 when none */
-	bool held;		      /* waiting for a re-snapshot the operator starts */
-	enum lk_resnap_reason reason; /* held: why the re-snapshot is needed */
-	int64_t held_wall_ms;	      /* held: since when */
-	char why[320];		      /* held: the reason as logged */
-	int64_t resnap_mono_ms;	      /* when the last forced re-snapshot began (throttle) */
-	int recent;		      /* forced re-snapshots, each within an hour of the last */
-	char gap_key[320];	      /* the last gap counted (lk_sync_gap_count) */
+	int64_t gaps;			  /* capture gaps met since the process started */
+	int64_t gap_last_wall_ms;	  /* when the last one was met; 0 when none */
+	bool held;			  /* waiting for a re-snapshot the operator starts */
+	enum lk_resnap_reason reason;	  /* held: why the re-snapshot is needed */
+	int64_t held_wall_ms;		  /* held: since when */
+	char why[320];			  /* held: the reason as logged */
+	int64_t resnap_mono_ms;		  /* when the last forced re-snapshot began (throttle) */
+	int recent;			  /* forced re-snapshots, each within an hour of the last */
+	char gap_key[320];		  /* the last gap counted (lk_sync_gap_count) */
+	bool blocked;			  /* stopped on its schemas (docs/schema-changes.md) */
+	int64_t blocked_wall_ms;	  /* blocked: since when */
+	char blocked_why[LK_ERR_MSG_MAX]; /* blocked: the message, with what to do */
 };
 
 /*
@@ -80,6 +86,11 @@ void lk_sync_gap_count(const char *job, const char *key);
 void lk_sync_hold(const char *job, enum lk_resnap_reason reason, const char *why);
 /* Clears job's hold: it re-snapshots, or resumed with nothing in the way. Any thread. */
 void lk_sync_unhold(const char *job);
+/* Marks job blocked on its schemas with the message why (lk_trust_stat); the first call of an
+ * episode returns true (say it once), later ones false. Any thread. */
+bool lk_sync_block(const char *job, const char *why);
+/* Ends job's block: its schemas fit again. Returns true when it was blocked. Any thread. */
+bool lk_sync_unblock(const char *job);
 /* Copies up to max entries (one per job that met a gap or was held) into out. */
 int lk_sync_trust(struct lk_trust_stat *out, int max);
 

@@ -170,18 +170,21 @@ static int create_target(struct lk_job_ctx *ctx, struct lk_err *err)
 	return rc;
 }
 
-/* The target must have every synced column and a unique index on the key. */
-static int check_target(struct lk_job_ctx *ctx, struct lk_err *err)
+int lk_job_check_target(struct lk_job_ctx *ctx, bool defer, struct lk_err *err)
 {
 	const struct lk_dbconf *tdb = &ctx->cfg->dbs[ctx->job->target.db];
 	const struct lk_tref *tt = &ctx->job->target.table;
 	const char **keys = lk_xcalloc((size_t)ctx->nkey, sizeof(char *));
 	char what[300];
-	bool unique = false;
+	bool unique = false, missing = false;
 	int rc = 0;
 
 	for (int i = 0; i < ctx->ncols && rc == 0; i++) {
 		if (lk_table_col(&ctx->tdesc, ctx->cols[i]) < 0) {
+			if (defer) {
+				missing = true;
+				continue;
+			}
 			(void)snprintf(what, sizeof(what),
 				       "has no column '%s' (synced from the source)", ctx->cols[i]);
 			rc = schema_err(err, "target", tdb, tt, what);
@@ -195,6 +198,10 @@ static int check_target(struct lk_job_ctx *ctx, struct lk_err *err)
 	}
 	for (int k = 0; k < ctx->nkey; k++)
 		keys[k] = ctx->cols[ctx->key[k]];
+	if (missing) { /* a renamed key column is checked once lk_job_schema followed it */
+		free(keys);
+		return rc;
+	}
 	if (rc == 0)
 		rc = ctx->dst.ops->has_unique(ctx->dst.conn, tt, keys, ctx->nkey, &unique, err);
 	if (rc == 0 && !unique) {
@@ -346,6 +353,9 @@ int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const st
 	(void)snprintf(ctx->pos_key, sizeof(ctx->pos_key), "%s", job->name);
 	if (open_both(ctx, err) < 0)
 		return -1;
+	/* before the describe: a change between the two is seen by the first check */
+	if (for_write && lk_schema_sig(ctx, ctx->src_sig, sizeof(ctx->src_sig), err) < 0)
+		return -1;
 	/* for_write: the fence tags the target's session (lk_fence_take), so that a later
 	 * holder can end this session's open batch (lk_db_fence_others) */
 	if (ctx->src.ops->describe(ctx->src.conn, &job->source.table, &ctx->sdesc, err) < 0) {
@@ -382,7 +392,7 @@ int lk_job_prepare(struct lk_job_ctx *ctx, const struct lk_config *cfg, const st
 						     "true to create it from the source)");
 		return -1;
 	}
-	if (skip_generated(ctx, err) < 0 || check_target(ctx, err) < 0)
+	if (skip_generated(ctx, err) < 0 || lk_job_check_target(ctx, for_write, err) < 0)
 		return -1;
 	if (for_write && pg_to_pg(ctx) && sync_labels(ctx, err) < 0)
 		return -1;
@@ -412,6 +422,8 @@ void lk_job_release(struct lk_job_ctx *ctx)
 	free(ctx->key_cols);
 	free(ctx->key_types);
 	free(ctx->pos);
+	free(ctx->schema_next);
+	ctx->schema_next = NULL;
 	ctx->key_cols = NULL;
 	ctx->key_types = NULL;
 	ctx->cols = NULL;

@@ -205,7 +205,9 @@ static int announce(struct rt *rt, enum lk_resnap_reason reason, const char *why
 	if (ctx->src.ops->estimate(ctx->src.conn, &ctx->job->source.table, &rows, &ignored) == 0 &&
 	    rows >= 0)
 		(void)snprintf(size, sizeof(size), "about %lld rows", (long long)rows);
-	if (ctx->opts && ctx->opts->follow && reason != LK_RESNAP_TRUNCATE) /* the user's own */
+	/* not the user's own: a TRUNCATE, a column added */
+	if (ctx->opts && ctx->opts->follow && reason != LK_RESNAP_TRUNCATE &&
+	    reason != LK_RESNAP_SCHEMA)
 		wait = lk_sync_resnap_throttle(ctx->job->name, &nth);
 	if (wait > 0)
 		(void)snprintf(delay, sizeof(delay),
@@ -269,6 +271,8 @@ static int resnapshot(struct rt *rt, enum lk_resnap_reason reason, const char *w
 		lk_sync_gap_count(rt->ctx->job->name, why);
 	if (mark_need(rt, reason, why, err) < 0)
 		return -1;
+	if (reason == LK_RESNAP_SCHEMA) /* the target's position now carries it */
+		lk_job_schema_done(rt->ctx);
 	if (held(rt))
 		return hold(rt, reason, why, err);
 	if (announce(rt, reason, why, true, err) < 0)
@@ -298,6 +302,8 @@ static int resume(struct rt *rt, struct lk_err *err)
 		return start_over(rt, err);
 	if (rt->cdc->consumer_get(ctx->src.conn, ctx->ident, rt->relid, &found, err) < 0)
 		return -1;
+	if (ctx->schema_backfill) /* a column added: rows already there lack its values */
+		return resnapshot(rt, LK_RESNAP_SCHEMA, ctx->schema_why, err);
 	if (pos.need[0]) { /* decided by an earlier run, held or stopped since */
 		const char *bar = strchr(pos.need, '|');
 
@@ -567,7 +573,13 @@ static int page(struct rt *rt, bool *truncated, struct lk_err *err)
 	}
 	if (page_keys(rt, err) < 0)
 		goto fail;
-	if (rt->keys.nrows && ops->fetch(ctx->src.conn, &rt->fetch, &rt->keys, &rt->got, err) < 0)
+	if (rt->keys.nrows && ops->fetch(ctx->src.conn, &rt->fetch, &rt->keys, &rt->got, err) < 0) {
+		if (strcmp(err->sqlstate, "42703") == 0) /* a column gone: describe again */
+			err->transient = true;
+		goto fail;
+	}
+	/* in the same snapshot: rows read with other columns than the job's are not applied */
+	if (rt->keys.nrows && lk_schema_check(ctx, err) < 0)
 		goto fail;
 	if (ops->commit(ctx->src.conn, err) < 0)
 		goto fail;

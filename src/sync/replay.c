@@ -208,6 +208,9 @@ int lk_sync_replay(const struct lk_config *cfg, struct lk_store *store, int64_t 
 	rt = job->mode == LK_MODE_REALTIME;
 	if (lk_job_prepare(&r.ctx, cfg, job, opts, !rt, err) < 0)
 		goto out;
+	/* a column the target lacks waits for the job's next run (schema.c), not a replay */
+	if (!rt && !r.ctx.target_missing && lk_job_check_target(&r.ctx, false, err) < 0)
+		goto out;
 	lk_rows_set_ncols(&r.keys, r.ctx.nkey);
 	if (parse_key(&r, err) < 0)
 		goto out;

@@ -15,6 +15,9 @@
 #include "core/log.h"
 #include "core/units.h"
 #include "core/uuid7.h"
+#include "store/store.h"
+
+#include <jansson.h>
 
 /* Usage counts reach the state store at most this often while a run goes, and at its end. */
 #define LK_USAGE_FLUSH_MS 60000
@@ -190,6 +193,55 @@ static void finish(struct run_state *st, struct lk_job_ctx *ctx, int rc, const s
 	res->elapsed_ms = lk_mono_ms() - ctx->start_mono_ms;
 }
 
+/*
+ * A job stopped on its schemas (LK_ERR_SCHEMA that a retry cannot fix) says so once, and is
+ * shown by `status` (the store's "blocked:JOB"), /api/health and /metrics (guard.h) until a
+ * run finds its schemas fit again.
+ */
+static void note_schema(struct lk_store *store, const struct lk_job *job, const struct lk_err *err)
+{
+	struct lk_err e2 = LK_ERR_INIT;
+	struct lk_buf key = LK_BUF_INIT;
+
+	lk_buf_addf(&key, "blocked:%s", job->name);
+	if (!err) {
+		if (lk_sync_unblock(job->name))
+			lk_log_info("job %s: its source and target tables fit again; it resumes",
+				    job->name);
+		if (lk_store_meta_put(store, key.buf, NULL, &e2) < 0)
+			lk_log_debug_err(&e2, "job %s: cannot clear its blocked state", job->name);
+	} else if (err->code == LK_ERR_SCHEMA && !err->transient &&
+		   lk_sync_block(job->name, err->msg)) {
+		char *text = NULL;
+		json_t *v =
+			json_pack("{s:I, s:s}", "at", (json_int_t)lk_wall_ms(), "why", err->msg);
+
+		text = json_dumps(v, JSON_COMPACT);
+		if (lk_store_meta_put(store, key.buf, text ? text : "{}", &e2) < 0)
+			lk_log_debug_err(&e2, "job %s: cannot record its blocked state", job->name);
+		free(text);
+		json_decref(v);
+	}
+	lk_buf_release(&key);
+}
+
+/* Before the first batch: a column added to the source makes the run read every row again
+ * (a real-time job re-snapshots, realtime.c); the job's own record waits for that. */
+static int follow_schema(struct lk_job_ctx *ctx, struct lk_store *store, struct lk_err *err)
+{
+	if (lk_job_schema(ctx, store, err) < 0) {
+		note_schema(store, ctx->job, err);
+		return -1;
+	}
+	note_schema(store, ctx->job, NULL);
+	if (!ctx->schema_backfill || ctx->job->mode == LK_MODE_REALTIME)
+		return 0;
+	lk_log_warn("job %s: %s; reading every row again", ctx->job->name, ctx->schema_why);
+	free(ctx->pos);
+	ctx->pos = NULL;
+	return 0;
+}
+
 int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk_store *store,
 		const struct lk_sync_opts *opts, struct lk_sync_result *res, struct lk_err *err)
 {
@@ -227,12 +279,14 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 	st.run.total_estimate = -1;
 	st.run.started_ms = lk_wall_ms();
 	st.ctx = &ctx;
-	if (lk_job_prepare(&ctx, cfg, job, &inner, true, err) < 0)
+	if (lk_job_prepare(&ctx, cfg, job, &inner, true, err) < 0) {
+		note_schema(store, job, err);
 		goto out_unrecorded;
+	}
 	lock = lk_job_lock_and_seal(&ctx, store, true, err);
 	if (!lock)
 		goto out_unrecorded;
-	if (lk_dl_setup(&ctx, store, err) < 0)
+	if (lk_dl_setup(&ctx, store, err) < 0 || follow_schema(&ctx, store, err) < 0)
 		goto out_unrecorded;
 	(void)lk_store_runs_interrupt_stale(store, job->name, st.run.id,
 					    err); /* their holder is gone */
@@ -253,6 +307,8 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 		rc = lk_snapshot_run(&ctx, err);
 		break;
 	}
+	if (rc == 0)
+		lk_job_schema_done(&ctx);
 	finish(&st, &ctx, rc, err, res);
 	goto out;
 out_unrecorded:

@@ -73,9 +73,33 @@ struct lk_job_ctx {
 	 */
 	struct lk_store *store;
 	struct lk_dl_sink dl_sink; /* the run's thread's */
+	/* Schema changes (schema.c): the source table's columns when prepared (a hash, "" when
+	 * unknown); whether a column was added that rows already in the target lack (the run
+	 * then reads every row again, schema_why says why), and the record to store once that
+	 * is sure to happen. */
+	char src_sig[24];
+	bool schema_backfill;
+	char schema_why[320];
+	char *schema_next;
 	struct lk_keyset dl_open;
 	int64_t dl_nopen;
 };
+
+/*
+ * schema.c (docs/schema-changes.md). lk_job_schema: after the seal, compares the source with
+ * the job's record in the store and the target, and follows a change on the target or fails
+ * with LK_ERR_SCHEMA saying what to do (schema_changes). lk_job_schema_done stores the record
+ * a backfill waited for. lk_schema_sig: a hash of the source table's columns (and enum
+ * labels) into out. lk_schema_check: inside a read of the source, fails (LK_ERR_SCHEMA,
+ * transient) when that hash moved since the prepare, before anything read is written.
+ */
+int lk_job_schema(struct lk_job_ctx *ctx, struct lk_store *store, struct lk_err *err);
+void lk_job_schema_done(struct lk_job_ctx *ctx);
+int lk_schema_sig(struct lk_job_ctx *ctx, char *out, size_t size, struct lk_err *err);
+int lk_schema_check(struct lk_job_ctx *ctx, struct lk_err *err);
+/* prepare.c: the target has every synced column (unless defer: a column it lacks is left to
+ * lk_job_schema) and a unique index on the key. */
+int lk_job_check_target(struct lk_job_ctx *ctx, bool defer, struct lk_err *err);
 
 /*
  * deployment.c. A real-time job about to resume from its position takes over the consumer
