@@ -140,6 +140,32 @@ static void print_resnap(struct lk_store *store, const struct lk_job *job, json_
 			     (long long)r.count, when, r.reason, r.why);
 }
 
+/* A sync job stopped on its schemas (docs/schema-changes.md), as the state store keeps it:
+ * a line of text, or a JSON member of j ("blocked": null when it is not). */
+static void print_blocked(struct lk_store *store, const struct lk_job *job, json_t *j)
+{
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_buf key = LK_BUF_INIT;
+	char *text = NULL, when[40];
+	json_t *v = NULL;
+
+	lk_buf_addf(&key, "blocked:%s", job->name);
+	if (job->kind == LK_JOB_SYNC && lk_store_meta_get(store, key.buf, &text, &err) == 0 && text)
+		v = json_loads(text, 0, NULL);
+	lk_buf_release(&key);
+	free(text);
+	if (j)
+		(void)json_object_set_new(j, "blocked", v ? json_incref(v) : json_null());
+	if (v && !j) {
+		lk_cli_time(json_integer_value(json_object_get(v, "at")), when, sizeof(when));
+		(void)printf("%22sstopped since %s: %s\n", "", when,
+			     json_string_value(json_object_get(v, "why"))
+				     ? json_string_value(json_object_get(v, "why"))
+				     : "");
+	}
+	json_decref(v);
+}
+
 static void orphan_json(void *arg, const struct lk_orphan *o)
 {
 	json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "consumer", o->name, "database", o->db,
@@ -407,6 +433,7 @@ int lk_cmd_status(struct lk_cli *cli)
 								  json_string(e2.msg));
 				print_resnap(store, job, j);
 			}
+			print_blocked(store, job, j);
 			(void)json_array_append_new(jobs, j);
 		} else {
 			print_text_job(job, &runs, next_fire(store, job->name));
@@ -419,6 +446,7 @@ int lk_cmd_status(struct lk_cli *cli)
 				print_text_lag(&lag, &e2);
 				print_resnap(store, job, NULL);
 			}
+			print_blocked(store, job, NULL);
 		}
 		lk_rows_release(&runs);
 	}

@@ -770,11 +770,52 @@ static void resnap_check(json_t *checks)
 	free(st);
 }
 
+/* Whether job is one of the daemon's current jobs (mu not held). */
+static bool current_job(struct lk_daemon *d, const char *job)
+{
+	bool yes = false;
+
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < d->nslots && !yes; i++)
+		yes = !d->slots[i]->gone && strcmp(d->slots[i]->job->name, job) == 0;
+	pthread_mutex_unlock(&d->mu);
+	return yes;
+}
+
+/* Jobs stopped on their schemas (docs/schema-changes.md): a warning naming the first, with
+ * the message; returns how many. */
+static int schema_check(struct lk_daemon *d, json_t *checks)
+{
+	struct lk_trust_stat *st = lk_xcalloc(LK_RESNAP_STATS_MAX, sizeof(*st));
+	int n = lk_sync_trust(st, LK_RESNAP_STATS_MAX), nblocked = 0, first = -1;
+	char when[40], detail[900];
+
+	for (int i = 0; i < n; i++)
+		if (st[i].blocked && current_job(d, st[i].job) && nblocked++ == 0)
+			first = i;
+	if (first < 0) {
+		check(checks, "schema", "ok", "no job is stopped on its schemas", NULL);
+	} else {
+		iso(st[first].blocked_wall_ms, when, sizeof(when));
+		(void)snprintf(detail, sizeof(detail),
+			       "%d job%s stopped on a schema mismatch; job %s since %s: %s",
+			       nblocked, nblocked == 1 ? "" : "s", st[first].job, when,
+			       st[first].blocked_why);
+		check(checks, "schema", "warn", detail,
+		      "do what the message says (docs/schema-changes.md); the job resumes by "
+		      "itself once "
+		      "its source and target tables fit");
+	}
+	free(st);
+	return nblocked;
+}
+
 json_t *lk_api_health(struct lk_daemon *d, int *code)
 {
 	json_t *checks = json_array(), *breakers = json_array(), *leases = json_array();
 	struct lk_breaker_info info[32];
 	int nb = lk_breaker_list(info, 32), open = 0, failing = 0, outages = 0, unplaced = 0;
+	int blocked;
 	const char *status = "HEALTHY";
 	char detail[512];
 	int64_t now = lk_mono_ms(), store_age;
@@ -858,7 +899,9 @@ json_t *lk_api_health(struct lk_daemon *d, int *code)
 				   "lists, or change its run_on (the log names the job)"
 				 : NULL);
 	resnap_check(checks);
-	if (strcmp(status, "HEALTHY") == 0 && (degraded || open || failing || outages || unplaced))
+	blocked = schema_check(d, checks);
+	if (strcmp(status, "HEALTHY") == 0 &&
+	    (degraded || open || failing || outages || unplaced || blocked))
 		status = "DEGRADED";
 	*code = strcmp(status, "UNHEALTHY") == 0 ? 503 : 200;
 	return json_pack(
@@ -1157,6 +1200,14 @@ static void trust_metrics(struct lk_buf *b)
 		lk_buf_adds(b, "lockstep_resnapshot_held{job=");
 		label(b, st[i].job);
 		lk_buf_addf(b, "} %d\n", st[i].held ? 1 : 0);
+	}
+	help(b, "lockstep_schema_blocked", "gauge",
+	     "1 while a sync job is stopped because its source and target tables do not fit "
+	     "(a schema change it does not follow, a missing column or key).");
+	for (int i = 0; i < n; i++) {
+		lk_buf_adds(b, "lockstep_schema_blocked{job=");
+		label(b, st[i].job);
+		lk_buf_addf(b, "} %d\n", st[i].blocked ? 1 : 0);
 	}
 	free(st);
 }

@@ -128,6 +128,8 @@ struct lk_daemon {
 };
 
 /* The live view of runs (daemon_api.c): recent and going runs, by id. */
+/* A real-time job stopped on its schemas looks again this often (docs/schema-changes.md). */
+#define LK_SCHEMA_RECHECK_MS 10000
 #define LK_LIVE_MAX 128
 struct lk_live {
 	struct lk_api_run r;

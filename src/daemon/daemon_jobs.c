@@ -105,6 +105,10 @@ static void report_failure(struct lk_slot *s, const struct lk_err *err, int atte
 
 	if (attempts > 1)
 		(void)snprintf(tries, sizeof(tries), " (after %d attempts)", attempts);
+	if (n > 1 && same && err->code == LK_ERR_SCHEMA) { /* said once (docs/schema-changes.md) */
+		lk_log_debug("job %s: run failed again: %s", s->job->name, err->msg);
+		return;
+	}
 	if (n == 1) {
 		lk_log_error("job %s: run failed%s: %s", s->job->name, tries, err->msg);
 	} else if ((!same && since >= 30000) || (n & (n - 1)) == 0 || since >= 600000) {
@@ -281,7 +285,9 @@ static void note_failure(struct lk_slot *s, const struct lk_err *err)
 		lk_flag_set(&s->outage, true);
 		s->outage_ms = lk_mono_ms();
 	}
-	if (s->last_msg[0]) { /* one line per outage; the rest at debug level */
+	/* one line per outage, and one per schema mismatch; the rest at debug level */
+	if (s->last_msg[0] &&
+	    (err->code != LK_ERR_SCHEMA || err->transient || strcmp(s->last_msg, err->msg) == 0)) {
 		lk_log_debug("job %s: still failing: %s", s->job->name, err->msg);
 		return;
 	}
@@ -290,6 +296,9 @@ static void note_failure(struct lk_slot *s, const struct lk_err *err)
 		lk_log_info("job %s: %s; waiting to take over", s->job->name, err->msg);
 	else if (err->transient || err->code == LK_ERR_UNAVAILABLE)
 		lk_log_warn("job %s: %s; reconnecting with back-off", s->job->name, err->msg);
+	else if (err->code == LK_ERR_SCHEMA)
+		lk_log_error("job %s: %s; it looks again every %d s", s->job->name, err->msg,
+			     LK_SCHEMA_RECHECK_MS / 1000);
 	else
 		lk_log_error("job %s: %s; retrying with back-off until it is fixed", s->job->name,
 			     err->msg);
@@ -359,6 +368,8 @@ static void *realtime_main(void *arg)
 			break;
 		note_failure(s, &err);
 		wait = lk_backoff_ms(&s->job->retry, s->attempt);
+		if (err.code == LK_ERR_SCHEMA && !err.transient) /* no retry fixes it: look again */
+			wait = LK_SCHEMA_RECHECK_MS;
 		if (s->attempt < 30)
 			s->attempt++;
 		lk_sleep_ms(wait < 100 ? 100 : wait, &s->stop);

@@ -574,8 +574,11 @@ static int page(struct rt *rt, bool *truncated, struct lk_err *err)
 	if (page_keys(rt, err) < 0)
 		goto fail;
 	if (rt->keys.nrows && ops->fetch(ctx->src.conn, &rt->fetch, &rt->keys, &rt->got, err) < 0) {
-		if (strcmp(err->sqlstate, "42703") == 0) /* a column gone: describe again */
+		if (strcmp(err->sqlstate, "42703") == 0) { /* a column gone: describe again */
+			(void)lk_err_prefix(err, "the source table's columns changed while the job "
+						 "ran; the job starts again to describe it");
 			err->transient = true;
+		}
 		goto fail;
 	}
 	/* in the same snapshot: rows read with other columns than the job's are not applied */
@@ -701,9 +704,10 @@ static void measure_lag(struct rt *rt)
 }
 
 /*
- * Checks the source's lineage (the timeline guard) and capture health every RT_HEALTH_MS,
- * and whenever `now` (before a prune): 1 with rt->why and rt->reason when the job must
- * re-snapshot.
+ * Checks the source's lineage (the timeline guard), capture health and the source table's
+ * columns (a change ends the run, docs/schema-changes.md: an added column is filled without
+ * waiting for a write) every RT_HEALTH_MS, and whenever `now` (before a prune): 1 with
+ * rt->why and rt->reason when the job must re-snapshot.
  */
 static int check_health(struct rt *rt, bool now, struct lk_err *err)
 {
@@ -711,7 +715,7 @@ static int check_health(struct rt *rt, bool now, struct lk_err *err)
 
 	if (!lk_every_due(&rt->health_timer, lk_mono_ms(), RT_HEALTH_MS) && !now)
 		return 0;
-	if (lk_rt_guard_check(rt->ctx, &rt->pos, &g, err) < 0)
+	if (lk_schema_check(rt->ctx, err) < 0 || lk_rt_guard_check(rt->ctx, &rt->pos, &g, err) < 0)
 		return -1;
 	if (g.resnap) {
 		rt->reason = g.reason;

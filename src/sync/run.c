@@ -196,12 +196,14 @@ static void finish(struct run_state *st, struct lk_job_ctx *ctx, int rc, const s
 /*
  * A job stopped on its schemas (LK_ERR_SCHEMA that a retry cannot fix) says so once, and is
  * shown by `status` (the store's "blocked:JOB"), /api/health and /metrics (guard.h) until a
- * run finds its schemas fit again.
+ * run finds its schemas fit again. Returns true for the same block again: that run is not
+ * recorded (a real-time job looks every few seconds).
  */
-static void note_schema(struct lk_store *store, const struct lk_job *job, const struct lk_err *err)
+static bool note_schema(struct lk_store *store, const struct lk_job *job, const struct lk_err *err)
 {
 	struct lk_err e2 = LK_ERR_INIT;
 	struct lk_buf key = LK_BUF_INIT;
+	bool again = false;
 
 	lk_buf_addf(&key, "blocked:%s", job->name);
 	if (!err) {
@@ -210,19 +212,21 @@ static void note_schema(struct lk_store *store, const struct lk_job *job, const 
 				    job->name);
 		if (lk_store_meta_put(store, key.buf, NULL, &e2) < 0)
 			lk_log_debug_err(&e2, "job %s: cannot clear its blocked state", job->name);
-	} else if (err->code == LK_ERR_SCHEMA && !err->transient &&
-		   lk_sync_block(job->name, err->msg)) {
-		char *text = NULL;
+	} else if (err->code == LK_ERR_SCHEMA && !err->transient) {
+		again = !lk_sync_block(job->name, err->msg);
+	}
+	if (err && err->code == LK_ERR_SCHEMA && !err->transient && !again) {
 		json_t *v =
 			json_pack("{s:I, s:s}", "at", (json_int_t)lk_wall_ms(), "why", err->msg);
+		char *text = json_dumps(v, JSON_COMPACT);
 
-		text = json_dumps(v, JSON_COMPACT);
 		if (lk_store_meta_put(store, key.buf, text ? text : "{}", &e2) < 0)
 			lk_log_debug_err(&e2, "job %s: cannot record its blocked state", job->name);
 		free(text);
 		json_decref(v);
 	}
 	lk_buf_release(&key);
+	return again;
 }
 
 /* Before the first batch: a column added to the source makes the run read every row again
@@ -230,10 +234,10 @@ static void note_schema(struct lk_store *store, const struct lk_job *job, const 
 static int follow_schema(struct lk_job_ctx *ctx, struct lk_store *store, struct lk_err *err)
 {
 	if (lk_job_schema(ctx, store, err) < 0) {
-		note_schema(store, ctx->job, err);
+		ctx->schema_again = note_schema(store, ctx->job, err);
 		return -1;
 	}
-	note_schema(store, ctx->job, NULL);
+	(void)note_schema(store, ctx->job, NULL);
 	if (!ctx->schema_backfill || ctx->job->mode == LK_MODE_REALTIME)
 		return 0;
 	lk_log_warn("job %s: %s; reading every row again", ctx->job->name, ctx->schema_why);
@@ -280,7 +284,7 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 	st.run.started_ms = lk_wall_ms();
 	st.ctx = &ctx;
 	if (lk_job_prepare(&ctx, cfg, job, &inner, true, err) < 0) {
-		note_schema(store, job, err);
+		ctx.schema_again = note_schema(store, job, err);
 		goto out_unrecorded;
 	}
 	lock = lk_job_lock_and_seal(&ctx, store, true, err);
@@ -312,7 +316,7 @@ int lk_sync_run(const struct lk_config *cfg, const struct lk_job *job, struct lk
 	finish(&st, &ctx, rc, err, res);
 	goto out;
 out_unrecorded:
-	if (err->code != LK_ERR_BUSY) {
+	if (err->code != LK_ERR_BUSY && !ctx.schema_again) {
 		struct lk_err e2 = LK_ERR_INIT;
 
 		/* A run that failed before it started is still a run the user should see. */

@@ -428,24 +428,39 @@ static int apply_plan(struct lk_job_ctx *ctx, const struct plan *pl, struct lk_e
 	return 0;
 }
 
+/* What the user does on the target to follow a change themselves. */
+static const char *fix_of(const struct act *a)
+{
+	switch (a->kind) {
+	case ACT_ADD:
+		return "add the column to the target table (the rows already there get its values)";
+	case ACT_RENAME:
+		return "rename the target table's column the same way";
+	case ACT_RETYPE:
+		return "alter the target column to the new type";
+	case ACT_NULLABLE:
+		return "drop NOT NULL from the target column, or give it a default";
+	}
+	return "change the target table to match";
+}
+
 /* LK_ERR_SCHEMA for a change the job's policy stops on, saying what to do. */
 static int stop_on(struct lk_job_ctx *ctx, const struct plan *pl, struct lk_err *err)
 {
 	char name[256];
-	const char *job = ctx->job->name;
 
 	lk_tref_format(&ctx->job->source.table, name, sizeof(name));
 	if (pl->block[0])
-		return lk_err_set(err, LK_ERR_SCHEMA, "job %s stopped: on source table %s, %s", job,
-				  name, pl->block);
+		return lk_err_set(err, LK_ERR_SCHEMA, "on source table %s, %s", name, pl->block);
 	return lk_err_set(err, LK_ERR_SCHEMA,
-			  "job %s stopped: on source table %s, %s%s, and the job has "
-			  "schema_changes: stop%s: change the target table to match (the job "
-			  "resumes by itself once they fit), or set schema_changes: follow",
-			  job, name, pl->acts[0].what, pl->n > 1 ? " (and more)" : "",
+			  "on source table %s, %s%s, and the job has schema_changes: stop%s: %s "
+			  "(the job resumes by itself once the tables fit), or set schema_changes: "
+			  "follow",
+			  name, pl->acts[0].what, pl->n > 1 ? " (and more)" : "",
 			  ctx->job->schema_changes == LK_SCHEMA_STOP
 				  ? ""
-				  : " (the default for a target table lockstep did not create)");
+				  : " (the default for a target table lockstep did not create)",
+			  fix_of(&pl->acts[0]));
 }
 
 static void put_record(struct lk_job_ctx *ctx, struct lk_store *store, const char *text)

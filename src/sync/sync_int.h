@@ -81,6 +81,7 @@ struct lk_job_ctx {
 	bool schema_backfill;
 	char schema_why[320];
 	char *schema_next;
+	bool schema_again; /* the run failed on the same schema mismatch as the last one */
 	struct lk_keyset dl_open;
 	int64_t dl_nopen;
 };
