@@ -16,7 +16,8 @@
  * (for messages). Runs its DDL on dst outside any transaction of the caller (autocommit), each
  * statement with a short lock_timeout (2 s) retried a few times.
  * Returns 0, or -1 with LK_ERR_SCHEMA (not transient) and a message saying exactly what to do
- * (which extension to CREATE EXTENSION on which database, ...).
+ * (which extension to CREATE EXTENSION on which database, ...). Everything it refuses is
+ * refused before it makes anything. natives NULL: only those checks, no DDL (check-config).
  */
 int lk_pg_target_types(struct lk_conn *src, struct lk_conn *dst, const struct lk_tref *src_table,
 		       const struct lk_column *cols, int ncols, const char *dst_db, char **natives,
