@@ -401,11 +401,45 @@ static int pg_has_unique(struct lk_conn *c, const struct lk_tref *t, const char 
 	return 0;
 }
 
+/*
+ * Appends " COLLATE x" for a column's collation (quoted, qualified) when this database has
+ * it for its encoding; else leaves it out (the column gets its type's default) and says so.
+ */
+static int add_collation(struct lk_conn *c, struct lk_buf *sql, const struct lk_column *col,
+			 struct lk_err *err)
+{
+	static const char *const q =
+		"SELECT 1 FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace n"
+		" ON n.oid = co.collnamespace WHERE pg_catalog.quote_ident(n.nspname) || '.' ||"
+		" pg_catalog.quote_ident(co.collname) = $1 AND co.collencoding IN (-1,"
+		" (SELECT encoding FROM pg_catalog.pg_database WHERE datname ="
+		" pg_catalog.current_database()))";
+	const char *params[] = {col->collation};
+	struct lk_rows out;
+	int rc;
+
+	lk_rows_init(&out, 1);
+	rc = pg_exec(c, q, 1, params, &out, NULL, err);
+	if (rc == 0 && out.nrows > 0)
+		lk_buf_addf(sql, " COLLATE %s", col->collation);
+	else if (rc == 0)
+		lk_log_warn("column %s is created in database '%s' without its collation %s, "
+			    "which that database does not have: it gets its type's default",
+			    col->name, c->dbname, col->collation);
+	lk_rows_release(&out);
+	return rc;
+}
+
+/*
+ * A target made from the source: plain columns of the given types (a generated or identity
+ * source column becomes a plain column holding the source's values: the source is the only
+ * writer of them), with the column's collation when this database has it, and the key.
+ */
 static int pg_create_table(struct lk_conn *c, const struct lk_tref *t, const struct lk_column *cols,
 			   int ncols, const int *key, int nkey, struct lk_err *err)
 {
 	struct lk_buf sql = LK_BUF_INIT;
-	int rc;
+	int rc = -1;
 
 	if (t->schema) {
 		lk_buf_adds(&sql, "CREATE SCHEMA IF NOT EXISTS ");
@@ -419,9 +453,11 @@ static int pg_create_table(struct lk_conn *c, const struct lk_tref *t, const str
 		lk_buf_adds(&sql, i ? ", " : "");
 		lk_quote_ident(&sql, cols[i].name);
 		/* Same engine: the exact native type; across engines: the mapped meaning. */
-		lk_buf_addf(&sql, " %s%s",
-			    cols[i].native ? cols[i].native : lk_type_pg_decl(cols[i].type),
-			    cols[i].not_null ? " NOT NULL" : "");
+		lk_buf_addf(&sql, " %s",
+			    cols[i].native ? cols[i].native : lk_type_pg_decl(cols[i].type));
+		if (cols[i].collation && add_collation(c, &sql, &cols[i], err) < 0)
+			goto out;
+		lk_buf_adds(&sql, cols[i].not_null ? " NOT NULL" : "");
 	}
 	lk_buf_adds(&sql, ", PRIMARY KEY (");
 	for (int i = 0; i < nkey; i++) {
@@ -430,6 +466,7 @@ static int pg_create_table(struct lk_conn *c, const struct lk_tref *t, const str
 	}
 	lk_buf_adds(&sql, "))");
 	rc = pg_exec(c, sql.buf, 0, NULL, NULL, NULL, err);
+out:
 	lk_buf_release(&sql);
 	return rc;
 }
