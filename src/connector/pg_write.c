@@ -241,7 +241,9 @@ static void build_merge(struct lk_buf *sql, const struct lk_write_spec *w, const
 	lk_quote_tref_for(sql, w->table, LK_DB_POSTGRES);
 	lk_buf_adds(sql, " AS t (");
 	add_cols(sql, "", w->cols, w->ncols);
-	lk_buf_adds(sql, ") SELECT ");
+	/* A column the user made GENERATED ALWAYS AS IDENTITY takes the source's values too
+	 * (COPY does so by itself); without an identity column this changes nothing. */
+	lk_buf_adds(sql, ") OVERRIDING SYSTEM VALUE SELECT ");
 	add_cols(sql, "", w->cols, w->ncols);
 	lk_buf_addf(sql, " FROM %s ON CONFLICT (", stage);
 	for (int k = 0; k < w->nkey; k++) {
