@@ -853,8 +853,8 @@ int lk_pg_target_types(struct lk_conn *src, struct lk_conn *dst, const struct lk
 /* ---- labels before each run ---- */
 
 /*
- * The enum under each of the n type texts (through arrays and domains): rows (ordinal from
- * 1, enum oid, schema, name, "schema"."name").
+ * The enums under each of the n type texts (through arrays, domains, ranges and composite
+ * types' attributes): rows (ordinal from 1, enum oid, schema, name, "schema"."name").
  */
 static PGresult *enums_under(struct lk_conn *c, const char *const *natives, int n,
 			     struct lk_err *err)
@@ -863,11 +863,16 @@ static PGresult *enums_under(struct lk_conn *c, const char *const *natives, int 
 		"WITH RECURSIVE u(i, oid, depth) AS ("
 		" SELECT i, pg_catalog.to_regtype(n)::oid, 0 FROM pg_catalog.unnest($1::text[])"
 		" WITH ORDINALITY AS s(n, i)"
-		" UNION ALL SELECT u.i, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem"
-		" END, u.depth + 1 FROM u JOIN pg_catalog.pg_type t ON t.oid = u.oid"
-		" WHERE u.depth < 16 AND (t.typtype = 'd' OR (t.typelem <> 0 AND EXISTS (SELECT 1"
-		" FROM pg_catalog.pg_type a WHERE a.typarray = t.oid))))"
-		" SELECT u.i::int, u.oid::text, n.nspname, t.typname,"
+		" UNION ALL SELECT u.i, nx.oid, u.depth + 1 FROM u"
+		" JOIN pg_catalog.pg_type t ON t.oid = u.oid CROSS JOIN LATERAL ("
+		" SELECT t.typbasetype AS oid WHERE t.typtype = 'd'"
+		" UNION ALL SELECT t.typelem WHERE t.typelem <> 0 AND EXISTS (SELECT 1"
+		" FROM pg_catalog.pg_type a WHERE a.typarray = t.oid)"
+		" UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid"
+		" UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE t.typtype = 'c'"
+		" AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) nx"
+		" WHERE u.depth < 16)"
+		" SELECT DISTINCT u.i::int, u.oid::text, n.nspname, t.typname,"
 		" pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname)"
 		" FROM u JOIN pg_catalog.pg_type t ON t.oid = u.oid"
 		" JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype = 'e'";
@@ -892,12 +897,14 @@ static PGresult *enums_under(struct lk_conn *c, const char *const *natives, int 
 	return r;
 }
 
-/* The row of enums_under's result for ordinal i (from 1), or -1. */
-static int enum_row(const PGresult *r, int i)
+/* The row of t (enums_under) for the same column and enum as row k of s, or -1. */
+static int same_enum(const PGresult *s, int k, const PGresult *t)
 {
-	for (int k = 0; k < PQntuples(r); k++) {
-		if (atoi(PQgetvalue(r, k, 0)) == i) /* NOLINT: an int4 from the server */
-			return k;
+	for (int j = 0; j < PQntuples(t); j++) {
+		if (strcmp(PQgetvalue(s, k, 0), PQgetvalue(t, j, 0)) == 0 &&
+		    strcmp(PQgetvalue(s, k, 2), PQgetvalue(t, j, 2)) == 0 &&
+		    strcmp(PQgetvalue(s, k, 3), PQgetvalue(t, j, 3)) == 0)
+			return j;
 	}
 	return -1;
 }
@@ -932,10 +939,9 @@ int lk_pg_sync_enum_labels(struct lk_conn *src, struct lk_conn *dst, const struc
 		goto out;
 	rc = 0;
 	for (int k = 0; k < PQntuples(s) && rc == 0; k++) {
-		int i = atoi(PQgetvalue(s, k, 0)), j = enum_row(t, i); /* NOLINT: int4 */
+		int i = atoi(PQgetvalue(s, k, 0)), j = same_enum(s, k, t); /* NOLINT: int4 */
 
-		if (j < 0 || strcmp(PQgetvalue(s, k, 2), PQgetvalue(t, j, 2)) != 0 ||
-		    strcmp(PQgetvalue(s, k, 3), PQgetvalue(t, j, 3)) != 0)
+		if (j < 0)
 			continue; /* not the same enum on both sides: left to the user */
 		x.col = scols[i - 1].name;
 		rc = sync_labels(&x, PQgetvalue(s, k, 1), PQgetvalue(t, j, 4), PQgetvalue(t, j, 1),

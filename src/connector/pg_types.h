@@ -24,10 +24,11 @@ int lk_pg_target_types(struct lk_conn *src, struct lk_conn *dst, const struct lk
 		       struct lk_err *err);
 /*
  * Before each run of a PostgreSQL -> PostgreSQL job: for each pair (source column scols[i],
- * target column tcols[i]) whose source type is an enum (or an array or domain of one) and whose
- * target column has an enum type of the same schema and name, adds on the target the labels the
- * source has and the target lacks, in the source's order (ALTER TYPE ... ADD VALUE ...
- * BEFORE/AFTER, autocommit, lock_timeout as above). Target labels the source lacks are left alone.
+ * target column tcols[i]) whose source type is an enum (or holds one: array, domain, range,
+ * composite) and whose target column has an enum type of the same schema and name, adds on the
+ * target the labels the source has and the target lacks, in the source's order (ALTER TYPE ... ADD
+ * VALUE ... BEFORE/AFTER, autocommit, lock_timeout as above). Target labels the source lacks are
+ * left alone.
  */
 int lk_pg_sync_enum_labels(struct lk_conn *src, struct lk_conn *dst, const struct lk_column *scols,
 			   const struct lk_column *tcols, int n, const char *dst_db,
