@@ -4,9 +4,10 @@ The source table `zoo` holds an enum (labels with quotes, blanks, a comma and br
 backslash, unicode), an array of it, a domain over it, a domain over int and a domain over
 that domain, int[] (one- and two-dimensional values, empty, with NULLs), int4range,
 tstzrange, a user range with a subtype_diff function and its multirange, int4multirange,
-hstore and hstore[], citext, ltree, text COLLATE "C", varchar(20), a composite type, a
-GENERATED ALWAYS ... STORED column and an identity column. A writer thread inserts and
-updates rows with random values of every kind (NULLs too) while each `lockstep sync` runs.
+hstore and hstore[], citext, ltree, text COLLATE "C", varchar(20), a composite type and a
+range over a second enum (used nowhere else), a GENERATED ALWAYS ... STORED column and an
+identity column. A writer thread inserts and updates rows with random values of every kind
+(NULLs too) while each `lockstep sync` runs.
 
 (a) PG -> PG, the target database has hstore (in another schema, `ext`), citext and ltree:
     three jobs (snapshot, poll, realtime) create their tables; each target equals the
@@ -14,15 +15,17 @@ updates rows with random values of every kind (NULLs too) while each `lockstep s
     by schema, name and labels in order; a domain by its base type; the extension types
     from the target's extension; plain columns for the generated and identity ones; the
     collation kept), `lockstep verify` exits 0. Then labels are added to the source's enum
-    (ALTER TYPE ADD VALUE, one in the middle), the writer uses them, and a later `lockstep
-    sync` of each job carries them: no dead letter, the oracle equal, the target's labels
-    those of the source in order.
+    and to the second enum (ALTER TYPE ADD VALUE, in the middle too), the writer uses
+    them, and a later `lockstep sync` of each job carries them: no dead letter, the oracle
+    equal, the target's labels those of the source in order.
 (b) PG -> PG, the target database has none of the extensions: `lockstep sync` fails once
     (exit 1, no retry loop) naming the extension, the database and CREATE EXTENSION, and
     makes nothing on the target (no type, no schema, no table); `lockstep check-config`
     says the same.
 (c) PG -> SQLite: the table is created with every column by the one rule of docs/types.md,
     equal by lktest.rows_canonical + compare_rows, `lockstep verify` exits 0.
+(d) A target the user made with its key GENERATED ALWAYS AS IDENTITY takes the source's
+    keys (snapshot and realtime, under a writer), equal by pg_md5.
 """
 import random
 import sqlite3
@@ -39,6 +42,9 @@ N0 = L.scale(1500)
 LABELS = ["sad", "ok", "it's \"fine\"", "very happy", "ünïcødé 😀", " lead blank", "a,b {c}",
           "back\\slash"]
 NEW_LABELS = [("brand new", "BEFORE", "ok"), ("zz last 🚀", None, None)]
+# An enum used only inside a composite type and a range: its labels are followed too.
+LEVELS = ["low", "mid", "high"]
+NEW_LEVEL = ("mid+", "AFTER", "mid")
 
 SOURCE_DDL = """
 CREATE EXTENSION hstore; CREATE EXTENSION citext; CREATE EXTENSION ltree;
@@ -48,27 +54,29 @@ CREATE DOMAIN posint AS int CHECK (VALUE > 0);
 CREATE DOMAIN app.small AS posint CHECK (VALUE < 1000000);
 CREATE DOMAIN app.mood_d AS app.mood;
 CREATE TYPE floatrange AS RANGE (subtype = float8, subtype_diff = float8mi);
-CREATE TYPE app.pair AS (a int, b text COLLATE "C", m app.mood);
+CREATE TYPE app.level AS ENUM ('low', 'mid', 'high');
+CREATE TYPE app.levels AS RANGE (subtype = app.level);
+CREATE TYPE app.pair AS (a int, b text COLLATE "C", m app.level);
 CREATE SEQUENCE zoo_id_seq START {start};
 CREATE TABLE zoo (
   id bigint PRIMARY KEY, mood app.mood, moods app.mood[], dmood app.mood_d, score posint,
   small app.small, ints int[], grid int[], r4 int4range, rtz tstzrange, fr floatrange,
   fmr floatmultirange, m4 int4multirange, tags hstore, tagss hstore[], email citext,
-  path ltree, name text COLLATE "C", note varchar(20), pair app.pair,
+  path ltree, name text COLLATE "C", note varchar(20), pair app.pair, lvr app.levels,
   total int GENERATED ALWAYS AS (coalesce(score, 0) * 2) STORED,
   seq bigint GENERATED ALWAYS AS IDENTITY,
   updated_at timestamptz NOT NULL DEFAULT now())
 """
 
 COLS = ["id", "mood", "moods", "dmood", "score", "small", "ints", "grid", "r4", "rtz", "fr", "fmr",
-        "m4", "tags", "tagss", "email", "path", "name", "note", "pair", "total", "seq", "updated_at"]
+        "m4", "tags", "tagss", "email", "path", "name", "note", "pair", "lvr", "total", "seq", "updated_at"]
 # What each column's type is on a PostgreSQL target (format_type there; hstore lives in
 # schema ext on the target, which is not on its search_path).
 PG_TYPES = {"id": "bigint", "mood": "app.mood", "moods": "app.mood[]", "dmood": "app.mood",
             "score": "integer", "small": "integer", "ints": "integer[]", "grid": "integer[]",
             "r4": "int4range", "rtz": "tstzrange", "fr": "floatrange", "fmr": "floatmultirange",
             "m4": "int4multirange", "tags": "ext.hstore", "tagss": "ext.hstore[]", "email": "citext",
-            "path": "ltree", "name": "text", "note": "character varying(20)", "pair": "app.pair",
+            "path": "ltree", "name": "text", "note": "character varying(20)", "pair": "app.pair", "lvr": "app.levels",
             "total": "integer", "seq": "bigint", "updated_at": "timestamp with time zone"}
 # The declared type lockstep gives each column in SQLite (docs/types.md).
 SQLITE_DECL = dict((c, "TEXT") for c in COLS)
@@ -82,7 +90,7 @@ WRITTEN = [("id", "%s"), ("mood", "%s::app.mood"), ("moods", "%s::text[]::app.mo
            ("fr", "%s::floatrange"), ("fmr", "%s::floatmultirange"), ("m4", "%s::int4multirange"),
            ("tags", "hstore(%s::text[], %s::text[])"), ("tagss", "%s::text[]::hstore[]"),
            ("email", "%s"), ("path", "%s::ltree"), ("name", "%s"), ("note", "%s"),
-           ("pair", "%s::app.pair")]
+           ("pair", "%s::app.pair"), ("lvr", "%s::app.levels")]
 
 
 def q_ident(s):
@@ -102,11 +110,21 @@ class Values:
 
     def __init__(self):
         self.labels = list(LABELS)
+        self.levels = list(LEVELS)  # in the enum's order
         self.lock = threading.Lock()
 
     def label(self, rnd):
         with self.lock:
             return rnd.choice(self.labels)
+
+    def level_range(self, rnd):
+        with self.lock:
+            i, j = sorted(rnd.randrange(len(self.levels)) for _ in range(2))
+            return "%s%s,%s%s" % (rnd.choice("[("), self.levels[i], self.levels[j], "]")
+
+    def level(self, rnd):
+        with self.lock:
+            return rnd.choice(self.levels)
 
     def row(self, rnd, key):
         """[(column, template, params)] for a row with key `key`."""
@@ -144,7 +162,8 @@ class Values:
             "name": [maybe(rnd, rnd.choice(["Zeta", "alpha", "Ärger", "日本語 テキスト", "tab\there", "line\nbreak"]))],
             "note": [maybe(rnd, "n%d" % rnd.randint(0, 10 ** 6))],
             "pair": [maybe(rnd, "(%d,%s,%s)" % (rnd.randint(-5, 5), rnd.choice(['"x y"', '""', "", "\"q\"\"uote\""]),
-                                                '"%s"' % self.label(rnd).replace("\\", "\\\\").replace('"', '\\"')))],
+                                                self.level(rnd)))],
+            "lvr": [maybe(rnd, self.level_range(rnd))],
         }
         return [(c, tpl, vals[c]) for c, tpl in WRITTEN]
 
@@ -287,6 +306,8 @@ def pg_target_shape(src, dst, table, what):
     t.eq(extra, [("name", "", "", "C"), ("seq", "", "", ""), ("total", "", "", "")],
          "%s: %s: generated and identity columns are plain, the collation is kept" % (what, table))
     t.eq(enum_labels(dst), enum_labels(src), "%s: the target's enum has the source's labels in order" % what)
+    t.eq(enum_labels(dst, "app.level"), enum_labels(src, "app.level"),
+         "%s: the enum under the composite and the range has the source's labels" % what)
     attrs = "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = " \
             "'app.pair'::regclass AND attnum > 0 ORDER BY attnum"
     t.eq(L.execute(dst, attrs), L.execute(src, attrs), "%s: composite app.pair has the source's attributes" % what)
@@ -335,15 +356,21 @@ def test_pg_to_pg_with_extensions():
     for lab, where, other in NEW_LABELS:
         L.execute(src, "ALTER TYPE app.mood ADD VALUE %s%s" % (q_lit(lab), " %s %s" % (where, q_lit(other))
                                                               if where else ""))
+    L.execute(src, "ALTER TYPE app.level ADD VALUE %s %s %s" % (q_lit(NEW_LEVEL[0]), NEW_LEVEL[1],
+                                                                q_lit(NEW_LEVEL[2])))
     with VALUES.lock:
         VALUES.labels += [lab for lab, _, _ in NEW_LABELS]
+        VALUES.levels.insert(VALUES.levels.index(NEW_LEVEL[2]) + 1, NEW_LEVEL[0])
     L.execute(src, "UPDATE zoo SET mood = %s, moods = ARRAY[%s, %s]::app.mood[], dmood = %s, "
-                   "pair = ROW(1, 'n', %s)::app.pair, updated_at = now() WHERE id <= 3",
-              (NEW_LABELS[0][0], NEW_LABELS[0][0], NEW_LABELS[1][0], NEW_LABELS[1][0], NEW_LABELS[0][0]))
+                   "pair = ROW(1, 'n', %s)::app.pair, lvr = app.levels(%s, 'high'), updated_at = now() "
+                   "WHERE id <= 3",
+              (NEW_LABELS[0][0], NEW_LABELS[0][0], NEW_LABELS[1][0], NEW_LABELS[1][0], NEW_LEVEL[0], NEW_LEVEL[0]))
     # Needs prepare.c to call lk_pg_sync_enum_labels before each run (it does since 4c86ada).
     sync_under_writer(cfg, list(PG_JOBS), src, "PG -> PG, new enum labels", seed=2)
     t.eq(dead_letters(cfg), [], "new enum labels: no row was dead-lettered")
     t.eq(enum_labels(dst), enum_labels(src), "new enum labels reached the target's enum in the source's order")
+    t.eq(enum_labels(dst, "app.level"), enum_labels(src, "app.level"),
+         "a new label of the enum under the composite and the range reached the target")
     for job, spec in sorted(PG_JOBS.items()):
         pg_oracle(src, dst, spec["target"]["table"], "PG -> PG new labels %s" % job)
         L.verify(t, cfg, job, expect=0)
