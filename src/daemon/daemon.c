@@ -370,6 +370,7 @@ static void reload(struct lk_daemon *d, struct lk_store *store)
 			lk_config_job_fingerprint(cfg, nj, &fp);
 		if (nj && strcmp(fp.buf, s->fp) == 0) {
 			kept++;
+			lk_flag_set(&s->poke, true); /* see docs/schema-changes.md */
 		} else {
 			pthread_mutex_lock(&d->mu);
 			s->gone = true;

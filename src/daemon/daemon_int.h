@@ -45,6 +45,7 @@ struct lk_slot {
 	bool thread_started;
 	/* real-time thread's own state */
 	volatile bool outage; /* read by /api/health */
+	volatile bool poke;   /* SIGHUP: a job stopped on its schemas looks again now */
 	int64_t outage_ms;
 	int attempt;
 	char last_msg[LK_ERR_MSG_MAX];

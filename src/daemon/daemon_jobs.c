@@ -304,6 +304,16 @@ static void note_failure(struct lk_slot *s, const struct lk_err *err)
 			     err->msg);
 }
 
+/* The wait of a job stopped on its schemas: LK_SCHEMA_RECHECK_MS, or until a SIGHUP. */
+static void sleep_blocked(struct lk_slot *s)
+{
+	int64_t until = lk_mono_ms() + LK_SCHEMA_RECHECK_MS;
+
+	lk_flag_set(&s->poke, false);
+	while (!lk_flag(&s->stop) && !lk_flag(&s->poke) && lk_mono_ms() < until)
+		lk_sleep_ms(100, &s->stop);
+}
+
 struct rt_arg {
 	struct lk_daemon *d;
 	struct lk_slot *s;
@@ -368,8 +378,10 @@ static void *realtime_main(void *arg)
 			break;
 		note_failure(s, &err);
 		wait = lk_backoff_ms(&s->job->retry, s->attempt);
-		if (err.code == LK_ERR_SCHEMA && !err.transient) /* no retry fixes it: look again */
-			wait = LK_SCHEMA_RECHECK_MS;
+		if (err.code == LK_ERR_SCHEMA && !err.transient) { /* no retry fixes it */
+			sleep_blocked(s);
+			continue;
+		}
 		if (s->attempt < 30)
 			s->attempt++;
 		lk_sleep_ms(wait < 100 ? 100 : wait, &s->stop);

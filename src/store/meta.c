@@ -1,6 +1,6 @@
 /*
  * meta.c - a job's small records in the state store's meta table, by key (store.h):
- * "schema:JOB" (the source columns a job last followed, sync/schema.c) and "blocked:JOB"
+ * "schema:JOB@DEPLOYMENT" (the source columns a job last followed, sync/schema.c) and "blocked:JOB"
  * (why a job stopped on its schemas, for `lockstep status`).
  */
 #include "core/buf.h"

@@ -1,4 +1,6 @@
 /* check.c - the read-only checks behind `lockstep check-config` for one sync job. */
+#include "connector/pg_types.h"
+#include "core/buf.h"
 #include "sync_int.h"
 
 #include <stdio.h>
@@ -46,6 +48,26 @@ static void poll_note(const struct lk_job *job, const struct lk_poll_cap *pc, ch
 			       lk_poll_cap_why(pc->state));
 }
 
+/*
+ * A target that create: true will make from a PostgreSQL source: the types it needs can be
+ * made there (an extension's type needs the extension on the target). Changes nothing.
+ */
+static int target_types(struct lk_job_ctx *ctx, struct lk_err *err)
+{
+	struct lk_column *cols;
+	int rc;
+
+	if (ctx->src.ops != ctx->dst.ops || strcmp(ctx->src.ops->name, "postgres") != 0)
+		return 0;
+	cols = lk_xcalloc((size_t)ctx->ncols + 1, sizeof(*cols));
+	for (int i = 0; i < ctx->ncols; i++)
+		cols[i] = ctx->sdesc.cols[lk_table_col(&ctx->sdesc, ctx->cols[i])];
+	rc = lk_pg_target_types(ctx->src.conn, ctx->dst.conn, &ctx->job->source.table, cols,
+				ctx->ncols, ctx->cfg->dbs[ctx->job->target.db].name, NULL, err);
+	free(cols);
+	return rc;
+}
+
 int lk_sync_check(const struct lk_config *cfg, const struct lk_job *job,
 		  struct lk_check_result *out, struct lk_err *err)
 {
@@ -57,6 +79,8 @@ int lk_sync_check(const struct lk_config *cfg, const struct lk_job *job,
 		goto out;
 	out->ncols = ctx.ncols;
 	out->target_missing = ctx.target_missing;
+	if (ctx.target_missing && target_types(&ctx, err) < 0)
+		goto out;
 	out->source_estimate = ctx.prog.total_estimate;
 	if (job->mode == LK_MODE_POLL && ctx.src.ops->poll_cap &&
 	    ctx.types[ctx.cursor] == LK_T_TIMESTAMPTZ) {

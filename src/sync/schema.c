@@ -1,7 +1,7 @@
 /*
  * schema.c - schema changes on the source while a job lives (docs/schema-changes.md).
  *
- * The state store keeps, per job, the source columns the job last followed ("schema:JOB":
+ * The state store keeps, per job, the source columns the job last followed ("schema:JOB@DEP":
  * attribute number, name, type) and whether lockstep created the target. Each run, once it
  * holds the job (after the seal), compares them with the source and the target as they
  * are now and either follows the change on the target (schema_changes: follow: add,
@@ -468,7 +468,7 @@ static void put_record(struct lk_job_ctx *ctx, struct lk_store *store, const cha
 	struct lk_err err = LK_ERR_INIT;
 	struct lk_buf key = LK_BUF_INIT;
 
-	lk_buf_addf(&key, "schema:%s", ctx->job->name);
+	lk_buf_addf(&key, "schema:%s", ctx->ident);
 	if (store && lk_store_meta_put(store, key.buf, text, &err) < 0)
 		lk_log_warn_err(&err, "job %s: cannot record its source columns", ctx->job->name);
 	lk_buf_release(&key);
@@ -481,7 +481,7 @@ int lk_job_schema(struct lk_job_ctx *ctx, struct lk_store *store, struct lk_err 
 	bool follow;
 	int rc = 0;
 
-	prev_load(store, ctx->job->name, &p);
+	prev_load(store, ctx->ident, &p);
 	follow = ctx->job->schema_changes == LK_SCHEMA_FOLLOW ||
 		 (ctx->job->schema_changes == LK_SCHEMA_DEFAULT &&
 		  (p.created || ctx->target_created));
