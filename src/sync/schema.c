@@ -227,9 +227,13 @@ static void plan_missing(const struct lk_job_ctx *ctx, const struct prev *p,
 	if (old)
 		(void)snprintf(a.what, sizeof(a.what), "column \"%s\" was renamed to \"%s\"", old,
 			       c->name);
-	else
-		(void)snprintf(a.what, sizeof(a.what), "column \"%s\" (%s) was added", c->name,
+	else if (p->found && prev_of(p, c, is_pg(&ctx->src)))
+		(void)snprintf(a.what, sizeof(a.what),
+			       "column \"%s\" (%s) is missing from the target table", c->name,
 			       c->native);
+	else
+		(void)snprintf(a.what, sizeof(a.what), "column \"%s\" (%s) was added%s", c->name,
+			       c->native, p->found ? "" : " (or the target table never had it)");
 	add_act(pl, a);
 }
 
@@ -551,12 +555,12 @@ int lk_schema_sig(struct lk_job_ctx *ctx, char *out, size_t size, struct lk_err 
 	if (is_pg(&ctx->src)) {
 		rc = ctx->src.ops->exec(ctx->src.conn, pg_sig_sql, 2,
 					(const char *const[]){schema, t->name}, &rows, NULL, err);
-	} else {
-		lk_buf_adds(&sql, "SELECT sql FROM ");
-		lk_quote_ident(&sql, schema);
-		lk_buf_adds(&sql, ".sqlite_master WHERE type = 'table' AND name = $1");
-		rc = ctx->src.ops->exec(ctx->src.conn, sql.buf, 1, (const char *const[]){t->name},
-					&rows, NULL, err);
+	} else { /* the columns, not the statement's text: a rebuild that keeps them is none */
+		lk_buf_adds(&sql, "SELECT group_concat(cid || ':' || name || ':' || type || ':' || "
+				  "\"notnull\" || ':' || pk || ':' || hidden, ',') FROM "
+				  "pragma_table_xinfo($1, $2)");
+		rc = ctx->src.ops->exec(ctx->src.conn, sql.buf, 2,
+					(const char *const[]){t->name, schema}, &rows, NULL, err);
 	}
 	out[0] = '\0';
 	if (rc == 0 && rows.nrows == 1 && !LK_ROW(&rows, 0)[0].null)

@@ -219,7 +219,7 @@ def test_endpoints():
         t.check("limitBytes" in h.get("memory", {}) and "batchDivisor" in h.get("memory", {}),
                 "/api/health: memory.limitBytes and batchDivisor")
         names = [c.get("name") for c in h.get("checks", [])]
-        t.eq(names, ["state_store", "memory", "databases", "jobs", "resnapshots"], "/api/health: each check named")
+        t.eq(names, ["state_store", "memory", "databases", "jobs", "resnapshots", "schema"], "/api/health: each check named")
         t.check(all(c.get("status") == "ok" and c.get("recommendation") is None for c in h["checks"]),
                 "/api/health: every check ok, no recommendation", h)
         t.check(isinstance(h.get("breakers"), list) and isinstance(h.get("leases"), list),
