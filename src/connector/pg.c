@@ -296,7 +296,11 @@ static const char *schema_of(const struct lk_tref *t)
 
 static const char *const describe_sql =
 	"SELECT a.attname, format_type(a.atttypid, a.atttypmod),"
-	" CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END, a.attnotnull,"
+	/* a domain's type is its base type's, through domains over domains */
+	" (WITH RECURSIVE d(oid, typtype, typbasetype, typname) AS (SELECT t.oid, t.typtype,"
+	" t.typbasetype, t.typname UNION ALL SELECT b.oid, b.typtype, b.typbasetype, b.typname"
+	" FROM pg_type b JOIN d ON b.oid = d.typbasetype WHERE d.typtype = 'd')"
+	" SELECT d.typname FROM d WHERE d.typtype <> 'd'), a.attnotnull,"
 	/* int2vector subscripts start at 0: count key positions with ORDINALITY instead. */
 	" coalesce((SELECT k.n FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(att, n)"
 	" WHERE k.att = a.attnum), 0),"
@@ -306,7 +310,6 @@ static const char *const describe_sql =
 	" JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END"
 	" FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
 	" JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid"
-	" LEFT JOIN pg_type bt ON bt.oid = t.typbasetype"
 	" LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary"
 	" WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
 	" AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";

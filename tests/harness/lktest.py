@@ -902,14 +902,30 @@ def _pg_oracle_types(url, table):
         schema, name = table.split(".", 1)
     else:
         schema, name = "public", table.strip('"')
-    return dict((r[0], logical_type_pg(r[1])) for r in execute(
+    cols = execute(
         url,
-        "SELECT a.attname, CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) "
-        "ELSE format_type(a.atttypid, a.atttypmod) END "
+        "SELECT a.attname, a.atttypid, a.atttypmod "
         "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
-        "ORDER BY a.attnum", (schema, name)))
+        "ORDER BY a.attnum", (schema, name))
+    out = {}
+    c = connect(url)
+    try:
+        with c.cursor() as cur:
+            for col, typ, mod in cols:
+                while True:  # a domain, or a domain over a domain: down to the base type
+                    cur.execute("SELECT typtype, typbasetype, typtypmod FROM pg_type "
+                                "WHERE oid = %s", (typ,))
+                    kind, base, basemod = cur.fetchone()
+                    if kind != "d":
+                        break
+                    typ, mod = base, basemod
+                cur.execute("SELECT format_type(%s, %s)", (typ, mod))
+                out[col] = logical_type_pg(cur.fetchone()[0])
+    finally:
+        c.close()
+    return out
 
 
 def _read_cols(types, cols, key_cols, where_):

@@ -80,8 +80,8 @@ PG_TYPES = {"id": "bigint", "mood": "app.mood", "moods": "app.mood[]", "dmood": 
             "total": "integer", "seq": "bigint", "updated_at": "timestamp with time zone"}
 # The declared type lockstep gives each column in SQLite (docs/types.md).
 SQLITE_DECL = dict((c, "TEXT") for c in COLS)
-SQLITE_DECL.update({"id": "INTEGER", "score": "INTEGER", "total": "INTEGER", "seq": "INTEGER",
-                    "updated_at": "TIMESTAMPTZ TEXT"})
+SQLITE_DECL.update({"id": "INTEGER", "score": "INTEGER", "small": "INTEGER", "total": "INTEGER",
+                    "seq": "INTEGER", "updated_at": "TIMESTAMPTZ TEXT"})
 
 # (column, SQL template) of a row's values, in COLS order (without the generated ones).
 WRITTEN = [("id", "%s"), ("mood", "%s::app.mood"), ("moods", "%s::text[]::app.mood[]"),
