@@ -420,11 +420,20 @@ static int apply_plan(struct lk_job_ctx *ctx, const struct plan *pl, struct lk_e
 
 		if (rc == 0)
 			rc = run_ddl(ctx, sql.buf, err);
+		if (rc < 0 && strcmp(err->sqlstate, "42501") == 0) /* not the table's owner */
+			rc = lk_err_set(
+				err, LK_ERR_SCHEMA,
+				"on the source, %s, and lockstep's role may not change "
+				"target table %s to follow it (only its owner may): run `%s` "
+				"as its owner; the job resumes by itself",
+				pl->acts[i].what, name, sql.buf);
+		else if (rc < 0)
+			(void)lk_err_prefix(err,
+					    "job %s: following a schema change on target %s (%s)",
+					    ctx->job->name, name, pl->acts[i].what);
 		lk_buf_release(&sql);
 		if (rc < 0)
-			return lk_err_prefix(err,
-					     "job %s: following a schema change on target %s (%s)",
-					     ctx->job->name, name, pl->acts[i].what);
+			return -1;
 		lk_log_warn("job %s: the source table's %s: target %s follows (schema_changes: "
 			    "follow)",
 			    ctx->job->name, pl->acts[i].what, name);
