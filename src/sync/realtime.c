@@ -142,6 +142,7 @@ static int start_over(struct rt *rt, struct lk_err *err)
 	rt->advanced = ctx->rt_start;
 	if (commit_pos(rt, LK_PHASE_SNAPSHOT, &ctx->rt_start, err) < 0)
 		return -1;
+	lk_job_schema_done(ctx); /* the snapshot recorded in the target fills added columns */
 	lk_log_info("job %s: snapshot first, then the changes from before it began",
 		    ctx->job->name);
 	return snapshot_phase(rt, false, err);
@@ -271,8 +272,6 @@ static int resnapshot(struct rt *rt, enum lk_resnap_reason reason, const char *w
 		lk_sync_gap_count(rt->ctx->job->name, why);
 	if (mark_need(rt, reason, why, err) < 0)
 		return -1;
-	if (reason == LK_RESNAP_SCHEMA) /* the target's position now carries it */
-		lk_job_schema_done(rt->ctx);
 	if (held(rt))
 		return hold(rt, reason, why, err);
 	if (announce(rt, reason, why, true, err) < 0)
