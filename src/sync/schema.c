@@ -495,6 +495,9 @@ int lk_job_schema(struct lk_job_ctx *ctx, struct lk_store *store, struct lk_err 
 	int rc = 0;
 
 	prev_load(store, ctx->ident, &p);
+	/* no record yet (a table made before lockstep kept one): create: true says whose */
+	if (!p.found)
+		p.created = ctx->job->target.create;
 	follow = ctx->job->schema_changes == LK_SCHEMA_FOLLOW ||
 		 (ctx->job->schema_changes == LK_SCHEMA_DEFAULT &&
 		  (p.created || ctx->target_created));
