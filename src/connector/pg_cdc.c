@@ -417,12 +417,23 @@ static int register_table(struct lk_conn *c, const char *relid, const struct lk_
 		" VALUES ($1, $2, $3, $4) ON CONFLICT (relid) DO NOTHING",
 		4, params, err) < 0)
 		goto out;
-	if (one_value(c,
-		      "SELECT CASE WHEN key_cols = $2::text[] THEN '' ELSE"
-		      " '(' || pg_catalog.array_to_string(key_cols, ', ') || ')' END"
-		      " FROM lockstep_cdc.tables WHERE relid = $1",
-		      2, (const char *[]){relid, keys.buf}, have, sizeof(have), err) < 0)
+	/* the same columns by attribute number under new names: a key column renamed */
+	if (one_value(
+		    c,
+		    "SELECT CASE WHEN key_cols = $2::text[] THEN ''"
+		    " WHEN key_attnums = (SELECT pg_catalog.array_agg(a.attnum ORDER BY k.o)"
+		    " FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY AS k(name, o)"
+		    " JOIN pg_catalog.pg_attribute a ON a.attrelid = $1::oid AND a.attname = k.name"
+		    " AND a.attnum > 0 AND NOT a.attisdropped) THEN 'renamed' ELSE"
+		    " '(' || pg_catalog.array_to_string(key_cols, ', ') || ')' END"
+		    " FROM lockstep_cdc.tables WHERE relid = $1",
+		    2, (const char *[]){relid, keys.buf}, have, sizeof(have), err) < 0)
 		goto out;
+	if (strcmp(have, "renamed") == 0) {
+		rc = cmd(c, "UPDATE lockstep_cdc.tables SET key_cols = $2::text[] WHERE relid = $1",
+			 2, (const char *[]){relid, keys.buf}, err);
+		goto out;
+	}
 	if (have[0]) {
 		lk_buf_reset(&keys); /* the same form as `have`: (a, b) */
 		lk_buf_addch(&keys, '(');
