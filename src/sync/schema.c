@@ -403,7 +403,7 @@ static int run_ddl(struct lk_job_ctx *ctx, const char *stmt, struct lk_err *err)
 		if (rc < 0 && !(err->transient || strcmp(err->sqlstate, "55P03") == 0))
 			break;
 		if (rc < 0)
-			lk_sleep_ms(250 * (i + 1), ctx->opts ? ctx->opts->stop : NULL);
+			lk_sleep_ms((int64_t)250 * (i + 1), ctx->opts ? ctx->opts->stop : NULL);
 	}
 	lk_buf_release(&sql);
 	return rc;
