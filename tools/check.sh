@@ -17,9 +17,10 @@ cppcheck --quiet --project=build/compile_commands.json \
 
 echo "check: clang-tidy"
 srcs=$(git ls-files 'src/*.c')
-printf '%s\n' $srcs | xargs -P "$(nproc)" -n 8 clang-tidy -p build --quiet \
-	--extra-arg=-Wno-unknown-warning-option --warnings-as-errors='*' 2>&1 | grep -v -E '^[0-9]+ warnings? generated|^Suppressed|^Use -header-filter' || true
-# xargs returns non-zero when any clang-tidy run failed
-printf '%s\n' $srcs | xargs -P "$(nproc)" -n 8 clang-tidy -p build --quiet \
-	--extra-arg=-Wno-unknown-warning-option --warnings-as-errors='*' >/dev/null 2>&1
+# one pass: its findings are shown, and xargs returns non-zero when any clang-tidy run failed
+rc=0
+out=$(printf '%s\n' $srcs | xargs -P "$(nproc)" -n 8 clang-tidy -p build --quiet \
+	--extra-arg=-Wno-unknown-warning-option --warnings-as-errors='*' 2>&1) || rc=$?
+printf '%s\n' "$out" | grep -v -E '^[0-9]+ warnings? generated|^Suppressed|^Use -header-filter' || true
+[ "$rc" -eq 0 ] || exit 1
 echo "check: ok"
