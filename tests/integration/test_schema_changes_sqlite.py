@@ -16,6 +16,9 @@ compare_rows), with that table's writer paused while it compares.
             its old values, rows inserted after it have NULL there
   *_ren     RENAME COLUMN note TO remark: followed as a drop and an add: remark is added
             and filled, note is kept with its old values
+  r_key     the key column renamed: followed as a drop and an add; the job stops ("has no
+            primary key or unique index") until the test makes the new column unique on
+            the target, then resumes and fills it
   *_rb      the 12-step rebuild (create a new table, copy, drop, rename) adding c3; for
             the real-time job it comes once the job has applied every change (its
             triggers go with the old table, so no batch brings the change to its notice)
@@ -39,13 +42,14 @@ t = L.Suite("test_schema_changes_sqlite")
 
 N = L.scale(2000)  # rows in each source table before lockstep starts
 DEADLINE = 90      # seconds to converge (waited for, never a timing assertion)
-KINDS = ("add", "drop", "ren", "rb")
+KINDS = ("add", "drop", "ren", "rb")  # each real-time and poll; "key" real-time only
 
 DDL = {
     "add": "CREATE TABLE {t} (id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER{x})",
     "drop": "CREATE TABLE {t} (id INTEGER PRIMARY KEY, v TEXT NOT NULL, gone TEXT NOT NULL, n INTEGER{x})",
     "ren": "CREATE TABLE {t} (id INTEGER PRIMARY KEY, v TEXT NOT NULL, note TEXT NOT NULL, n INTEGER{x})",
     "rb": "CREATE TABLE {t} (id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER{x})",
+    "key": "CREATE TABLE {t} (id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER{x})",
 }
 
 
@@ -70,7 +74,7 @@ class Writer:
     counter = itertools.count(N + 1)
 
     def __init__(self, path, table, cols, fixed=(), deletes=True, touch=None):
-        self.path, self.table = path, table
+        self.path, self.table, self.key = path, table, "id"
         self.cols = dict(cols)
         self.fixed = set(fixed)
         self.deletes, self.touch = deletes, touch
@@ -95,7 +99,7 @@ class Writer:
 
     def _insert(self, c, rnd):
         k = self.next_id
-        names = ["id"] + list(self.cols)
+        names = [self.key] + list(self.cols)
         vals = [k] + [self.cols[x](rnd, k) for x in self.cols]
         self._touch(names, vals)
         c.execute('INSERT INTO "%s" (%s) VALUES (%s)' % (self.table, ", ".join('"%s"' % x for x in names),
@@ -108,7 +112,8 @@ class Writer:
         pick = rnd.sample(names, rnd.randint(1, len(names)))
         vals = [self.cols[x](rnd, k) for x in pick]
         self._touch(pick, vals)
-        c.execute('UPDATE "%s" SET %s WHERE id = ?' % (self.table, ", ".join('"%s" = ?' % x for x in pick)),
+        c.execute('UPDATE "%s" SET %s WHERE "%s" = ?' % (self.table, ", ".join('"%s" = ?' % x for x in pick),
+                                                        self.key),
                   vals + [k])
 
     def _txn(self, c):
@@ -122,7 +127,8 @@ class Writer:
                 elif r < 0.85 or not self.deletes:
                     self._update(c, rnd)
                 else:
-                    c.execute('DELETE FROM "%s" WHERE id = ?' % self.table, (rnd.randint(1, self.next_id - 1),))
+                    c.execute('DELETE FROM "%s" WHERE "%s" = ?' % (self.table, self.key),
+                              (rnd.randint(1, self.next_id - 1),))
             c.execute("COMMIT")
             self.txns += 1
         except BaseException:
@@ -183,12 +189,12 @@ def lite_cols(path, table):
         c.close()
 
 
-def differs(path, dst, table):
+def differs(path, dst, table, key="id"):
     """None when the target's rows equal the source's over the source's current columns."""
     cols = lite_cols(path, table)
     try:
-        a = L.rows_canonical("sqlite:" + path, table, ["id"], cols)
-        b = L.rows_canonical(dst, table, ["id"], cols)
+        a = L.rows_canonical("sqlite:" + path, table, [key], cols)
+        b = L.rows_canonical(dst, table, [key], cols)
     except (L.psycopg2.Error, sqlite3.Error, RuntimeError) as e:
         return "cannot compare: %s" % str(e).strip()
     keys = L.compare_rows(a, b)
@@ -229,6 +235,8 @@ def run_ddl(w, kind, poll, dst):
     elif kind == "ren":
         w.ddl('ALTER TABLE "%s" RENAME COLUMN note TO remark;' % tb, change=ren,
               before=lambda: target_keys(dst, tb, "note"))
+    elif kind == "key":
+        w.ddl('ALTER TABLE "%s" RENAME COLUMN id TO uid;' % tb, change=lambda w: setattr(w, "key", "uid"))
     else:
         # Real-time: the rebuild comes once the job has applied every change (nothing in
         # flight), as after a quiet moment: the job must see it without a batch to check.
@@ -267,7 +275,7 @@ def make_source(path, poll):
     c = sqlite3.connect(path, isolation_level=None)
     c.execute("PRAGMA journal_mode=WAL")
     writers = {}
-    for kind in KINDS:
+    for kind in KINDS + (() if poll else ("key",)):
         tb = ("p_" if poll else "r_") + kind
         c.execute(DDL[kind].format(t=tb, x=", rev INTEGER NOT NULL" if poll else ""))
         names = ["id", "v", "n"] + (["gone"] if kind == "drop" else []) + (["note"] if kind == "ren" else [])
@@ -318,10 +326,11 @@ def part_realtime():
                     return False
             t.check(L.wait_for(lambda: streaming() or not d.alive(), DEADLINE, 0.3) and d.alive(),
                     "%s: the job copies the table and streams the writer's changes" % tb, d.tail())
-        for kind in KINDS:
+        for kind in KINDS + ("key",):
             run_ddl(writers["r_" + kind], kind, False, dst)
         for x in writers.values():
             x.wait_txns(40)
+        check_key(cfg, writers["r_key"], path, dst)
         for kind in KINDS:
             x = writers["r_" + kind]
             what = "%s (real-time, %s)" % (x.table, kind)
@@ -340,6 +349,32 @@ def part_realtime():
             x.stop()
         rc = d.term()
     t.eq(rc, 0, "SIGTERM stops lockstep run with exit 0", d.tail())
+
+
+def last_error(cfg, job):
+    rc, out, err = L.run_lockstep(["status", "--json"], cfg)
+    for j in (L.whole_json(out) or {}).get("jobs", []):
+        if j.get("name") == job:
+            return (j.get("lastRun") or {}).get("error") or ""
+    return ""
+
+
+def check_key(cfg, x, path, dst):
+    """The key column renamed (real-time): followed as a drop and an add; the job stops
+    until the new column is unique on the target, then resumes and fills it."""
+    tb = x.table
+    msg = L.wait_for(lambda: "has no primary key or unique index" in last_error(cfg, tb), 60, 0.5)
+    t.check(msg, "%s (real-time, key renamed): the job stops with 'has no primary key or unique index'" % tb,
+            last_error(cfg, tb))
+    cols = [c for c, _ in L.pg_columns(dst, tb)]
+    t.check("uid" in cols and "id" in cols, "%s: the target has the new column uid and keeps id" % tb, cols)
+    L.execute(dst, 'CREATE UNIQUE INDEX ON "%s" (uid)' % tb)
+    t0 = time.monotonic()
+    with x.paused():
+        L.wait_for(lambda: differs(path, dst, tb, "uid") is None, DEADLINE, 0.3)
+        diff = differs(path, dst, tb, "uid")
+    t.check(diff is None, "%s: after CREATE UNIQUE INDEX on the target the job resumes and the target equals the "
+            "source over its current columns (oracle, %.1f s)" % (tb, time.monotonic() - t0), diff)
 
 
 def part_poll():
