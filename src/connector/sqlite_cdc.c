@@ -269,7 +269,28 @@ static int check_table(struct lk_conn *c, const struct lk_cdc_table *t, struct l
 }
 
 /*
- * Finds or adds the table's registry row; another key -> LK_ERR_CONFLICT naming both.
+ * Whether the registered key `have` (a JSON array of names) was renamed to this job's key:
+ * as many columns, none of the old names left in the table. SQLite cannot drop a primary
+ * key column, and RENAME COLUMN rewrites the triggers that name it: they still capture.
+ */
+static int key_renamed(struct lk_conn *c, const struct lk_cdc_table *t, const char *have, bool *yes,
+		       struct lk_err *err)
+{
+	int64_t n[2];
+
+	*yes = false;
+	if (get_ints(c, 2, n, NULL, err,
+		     "SELECT json_array_length(?1), (SELECT count(*) FROM json_each(?1) j"
+		     " WHERE j.value IN (SELECT name FROM pragma_table_info(?2, 'main')))",
+		     "tt", have, t->table->name) < 0)
+		return -1;
+	*yes = n[0] == t->nkey && n[1] == 0;
+	return 0;
+}
+
+/*
+ * Finds or adds the table's registry row; another key -> LK_ERR_CONFLICT naming both (a
+ * key column renamed since is the same key: its new name is recorded).
  * *version: the CDC_VERSION of the row's triggers, 0 when the row is new.
  */
 static int register_table(struct lk_conn *c, const struct lk_cdc_table *t, int64_t *relid,
@@ -292,7 +313,18 @@ static int register_table(struct lk_conn *c, const struct lk_cdc_table *t, int64
 
 		*relid = sqlite3_column_int64(st, 0);
 		*version = sqlite3_column_int64(st, 2);
-		if (have && strcmp(have, keys.buf) == 0)
+		bool renamed = false;
+
+		if (have && strcmp(have, keys.buf) != 0 &&
+		    key_renamed(c, t, have, &renamed, err) < 0) {
+			done(st);
+			goto out;
+		}
+		if (renamed)
+			ret = put(c, NULL, err,
+				  "UPDATE " CDC "tables SET key_cols = ?1 WHERE relid = ?2", "ti",
+				  keys.buf, *relid);
+		else if (have && strcmp(have, keys.buf) == 0)
 			ret = 0;
 		else
 			lk_err_set(err, LK_ERR_CONFLICT,

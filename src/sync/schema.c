@@ -208,7 +208,14 @@ static void add_act(struct plan *pl, struct act a)
 static const char *renamed_from(const struct lk_job_ctx *ctx, const struct prev *p,
 				const struct lk_column *c)
 {
-	const struct pcol *was = is_pg(&ctx->src) ? prev_of(p, c, true) : NULL;
+	/* SQLite keeps no column identity, but cannot drop a primary key column either: a key
+	 * column gone with another in its place was renamed */
+	bool key = false;
+	const struct pcol *was;
+
+	for (int k = 0; k < ctx->nkey; k++)
+		key = key || strcmp(ctx->key_cols[k], c->name) == 0;
+	was = is_pg(&ctx->src) || key ? prev_of(p, c, true) : NULL;
 
 	if (!was || strcmp(was->name, c->name) == 0)
 		return NULL;
@@ -275,6 +282,9 @@ static void plan_dropped(const struct lk_job_ctx *ctx, const struct prev *p, str
 		for (int j = 0; j < ctx->sdesc.ncols && gone; j++)
 			gone = pg ? ctx->sdesc.cols[j].attnum != was->attnum
 				  : strcmp(ctx->sdesc.cols[j].name, was->name) != 0;
+		for (int k = 0; k < pl->n && gone; k++)
+			gone = !(pl->acts[k].kind == ACT_RENAME &&
+				 strcmp(pl->acts[k].old, was->name) == 0);
 		if (!gone || (ctx->job->source.ncolumns && !synced(ctx, was->name)))
 			continue;
 		if ((t = lk_table_col(&ctx->tdesc, was->name)) < 0 ||
