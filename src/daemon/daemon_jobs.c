@@ -285,9 +285,9 @@ static void note_failure(struct lk_slot *s, const struct lk_err *err)
 		lk_flag_set(&s->outage, true);
 		s->outage_ms = lk_mono_ms();
 	}
-	/* one line per outage, and one per schema mismatch; the rest at debug level */
-	if (s->last_msg[0] &&
-	    (err->code != LK_ERR_SCHEMA || err->transient || strcmp(s->last_msg, err->msg) == 0)) {
+	/* one line per outage, and one per new reason no retry fixes; the rest at debug level */
+	if (s->last_msg[0] && (err->transient || err->code == LK_ERR_UNAVAILABLE ||
+			       err->code == LK_ERR_BUSY || strcmp(s->last_msg, err->msg) == 0)) {
 		lk_log_debug("job %s: still failing: %s", s->job->name, err->msg);
 		return;
 	}

@@ -206,13 +206,13 @@ static bool note_schema(struct lk_store *store, const struct lk_job *job, const 
 	bool again = false;
 
 	lk_buf_addf(&key, "blocked:%s", job->name);
-	if (!err) {
-		if (lk_sync_unblock(job->name))
+	if (!err || err->code != LK_ERR_SCHEMA || err->transient) { /* not (or no longer) that */
+		if (lk_sync_unblock(job->name) && !err)
 			lk_log_info("job %s: its source and target tables fit again; it resumes",
 				    job->name);
 		if (lk_store_meta_put(store, key.buf, NULL, &e2) < 0)
 			lk_log_debug_err(&e2, "job %s: cannot clear its blocked state", job->name);
-	} else if (err->code == LK_ERR_SCHEMA && !err->transient) {
+	} else {
 		again = !lk_sync_block(job->name, err->msg);
 	}
 	if (err && err->code == LK_ERR_SCHEMA && !err->transient && !again) {
