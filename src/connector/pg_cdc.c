@@ -882,10 +882,21 @@ static int pg_cdc_read(struct lk_conn *c, int64_t relid, const struct lk_cdc_pos
 	PGresult *res;
 	int rc = -1;
 
-	if (lk_pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL, err) < 0)
-		return -1;
-	c->in_txn = true;
 	(void)snprintf(id, sizeof(id), "%" PRId64, relid);
+	if (c->read_relid != relid) { /* its name, for the LOCK before the snapshot */
+		if (one_value(c,
+			      "SELECT pg_catalog.quote_ident(n.nspname) || '.' ||"
+			      " pg_catalog.quote_ident(r.relname) FROM pg_catalog.pg_class r"
+			      " JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace"
+			      " WHERE r.oid = $1::oid",
+			      1, (const char *[]){id}, c->read_name, sizeof(c->read_name), err) < 0)
+			return -1;
+		c->read_relid = relid;
+	}
+	if (lk_pg_begin_read(c, c->read_name[0] ? c->read_name : NULL, err) < 0) {
+		c->read_relid = 0; /* renamed or gone: look again next time */
+		return -1;
+	}
 	if (read_horizon(c, id, hv, sizeof(hv), err) < 0)
 		return -1;
 	*h = strtoll(hv, NULL, 10);

@@ -29,6 +29,9 @@ struct lk_conn {
 	/* Statements sent and failed (the `counters` op). Written by the owning thread, read
 	 * by any: accessed with relaxed atomics. */
 	int64_t queries, errors;
+	/* The changelog reads' source table (pg_cdc.c): its oid and quoted name, for LOCK. */
+	int64_t read_relid;
+	char read_name[300];
 };
 
 /* The connection for one statement sent to the server: counts it (every PQexec*, PQsend*). */
@@ -44,6 +47,15 @@ int lk_pg_err(struct lk_err *err, struct lk_conn *c, const PGresult *res, const 
 /* Runs a command with text parameters; checks the status; clears the result. */
 int lk_pg_cmd(struct lk_conn *c, const char *sql, int n, const char *const *params,
 	      int64_t *affected, struct lk_err *err);
+
+/*
+ * BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY, then, before the snapshot is taken,
+ * LOCK TABLE qname IN ACCESS SHARE MODE (qname quoted; NULL: no lock). An ALTER TABLE that
+ * rewrites the table then cannot commit between the snapshot and the read: a rewritten
+ * table looks empty to a snapshot taken before the rewrite, and the rows read would be
+ * taken for deleted. A relation LOCK does not take (a foreign table) is read without it.
+ */
+int lk_pg_begin_read(struct lk_conn *c, const char *qname, struct lk_err *err);
 
 /*
  * Converts interchange values to PostgreSQL text parameters: bytes become "\x..." hex.

@@ -33,6 +33,44 @@ const char *lk_pg_param(struct lk_arena *scratch, enum lk_type t, const struct l
 }
 
 /* Stores a bytea hex text ("\x0a0b") as raw bytes. */
+int lk_pg_begin_read(struct lk_conn *c, const char *qname, struct lk_err *err)
+{
+	struct lk_buf sql = LK_BUF_INIT;
+	struct lk_err ignored = LK_ERR_INIT;
+	int rc;
+
+	if (lk_pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL, err) < 0)
+		return -1;
+	c->in_txn = true;
+	if (!qname)
+		return 0;
+	lk_buf_addf(&sql, "LOCK TABLE %s IN ACCESS SHARE MODE", qname);
+	rc = lk_pg_cmd(c, sql.buf, 0, NULL, NULL, err);
+	lk_buf_release(&sql);
+	if (rc == 0 || strcmp(err->sqlstate, "42809") != 0)
+		return rc;
+	/* not a relation LOCK takes: begin again, without it */
+	(void)lk_pg_cmd(c, "ROLLBACK", 0, NULL, NULL, &ignored);
+	c->in_txn = false;
+	lk_err_clear(err);
+	if (lk_pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL, err) < 0)
+		return -1;
+	c->in_txn = true;
+	return 0;
+}
+
+/* lk_pg_begin_read on a scan's table. */
+static int begin_read(struct lk_conn *c, const struct lk_tref *t, struct lk_err *err)
+{
+	struct lk_buf name = LK_BUF_INIT;
+	int rc;
+
+	lk_quote_tref_for(&name, t, LK_DB_POSTGRES);
+	rc = lk_pg_begin_read(c, name.buf, err);
+	lk_buf_release(&name);
+	return rc;
+}
+
 static void set_bytea(struct lk_rows *out, int row, int col, const char *s, size_t len)
 {
 	struct lk_value *v = &LK_ROW(out, row)[col];
@@ -183,10 +221,8 @@ struct lk_scan *lk_pg_scan_open(struct lk_conn *c, const struct lk_scan_spec *sp
 		s->types[spec->ncols] = LK_T_BOOL;
 	(void)snprintf(s->cursor, sizeof(s->cursor), "lk_scan_%d", ++c->seq);
 	if (!c->in_txn) {
-		if (lk_pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL,
-			      err) < 0)
+		if (begin_read(c, spec->table, err) < 0)
 			goto fail;
-		c->in_txn = true;
 		s->began = true;
 	}
 	lk_buf_addf(&sql, "DECLARE %s NO SCROLL CURSOR FOR ", s->cursor);
@@ -506,10 +542,8 @@ struct lk_copy_out *lk_pg_copy_out_open(struct lk_conn *c, const struct lk_scan_
 		 * planned for its total cost, which may sort the whole table before the first
 		 * row; with sorts discouraged it follows the key's index when there is one and
 		 * streams from the first row, as the cursor path does. */
-		if (lk_pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL,
-			      err) < 0)
+		if (begin_read(c, spec->table, err) < 0)
 			goto fail;
-		c->in_txn = true;
 		s->began = true;
 		if (lk_pg_cmd(c,
 			      "SELECT pg_catalog.set_config('statement_timeout', '0', true),"
