@@ -206,7 +206,11 @@ static bool note_schema(struct lk_store *store, const struct lk_job *job, const 
 	bool again = false;
 
 	lk_buf_addf(&key, "blocked:%s", job->name);
-	if (!err || err->code != LK_ERR_SCHEMA || err->transient) { /* not (or no longer) that */
+	if (err && err->transient) { /* a blip: the block (if any) stands */
+		lk_buf_release(&key);
+		return false;
+	}
+	if (!err || err->code != LK_ERR_SCHEMA) { /* not (or no longer) that */
 		if (lk_sync_unblock(job->name) && !err)
 			lk_log_info("job %s: its source and target tables fit again; it resumes",
 				    job->name);

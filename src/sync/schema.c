@@ -33,6 +33,7 @@ struct pcol {
 	int attnum;
 	const char *name, *native;
 	enum lk_type type;
+	bool key; /* one of the job's key columns */
 };
 
 struct prev {
@@ -47,23 +48,14 @@ static bool is_pg(const struct lk_db *db)
 	return strcmp(db->ops->name, "postgres") == 0;
 }
 
-static void prev_load(struct lk_store *store, const char *job, struct prev *p)
+/* Parses a record (text may be NULL: none, p->found false). */
+static void prev_parse(const char *text, struct prev *p)
 {
-	struct lk_err err = LK_ERR_INIT;
-	struct lk_buf key = LK_BUF_INIT;
-	char *text = NULL;
 	json_t *cols;
 
 	memset(p, 0, sizeof(*p));
-	lk_buf_addf(&key, "schema:%s", job);
-	if (lk_store_meta_get(store, key.buf, &text, &err) < 0)
-		lk_log_debug_err(&err, "job %s: cannot read its schema record", job);
-	lk_buf_release(&key);
-	if (!text || !(p->root = json_loads(text, 0, NULL))) {
-		free(text);
+	if (!text || !(p->root = json_loads(text, 0, NULL)))
 		return;
-	}
-	free(text);
 	p->found = true;
 	p->created = json_is_true(json_object_get(p->root, "created"));
 	cols = json_object_get(p->root, "cols");
@@ -75,10 +67,27 @@ static void prev_load(struct lk_store *store, const char *job, struct prev *p)
 			.attnum = (int)json_integer_value(json_array_get(c, 0)),
 			.name = json_string_value(json_array_get(c, 1)),
 			.native = json_string_value(json_array_get(c, 2)),
-			.type = (enum lk_type)json_integer_value(json_array_get(c, 3))};
+			.type = (enum lk_type)json_integer_value(json_array_get(c, 3)),
+			.key = json_is_true(json_array_get(c, 4))};
 		if (!p->cols[p->n - 1].name || !p->cols[p->n - 1].native)
 			p->n--;
 	}
+}
+
+/* The job's record from the store: a store that cannot be read fails the run (read as "no
+ * record", a column added meanwhile would never be filled). */
+static int prev_load(struct lk_store *store, const char *ident, struct prev *p, struct lk_err *err)
+{
+	struct lk_buf key = LK_BUF_INIT;
+	char *text = NULL;
+	int rc;
+
+	lk_buf_addf(&key, "schema:%s", ident);
+	rc = lk_store_meta_get(store, key.buf, &text, err);
+	lk_buf_release(&key);
+	prev_parse(rc == 0 ? text : NULL, p);
+	free(text);
+	return rc < 0 ? lk_err_prefix(err, "read the job's schema record") : 0;
 }
 
 static void prev_release(struct prev *p)
@@ -88,20 +97,37 @@ static void prev_release(struct prev *p)
 	memset(p, 0, sizeof(*p));
 }
 
-/* The record of the source as described now (the caller frees it). */
-static char *record(const struct lk_job_ctx *ctx, bool created)
+static bool is_key_name(const struct lk_job_ctx *ctx, const char *name)
+{
+	for (int k = 0; k < ctx->nkey; k++)
+		if (strcmp(ctx->key_cols[k], name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The record of the source as described now (the caller frees it); `baseline`: only the
+ * columns the target has already (a job's first record: one the target lacks is still to
+ * be added and filled). NULL when a name cannot be kept (not UTF-8).
+ */
+static char *record(const struct lk_job_ctx *ctx, bool created, bool baseline)
 {
 	json_t *cols = json_array(), *root;
-	char *text;
+	char *text = NULL;
+	bool ok = true;
 
-	for (int i = 0; i < ctx->sdesc.ncols; i++) {
+	for (int i = 0; i < ctx->sdesc.ncols && ok; i++) {
 		const struct lk_column *c = &ctx->sdesc.cols[i];
 
-		(void)json_array_append_new(cols, json_pack("[i, s, s, i]", c->attnum, c->name,
-							    c->native, (int)c->type));
+		if (baseline && lk_table_col(&ctx->tdesc, c->name) < 0)
+			continue;
+		ok = json_array_append_new(cols, json_pack("[i, s, s, i, b]", c->attnum, c->name,
+							   c->native, (int)c->type,
+							   is_key_name(ctx, c->name))) == 0;
 	}
 	root = json_pack("{s:i, s:b, s:o}", "v", 1, "created", created, "cols", cols);
-	text = json_dumps(root, JSON_COMPACT);
+	if (ok && root)
+		text = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	return text;
 }
@@ -191,7 +217,7 @@ struct act {
 };
 
 struct plan {
-	struct act acts[64];
+	struct act *acts; /* n of them; freed by plan_release */
 	int n;
 	bool backfill;	 /* rows already there need an added column's values */
 	char block[400]; /* a change that cannot be followed, with what to do; "" none */
@@ -200,8 +226,15 @@ struct plan {
 
 static void add_act(struct plan *pl, struct act a)
 {
-	if (pl->n < (int)(sizeof(pl->acts) / sizeof(pl->acts[0])))
-		pl->acts[pl->n++] = a;
+	pl->acts = lk_xrealloc(pl->acts, (size_t)(pl->n + 1) * sizeof(*pl->acts));
+	pl->acts[pl->n++] = a;
+}
+
+static void plan_release(struct plan *pl)
+{
+	free(pl->acts);
+	pl->acts = NULL;
+	pl->n = 0;
 }
 
 /* RENAME: the target column a renamed source column had (PostgreSQL: same attnum). */
@@ -210,12 +243,10 @@ static const char *renamed_from(const struct lk_job_ctx *ctx, const struct prev 
 {
 	/* SQLite keeps no column identity, but cannot drop a primary key column either: a key
 	 * column gone with another in its place was renamed */
-	bool key = false;
-	const struct pcol *was;
+	const struct pcol *was = prev_of(p, c, true);
 
-	for (int k = 0; k < ctx->nkey; k++)
-		key = key || strcmp(ctx->key_cols[k], c->name) == 0;
-	was = is_pg(&ctx->src) || key ? prev_of(p, c, true) : NULL;
+	if (was && !is_pg(&ctx->src) && !(was->key && is_key_name(ctx, c->name)))
+		was = NULL;
 
 	if (!was || strcmp(was->name, c->name) == 0)
 		return NULL;
@@ -224,9 +255,9 @@ static const char *renamed_from(const struct lk_job_ctx *ctx, const struct prev 
 	return was->name;
 }
 
-/* A synced column the target lacks: renamed, or added. */
-static void plan_missing(const struct lk_job_ctx *ctx, const struct prev *p,
-			 const struct lk_column *c, struct plan *pl)
+/* A synced column the target lacks: renamed, or added. Returns which. */
+static enum act_kind plan_missing(const struct lk_job_ctx *ctx, const struct prev *p,
+				  const struct lk_column *c, struct plan *pl)
 {
 	const char *old = renamed_from(ctx, p, c);
 	struct act a = {.kind = old ? ACT_RENAME : ACT_ADD, .src = c, .old = old};
@@ -242,6 +273,7 @@ static void plan_missing(const struct lk_job_ctx *ctx, const struct prev *p,
 		(void)snprintf(a.what, sizeof(a.what), "column \"%s\" (%s) was added%s", c->name,
 			       c->native, p->found ? "" : " (or the target table never had it)");
 	add_act(pl, a);
+	return a.kind;
 }
 
 /* A synced column on both sides whose source type changed since the record. */
@@ -310,16 +342,16 @@ static void make_plan(const struct lk_job_ctx *ctx, const struct prev *p, struct
 		const struct pcol *was = p->found ? prev_of(p, c, is_pg(&ctx->src)) : NULL;
 
 		if (t < 0) {
-			plan_missing(ctx, p, c, pl);
-			if (pl->acts[pl->n - 1].kind == ACT_RENAME)
+			if (plan_missing(ctx, p, c, pl) == ACT_RENAME)
 				continue;
 		} else if (was && strcmp(was->name, c->name) == 0) {
 			plan_type(ctx, was, c, &ctx->tdesc.cols[t], pl);
 			continue;
 		}
-		/* added (now, or on the target by hand since the record): rows already there lack
-		 * its values */
-		if (!ctx->target_created && (t < 0 || (p->found && !was))) {
+		/* added (now, or on the target by hand since the record), or a column whose name
+		 * the target already had (names swapped, a rename followed by hand): the rows
+		 * already there may lack its values */
+		if (!ctx->target_created && (t < 0 || p->found)) {
 			pl->backfill = true;
 			(void)snprintf(pl->added + strlen(pl->added),
 				       sizeof(pl->added) - strlen(pl->added), "%s\"%s\"",
@@ -456,7 +488,8 @@ static const char *fix_of(const struct act *a)
 {
 	switch (a->kind) {
 	case ACT_ADD:
-		return "add the column to the target table (the rows already there get its values)";
+		return "add the column to the target table, and lockstep fills it on the rows "
+		       "already there";
 	case ACT_RENAME:
 		return "rename the target table's column the same way";
 	case ACT_RETYPE:
@@ -491,6 +524,14 @@ static void put_record(struct lk_job_ctx *ctx, struct lk_store *store, const cha
 	struct lk_err err = LK_ERR_INIT;
 	struct lk_buf key = LK_BUF_INIT;
 
+	if (!text) {
+		lk_log_warn(
+			"job %s: its source columns cannot be recorded (a column name that is "
+			"not UTF-8): a column added to the source later is not filled by itself; "
+			"run `lockstep sync %s --full` after one",
+			ctx->job->name, ctx->job->name);
+		return;
+	}
 	lk_buf_addf(&key, "schema:%s", ctx->ident);
 	if (store && lk_store_meta_put(store, key.buf, text, &err) < 0)
 		lk_log_warn_err(&err, "job %s: cannot record its source columns", ctx->job->name);
@@ -504,10 +545,20 @@ int lk_job_schema(struct lk_job_ctx *ctx, struct lk_store *store, struct lk_err 
 	bool follow;
 	int rc = 0;
 
-	prev_load(store, ctx->ident, &p);
-	/* no record yet (a table made before lockstep kept one): create: true says whose */
-	if (!p.found)
-		p.created = ctx->job->target.create;
+	if (prev_load(store, ctx->ident, &p, err) < 0)
+		return -1;
+	if (!p.found && !ctx->target_created) {
+		/* The first record (a table made before lockstep kept one: create: true says
+		 * whose) holds the columns the target has now, before anything is followed: one
+		 * it lacks is then added (by lockstep or by you) and filled. */
+		char *text = record(ctx, ctx->job->target.create, true);
+
+		put_record(ctx, store, text);
+		prev_parse(text, &p);
+		free(text);
+		if (!p.found)
+			p.created = ctx->job->target.create;
+	}
 	follow = ctx->job->schema_changes == LK_SCHEMA_FOLLOW ||
 		 (ctx->job->schema_changes == LK_SCHEMA_DEFAULT &&
 		  (p.created || ctx->target_created));
@@ -524,7 +575,7 @@ int lk_job_schema(struct lk_job_ctx *ctx, struct lk_store *store, struct lk_err 
 			rc = lk_job_check_target(ctx, false, err);
 	}
 	if (rc == 0) {
-		char *text = record(ctx, p.created || ctx->target_created);
+		char *text = record(ctx, p.created || ctx->target_created, false);
 
 		if (pl.backfill) {
 			ctx->schema_next = text; /* stored once the backfill is sure (above) */
@@ -540,6 +591,7 @@ int lk_job_schema(struct lk_job_ctx *ctx, struct lk_store *store, struct lk_err 
 			free(text);
 		}
 	}
+	plan_release(&pl);
 	prev_release(&p);
 	return rc;
 }
