@@ -288,12 +288,13 @@ static void add_value_sql(struct lk_buf *sql, const char *qname, const PGresult 
 static int sync_labels(struct tctx *x, const char *src_oid, const char *qname, const char *dst_oid,
 		       struct lk_err *err)
 {
-	PGresult *s = enum_labels(x->src, src_oid, err), *d = NULL;
+	PGresult *s, *d = NULL;
 	struct lk_buf sql = LK_BUF_INIT;
 	int rc = -1;
 
-	if (x->dry)
+	if (x->dry) /* the check-only pass changes nothing */
 		return 0;
+	s = enum_labels(x->src, src_oid, err);
 	if (!s || !(d = enum_labels(x->dst, dst_oid, err)))
 		goto out;
 	for (int j = 0; j < PQntuples(s); j++) {
