@@ -225,6 +225,17 @@ def execute(url, query, params=None):
         c.close()
 
 
+def sql(url, *stmts):
+    """Runs statements on one connection, each in its own transaction (autocommit)."""
+    c = connect(url)
+    try:
+        with c.cursor() as cur:
+            for s in stmts:
+                cur.execute(s)
+    finally:
+        c.close()
+
+
 def scalar(url, query, params=None):
     rows = execute(url, query, params)
     return rows[0][0]

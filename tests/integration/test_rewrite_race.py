@@ -26,14 +26,7 @@ ROWS = L.scale(200000)
 DEADLINE = 120
 
 
-def sql(url, *stmts):
-    c = L.connect(url)
-    try:
-        with c.cursor() as cur:
-            for s in stmts:
-                cur.execute(s)
-    finally:
-        c.close()
+sql = L.sql  # lktest.sql: each statement in its own transaction
 
 
 def test_rewrite_while_streaming():

@@ -34,14 +34,7 @@ RECREATE = [
 ]
 
 
-def sql(url, *stmts):
-    c = L.connect(url)
-    try:
-        with c.cursor() as cur:
-            for s in stmts:
-                cur.execute(s)
-    finally:
-        c.close()
+sql = L.sql  # lktest.sql: each statement in its own transaction
 
 
 def md5(url):

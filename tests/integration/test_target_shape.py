@@ -24,14 +24,7 @@ L.require_pg()
 t = L.Suite("test_target_shape")
 
 
-def sql(url, *stmts):
-    c = L.connect(url)
-    try:
-        with c.cursor() as cur:
-            for s in stmts:
-                cur.execute(s)
-    finally:
-        c.close()
+sql = L.sql  # lktest.sql: each statement in its own transaction
 
 
 def sqlite(path, *stmts):

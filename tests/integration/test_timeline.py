@@ -59,15 +59,7 @@ t = L.Suite("test_timeline")
 DEADLINE = 120  # seconds to wait for a convergence (never asserted as timing)
 
 
-def sql(url, *stmts):
-    """Each statement in its own transaction (autocommit)."""
-    c = L.connect(url)
-    try:
-        with c.cursor() as cur:
-            for s in stmts:
-                cur.execute(s)
-    finally:
-        c.close()
+sql = L.sql  # lktest.sql: each statement in its own transaction
 
 
 def md5(url, table):
