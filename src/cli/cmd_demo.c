@@ -223,7 +223,7 @@ int lk_cmd_demo(struct lk_cli *cli)
 		}
 		so.stop = &never;
 	}
-	if (lk_verify_run(cli->cfg, &cli->cfg->jobs[0], &so, &v, &err) < 0) {
+	if (lk_verify_run(cli->cfg, &cli->cfg->jobs[0], &so, NULL, &v, &err) < 0) {
 		code = lk_cli_fail(&err);
 		goto out;
 	}

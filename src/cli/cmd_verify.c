@@ -1,4 +1,5 @@
-/* cmd_verify.c - `lockstep verify JOB [--json]`: compare source and target. */
+/* cmd_verify.c - `lockstep verify JOB [--json] [--repair]`: compare source and target, and
+ * repair the differences through the job's own path (docs/verify.md). */
 #include "cli_int.h"
 #include "core/json.h"
 
@@ -9,25 +10,32 @@
 #include <string.h>
 
 static const char *const help =
-	"usage: lockstep verify JOB [--json]\n"
+	"usage: lockstep verify JOB [--json] [--repair]\n"
 	"  Compares the job's source rows (those matching `where`) with the target over the\n"
-	"  synced columns: row counts, checksums of 1000-row chunks in key order over a\n"
-	"  canonical encoding of each value, then the keys that differ (up to 20 listed).\n"
-	"  Exit: 0 equal, 1 different (or failed), 69 a database unreachable.\n";
+	"  synced columns: checksums of chunks in key order over a canonical encoding of each\n"
+	"  value, then the keys that differ (up to 20 listed). A real-time job's differing keys\n"
+	"  are checked again once its stream has applied past them (30 s at most).\n"
+	"  --repair  applies every difference from the key's current source row through the\n"
+	"            job's own fenced path (docs/verify.md), recorded as a run of type repair\n"
+	"  Exit: 0 equal (after the repair), 1 different (or failed), 69 a database\n"
+	"  unreachable, 75 the job is held by a running lockstep (ask it over HTTP).\n";
 
 static const char *const kind_names[] = {"missing", "extra", "changed"};
 
 static void print_json(const struct lk_verify_result *r, const char *job)
 {
-	json_t *o =
-		json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:f}", "job", job, "equal", r->equal,
-			  "sourceRows", (json_int_t)r->source_rows, "targetRows",
-			  (json_int_t)r->target_rows, "chunks", (json_int_t)r->chunks,
-			  "chunksDiffering", (json_int_t)r->chunks_differing, "differenceCount",
-			  (json_int_t)r->differences, "seconds", (double)r->elapsed_ms / 1000.0);
+	json_t *o = json_pack(
+		"{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:f}", "job", job, "equal",
+		r->equal, "sourceRows", (json_int_t)r->source_rows, "targetRows",
+		(json_int_t)r->target_rows, "chunks", (json_int_t)r->chunks, "chunksDiffering",
+		(json_int_t)r->chunks_differing, "differenceCount", (json_int_t)r->differences,
+		"repaired", (json_int_t)r->repaired, "remaining", (json_int_t)r->remaining,
+		"unsettled", r->unsettled, "seconds", (double)r->elapsed_ms / 1000.0);
 	json_t *diffs = json_array();
 	char *s;
 
+	if (r->run_id[0])
+		(void)json_object_set_new(o, "runId", json_string(r->run_id));
 	for (int i = 0; i < r->ndiffs; i++) {
 		json_t *key =
 			lk_json_parse_text(r->diffs[i].key_json, strlen(r->diffs[i].key_json));
@@ -43,7 +51,7 @@ static void print_json(const struct lk_verify_result *r, const char *job)
 	json_decref(o);
 }
 
-static void print_text(const struct lk_verify_result *r, const char *job)
+static void print_text(const struct lk_verify_result *r, const char *job, bool repair)
 {
 	(void)printf("verify %s: %s: source %lld rows, target %lld rows, %lld of %lld chunks "
 		     "differ, %lld differences (%.1f s)\n",
@@ -55,6 +63,29 @@ static void print_text(const struct lk_verify_result *r, const char *job)
 		(void)printf("  %-8s key %s\n", kind_names[r->diffs[i].kind], r->diffs[i].key_json);
 	if (r->differences > r->ndiffs)
 		(void)printf("  ... and %lld more\n", (long long)(r->differences - r->ndiffs));
+	if (repair)
+		(void)printf("repaired %lld; %lld differences left (run %s)\n",
+			     (long long)r->repaired, (long long)r->remaining, r->run_id);
+	if (r->unsettled)
+		(void)printf("note: the job had not applied past the rows read in time; a "
+			     "difference may be a change still on its way\n");
+}
+
+/* How long a real-time job's stream gets to apply past the rows read (docs/verify.md). */
+#define VERIFY_SETTLE_MS 30000
+
+/* A job held by a running lockstep: the repair is asked of it over HTTP. */
+static void busy_hint(struct lk_cli *cli, const struct lk_job *job, struct lk_err *err)
+{
+	const char *listen = cli->cfg->http.listen ? cli->cfg->http.listen : "127.0.0.1:8433";
+	char msg[LK_ERR_MSG_MAX];
+
+	(void)snprintf(msg, sizeof(msg), "%s", err->msg);
+	lk_err_set(err, LK_ERR_BUSY,
+		   "%s; to repair it there, ask that lockstep: curl -X POST%s "
+		   "http://%s/api/verify -d '{\"job\":\"%s\",\"repair\":true}'",
+		   msg, cli->cfg->http.token ? " -H \"Authorization: Bearer $TOKEN\"" : "", listen,
+		   job->name);
 }
 
 int lk_cmd_verify(struct lk_cli *cli)
@@ -64,6 +95,8 @@ int lk_cmd_verify(struct lk_cli *cli)
 					     {"repair", no_argument, NULL, 'r'},
 					     {NULL, 0, NULL, 0}};
 	struct lk_sync_opts so = {0};
+	struct lk_verify_opts vo = {0};
+	struct lk_store *store = NULL;
 	struct lk_verify_result res;
 	struct lk_err err = LK_ERR_INIT;
 	const struct lk_job *job;
@@ -77,8 +110,7 @@ int lk_cmd_verify(struct lk_cli *cli)
 		} else if (c == 'h') {
 			return fputs(help, stdout) < 0;
 		} else if (c == 'r') {
-			(void)fprintf(stderr, "lockstep: verify --repair is not supported yet\n");
-			return LK_EXIT_USAGE;
+			vo.repair = true;
 		} else {
 			return fputs(help, stderr), LK_EXIT_USAGE;
 		}
@@ -88,20 +120,34 @@ int lk_cmd_verify(struct lk_cli *cli)
 	job = lk_cli_job(cli, cli->argv[optind], &code);
 	if (!job)
 		return code;
+	/* the store: the job's position key, its lock, the recorded repair */
+	if (job->kind == LK_JOB_SYNC && (vo.repair || job->mode == LK_MODE_REALTIME)) {
+		store = lk_cli_open_store(cli, &code);
+		if (!store)
+			return code;
+	}
+	vo.store = store;
+	vo.settle_ms = job->mode == LK_MODE_REALTIME ? VERIFY_SETTLE_MS : 0;
+	vo.record = vo.repair ? "repair" : NULL;
+	vo.catch_up = true;
 	view = lk_progress_view_new("verify");
 	so.stop = &lk_cli_stop;
 	so.progress = lk_progress_view_cb;
 	so.progress_arg = view;
-	if (lk_verify_run(cli->cfg, job, &so, &res, &err) < 0) {
+	if (lk_verify_run(cli->cfg, job, &so, &vo, &res, &err) < 0) {
 		lk_progress_view_free(view);
 		lk_verify_result_release(&res);
+		lk_store_close(store);
+		if (err.code == LK_ERR_BUSY)
+			busy_hint(cli, job, &err);
 		return lk_cli_fail(&err);
 	}
 	lk_progress_view_free(view);
+	lk_store_close(store);
 	if (json)
 		print_json(&res, job->name);
 	else
-		print_text(&res, job->name);
+		print_text(&res, job->name, vo.repair);
 	code = res.equal ? 0 : LK_EXIT_FAILED;
 	lk_verify_result_release(&res);
 	return code;

@@ -155,6 +155,7 @@ static void free_job(struct lk_job *j)
 	free(j->cursor);
 	free(j->schedule);
 	free(j->timezone);
+	free(j->verify.schedule);
 	free(j->sql);
 	free_list(j->command, j->ncommand);
 	free_list(j->run_on, j->nrun_on);

@@ -69,6 +69,14 @@ enum lk_schema_policy { LK_SCHEMA_DEFAULT = 0, LK_SCHEMA_FOLLOW, LK_SCHEMA_STOP 
 /* misfire: catchup runs at most this many missed fire times after a start. */
 #define LK_CATCHUP_MAX 10
 
+/* jobs.NAME.verify (docs/verify.md): scheduled passes of `lockstep verify` in the daemon. */
+struct lk_verify_conf {
+	int64_t every_ms; /* 0 when not set */
+	char *schedule;	  /* cron, or NULL */
+	bool repair;	  /* default false */
+	int line, col;	  /* where `verify` is written; 0 when it is not */
+};
+
 struct lk_job {
 	char *name;
 	enum lk_job_kind kind;
@@ -102,7 +110,8 @@ struct lk_job {
 	enum lk_priority priority;     /* default normal */
 	enum lk_resnapshot resnapshot; /* realtime only; default auto */
 	enum lk_schema_policy schema_changes;
-	char **run_on; /* instance labels the job needs, all of them; NULL: any */
+	struct lk_verify_conf verify; /* sync jobs */
+	char **run_on;		      /* instance labels the job needs, all of them; NULL: any */
 	int nrun_on;
 	/* kind sql: the database and the statement(s), run in one transaction */
 	int db; /* index into lk_config.dbs, -1 when not set */

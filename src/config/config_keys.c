@@ -55,6 +55,7 @@ static const struct lk_kenum resnapshots[] = {
 #define JOB(f) offsetof(struct lk_job, f)
 #define RETRY(f) offsetof(struct lk_retry_conf, f)
 #define BREAKER(f) offsetof(struct lk_breaker_conf, f)
+#define VERIFY(f) offsetof(struct lk_verify_conf, f)
 #define NOTYET(s, n, t, d)                                                                         \
 	{                                                                                          \
 		.sect = LK_SECT_##s, .name = (n), .type = LK_KT_##t, .def = (d)                    \
@@ -318,6 +319,12 @@ static const struct lk_key keys[] = {
 	 .off = JOB(priority),
 	 .enums = priorities},
 	{.sect = LK_SECT_JOB,
+	 .name = "verify",
+	 .type = LK_KT_MAP,
+	 .built = true,
+	 .child = LK_SECT_VERIFY,
+	 .off = JOB(verify)},
+	{.sect = LK_SECT_JOB,
 	 .name = "resnapshot",
 	 .type = LK_KT_ENUM,
 	 .built = true,
@@ -464,6 +471,24 @@ static const struct lk_key keys[] = {
 	 .max = 100,
 	 .off = RETRY(multiplier)},
 
+	{.sect = LK_SECT_VERIFY,
+	 .name = "every",
+	 .type = LK_KT_DURATION,
+	 .built = true,
+	 .min = 1000,
+	 .off = VERIFY(every_ms)},
+	{.sect = LK_SECT_VERIFY,
+	 .name = "schedule",
+	 .type = LK_KT_STRING,
+	 .built = true,
+	 .off = VERIFY(schedule),
+	 .expect = "a schedule string"},
+	{.sect = LK_SECT_VERIFY,
+	 .name = "repair",
+	 .type = LK_KT_BOOL,
+	 .built = true,
+	 .def = "false",
+	 .off = VERIFY(repair)},
 	{.sect = LK_SECT_BREAKER,
 	 .name = "failures",
 	 .type = LK_KT_INT,
@@ -507,7 +532,8 @@ const char *lk_config_sect_name(enum lk_ksect s)
 							 "jobs.NAME.source",
 							 "jobs.NAME.target",
 							 "jobs.NAME.retry",
-							 "databases.NAME.breaker"};
+							 "databases.NAME.breaker",
+							 "jobs.NAME.verify"};
 
 	return (unsigned)s < LK_SECT_COUNT ? names[s] : "?";
 }

@@ -151,9 +151,9 @@ static int check_not_self(struct lk_cfgctx *c, const struct lk_job *j, const str
 /* The keys that belong to other kinds are refused, so a typo'd kind is not silently ignored. */
 static int check_kind_keys(struct lk_cfgctx *c, const struct lk_job *j, const struct lk_ynode *job)
 {
-	static const char *const sync_only[] = {"source",	    "target",	  "mode",
-						"cursor",	    "lookback",	  "batch",
-						"snapshot_deletes", "resnapshot", "schema_changes"};
+	static const char *const sync_only[] = {
+		"source", "target",	      "mode",	    "cursor",	      "lookback",
+		"batch",  "snapshot_deletes", "resnapshot", "schema_changes", "verify"};
 	static const char *const sql_only[] = {"db", "sql"};
 	static const char *const exec_only[] = {"command", "memory_max"};
 	static const char *const kinds[] = {"sync", "sql", "exec"};
@@ -227,6 +227,31 @@ static int validate_sync(struct lk_cfgctx *c, struct lk_job *j, const struct lk_
 	return 0;
 }
 
+/* jobs.NAME.verify: exactly one of every and schedule (check_kind_keys: sync jobs only). */
+static int check_verify(struct lk_cfgctx *c, struct lk_job *j, const struct lk_ynode *job)
+{
+	const struct lk_ynode *v = lk_ymap_get(job, "verify");
+
+	if (!v || v->type == LK_Y_NULL)
+		return 0;
+	j->verify.line = v->line;
+	j->verify.col = v->col;
+	if (j->verify.every_ms > 0 && j->verify.schedule)
+		return lk_cfg_fail(c, lk_ymap_get(v, "schedule"),
+				   "expected either verify.every or verify.schedule, found both");
+	if (j->verify.every_ms == 0 && !j->verify.schedule)
+		return lk_cfg_fail(c, v,
+				   "expected verify.every (e.g. every: 10m) or verify.schedule "
+				   "(a cron expression), found neither");
+	if (j->verify.schedule) {
+		const struct lk_ynode *s = lk_ymap_get(v, "schedule");
+
+		j->verify.line = s->line;
+		j->verify.col = s->col;
+	}
+	return 0;
+}
+
 static int validate_job(struct lk_cfgctx *c, struct lk_job *j, const struct lk_ynode *job,
 			const struct lk_ynode *owner)
 {
@@ -238,7 +263,7 @@ static int validate_job(struct lk_cfgctx *c, struct lk_job *j, const struct lk_y
 		j->schedule_line = sched->line;
 		j->schedule_col = sched->col;
 	}
-	if (check_kind_keys(c, j, job) < 0)
+	if (check_kind_keys(c, j, job) < 0 || check_verify(c, j, job) < 0)
 		return -1;
 	if (j->kind == LK_JOB_SYNC && validate_sync(c, j, job, owner) < 0)
 		return -1;

@@ -300,6 +300,10 @@ int lk_sched_check_config(const struct lk_config *cfg, struct lk_err *err)
 			return lk_err_set(err, LK_ERR_CONFIG, "%s:%d:%d: job '%s': schedule: %s",
 					  cfg->path, j->schedule_line, j->schedule_col, j->name,
 					  e.msg);
+		if (j->verify.schedule && lk_cron_parse(j->verify.schedule, &cron, &e) < 0)
+			return lk_err_set(err, LK_ERR_CONFIG,
+					  "%s:%d:%d: job '%s': verify.schedule: %s", cfg->path,
+					  j->verify.line, j->verify.col, j->name, e.msg);
 		if (j->timezone && !(tz = lk_tz_load(j->timezone, &e)))
 			return lk_err_set(err, LK_ERR_CONFIG, "%s:%d:%d: job '%s': timezone: %s",
 					  cfg->path, j->line, j->col, j->name, e.msg);

@@ -133,14 +133,18 @@ int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_er
 	p[8] = rp.p[11];			     /* updated */
 	p[9] = rp.p[12];			     /* finished */
 	p[10] = rp.p[13];			     /* error */
-	/* Only a holder of the same or a newer epoch may update a run (DESIGN decision 5). */
+	/* Only a holder of the same or a newer epoch may update a run (DESIGN decision 5); a
+	 * verify pass writes nothing of the job's but through its fence, and is its own. */
 	lk_buf_addf(&sql,
 		    "UPDATE %sruns SET status = $2, stage = $3, progress = $4, rows_read = $5,"
 		    " rows_written = $6, rows_failed = $7, total_estimate = $8, updated_ms = $9,"
-		    " finished_ms = $10, error = $11 WHERE id = $1"
-		    " AND %lld >= (SELECT coalesce(max(l.epoch), 0) FROM %sleases l"
-		    " WHERE l.job = %sruns.job)",
-		    s->prefix, (long long)r->epoch, s->prefix, s->prefix);
+		    " finished_ms = $10, error = $11 WHERE id = $1",
+		    s->prefix);
+	if (!r->unfenced)
+		lk_buf_addf(&sql,
+			    " AND %lld >= (SELECT coalesce(max(l.epoch), 0) FROM %sleases l"
+			    " WHERE l.job = %sruns.job)",
+			    (long long)r->epoch, s->prefix, s->prefix);
 	rc = lk_store_exec(s, sql.buf, 11, p, NULL, err);
 	lk_buf_release(&sql);
 	lk_store_run_observe(s, r); /* the live view follows the run even if the write failed */
@@ -179,7 +183,9 @@ int lk_store_runs_interrupt_stale(struct lk_store *s, const char *job, const cha
 	lk_buf_addf(&sql,
 		    "UPDATE %sruns SET status = 'interrupted', finished_ms = $1, updated_ms = $1,"
 		    " error = coalesce(error, 'the process running it stopped before it finished')"
-		    " WHERE status IN ('running', 'queued') AND ($2 = '' OR job = $2) AND id <> $3",
+		    " WHERE status IN ('running', 'queued') AND id <> $3"
+		    /* a job's start leaves its verify passes alone: they run beside it */
+		    " AND ($2 = '' OR (job = $2 AND type NOT IN ('verify', 'repair')))",
 		    s->prefix);
 	rc = lk_store_exec(s, sql.buf, 3, p, NULL, err);
 	lk_buf_release(&sql);

@@ -48,6 +48,7 @@ struct lk_run {
 	int64_t rows_read, rows_written, rows_failed, total_estimate;
 	int64_t started_ms, finished_ms; /* finished_ms 0 while running */
 	int64_t epoch;
+	bool unfenced;	   /* update whatever the job's epoch (verify and repair runs) */
 	const char *error; /* NULL when none */
 	/* real-time: the replication lag (for observers only; not stored) */
 	bool has_lag;

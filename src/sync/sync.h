@@ -98,24 +98,55 @@ struct lk_verify_diff {
 };
 
 struct lk_verify_result {
-	bool equal;
+	bool equal; /* no difference left (after the repair, when asked for) */
 	int64_t source_rows, target_rows;
 	int64_t chunks, chunks_differing;
-	int64_t differences; /* total found; at most LK_VERIFY_MAX_DIFFS are listed */
+	int64_t differences; /* found (each still there after the job applied past its read);
+			      * at most LK_VERIFY_MAX_DIFFS are listed */
 	int64_t missing;     /* of which: source keys absent from the target */
+	int64_t repaired;    /* keys written, deleted or queued for the job's applier */
+	int64_t remaining;   /* differences still there after the repair */
+	bool unsettled;	     /* the job did not apply past a read in time (see settle_ms) */
 	struct lk_verify_diff diffs[LK_VERIFY_MAX_DIFFS];
 	int ndiffs;
 	int64_t elapsed_ms;
+	char run_id[37]; /* the recorded run, "" when none */
+};
+
+/* How one verify pass runs (docs/verify.md). */
+struct lk_verify_opts {
+	bool repair; /* apply every difference through the job's fenced path */
+	/*
+	 * A key that differs is checked again once the job has applied past the moment it was
+	 * read (real-time: the target's position passed the source's changelog head; poll and
+	 * snapshot: a run of the job began after it), waiting at most this long; 0: checked
+	 * again at once. Up to three rounds: only a difference that survives them is one.
+	 */
+	int64_t settle_ms;
+	/* the state store: needed to repair (the job lock), to settle poll and snapshot jobs
+	 * (their runs) and to record the pass; NULL: none of these */
+	struct lk_store *store;
+	const char *record; /* record the pass as a run of this type ("verify", "repair") */
+	const char *run_id; /* its id (NULL: a new one) */
+	bool catch_up;	    /* real-time repair: when no one holds the job, run its catch-up */
+	/* poll/snapshot repair: while the job's lock is held elsewhere, wait up to this long
+	 * for it instead of failing with LK_ERR_BUSY (0: fail at once) */
+	int64_t lock_wait_ms;
 };
 
 /*
  * Compares source (rows matching `where`) and target over the job's columns: counts,
- * chunk checksums over the canonical encoding (docs/types.md), then the differing keys.
- * Chunk boundaries come from the source; the target is read by explicit key lists.
+ * chunk checksums over the canonical encoding (docs/types.md), then the differing keys,
+ * settled (vo->settle_ms) and repaired when asked. Chunk boundaries come from the source;
+ * the target is read by explicit key lists. Rows `deletes: ignore` keeps are no
+ * difference. Repair: real-time jobs get the keys queued in the source's changelog for
+ * their applier; snapshot and poll jobs take the job lock (LK_ERR_BUSY when another
+ * process holds it) and apply the keys' current source rows in fenced batches that keep
+ * the target's position. vo may be NULL (compare only, nothing recorded).
  */
 int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
-		  const struct lk_sync_opts *opts, struct lk_verify_result *res,
-		  struct lk_err *err);
+		  const struct lk_sync_opts *opts, const struct lk_verify_opts *vo,
+		  struct lk_verify_result *res, struct lk_err *err);
 void lk_verify_result_release(struct lk_verify_result *res);
 
 /* What check-config learns about one sync job without writing anything. */

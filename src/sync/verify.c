@@ -2,53 +2,42 @@
  * verify.c - compare source and target without trusting the sync path: source
  * pages in key order, the target fetched by the same explicit keys, every value
  * hashed in its canonical encoding; then the target's keys checked against the
- * source to find extras.
+ * source to find extras. The keys that differ go to verify_fix.c, which checks them
+ * again once the job has applied past them and repairs them when asked.
  */
-#include "sync_int.h"
+#include "verify_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
 #define LK_LOG_COMPONENT "verify"
-#include "core/buf.h"
 #include "core/log.h"
 #include "core/units.h"
-#include "keyset.h"
+#include "core/uuid7.h"
 
-struct verify_state {
-	struct lk_job_ctx *ctx;
-	struct lk_verify_result *res;
-	int *all;      /* 0..ncols-1 */
-	bool raw_json; /* both sides on one engine: JSON compared as stored text */
-	struct lk_buf tmp;
-	struct lk_keyset ks;
-	const char *live; /* deletes: soft:COL -> "COL IS NULL": soft-deleted rows are absent */
-};
-
-static uint64_t row_hash(struct verify_state *vs, const struct lk_value *row)
+uint64_t lk_verify_row_hash(struct verify_state *vs, const struct lk_value *row)
 {
 	lk_buf_reset(&vs->tmp);
 	lk_row_canon(&vs->tmp, row, vs->ctx->types, vs->all, vs->ctx->ncols, vs->raw_json);
 	return XXH3_64bits(vs->tmp.buf, vs->tmp.len);
 }
 
-static void add_diff(struct verify_state *vs, enum lk_diff_kind kind, const struct lk_value *row,
-		     const int *key)
+/* Holds the key of row (whose key columns are at `key`) for the settle; settles a full set. */
+static int pend_key(struct verify_state *vs, const struct lk_value *row, const int *key,
+		    enum lk_diff_kind kind, struct lk_err *err)
 {
-	struct lk_verify_result *res = vs->res;
-	struct lk_buf b = LK_BUF_INIT;
+	struct lk_job_ctx *ctx = vs->ctx;
+	int r = vs->pend.nrows;
 
-	res->differences++;
-	res->equal = false;
-	if (kind == LK_DIFF_MISSING)
-		res->missing++;
-	if (res->ndiffs == LK_VERIFY_MAX_DIFFS)
-		return;
-	lk_pos_add_values(&b, row, vs->ctx->types, key, vs->ctx->nkey);
-	res->diffs[res->ndiffs].kind = kind;
-	res->diffs[res->ndiffs].key_json = lk_buf_detach(&b, NULL);
-	res->ndiffs++;
+	lk_rows_add(&vs->pend);
+	for (int k = 0; k < ctx->nkey; k++) {
+		if (!row[key[k]].null)
+			lk_rows_set(&vs->pend, r, ctx->key[k], row[key[k]].p, row[key[k]].len);
+	}
+	lk_rows_set(&vs->pend, r, ctx->ncols, &lk_verify_kind_letter[kind], 1);
+	return vs->pend.nrows >= LK_VERIFY_PEND_MAX ? lk_verify_settle(vs, err) : 0;
 }
 
 /* Compares one source page with the target rows of the same keys. */
@@ -80,7 +69,7 @@ static int compare_page(struct verify_state *vs, const struct lk_rows *page, str
 	rc = ctx->dst.ops->fetch(ctx->dst.conn, &tspec, &keys, &trows, err);
 	lk_keyset_reset(&vs->ks);
 	for (int r = 0; rc == 0 && r < trows.nrows; r++) {
-		uint64_t h = row_hash(vs, LK_ROW(&trows, r));
+		uint64_t h = lk_verify_row_hash(vs, LK_ROW(&trows, r));
 
 		ht ^= h;
 		lk_buf_reset(&vs->tmp);
@@ -88,22 +77,23 @@ static int compare_page(struct verify_state *vs, const struct lk_rows *page, str
 		lk_keyset_add(&vs->ks, vs->tmp.buf, vs->tmp.len, h);
 	}
 	for (int r = 0; rc == 0 && r < page->nrows; r++)
-		hs ^= row_hash(vs, LK_ROW(page, r));
+		hs ^= lk_verify_row_hash(vs, LK_ROW(page, r));
 	vs->res->chunks++;
 	if (rc == 0 && (hs != ht || trows.nrows != page->nrows)) {
 		vs->res->chunks_differing++;
-		for (int r = 0; r < page->nrows; r++) {
+		for (int r = 0; rc == 0 && r < page->nrows; r++) {
 			const struct lk_value *row = LK_ROW(page, r);
-			uint64_t h = row_hash(vs, row);
+			uint64_t h = lk_verify_row_hash(vs, row);
 			struct lk_keyset_item *it;
 
 			lk_buf_reset(&vs->tmp);
 			lk_key_canon(&vs->tmp, row, ctx->types, ctx->key, ctx->nkey);
 			it = lk_keyset_find(&vs->ks, vs->tmp.buf);
 			if (!it)
-				add_diff(vs, LK_DIFF_MISSING, row, ctx->key);
-			else if (it->payload != h)
-				add_diff(vs, LK_DIFF_CHANGED, row, ctx->key);
+				vs->pass_missing++;
+			if (!it || it->payload != h)
+				rc = pend_key(vs, row, ctx->key,
+					      it ? LK_DIFF_CHANGED : LK_DIFF_MISSING, err);
 		}
 	}
 	lk_rows_release(&keys);
@@ -130,7 +120,7 @@ static int pass_source(struct verify_state *vs, struct lk_err *err)
 	lk_rows_init(&page, ctx->ncols);
 	while (rc == 0) {
 		lk_rows_reset(&page);
-		n = ctx->src.ops->scan_next(scan, &page, 1000, err);
+		n = ctx->src.ops->scan_next(scan, &page, lk_sync_batch(ctx->job), err);
 		if (n <= 0) {
 			rc = n;
 			break;
@@ -178,7 +168,7 @@ static int pass_target(struct verify_state *vs, struct lk_err *err)
 	while (scan && rc == 0) {
 		lk_rows_reset(&page);
 		lk_rows_reset(&found);
-		n = ctx->dst.ops->scan_next(scan, &page, 1000, err);
+		n = ctx->dst.ops->scan_next(scan, &page, lk_sync_batch(ctx->job), err);
 		if (n <= 0) {
 			rc = n;
 			break;
@@ -195,7 +185,7 @@ static int pass_target(struct verify_state *vs, struct lk_err *err)
 			lk_buf_reset(&vs->tmp);
 			lk_key_canon(&vs->tmp, LK_ROW(&page, r), kt, ko, nk);
 			if (!lk_keyset_find(&vs->ks, vs->tmp.buf))
-				add_diff(vs, LK_DIFF_EXTRA, LK_ROW(&page, r), ko);
+				rc = pend_key(vs, LK_ROW(&page, r), ko, LK_DIFF_EXTRA, err);
 		}
 	}
 	if (!scan)
@@ -229,71 +219,150 @@ static int64_t count_target(struct lk_job_ctx *ctx, const char *live, struct lk_
 	return n;
 }
 
+/* Records the pass as a run (vo->record) when it starts (fin false) and ends. */
+static void record(struct verify_state *vs, bool fin, int rc, const struct lk_err *err)
+{
+	const struct lk_verify_opts *vo = vs->vo;
+	struct lk_verify_result *res = vs->res;
+	struct lk_err e2 = LK_ERR_INIT;
+	struct lk_run run = {0};
+
+	if (!vo || !vo->record || !vo->store)
+		return;
+	if (!fin)
+		(void)snprintf(res->run_id, sizeof(res->run_id), "%s",
+			       vo->run_id ? vo->run_id : "");
+	if (!res->run_id[0])
+		lk_uuid7(res->run_id);
+	memcpy(run.id, res->run_id, sizeof(run.id));
+	run.job = vs->ctx->job->name;
+	run.type = vo->record;
+	run.status = !fin ? "running" : rc == 0 ? "succeeded" : "failed";
+	run.stage = vo->record;
+	run.progress = fin ? 100 : -1;
+	run.rows_read = res->source_rows;
+	run.rows_written = res->repaired;
+	run.rows_failed = vo->repair ? res->remaining : res->differences;
+	run.total_estimate = -1;
+	run.epoch = vs->ctx->epoch;
+	run.unfenced = true;
+	run.started_ms = vs->started_ms;
+	run.finished_ms = fin ? lk_wall_ms() : 0;
+	run.error = fin && rc < 0 ? err->msg : NULL;
+	if ((fin ? lk_store_run_update(vo->store, &run, &e2)
+		 : lk_store_run_insert(vo->store, &run, &e2)) < 0)
+		lk_log_warn_err(&e2, "job %s: cannot record the %s run", run.job, run.type);
+}
+
+/* The pass: source pages, then (unless deletes: ignore) the target's extra keys. */
+static int pass(struct verify_state *vs, struct lk_err *err)
+{
+	struct lk_verify_result *res = vs->res;
+	bool extras = vs->ctx->job->target.deletes != LK_DELETES_IGNORE;
+
+	if (pass_source(vs, err) < 0)
+		return -1;
+	/*
+	 * Every source key was found in the target: if the target holds exactly as many rows,
+	 * it can hold no other key, and the extras pass is skipped.
+	 */
+	if (extras && vs->pass_missing == 0) {
+		int64_t n = count_target(vs->ctx, vs->live, err);
+
+		if (n < 0)
+			return -1;
+		if (n == res->source_rows && res->chunks_differing == 0) {
+			res->target_rows = n;
+			extras = false;
+		}
+	}
+	if (extras && pass_target(vs, err) < 0)
+		return -1;
+	if (lk_verify_settle(vs, err) < 0)
+		return -1;
+	/* e.g. a duplicated source key: counts differ, no key does (only judged at rest) */
+	if (extras && res->source_rows != res->target_rows && res->differences == 0 &&
+	    (!vs->vo || vs->vo->settle_ms == 0))
+		res->differences = 1;
+	res->equal = (vs->vo && vs->vo->repair ? res->remaining : res->differences) == 0;
+	return 0;
+}
+
+static int verify_start(struct verify_state *vs, struct lk_buf *live, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = vs->ctx;
+
+	if (ctx->target_missing) {
+		char name[256];
+
+		lk_tref_format(&ctx->job->target.table, name, sizeof(name));
+		return lk_err_set(
+			err, LK_ERR_SCHEMA,
+			"target table %s does not exist yet: run 'lockstep sync %s' first", name,
+			ctx->job->name);
+	}
+	vs->raw_json = ctx->src.ops == ctx->dst.ops;
+	vs->rt = ctx->job->mode == LK_MODE_REALTIME;
+	vs->all = lk_xcalloc((size_t)ctx->ncols, sizeof(int));
+	for (int i = 0; i < ctx->ncols; i++)
+		vs->all[i] = i;
+	lk_rows_set_ncols(&vs->pend, ctx->ncols + 1);
+	(void)snprintf(vs->ident, sizeof(vs->ident), "%s", ctx->job->name);
+	if (vs->vo && vs->vo->store &&
+	    lk_store_ident(vs->vo->store, ctx->job->name, vs->ident, err) < 0)
+		return -1;
+	if (ctx->w.soft_column) {
+		lk_quote_ident(live, ctx->w.soft_column);
+		lk_buf_adds(live, " IS NULL");
+		vs->live = live->buf;
+	}
+	ctx->prog.stage = "verify";
+	return 0;
+}
+
 int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
-		  const struct lk_sync_opts *opts, struct lk_verify_result *res, struct lk_err *err)
+		  const struct lk_sync_opts *opts, const struct lk_verify_opts *vo,
+		  struct lk_verify_result *res, struct lk_err *err)
 {
 	struct lk_job_ctx ctx;
 	struct verify_state vs;
 	struct lk_buf live = LK_BUF_INIT;
+	bool write = vo && vo->repair && job->mode != LK_MODE_REALTIME;
 	int rc = -1;
 
 	memset(res, 0, sizeof(*res));
 	memset(&vs, 0, sizeof(vs));
-	res->equal = true;
-	if (lk_job_prepare(&ctx, cfg, job, opts, false, err) < 0)
-		goto out;
-	if (ctx.target_missing) {
-		char name[256];
-
-		lk_tref_format(&job->target.table, name, sizeof(name));
-		lk_err_set(err, LK_ERR_SCHEMA,
-			   "target table %s does not exist yet: run 'lockstep sync %s' first", name,
-			   job->name);
-		goto out;
-	}
 	vs.ctx = &ctx;
-	vs.raw_json = ctx.src.ops == ctx.dst.ops;
+	vs.vo = vo;
 	vs.res = res;
-	vs.all = lk_xcalloc((size_t)ctx.ncols, sizeof(int));
-	for (int i = 0; i < ctx.ncols; i++)
-		vs.all[i] = i;
+	vs.started_ms = lk_wall_ms();
 	lk_buf_init(&vs.tmp);
 	lk_keyset_init(&vs.ks);
-	if (ctx.w.soft_column) {
-		lk_quote_ident(&live, ctx.w.soft_column);
-		lk_buf_adds(&live, " IS NULL");
-		vs.live = live.buf;
-	}
-	ctx.prog.stage = "verify";
-	if (pass_source(&vs, err) < 0)
+	lk_keyset_init(&vs.ks2);
+	lk_rows_init(&vs.pend, 1);
+	if (lk_job_prepare(&ctx, cfg, job, opts, write, err) < 0 ||
+	    (write && !ctx.target_missing && lk_job_check_target(&ctx, false, err) < 0)) {
+		ctx.job = job; /* for the record */
+		record(&vs, false, 0, NULL);
+		record(&vs, true, -1, err);
 		goto out;
-	/*
-	 * Every source key was found in the target (no "missing"): if the target holds
-	 * exactly as many rows, it can hold no other key, and the extras pass is skipped.
-	 */
-	if (res->missing == 0) {
-		int64_t n = count_target(&ctx, vs.live, err);
-
-		if (n < 0)
-			goto out;
-		if (n == res->source_rows && res->chunks_differing == 0) {
-			res->target_rows = n;
-			res->elapsed_ms = lk_mono_ms() - ctx.start_mono_ms;
-			rc = 0;
-			goto out;
-		}
 	}
-	if (pass_target(&vs, err) < 0)
-		goto out;
-	if (res->chunks_differing > 0 || res->source_rows != res->target_rows)
-		res->equal = false; /* e.g. a duplicated source key: counts differ, no key does */
+	record(&vs, false, 0, NULL);
+	if (verify_start(&vs, &live, err) == 0 && pass(&vs, err) == 0)
+		rc = 0;
 	res->elapsed_ms = lk_mono_ms() - ctx.start_mono_ms;
-	rc = 0;
+	record(&vs, true, rc, err);
 out:
+	if (ctx.store)
+		lk_dl_release(&ctx);
+	if (vs.lock)
+		lk_store_job_unlock(vs.lock);
 	lk_buf_release(&live);
 	free(vs.all);
 	lk_buf_release(&vs.tmp);
 	lk_keyset_release(&vs.ks);
+	lk_keyset_release(&vs.ks2);
+	lk_rows_release(&vs.pend);
 	lk_job_release(&ctx);
 	return rc;
 }

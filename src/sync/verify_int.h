@@ -1,0 +1,52 @@
+/*
+ * verify_int.h - what verify.c (the pass: chunks compared in key order) and verify_fix.c
+ * (the keys that differ: checked again once the job applied past them, then repaired)
+ * share. One pass belongs to the thread that runs it.
+ */
+#ifndef LK_VERIFY_INT_H
+#define LK_VERIFY_INT_H
+
+#include "budget.h"
+#include "core/buf.h"
+#include "keyset.h"
+#include "sync_int.h"
+
+/* Differing keys held before they are settled: at most this many at once. */
+#define LK_VERIFY_PEND_MAX 20000
+
+struct verify_state {
+	struct lk_job_ctx *ctx;
+	const struct lk_verify_opts *vo;
+	struct lk_verify_result *res;
+	int *all;      /* 0..ncols-1 */
+	bool raw_json; /* both sides on one engine: JSON compared as stored text */
+	bool rt;       /* a real-time job: repairs go through its changelog */
+	struct lk_buf tmp;
+	struct lk_keyset ks, ks2;
+	const char *live; /* deletes: soft:COL -> "COL IS NULL": soft-deleted rows are absent */
+	/* keys (rows as wide as the job's columns, the key at its places, then a column with
+	 * the kind: 'm' missing, 'x' extra, 'c' changed) that differed when read and wait to be
+	 * checked again */
+	struct lk_rows pend;
+	int64_t pass_missing; /* source keys the pass did not find in the target */
+	bool told_unsettled;
+	int64_t started_ms;	  /* wall clock */
+	struct lk_job_lock *lock; /* poll/snapshot repair: held while it writes */
+	int64_t relid; /* real-time: the table's id in change capture (0: not looked up) */
+	char ident[LK_IDENT_MAX]; /* the job's position key in the target */
+};
+
+/* The kind letters of pending rows, by enum lk_diff_kind. */
+extern const char lk_verify_kind_letter[3];
+
+/* The canonical hash of a row over every synced column. */
+uint64_t lk_verify_row_hash(struct verify_state *vs, const struct lk_value *row);
+
+/*
+ * The pending keys: checked again once the job applied past them (vo->settle_ms), the
+ * ones that still differ counted (and listed) in vs->res, and repaired when asked.
+ * Empties vs->pend.
+ */
+int lk_verify_settle(struct verify_state *vs, struct lk_err *err);
+
+#endif
