@@ -67,6 +67,14 @@ enum lk_api_trigger {
 enum lk_api_trigger lk_api_trigger(struct lk_daemon *d, const char *job, bool full, char id[37],
 				   const char **why);
 
+/*
+ * POST /api/verify: a verify pass of job now, repairing when repair (docs/verify.md), on
+ * the verify thread beside the job's own runs. QUEUED with its run id; COALESCED when one
+ * is asked for already (repair then joins it); NOT_HERE when another instance holds it.
+ */
+enum lk_api_trigger lk_api_verify(struct lk_daemon *d, const char *job, bool repair, char id[37],
+				  const char **why);
+
 enum lk_api_cancel {
 	LK_API_CANCELLING, /* 202: it stops at its next checkpoint (or never starts) */
 	LK_API_FINISHED,   /* 409: it has already finished */

@@ -76,7 +76,7 @@ static bool was_interrupted(struct lk_store *store, const char *job)
 
 	lk_rows_init(&rows, 1);
 	/* Skipped fires are recorded too: the newest run that really ran decides. */
-	if (lk_store_runs(store, job, 50, &rows, &err) == 0) {
+	if (lk_store_runs_of(store, job, LK_RUNS_OWN, 50, &rows, &err) == 0) {
 		for (int i = 0; i < rows.nrows; i++) {
 			const char *st = LK_ROW(&rows, i)[LK_RUNCOL_STATUS].p;
 
@@ -165,6 +165,7 @@ static void slot_free(struct lk_slot *s)
 {
 	(void)__atomic_sub_fetch(&s->gen->users, 1, __ATOMIC_ACQ_REL);
 	lk_tz_free(s->tz);
+	lk_tz_free(s->vtz);
 	free(s->fp);
 	free(s);
 }
@@ -234,7 +235,7 @@ static void collect(struct lk_daemon *d)
 	for (int i = 0; i < d->nslots; i++) {
 		struct lk_slot *s = d->slots[i];
 
-		if (s->gone && !s->busy) {
+		if (s->gone && !s->busy && !s->vbusy) {
 			if (s->thread_started)
 				(void)pthread_join(s->thread, NULL);
 			slot_free(s);
@@ -438,7 +439,9 @@ static void tick(struct lk_daemon *d, struct lk_store *store)
 		struct lk_sched_act acts[4];
 		int n;
 
-		if (s->realtime || s->gone || s->held || !lk_daemon_may_run(d, s->job->name))
+		/* vhold: a repair of the job writes; a fire waits for it (seconds) */
+		if (s->realtime || s->gone || s->held || s->vhold ||
+		    !lk_daemon_may_run(d, s->job->name))
 			continue;
 		n = d->closing ? 0 : lk_sched_tick(&s->e, 1, now, acts, 4);
 		for (int k = 0; k < n; k++) {
@@ -672,6 +675,7 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 		slot_add(&d, s, store);
 	}
 	set_ready(&d);
+	(void)lk_daemon_verify_start(&d);
 	lk_log_info("lockstep running: %d real-time job%s, %d scheduled or triggered job%s, %d "
 		    "workers (restart %lld)",
 		    nrt, nrt == 1 ? "" : "s", nsched, nsched == 1 ? "" : "s", MAX_WORKERS,
@@ -680,7 +684,9 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 	lk_daemon_heartbeat(&d, store, NULL);
 	(void)lk_sd_notifyf("READY=1\nSTATUS=running %d jobs", g->cfg->njobs);
 	loop(&d, store);
+	lk_flag_set(&d.verify_stop, true); /* a pass going stops at its next page */
 	clean = stop_all(&d, store);
+	lk_daemon_verify_stop(&d, clean);
 	/* leases are freed for a quick handover only when every job really stopped */
 	d.lease_release = clean;
 	lk_daemon_lease_stop(&d);

@@ -138,11 +138,38 @@ static struct lk_jobstat *jobstat(struct lk_daemon *d, const char *job)
 	return &d->jobstats[d->njobstats++];
 }
 
+void lk_daemon_verify_note(struct lk_daemon *d, const char *job, const struct lk_verify_result *res,
+			   const char *error, bool repair)
+{
+	struct lk_jobstat *js;
+
+	pthread_mutex_lock(&d->live_mu);
+	js = jobstat(d, job);
+	js->v_has = true;
+	js->v_repair = repair;
+	js->v_failed = error != NULL;
+	js->v_at_ms = lk_wall_ms();
+	if (!error) { /* a failed pass leaves what the last one found */
+		js->v_rows = res->source_rows;
+		js->v_diffs = res->differences;
+		js->v_left = repair ? res->remaining : res->differences;
+		js->v_secs = (double)res->elapsed_ms / 1000.0;
+	}
+	js->v_repaired_total += res->repaired;
+	(void)snprintf(js->v_run, sizeof(js->v_run), "%s", res->run_id);
+	pthread_mutex_unlock(&d->live_mu);
+}
+
 /* Counts what a run did since its last report (live_mu held). */
 static void account(struct lk_daemon *d, const struct lk_api_run *was, const struct lk_api_run *r)
 {
-	struct lk_jobstat *js = jobstat(d, r->job);
+	struct lk_jobstat *js;
 	bool was_final = was && lk_api_run_final(was);
+
+	/* verify passes have metrics of their own (lk_daemon_verify_note) */
+	if (strcmp(r->type, "verify") == 0 || strcmp(r->type, "repair") == 0)
+		return;
+	js = jobstat(d, r->job);
 
 	js->has_lag = r->has_lag && !lk_api_run_final(r);
 	js->lag_s = r->lag_s;
@@ -616,6 +643,21 @@ static json_t *holder_json(struct lk_daemon *d, const struct lk_slot *s, bool ru
 	return l && l->holder[0] ? json_string(l->holder) : json_null();
 }
 
+/* A job's verify settings and next pass, for /api/jobs (mu held). */
+static json_t *verify_conf_json(const struct lk_slot *s)
+{
+	const struct lk_verify_conf *v = &s->job->verify;
+	json_t *o = json_pack("{s:b, s:o}", "repair", v->repair, "nextPass",
+			      time_or_null(s->verify_next_ms));
+
+	if (v->schedule)
+		(void)json_object_set_new(o, "schedule", json_string(v->schedule));
+	else
+		(void)json_object_set_new(o, "everySeconds",
+					  json_real((double)v->every_ms / 1000.0));
+	return o;
+}
+
 json_t *lk_api_jobs(struct lk_daemon *d)
 {
 	json_t *arr = json_array();
@@ -661,6 +703,9 @@ json_t *lk_api_jobs(struct lk_daemon *d)
 			(void)json_object_set_new(json_array_get(arr, json_array_size(arr) - 1),
 						  "runOn", on);
 		}
+		if (job->verify.line)
+			(void)json_object_set_new(json_array_get(arr, json_array_size(arr) - 1),
+						  "verify", verify_conf_json(s));
 		if (d->cluster) {
 			const struct lk_lease *l = lk_daemon_lease(d, job->name);
 
@@ -678,7 +723,21 @@ json_t *lk_api_jobs(struct lk_daemon *d)
 		const char *name = json_string_value(json_object_get(j, "name"));
 		struct lk_api_run r;
 
-		if (!api_store(d, &err) || lk_store_runs(d->api_store, name, 1, &rows, &err) < 0) {
+		if (!api_store(d, &err) ||
+		    lk_store_runs_of(d->api_store, name, LK_RUNS_VERIFY, 1, &rows, &err) < 0) {
+			api_store_failed(d);
+			break;
+		}
+		if (rows.nrows > 0) { /* the last verify pass (docs/verify.md) */
+			json_t *v = json_object_get(j, "verify");
+
+			run_from_row(LK_ROW(&rows, 0), &r);
+			if (!json_is_object(v))
+				(void)json_object_set_new(j, "verify", v = json_object());
+			(void)json_object_set_new(v, "lastPass", lk_api_run_json(&r));
+		}
+		lk_rows_reset(&rows);
+		if (lk_store_runs_of(d->api_store, name, LK_RUNS_OWN, 1, &rows, &err) < 0) {
 			api_store_failed(d);
 			break;
 		}
@@ -688,6 +747,7 @@ json_t *lk_api_jobs(struct lk_daemon *d)
 		(void)json_object_set_new(j, "lastRun", lk_api_run_json(&r));
 		if (!json_object_get(j, "epoch") && json_is_true(json_object_get(j, "running")))
 			(void)json_object_set_new(j, "epoch", json_integer(r.epoch));
+		lk_rows_reset(&rows);
 	}
 	pthread_mutex_unlock(&d->api_mu);
 	lk_rows_release(&rows);
@@ -810,12 +870,53 @@ static int schema_check(struct lk_daemon *d, json_t *checks)
 	return nblocked;
 }
 
+/* Jobs whose last verify pass left differences (docs/verify.md): a warning naming the
+ * first; returns how many. */
+static int verify_check(struct lk_daemon *d, json_t *checks)
+{
+	char first[128] = "", run[37] = "", detail[512];
+	int64_t left = 0;
+	int n = 0, passes = 0;
+
+	pthread_mutex_lock(&d->live_mu);
+	for (int i = 0; i < d->njobstats; i++) {
+		const struct lk_jobstat *js = &d->jobstats[i];
+
+		passes += js->v_has;
+		if (!js->v_has || js->v_left == 0)
+			continue;
+		if (n++ == 0) {
+			(void)snprintf(first, sizeof(first), "%s", js->job);
+			(void)snprintf(run, sizeof(run), "%s", js->v_run);
+			left = js->v_left;
+		}
+	}
+	pthread_mutex_unlock(&d->live_mu);
+	if (n && !current_job(d, first))
+		n = 0; /* a job removed since */
+	if (n == 0) {
+		(void)snprintf(detail, sizeof(detail),
+			       passes ? "no job's last verify pass left a difference"
+				      : "no verify pass has run since the start");
+		check(checks, "verify", "ok", detail, NULL);
+		return 0;
+	}
+	(void)snprintf(detail, sizeof(detail),
+		       "%d job%s left different by the last verify pass; job %s: %lld differences "
+		       "(run %s)",
+		       n, n == 1 ? "" : "s", first, (long long)left, run);
+	check(checks, "verify", "warn", detail,
+	      "the target differs from the source: `lockstep verify JOB --repair` (or "
+	      "verify.repair: true) repairs it; docs/verify.md says what a difference means");
+	return n;
+}
+
 json_t *lk_api_health(struct lk_daemon *d, int *code)
 {
 	json_t *checks = json_array(), *breakers = json_array(), *leases = json_array();
 	struct lk_breaker_info info[32];
 	int nb = lk_breaker_list(info, 32), open = 0, failing = 0, outages = 0, unplaced = 0;
-	int blocked;
+	int blocked, drifted;
 	const char *status = "HEALTHY";
 	char detail[512];
 	int64_t now = lk_mono_ms(), store_age;
@@ -900,8 +1001,9 @@ json_t *lk_api_health(struct lk_daemon *d, int *code)
 				 : NULL);
 	resnap_check(checks);
 	blocked = schema_check(d, checks);
+	drifted = verify_check(d, checks);
 	if (strcmp(status, "HEALTHY") == 0 &&
-	    (degraded || open || failing || outages || unplaced || blocked))
+	    (degraded || open || failing || outages || unplaced || blocked || drifted))
 		status = "DEGRADED";
 	*code = strcmp(status, "UNHEALTHY") == 0 ? 503 : 200;
 	return json_pack(
@@ -1274,6 +1376,40 @@ static void process_metrics(struct lk_buf *b, int64_t rss, int64_t start_wall_ms
 	lk_buf_addf(b, "process_start_time_seconds %.3f\n", (double)start_wall_ms / 1000.0);
 }
 
+/* The last verify pass of each job (docs/verify.md); the label is job_name (Prometheus
+ * keeps `job` for the scrape target). */
+static void verify_metrics(struct lk_buf *b, const struct lk_jobstat *js, int n)
+{
+	help(b, "lockstep_verify_differences", "gauge",
+	     "Differences between source and target that the job's last verify pass found.");
+	for (int i = 0; i < n; i++) {
+		if (!js[i].v_has)
+			continue;
+		lk_buf_adds(b, "lockstep_verify_differences{job_name=");
+		label(b, js[i].job);
+		lk_buf_addf(b, "} %lld\n", (long long)js[i].v_diffs);
+	}
+	help(b, "lockstep_verify_last_pass_timestamp_seconds", "gauge",
+	     "When the job's last verify pass ended (Unix time).");
+	for (int i = 0; i < n; i++) {
+		if (!js[i].v_has)
+			continue;
+		lk_buf_adds(b, "lockstep_verify_last_pass_timestamp_seconds{job_name=");
+		label(b, js[i].job);
+		lk_buf_addf(b, "} %.3f\n", (double)js[i].v_at_ms / 1000.0);
+	}
+	help(b, "lockstep_repaired_rows_total", "counter",
+	     "Rows verify passes repaired (written, deleted, or queued for a real-time job's "
+	     "applier).");
+	for (int i = 0; i < n; i++) {
+		if (!js[i].v_has)
+			continue;
+		lk_buf_adds(b, "lockstep_repaired_rows_total{job_name=");
+		label(b, js[i].job);
+		lk_buf_addf(b, "} %lld\n", (long long)js[i].v_repaired_total);
+	}
+}
+
 void lk_api_metrics(struct lk_daemon *d, struct lk_buf *b)
 {
 	struct lk_breaker_info info[32];
@@ -1311,6 +1447,7 @@ void lk_api_metrics(struct lk_daemon *d, struct lk_buf *b)
 		memcpy(js, d->jobstats, (size_t)n * sizeof(*js));
 	pthread_mutex_unlock(&d->live_mu);
 
+	verify_metrics(b, js, n);
 	help(b, "lockstep_rows_read_total", "counter", "Rows read from sources.");
 	for (int i = 0; i < n; i++)
 		per_job(b, "lockstep_rows_read_total", js[i].job, "%.0f", (double)js[i].rows_read);

@@ -16,6 +16,8 @@
 
 #include <pthread.h>
 
+struct lk_verify_result;
+
 /* One loaded config; freed once no slot uses it. */
 struct lk_gen {
 	struct lk_config *cfg;
@@ -65,6 +67,14 @@ struct lk_slot {
 	/* the job's lease deadline on CLOCK_BOOTTIME, by which an exec run's process group
 	 * must be dead; 0: none. Written by the lease thread (atomic), read by the run. */
 	int64_t lease_kill_boot_ms;
+	/* verify passes (daemon_verify.c; mu) */
+	int64_t verify_next_ms; /* wall clock of the next scheduled pass; 0: not placed yet */
+	bool vbusy;		/* a pass is going: the slot is not freed */
+	bool vhold;		/* a poll/snapshot job's repair writes: no run of it starts */
+	bool verify_now;	/* a pass asked for over HTTP */
+	bool verify_now_repair;
+	char verify_id[37];
+	struct lk_tz *vtz; /* verify.schedule's zone (the job's timezone), loaded when used */
 };
 
 /*
@@ -126,6 +136,10 @@ struct lk_daemon {
 	volatile bool lease_stop;
 	bool lease_release; /* at the stop: free the leases (every job stopped in time) */
 	int64_t takeovers, losses, fenced; /* atomics: /metrics */
+	/* verify passes (daemon_verify.c) */
+	pthread_t verify_thread;
+	bool verify_started;
+	volatile bool verify_stop;
 };
 
 /* The live view of runs (daemon_api.c): recent and going runs, by id. */
@@ -150,6 +164,11 @@ struct lk_jobstat {
 	bool has_lag; /* a real-time run is going and has measured its lag */
 	double lag_s;
 	int64_t lag_rows;
+	/* the last verify pass (docs/verify.md) */
+	bool v_has, v_repair, v_failed;
+	int64_t v_at_ms, v_rows, v_diffs, v_left, v_repaired_total;
+	double v_secs;
+	char v_run[37];
 };
 
 /* daemon_api.c */
@@ -191,6 +210,14 @@ void lk_daemon_pool_abandon(struct lk_daemon *d);
 /* Queues a run of slot s (mu held; s->busy already set). */
 void lk_daemon_enqueue(struct lk_daemon *d, struct lk_slot *s);
 int lk_daemon_realtime_start(struct lk_daemon *d, struct lk_slot *s);
+
+/* daemon_verify.c: the thread of scheduled verify passes (docs/verify.md) */
+int lk_daemon_verify_start(struct lk_daemon *d);
+/* Stops it: joined, or detached when the exit cannot wait. */
+void lk_daemon_verify_stop(struct lk_daemon *d, bool join);
+/* daemon_api.c: what a pass found, for /metrics, /api/jobs and /api/health (any thread). */
+void lk_daemon_verify_note(struct lk_daemon *d, const char *job, const struct lk_verify_result *res,
+			   const char *error, bool repair);
 
 /* daemon_health.c */
 int64_t lk_daemon_rss_bytes(void);

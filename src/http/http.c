@@ -261,6 +261,39 @@ static enum MHD_Result post_sync(struct lk_http *h, struct MHD_Connection *c,
 	}
 }
 
+/* POST /api/verify: a verify pass now (docs/verify.md); its run is GET /api/sync/status/ID. */
+static enum MHD_Result post_verify(struct lk_http *h, struct MHD_Connection *c,
+				   const struct lk_http_body *rq)
+{
+	struct lk_http_sync_req vr;
+	struct lk_http_bad bad;
+	const char *why = NULL;
+	char id[37], detail[256];
+	enum lk_api_trigger t;
+
+	if (lk_http_verify_req_parse(rq->buf.buf, rq->buf.len, &vr, &bad) < 0)
+		return send_bad(c, &bad);
+	t = lk_api_verify(h->d, vr.job, vr.full, id, &why);
+	(void)snprintf(detail, sizeof(detail), "%.200s", vr.job);
+	free(vr.job);
+	switch (t) {
+	case LK_API_QUEUED:
+	case LK_API_COALESCED:
+		return send_json(c, MHD_HTTP_ACCEPTED,
+				 json_pack("{s:s, s:s, s:b}", "id", id, "status", "queued",
+					   "coalesced", t == LK_API_COALESCED));
+	case LK_API_UNKNOWN_JOB:
+		return send_error(c, MHD_HTTP_NOT_FOUND, "unknown job", detail);
+	case LK_API_NOT_SUPPORTED:
+		return send_error(c, MHD_HTTP_CONFLICT, "not possible", why);
+	case LK_API_NOT_HERE:
+		return send_error(c, MHD_HTTP_CONFLICT, "held elsewhere", why);
+	default:
+		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down",
+				  "lockstep is stopping");
+	}
+}
+
 static enum MHD_Result get_status(struct lk_http *h, struct MHD_Connection *c, const char *id)
 {
 	struct lk_api_run r;
@@ -642,6 +675,8 @@ static enum MHD_Result route(struct lk_http *h, struct MHD_Connection *c, const 
 		return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "jobs", lk_api_jobs(h->d)));
 	case LK_HTTP_EP_SYNC:
 		return post_sync(h, c, rq);
+	case LK_HTTP_EP_VERIFY:
+		return post_verify(h, c, rq);
 	case LK_HTTP_EP_RUNS:
 		return get_runs(h, c);
 	case LK_HTTP_EP_ERRORS:

@@ -21,6 +21,7 @@ enum lk_http_ep {
 	LK_HTTP_EP_METRICS,	 /* GET /metrics */
 	LK_HTTP_EP_JOBS,	 /* GET /api/jobs */
 	LK_HTTP_EP_SYNC,	 /* POST /api/sync */
+	LK_HTTP_EP_VERIFY,	 /* POST /api/verify */
 	LK_HTTP_EP_RUNS,	 /* GET /api/runs */
 	LK_HTTP_EP_ERRORS,	 /* GET /api/errors */
 	LK_HTTP_EP_USAGE,	 /* GET /api/usage */
@@ -96,6 +97,13 @@ struct lk_http_sync_req {
  */
 int lk_http_sync_req_parse(const char *body, size_t len, struct lk_http_sync_req *out,
 			   struct lk_http_bad *bad);
+
+/*
+ * The body of POST /api/verify: {"job": NAME, "repair": BOOL (default false)}, nothing
+ * else. The job goes to out->job (heap), repair to out->full.
+ */
+int lk_http_verify_req_parse(const char *body, size_t len, struct lk_http_sync_req *out,
+			     struct lk_http_bad *bad);
 
 /*
  * The body of the POSTs that take no fields (cancel, replay, resolve): empty or a JSON

@@ -48,6 +48,7 @@ static const struct {
 	{"/metrics", LK_HTTP_EP_METRICS, false},
 	{"/api/jobs", LK_HTTP_EP_JOBS, false},
 	{"/api/sync", LK_HTTP_EP_SYNC, true},
+	{"/api/verify", LK_HTTP_EP_VERIFY, true},
 	{"/api/runs", LK_HTTP_EP_RUNS, false},
 	{"/api/errors", LK_HTTP_EP_ERRORS, false},
 	{"/api/usage", LK_HTTP_EP_USAGE, false},
@@ -237,6 +238,33 @@ int lk_http_sync_req_parse(const char *body, size_t len, struct lk_http_sync_req
 	} else {
 		out->job = lk_xstrdup(json_string_value(job));
 		out->full = type && strcmp(json_string_value(type), "full") == 0;
+		rc = 0;
+	}
+	json_decref(j);
+	return rc;
+}
+
+int lk_http_verify_req_parse(const char *body, size_t len, struct lk_http_sync_req *out,
+			     struct lk_http_bad *bad)
+{
+	static const char *const allowed[] = {"job", "repair", NULL};
+	json_t *j = body_object(body, len, false, allowed, bad);
+	json_t *job, *repair;
+	int rc = -1;
+
+	if (!j)
+		return -1;
+	job = json_object_get(j, "job");
+	repair = json_object_get(j, "repair");
+	if (!json_is_string(job) || json_string_length(job) == 0) {
+		(void)refuse(bad, MHD_HTTP_BAD_REQUEST, "bad request",
+			     "field 'job' must be a non-empty string");
+	} else if (repair && !json_is_boolean(repair)) {
+		(void)refuse(bad, MHD_HTTP_BAD_REQUEST, "bad request",
+			     "field 'repair' must be true or false");
+	} else {
+		out->job = lk_xstrdup(json_string_value(job));
+		out->full = json_is_true(repair);
 		rc = 0;
 	}
 	json_decref(j);

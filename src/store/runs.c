@@ -154,6 +154,14 @@ int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_er
 int lk_store_runs(struct lk_store *s, const char *job, int limit, struct lk_rows *out,
 		  struct lk_err *err)
 {
+	return lk_store_runs_of(s, job, LK_RUNS_ALL, limit, out, err);
+}
+
+int lk_store_runs_of(struct lk_store *s, const char *job, enum lk_runs_which which, int limit,
+		     struct lk_rows *out, struct lk_err *err)
+{
+	static const char *const filter[] = {"", " AND type NOT IN ('verify', 'repair')",
+					     " AND type IN ('verify', 'repair')"};
 	struct lk_buf sql = LK_BUF_INIT;
 	char lim[16];
 	const char *p[2] = {lim, job};
@@ -164,8 +172,8 @@ int lk_store_runs(struct lk_store *s, const char *job, int limit, struct lk_rows
 		&sql,
 		"SELECT id, job, type, status, stage, progress, rows_read, rows_written,"
 		" rows_failed, total_estimate, started_ms, updated_ms, finished_ms, error, epoch"
-		" FROM %sruns %s ORDER BY started_ms DESC, id DESC LIMIT $1",
-		s->prefix, job ? "WHERE job = $2" : "");
+		" FROM %sruns WHERE %s%s ORDER BY started_ms DESC, id DESC LIMIT $1",
+		s->prefix, job ? "job = $2" : "true", filter[which]);
 	rc = lk_store_exec(s, sql.buf, job ? 2 : 1, p, out, err);
 	lk_buf_release(&sql);
 	return rc;

@@ -72,6 +72,11 @@ int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_er
  */
 int lk_store_runs(struct lk_store *s, const char *job, int limit, struct lk_rows *out,
 		  struct lk_err *err);
+/* Which runs lk_store_runs_of lists: all, the job's own (not verify passes), or the
+ * verify and repair passes (docs/verify.md) alone. */
+enum lk_runs_which { LK_RUNS_ALL, LK_RUNS_OWN, LK_RUNS_VERIFY };
+int lk_store_runs_of(struct lk_store *s, const char *job, enum lk_runs_which which, int limit,
+		     struct lk_rows *out, struct lk_err *err);
 enum {
 	LK_RUNCOL_ID,
 	LK_RUNCOL_JOB,

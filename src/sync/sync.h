@@ -132,6 +132,10 @@ struct lk_verify_opts {
 	/* poll/snapshot repair: while the job's lock is held elsewhere, wait up to this long
 	 * for it instead of failing with LK_ERR_BUSY (0: fail at once) */
 	int64_t lock_wait_ms;
+	/* poll/snapshot repair, in a daemon: called with on before the job lock is taken (a
+	 * failure is LK_ERR_BUSY) and with !on once it is let go; NULL: none */
+	int (*hold)(void *arg, bool on);
+	void *hold_arg;
 };
 
 /*

@@ -119,6 +119,10 @@ static int pass_source(struct verify_state *vs, struct lk_err *err)
 		return -1;
 	lk_rows_init(&page, ctx->ncols);
 	while (rc == 0) {
+		if (ctx->opts && lk_flag(ctx->opts->stop)) {
+			rc = lk_err_set(err, LK_ERR_CANCELLED, "verify stopped");
+			break;
+		}
 		lk_rows_reset(&page);
 		n = ctx->src.ops->scan_next(scan, &page, lk_sync_batch(ctx->job), err);
 		if (n <= 0) {
@@ -166,6 +170,10 @@ static int pass_target(struct verify_state *vs, struct lk_err *err)
 	lk_rows_init(&found, nk);
 	scan = ctx->dst.ops->scan_open(ctx->dst.conn, &tspec, err);
 	while (scan && rc == 0) {
+		if (ctx->opts && lk_flag(ctx->opts->stop)) {
+			rc = lk_err_set(err, LK_ERR_CANCELLED, "verify stopped");
+			break;
+		}
 		lk_rows_reset(&page);
 		lk_rows_reset(&found);
 		n = ctx->dst.ops->scan_next(scan, &page, lk_sync_batch(ctx->job), err);
@@ -353,10 +361,7 @@ int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
 	res->elapsed_ms = lk_mono_ms() - ctx.start_mono_ms;
 	record(&vs, true, rc, err);
 out:
-	if (ctx.store)
-		lk_dl_release(&ctx);
-	if (vs.lock)
-		lk_store_job_unlock(vs.lock);
+	lk_verify_unlock(&vs);
 	lk_buf_release(&live);
 	free(vs.all);
 	lk_buf_release(&vs.tmp);

@@ -252,14 +252,11 @@ static int runs_passed(struct verify_state *vs, int64_t since_ms, bool *done, st
 
 	*done = false;
 	lk_rows_init(&runs, 1);
-	rc = lk_store_runs(vs->vo->store, vs->ctx->job->name, 10, &runs, err);
+	rc = lk_store_runs_of(vs->vo->store, vs->ctx->job->name, LK_RUNS_OWN, 10, &runs, err);
 	for (int r = 0; rc == 0 && r < runs.nrows; r++) {
 		const struct lk_value *v = LK_ROW(&runs, r);
 		int64_t started = 0;
 
-		if (strcmp(v[LK_RUNCOL_TYPE].p, "verify") == 0 ||
-		    strcmp(v[LK_RUNCOL_TYPE].p, "repair") == 0)
-			continue;
 		(void)lk_int64_parse(v[LK_RUNCOL_STARTED].p, &started);
 		if (started >= since_ms && strcmp(v[LK_RUNCOL_STATUS].p, "succeeded") == 0)
 			*done = true;
@@ -390,6 +387,13 @@ static int take_lock(struct verify_state *vs, struct lk_err *err)
 	int64_t deadline = lk_mono_ms() + vs->vo->lock_wait_ms;
 	volatile const bool *stop = vs->ctx->opts ? vs->ctx->opts->stop : NULL;
 
+	if (vs->vo->hold && !vs->held) {
+		if (vs->vo->hold(vs->vo->hold_arg, true) < 0)
+			return lk_err_set(err, LK_ERR_BUSY,
+					  "job %s kept running; its repair waits for the next pass",
+					  vs->ctx->job->name);
+		vs->held = true;
+	}
 	while (!vs->lock) {
 		vs->lock = lk_job_lock_and_seal(vs->ctx, vs->vo->store, false, err);
 		if (vs->lock)
@@ -510,6 +514,22 @@ static void count(struct verify_state *vs)
 	}
 }
 
+void lk_verify_unlock(struct verify_state *vs)
+{
+	if (vs->ctx->store) {
+		lk_dl_release(vs->ctx);
+		vs->ctx->store = NULL;
+	}
+	if (vs->lock) { /* the job's own runs go on between two sets of keys */
+		lk_store_job_unlock(vs->lock);
+		vs->lock = NULL;
+	}
+	if (vs->held) {
+		(void)vs->vo->hold(vs->vo->hold_arg, false);
+		vs->held = false;
+	}
+}
+
 int lk_verify_settle(struct verify_state *vs, struct lk_err *err)
 {
 	int rc = 0;
@@ -526,12 +546,7 @@ int lk_verify_settle(struct verify_state *vs, struct lk_err *err)
 		if (rc == 0)
 			vs->res->remaining += vs->pend.nrows;
 	}
-	if (vs->lock) { /* the job's own runs go on between two sets of keys */
-		lk_dl_release(vs->ctx);
-		vs->ctx->store = NULL;
-		lk_store_job_unlock(vs->lock);
-		vs->lock = NULL;
-	}
+	lk_verify_unlock(vs);
 	lk_rows_reset(&vs->pend);
 	return rc;
 }

@@ -32,6 +32,7 @@ struct verify_state {
 	bool told_unsettled;
 	int64_t started_ms;	  /* wall clock */
 	struct lk_job_lock *lock; /* poll/snapshot repair: held while it writes */
+	bool held;		  /* vo->hold was granted */
 	int64_t relid; /* real-time: the table's id in change capture (0: not looked up) */
 	char ident[LK_IDENT_MAX]; /* the job's position key in the target */
 };
@@ -48,5 +49,7 @@ uint64_t lk_verify_row_hash(struct verify_state *vs, const struct lk_value *row)
  * Empties vs->pend.
  */
 int lk_verify_settle(struct verify_state *vs, struct lk_err *err);
+/* Lets the job lock (and the daemon's hold on the job) go. */
+void lk_verify_unlock(struct verify_state *vs);
 
 #endif

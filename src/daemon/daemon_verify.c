@@ -1,0 +1,247 @@
+/*
+ * daemon_verify.c - scheduled verify passes (docs/verify.md): one thread that runs, one
+ * at a time, the pass of every job whose `verify` is due (or asked for over HTTP), on
+ * the instance that holds the job, beside the job's own runs. Each pass is a run of
+ * type `verify`; what it found feeds /metrics, /api/jobs and /api/health.
+ */
+#include "daemon_int.h"
+#include "sync/sync.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LK_LOG_COMPONENT "verify"
+#include "core/log.h"
+#include "core/units.h"
+#include "core/uuid7.h"
+
+/* A real-time job's stream gets this long to apply past the rows a pass read. */
+#define RT_SETTLE_MS 60000
+/* How often the thread looks for a due pass. */
+#define TICK_MS 200
+
+/* The wall-clock time of the slot's next pass after now (mu held). */
+static int64_t next_after(struct lk_slot *s, int64_t now)
+{
+	const struct lk_verify_conf *v = &s->job->verify;
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_cron cron;
+	int64_t next;
+
+	if (!v->schedule)
+		return now + v->every_ms;
+	if (s->job->timezone && !s->vtz && !(s->vtz = lk_tz_load(s->job->timezone, &err)))
+		lk_log_warn_err(&err, "job %s: verify.schedule read in UTC", s->job->name);
+	if (lk_cron_parse(v->schedule, &cron, &err) < 0) /* checked at load: not expected */
+		return now + 3600000;
+	next = lk_cron_next(&cron, s->vtz, now);
+	return next > 0 ? next : now + 3600000;
+}
+
+/* The slot whose pass is due now (mu held), marked busy with its pass; NULL when none. */
+static struct lk_slot *due(struct lk_daemon *d, bool *repair, char id[37])
+{
+	int64_t now = lk_wall_ms();
+
+	for (int i = 0; i < d->nslots; i++) {
+		struct lk_slot *s = d->slots[i];
+
+		if (s->gone || s->held || s->vbusy || d->closing ||
+		    (!s->job->verify.line && !s->verify_now) || !lk_daemon_may_run(d, s->job->name))
+			continue;
+		if (s->job->verify.line && s->verify_next_ms == 0)
+			s->verify_next_ms = next_after(s, now);
+		if (!s->verify_now && (s->verify_next_ms == 0 || now < s->verify_next_ms))
+			continue;
+		*repair = s->verify_now ? s->verify_now_repair : s->job->verify.repair;
+		memcpy(id, s->verify_id, 37);
+		s->verify_now = false;
+		s->verify_id[0] = '\0';
+		s->vbusy = true;
+		return s;
+	}
+	return NULL;
+}
+
+struct hold_arg {
+	struct lk_daemon *d;
+	struct lk_slot *s;
+};
+
+/*
+ * A poll or snapshot job's repair writes under the job's fence: no run of the job may go
+ * meanwhile (both act for this instance's lease, and the newer epoch would fence the
+ * other). Waits until the slot is idle and holds it (on), or lets it go (off).
+ */
+static int hold(void *arg, bool on)
+{
+	struct hold_arg *h = arg;
+	int64_t deadline = lk_mono_ms() + RT_SETTLE_MS;
+	int rc = 0;
+
+	pthread_mutex_lock(&h->d->mu);
+	if (!on) {
+		h->s->vhold = false;
+		pthread_cond_broadcast(&h->d->cond);
+		pthread_mutex_unlock(&h->d->mu);
+		return 0;
+	}
+	while (h->s->busy && !lk_flag(&h->d->verify_stop) && lk_mono_ms() < deadline) {
+		pthread_mutex_unlock(&h->d->mu);
+		lk_sleep_ms(100, &h->d->verify_stop);
+		pthread_mutex_lock(&h->d->mu);
+	}
+	if (h->s->busy || lk_flag(&h->d->verify_stop))
+		rc = -1;
+	else
+		h->s->vhold = true;
+	pthread_mutex_unlock(&h->d->mu);
+	return rc;
+}
+
+/* Logs a pass: differences always, a clean pass at debug level. */
+static void log_pass(const struct lk_job *job, const struct lk_verify_result *res, int rc,
+		     const struct lk_err *err, bool repair)
+{
+	if (rc < 0)
+		lk_log_warn("job %s: verify pass failed: %s", job->name, err->msg);
+	else if (res->differences == 0)
+		lk_log_debug("job %s: verify pass: %lld rows, no difference (%.1f s)", job->name,
+			     (long long)res->source_rows, (double)res->elapsed_ms / 1000.0);
+	else if (repair)
+		lk_log_warn("job %s: verify pass found %lld differences and repaired %lld; %lld "
+			    "left (run %s)",
+			    job->name, (long long)res->differences, (long long)res->repaired,
+			    (long long)res->remaining, res->run_id);
+	else
+		lk_log_warn("job %s: verify pass found %lld differences (run %s; `lockstep "
+			    "verify %s --repair` repairs them, or verify.repair: true)",
+			    job->name, (long long)res->differences, res->run_id, job->name);
+}
+
+static void pass(struct lk_daemon *d, struct lk_slot *s, bool repair, const char *id)
+{
+	const struct lk_job *job = s->job;
+	const struct lk_verify_conf *v = &job->verify;
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_store *store = lk_store_open(d->store_cfg, &err);
+	struct hold_arg ha = {d, s};
+	struct lk_sync_opts so = {.stop = &d->verify_stop};
+	struct lk_verify_opts vo = {.repair = repair, .record = "verify", .hold = hold};
+	struct lk_verify_result res;
+	int64_t interval = v->every_ms > 0 ? v->every_ms : 600000;
+	int rc = -1;
+
+	memset(&res, 0, sizeof(res));
+	lk_log_context(job->name, NULL);
+	if (store) {
+		lk_store_set_observer(store, lk_daemon_observe, d);
+		if (d->cluster)
+			lk_store_set_member(store, d->member);
+		vo.store = store;
+		vo.run_id = id[0] ? id : NULL;
+		vo.hold_arg = &ha;
+		/* poll and snapshot: their next run, within one verify interval (5 s..10 min) */
+		vo.settle_ms = job->mode == LK_MODE_REALTIME ? RT_SETTLE_MS
+			       : interval < 5000	     ? 5000
+			       : interval > 600000	     ? 600000
+							     : interval;
+		vo.lock_wait_ms = vo.settle_ms;
+		rc = lk_verify_run(s->gen->cfg, job, &so, &vo, &res, &err);
+	}
+	if (!lk_flag(&d->verify_stop)) {
+		log_pass(job, &res, rc, &err, repair);
+		lk_daemon_verify_note(d, job->name, &res, rc < 0 ? err.msg : NULL, repair);
+	}
+	lk_verify_result_release(&res);
+	lk_store_close(store);
+	lk_log_context(NULL, NULL);
+}
+
+static void *verify_main(void *arg)
+{
+	struct lk_daemon *d = arg;
+
+	while (!lk_flag(&d->verify_stop)) {
+		struct lk_slot *s;
+		bool repair = false;
+		char id[37] = "";
+
+		pthread_mutex_lock(&d->mu);
+		s = due(d, &repair, id);
+		pthread_mutex_unlock(&d->mu);
+		if (!s) {
+			lk_sleep_ms(TICK_MS, &d->verify_stop);
+			continue;
+		}
+		pass(d, s, repair, id);
+		pthread_mutex_lock(&d->mu);
+		s->vbusy = false;
+		if (s->job->verify.line)
+			s->verify_next_ms = next_after(s, lk_wall_ms());
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->mu);
+	}
+	return NULL;
+}
+
+int lk_daemon_verify_start(struct lk_daemon *d)
+{
+	lk_flag_set(&d->verify_stop, false);
+	if (pthread_create(&d->verify_thread, NULL, verify_main, d) != 0) {
+		lk_log_error("cannot start the verify thread: scheduled verify passes do not run");
+		return -1;
+	}
+	d->verify_started = true;
+	return 0;
+}
+
+void lk_daemon_verify_stop(struct lk_daemon *d, bool join)
+{
+	lk_flag_set(&d->verify_stop, true);
+	if (!d->verify_started)
+		return;
+	if (join)
+		(void)pthread_join(d->verify_thread, NULL);
+	else
+		(void)pthread_detach(d->verify_thread);
+	d->verify_started = false;
+}
+
+enum lk_api_trigger lk_api_verify(struct lk_daemon *d, const char *job, bool repair, char id[37],
+				  const char **why)
+{
+	enum lk_api_trigger t = LK_API_UNKNOWN_JOB;
+
+	*why = NULL;
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < d->nslots; i++) {
+		struct lk_slot *s = d->slots[i];
+
+		if (s->gone || strcmp(s->job->name, job) != 0)
+			continue;
+		if (s->job->kind != LK_JOB_SYNC) {
+			t = LK_API_NOT_SUPPORTED;
+			*why = "only a sync job has a target to verify";
+		} else if (d->closing || !d->verify_started) {
+			t = LK_API_CLOSING;
+		} else if (!lk_daemon_may_run(d, job)) {
+			t = LK_API_NOT_HERE;
+			*why = "another instance holds the job: ask that one";
+		} else if (s->verify_now) {
+			memcpy(id, s->verify_id, 37);
+			s->verify_now_repair = s->verify_now_repair || repair;
+			t = LK_API_COALESCED;
+		} else {
+			lk_uuid7(s->verify_id);
+			memcpy(id, s->verify_id, 37);
+			s->verify_now = true;
+			s->verify_now_repair = repair;
+			t = LK_API_QUEUED;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return t;
+}
