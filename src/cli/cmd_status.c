@@ -166,6 +166,46 @@ static void print_blocked(struct lk_store *store, const struct lk_job *job, json
 	json_decref(v);
 }
 
+/* The job's last verify or repair pass (docs/verify.md): rows_failed holds what it found
+ * (verify) or left (repair), rows_written what it repaired. */
+static void print_verify(struct lk_store *store, const struct lk_job *job, json_t *j)
+{
+	struct lk_err err = LK_ERR_INIT;
+	struct lk_rows runs;
+	char when[40] = "";
+
+	if (job->kind != LK_JOB_SYNC)
+		return;
+	lk_rows_init(&runs, 15);
+	if (lk_store_runs_of(store, job->name, LK_RUNS_VERIFY, 1, &runs, &err) < 0 ||
+	    runs.nrows == 0) {
+		if (j)
+			(void)json_object_set_new(j, "lastVerify", json_null());
+		lk_rows_release(&runs);
+		return;
+	}
+	if (j) {
+		(void)json_object_set_new(j, "lastVerify", run_json(LK_ROW(&runs, 0)));
+	} else {
+		const struct lk_value *v = LK_ROW(&runs, 0);
+		int64_t ms = 0;
+
+		(void)lk_int64_parse(v[LK_RUNCOL_STARTED].p, &ms);
+		lk_cli_time(ms, when, sizeof(when));
+		if (!v[LK_RUNCOL_ERROR].null)
+			(void)printf("%22slast %s %s %s: %s\n", "", v[LK_RUNCOL_TYPE].p, when,
+				     v[LK_RUNCOL_STATUS].p, v[LK_RUNCOL_ERROR].p);
+		else
+			(void)printf("%22slast %s %s %s: %s rows, %s %s, %s repaired\n", "",
+				     v[LK_RUNCOL_TYPE].p, when, v[LK_RUNCOL_STATUS].p,
+				     v[LK_RUNCOL_READ].p, v[LK_RUNCOL_FAILED].p,
+				     strcmp(v[LK_RUNCOL_TYPE].p, "repair") == 0 ? "differences left"
+										: "differences",
+				     v[LK_RUNCOL_WRITTEN].p);
+	}
+	lk_rows_release(&runs);
+}
+
 static void orphan_json(void *arg, const struct lk_orphan *o)
 {
 	json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "consumer", o->name, "database", o->db,
@@ -402,7 +442,7 @@ int lk_cmd_status(struct lk_cli *cli)
 		struct lk_rows runs;
 
 		lk_rows_init(&runs, 15);
-		if (lk_store_runs(store, job->name, 1, &runs, &err) < 0) {
+		if (lk_store_runs_of(store, job->name, LK_RUNS_OWN, 1, &runs, &err) < 0) {
 			code = lk_cli_fail(&err);
 		} else if (json) {
 			json_t *j = json_pack("{s:s, s:s}", "name", job->name, "kind",
@@ -434,6 +474,7 @@ int lk_cmd_status(struct lk_cli *cli)
 				print_resnap(store, job, j);
 			}
 			print_blocked(store, job, j);
+			print_verify(store, job, j);
 			(void)json_array_append_new(jobs, j);
 		} else {
 			print_text_job(job, &runs, next_fire(store, job->name));
@@ -447,6 +488,7 @@ int lk_cmd_status(struct lk_cli *cli)
 				print_resnap(store, job, NULL);
 			}
 			print_blocked(store, job, NULL);
+			print_verify(store, job, NULL);
 		}
 		lk_rows_release(&runs);
 	}
