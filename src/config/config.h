@@ -74,6 +74,7 @@ struct lk_verify_conf {
 	int64_t every_ms; /* 0 when not set */
 	char *schedule;	  /* cron, or NULL */
 	bool repair;	  /* default false */
+	int64_t rate;	  /* rows read a second at most, default 20000; 0: no limit */
 	int line, col;	  /* where `verify` is written; 0 when it is not */
 };
 

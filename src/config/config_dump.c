@@ -100,7 +100,8 @@ static void dump_job(const struct lk_config *cfg, const struct lk_job *j, struct
 				lk_buf_adds(out, "every: ");
 				add_duration(out, j->verify.every_ms);
 			}
-			lk_buf_addf(out, ", repair: %s}\n", j->verify.repair ? "true" : "false");
+			lk_buf_addf(out, ", repair: %s, rate: %lld}\n",
+				    j->verify.repair ? "true" : "false", (long long)j->verify.rate);
 		}
 	}
 	lk_buf_addf(out, "    overlap: %s, misfire: %s, priority: %s\n", overlaps[j->overlap],
@@ -250,8 +251,9 @@ void lk_config_job_fingerprint(const struct lk_config *cfg, const struct lk_job 
 		    (long long)j->lookback_ms, (int)j->overlap, (int)j->misfire, (int)j->priority,
 		    (long long)j->timeout_ms, (long long)j->memory_max);
 	lk_buf_addf(out, "resnapshot=%d schema=%d\n", (int)j->resnapshot, (int)j->schema_changes);
-	lk_buf_addf(out, "verify=%d,%lld,%d\n", j->verify.line > 0, (long long)j->verify.every_ms,
-		    (int)j->verify.repair);
+	lk_buf_addf(out, "verify=%d,%lld,%d,%lld\n", j->verify.line > 0,
+		    (long long)j->verify.every_ms, (int)j->verify.repair,
+		    (long long)j->verify.rate);
 	fp_str(out, "verify.schedule", j->verify.schedule);
 	lk_buf_addf(out, "retry=%d,%lld,%lld,%.17g\n", r->attempts, (long long)r->initial_ms,
 		    (long long)r->max_ms, r->multiplier);

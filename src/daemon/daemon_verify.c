@@ -100,6 +100,18 @@ static int hold(void *arg, bool on)
 	return rc;
 }
 
+/* Whether the job's own run is going (poll and snapshot: the pass yields to it). */
+static bool job_busy(void *arg)
+{
+	struct hold_arg *h = arg;
+	bool busy;
+
+	pthread_mutex_lock(&h->d->mu);
+	busy = h->s->busy && !h->s->realtime && !h->s->vhold;
+	pthread_mutex_unlock(&h->d->mu);
+	return busy;
+}
+
 /* Logs a pass: differences always, a clean pass at debug level. */
 static void log_pass(const struct lk_job *job, const struct lk_verify_result *res, int rc,
 		     const struct lk_err *err, bool repair)
@@ -128,7 +140,11 @@ static void pass(struct lk_daemon *d, struct lk_slot *s, bool repair, const char
 	struct lk_store *store = lk_store_open(d->store_cfg, &err);
 	struct hold_arg ha = {d, s};
 	struct lk_sync_opts so = {.stop = &d->verify_stop};
-	struct lk_verify_opts vo = {.repair = repair, .record = "verify", .hold = hold};
+	struct lk_verify_opts vo = {.repair = repair,
+				    .record = "verify",
+				    .hold = hold,
+				    .busy = job_busy,
+				    .rate = v->rate};
 	struct lk_verify_result res;
 	int64_t interval = v->every_ms > 0 ? v->every_ms : 600000;
 	int rc = -1;
@@ -150,7 +166,7 @@ static void pass(struct lk_daemon *d, struct lk_slot *s, bool repair, const char
 		vo.lock_wait_ms = vo.settle_ms;
 		rc = lk_verify_run(s->gen->cfg, job, &so, &vo, &res, &err);
 	}
-	if (!lk_flag(&d->verify_stop)) {
+	if (rc == 0 || !lk_flag(&d->verify_stop)) { /* a pass cut by the stop is not news */
 		log_pass(job, &res, rc, &err, repair);
 		lk_daemon_verify_note(d, job->name, &res, rc < 0 ? err.msg : NULL, repair);
 	}

@@ -136,6 +136,11 @@ struct lk_verify_opts {
 	 * failure is LK_ERR_BUSY) and with !on once it is let go; NULL: none */
 	int (*hold)(void *arg, bool on);
 	void *hold_arg;
+	/* the load on the source: at most this many rows a second (0: no limit), and, between
+	 * two pages, a wait while busy(hold_arg) says the job's own run is going (NULL: none;
+	 * 10 s at most per page) */
+	int64_t rate;
+	bool (*busy)(void *arg);
 };
 
 /*

@@ -24,6 +24,32 @@ uint64_t lk_verify_row_hash(struct verify_state *vs, const struct lk_value *row)
 	return XXH3_64bits(vs->tmp.buf, vs->tmp.len);
 }
 
+/*
+ * The pass's load on the source, before each page: rows read so far at most vo->rate a
+ * second since the pass began, and a wait (10 s at most) while the job's own run goes.
+ */
+static void pace(struct verify_state *vs)
+{
+	const struct lk_verify_opts *vo = vs->vo;
+	volatile const bool *stop = vs->ctx->opts ? vs->ctx->opts->stop : NULL;
+	int64_t rows = vs->res->source_rows + vs->res->target_rows, due, now;
+
+	if (!vo)
+		return;
+	if (vo->busy) {
+		int64_t until = lk_mono_ms() + 10000;
+
+		while (vo->busy(vo->hold_arg) && lk_mono_ms() < until && !lk_flag(stop))
+			lk_sleep_ms(50, stop);
+	}
+	if (vo->rate <= 0)
+		return;
+	due = vs->paced_ms + rows * 1000 / vo->rate; /* when these rows may have been read */
+	now = lk_mono_ms();
+	if (due > now)
+		lk_sleep_ms(due - now, stop);
+}
+
 /* Holds the key of row (whose key columns are at `key`) for the settle; settles a full set. */
 static int pend_key(struct verify_state *vs, const struct lk_value *row, const int *key,
 		    enum lk_diff_kind kind, struct lk_err *err)
@@ -119,6 +145,7 @@ static int pass_source(struct verify_state *vs, struct lk_err *err)
 		return -1;
 	lk_rows_init(&page, ctx->ncols);
 	while (rc == 0) {
+		pace(vs);
 		if (ctx->opts && lk_flag(ctx->opts->stop)) {
 			rc = lk_err_set(err, LK_ERR_CANCELLED, "verify stopped");
 			break;
@@ -170,6 +197,7 @@ static int pass_target(struct verify_state *vs, struct lk_err *err)
 	lk_rows_init(&found, nk);
 	scan = ctx->dst.ops->scan_open(ctx->dst.conn, &tspec, err);
 	while (scan && rc == 0) {
+		pace(vs);
 		if (ctx->opts && lk_flag(ctx->opts->stop)) {
 			rc = lk_err_set(err, LK_ERR_CANCELLED, "verify stopped");
 			break;
@@ -325,6 +353,7 @@ static int verify_start(struct verify_state *vs, struct lk_buf *live, struct lk_
 		vs->live = live->buf;
 	}
 	ctx->prog.stage = "verify";
+	vs->paced_ms = lk_mono_ms();
 	return 0;
 }
 

@@ -31,6 +31,7 @@ struct verify_state {
 	int64_t pass_missing; /* source keys the pass did not find in the target */
 	bool told_unsettled;
 	int64_t started_ms;	  /* wall clock */
+	int64_t paced_ms;	  /* monotonic: when the pass began reading (pace) */
 	struct lk_job_lock *lock; /* poll/snapshot repair: held while it writes */
 	bool held;		  /* vo->hold was granted */
 	int64_t relid; /* real-time: the table's id in change capture (0: not looked up) */
