@@ -5,8 +5,9 @@
 #   bench/all.sh --quick    under 5 minutes, for development: 100k rows, 1 run, short loads
 #
 # Runs bench/run.sh (snapshot and poll vs COPY pipes), bench/realtime.sh (real-time mode vs
-# native logical replication, trigger overhead under pgbench, RSS of a long stream) and
-# bench/http.sh (the HTTP API vs nginx) with the release build, each against baselines it
+# native logical replication, trigger overhead under pgbench, RSS of a long stream),
+# bench/http.sh (the HTTP API vs nginx) and bench/verify.sh (verify and repair vs reading
+# both tables in key order) with the release build, each against baselines it
 # measures in the same run, and writes bench/REPORT.md: the machine and commit, one table
 # with every target of the issues' benchmark sections (lockstep, baseline, ratio, target,
 # met or not), then each script's detailed report. Report-only: it never gates CI. A
@@ -55,10 +56,12 @@ if ((quick)); then
 	step snapshot-poll run.sh ROWS_LIST=100000 RUNS=1 POLL_ROWS=50000
 	step realtime realtime.sh DURATION=10 RAMP_DURATION=10 RAMP_RATES="1000 4000" PGB_SECONDS=5 PGB_RUNS=1 RSS_MINUTES=1
 	step http http.sh RUNS=1 DURATION=5
+	step verify verify.sh ROWS_LIST=100000 RUNS=1 DRIFT_ROWS=100000
 else
 	step snapshot-poll run.sh ROWS_LIST="100000 1000000" RUNS=3 POLL_ROWS=100000
 	step realtime realtime.sh DURATION=30 RAMP_DURATION=20 PGB_SECONDS=10 PGB_RUNS=3 RSS_MINUTES=10
 	step http http.sh RUNS=3 DURATION=10
+	step verify verify.sh ROWS_LIST="100000 1000000" RUNS=3 DRIFT_ROWS=1000000
 fi
 
 pg=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
@@ -78,14 +81,14 @@ report=$here/REPORT.md
 	echo "| figure | lockstep | baseline (same run) | ratio | target | met |"
 	echo "|---|---:|---:|---:|---|---|"
 	awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, ($6 ~ /^met/ ? $6 : "**" $6 "**")}' "$S"
-	for n in snapshot-poll realtime http; do
+	for n in snapshot-poll realtime http verify; do
 		[[ ${status[$n]:-} == ok ]] || echo "| $n benchmarks | ${status[$n]:-not run} | | | | **not measured** |"
 	done
 	echo "| daemon RSS after 30 min of mixed work vs after 2 min | not part of \`make bench\`: \`make soak-rss\` (30 min) | | | within 10% | see the soak |"
 	echo
-	echo "Durations: $(for n in snapshot-poll realtime http; do echo -n "$n ${took[$n]:-0} s; "; done)"
+	echo "Durations: $(for n in snapshot-poll realtime http verify; do echo -n "$n ${took[$n]:-0} s; "; done)"
 	echo
-	for n in snapshot-poll realtime http; do
+	for n in snapshot-poll realtime http verify; do
 		f=$here/results/REPORT-$n.md
 		if [[ ${status[$n]:-} == ok && -f $f ]]; then
 			echo "---"
@@ -96,5 +99,5 @@ report=$here/REPORT.md
 	done
 } >"$report"
 cat "$report"
-for n in snapshot-poll realtime http; do [[ ${status[$n]:-} == ok ]] || exit 1; done
+for n in snapshot-poll realtime http verify; do [[ ${status[$n]:-} == ok ]] || exit 1; done
 exit 0
