@@ -112,6 +112,22 @@ static bool job_busy(void *arg)
 	return busy;
 }
 
+/* How often a scheduled job runs (the gap between two fires); 0 when only asked for. */
+static int64_t job_interval(const struct lk_slot *s)
+{
+	int64_t a, b;
+
+	if (s->job->every_ms > 0)
+		return s->job->every_ms;
+	if (!s->has_cron)
+		return 0;
+	if (lk_cron_every_ms(&s->cron) > 0)
+		return lk_cron_every_ms(&s->cron);
+	a = lk_cron_next(&s->cron, s->tz, lk_wall_ms());
+	b = a > 0 ? lk_cron_next(&s->cron, s->tz, a) : 0;
+	return b > a ? b - a : 0;
+}
+
 /* Logs a pass: differences always, a clean pass at debug level. */
 static void log_pass(const struct lk_job *job, const struct lk_verify_result *res, int rc,
 		     const struct lk_err *err, bool repair)
@@ -135,7 +151,6 @@ static void log_pass(const struct lk_job *job, const struct lk_verify_result *re
 static void pass(struct lk_daemon *d, struct lk_slot *s, bool repair, const char *id)
 {
 	const struct lk_job *job = s->job;
-	const struct lk_verify_conf *v = &job->verify;
 	struct lk_err err = LK_ERR_INIT;
 	struct lk_store *store = lk_store_open(d->store_cfg, &err);
 	struct hold_arg ha = {d, s};
@@ -144,9 +159,9 @@ static void pass(struct lk_daemon *d, struct lk_slot *s, bool repair, const char
 				    .record = "verify",
 				    .hold = hold,
 				    .busy = job_busy,
-				    .rate = v->rate};
+				    .rate = job->verify.rate};
 	struct lk_verify_result res;
-	int64_t interval = v->every_ms > 0 ? v->every_ms : 600000;
+	int64_t interval = job_interval(s);
 	int rc = -1;
 
 	memset(&res, 0, sizeof(res));
@@ -158,12 +173,15 @@ static void pass(struct lk_daemon *d, struct lk_slot *s, bool repair, const char
 		vo.store = store;
 		vo.run_id = id[0] ? id : NULL;
 		vo.hold_arg = &ha;
-		/* poll and snapshot: their next run, within one verify interval (5 s..10 min) */
-		vo.settle_ms = job->mode == LK_MODE_REALTIME ? RT_SETTLE_MS
-			       : interval < 5000	     ? 5000
-			       : interval > 600000	     ? 600000
-							     : interval;
-		vo.lock_wait_ms = vo.settle_ms;
+		/* poll and snapshot: their next run, which comes within one of their intervals
+		 * (5 s..10 min); a job run only when asked for is read as it is */
+		if (job->mode == LK_MODE_REALTIME)
+			vo.settle_ms = RT_SETTLE_MS;
+		else if (interval > 0)
+			vo.settle_ms = interval < 5000	   ? 5000
+				       : interval > 600000 ? 600000
+							   : interval;
+		vo.lock_wait_ms = vo.settle_ms > 0 ? vo.settle_ms : RT_SETTLE_MS;
 		rc = lk_verify_run(s->gen->cfg, job, &so, &vo, &res, &err);
 	}
 	if (rc == 0 || !lk_flag(&d->verify_stop)) { /* a pass cut by the stop is not news */

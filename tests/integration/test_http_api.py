@@ -219,7 +219,7 @@ def test_endpoints():
         t.check("limitBytes" in h.get("memory", {}) and "batchDivisor" in h.get("memory", {}),
                 "/api/health: memory.limitBytes and batchDivisor")
         names = [c.get("name") for c in h.get("checks", [])]
-        t.eq(names, ["state_store", "memory", "databases", "jobs", "resnapshots", "schema"], "/api/health: each check named")
+        t.eq(names, ["state_store", "memory", "databases", "jobs", "resnapshots", "schema", "verify"], "/api/health: each check named")
         t.check(all(c.get("status") == "ok" and c.get("recommendation") is None for c in h["checks"]),
                 "/api/health: every check ok, no recommendation", h)
         t.check(isinstance(h.get("breakers"), list) and isinstance(h.get("leases"), list),
@@ -270,6 +270,22 @@ def test_endpoints():
         t.eq(api.get("/api/runs?limit=0")[0], 400, "/api/runs?limit=0: 400")
         t.eq(api.get("/api/runs?job=nope")[0], 404, "/api/runs?job=nope: 404")
         t.eq(api.get("/api/errors?resolved=maybe")[0], 400, "/api/errors?resolved=maybe: 400")
+
+        # ---- POST /api/verify (docs/verify.md)
+        t.eq(api.post("/api/verify", {"job": "snap"}, token=None)[0], 401, "POST /api/verify without a token: 401")
+        code, body, _ = api.post("/api/verify", {"job": "snap", "repair": "yes"})
+        t.check(code == 400 and "repair" in body.get("detail", ""), "/api/verify: repair not a bool: 400", body)
+        code, body, _ = api.post("/api/verify", {"job": "snap", "full": True})
+        t.check(code == 400 and "full" in body.get("detail", ""), "/api/verify: unknown field: 400", body)
+        t.eq(api.post("/api/verify", {"job": "nope"})[0], 404, "/api/verify: unknown job: 404")
+        code, body, _ = api.post("/api/verify", {"job": "tick"})
+        t.check(code == 409 and body.get("error"), "/api/verify of an sql job: 409", body)
+        code, body, _ = api.post("/api/verify", {"job": "snap"})
+        t.check(code == 202 and body.get("id"), "/api/verify: 202 {id}", body)
+        vid = body.get("id") or "x"
+        t.check(L.wait_for(lambda: api.status(vid).get("status") in ("succeeded", "failed"), 60, 0.1),
+                "the verify pass ends, recorded under its id", api.status(vid))
+        t.eq(api.status(vid).get("type"), "verify", "/api/sync/status of the pass: type verify")
 
         # ---- a full sync over HTTP, followed over SSE
         gate.close()
