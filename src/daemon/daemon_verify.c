@@ -132,7 +132,9 @@ static int64_t job_interval(const struct lk_slot *s)
 static void log_pass(const struct lk_job *job, const struct lk_verify_result *res, int rc,
 		     const struct lk_err *err, bool repair)
 {
-	if (rc < 0)
+	if (rc < 0 && err->code == LK_ERR_BUSY) /* recorded as skipped; the next pass tries */
+		lk_log_debug("job %s: verify pass skipped: %s", job->name, err->msg);
+	else if (rc < 0)
 		lk_log_warn("job %s: verify pass failed: %s", job->name, err->msg);
 	else if (res->differences == 0)
 		lk_log_debug("job %s: verify pass: %lld rows, no difference (%.1f s)", job->name,

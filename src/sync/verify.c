@@ -273,7 +273,10 @@ static void record(struct verify_state *vs, bool fin, int rc, const struct lk_er
 	memcpy(run.id, res->run_id, sizeof(run.id));
 	run.job = vs->ctx->job->name;
 	run.type = vo->record;
-	run.status = !fin ? "running" : rc == 0 ? "succeeded" : "failed";
+	run.status = !fin			? "running"
+		     : rc == 0			? "succeeded"
+		     : err->code == LK_ERR_BUSY ? "skipped"
+						: "failed";
 	run.stage = vo->record;
 	run.progress = fin ? 100 : -1;
 	run.rows_read = res->source_rows;
@@ -385,7 +388,9 @@ int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
 		goto out;
 	}
 	record(&vs, false, 0, NULL);
-	if (verify_start(&vs, &live, err) == 0 && pass(&vs, err) == 0)
+	if (verify_start(&vs, &live, err) == 0 &&
+	    (!vs.rt || !vo || !vo->store || lk_verify_rt_ready(&vs, err) == 0) &&
+	    pass(&vs, err) == 0)
 		rc = 0;
 	res->elapsed_ms = lk_mono_ms() - ctx.start_mono_ms;
 	record(&vs, true, rc, err);

@@ -243,6 +243,31 @@ static int rt_passed(struct verify_state *vs, int64_t head, bool *done, struct l
 	return rc;
 }
 
+int lk_verify_rt_ready(struct verify_state *vs, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = vs->ctx;
+	static const char *const phases[] = {"has no position yet", "copies its snapshot",
+					     "sweeps the rows its snapshot did not see", ""};
+	struct lk_position pos;
+	char *json = NULL;
+	int64_t epoch;
+	int rc = 0;
+
+	if (ctx->dst.ops->position_get(ctx->dst.conn, vs->ident, &epoch, &json, err) < 0)
+		return -1;
+	lk_position_decode(json, &pos);
+	free(json);
+	if (pos.mode != LK_POS_REALTIME || pos.phase != LK_PHASE_STREAM)
+		rc = lk_err_set(
+			err, LK_ERR_BUSY,
+			"job %s %s: its target is not whole yet, so this verify waits until "
+			"the job streams",
+			ctx->job->name,
+			phases[pos.mode == LK_POS_REALTIME ? pos.phase : LK_PHASE_NONE]);
+	lk_position_release(&pos);
+	return rc;
+}
+
 /* Poll and snapshot: *done when a run of the job that began at or after since_ms
  * succeeded. */
 static int runs_passed(struct verify_state *vs, int64_t since_ms, bool *done, struct lk_err *err)

@@ -50,6 +50,9 @@ uint64_t lk_verify_row_hash(struct verify_state *vs, const struct lk_value *row)
  * Empties vs->pend.
  */
 int lk_verify_settle(struct verify_state *vs, struct lk_err *err);
+/* Real-time: LK_ERR_BUSY unless the job's target position streams (a snapshot or its
+ * sweep going: the target is not whole yet, every row would look different). */
+int lk_verify_rt_ready(struct verify_state *vs, struct lk_err *err);
 /* Lets the job lock (and the daemon's hold on the job) go. */
 void lk_verify_unlock(struct verify_state *vs);
 
