@@ -75,6 +75,7 @@ struct lk_slot {
 	bool verify_now_repair;
 	char verify_id[37];
 	struct lk_tz *vtz; /* verify.schedule's zone (the job's timezone), loaded when used */
+	int64_t v_logged, v_logged_ms; /* the differences last logged, and when (verify thread) */
 };
 
 /*

@@ -128,26 +128,47 @@ static int64_t job_interval(const struct lk_slot *s)
 	return b > a ? b - a : 0;
 }
 
-/* Logs a pass: differences always, a clean pass at debug level. */
-static void log_pass(const struct lk_job *job, const struct lk_verify_result *res, int rc,
+/*
+ * Logs a pass. Differences are a warning when their count changed since the last one
+ * logged, or every 10 minutes while they stay (a job left different by design, repair:
+ * false, is said once, not every pass); the rest at debug level. Verify thread only.
+ */
+static void log_pass(struct lk_slot *s, const struct lk_verify_result *res, int rc,
 		     const struct lk_err *err, bool repair)
 {
-	if (rc < 0 && err->code == LK_ERR_BUSY) /* recorded as skipped; the next pass tries */
+	const struct lk_job *job = s->job;
+	int64_t now = lk_mono_ms(), left = repair ? res->remaining : res->differences;
+	bool news = rc == 0 && (res->differences != s->v_logged || now - s->v_logged_ms >= 600000);
+
+	if (rc < 0 && err->code == LK_ERR_BUSY) { /* recorded as skipped; the next pass tries */
 		lk_log_debug("job %s: verify pass skipped: %s", job->name, err->msg);
-	else if (rc < 0)
+		return;
+	}
+	if (rc < 0) {
 		lk_log_warn("job %s: verify pass failed: %s", job->name, err->msg);
-	else if (res->differences == 0)
-		lk_log_debug("job %s: verify pass: %lld rows, no difference (%.1f s)", job->name,
-			     (long long)res->source_rows, (double)res->elapsed_ms / 1000.0);
+		return;
+	}
+	if (res->differences == 0 && s->v_logged > 0)
+		lk_log_info("job %s: verify pass: no difference any more (%lld rows)", job->name,
+			    (long long)res->source_rows);
+	else if (res->differences == 0 || !news)
+		lk_log_debug("job %s: verify pass: %lld rows, %lld differences, %lld repaired "
+			     "(%.1f s)",
+			     job->name, (long long)res->source_rows, (long long)res->differences,
+			     (long long)res->repaired, (double)res->elapsed_ms / 1000.0);
 	else if (repair)
 		lk_log_warn("job %s: verify pass found %lld differences and repaired %lld; %lld "
 			    "left (run %s)",
 			    job->name, (long long)res->differences, (long long)res->repaired,
-			    (long long)res->remaining, res->run_id);
+			    (long long)left, res->run_id);
 	else
 		lk_log_warn("job %s: verify pass found %lld differences (run %s; `lockstep "
 			    "verify %s --repair` repairs them, or verify.repair: true)",
 			    job->name, (long long)res->differences, res->run_id, job->name);
+	if (news || res->differences == 0) {
+		s->v_logged = res->differences;
+		s->v_logged_ms = now;
+	}
 }
 
 static void pass(struct lk_daemon *d, struct lk_slot *s, bool repair, const char *id)
@@ -187,7 +208,7 @@ static void pass(struct lk_daemon *d, struct lk_slot *s, bool repair, const char
 		rc = lk_verify_run(s->gen->cfg, job, &so, &vo, &res, &err);
 	}
 	if (rc == 0 || !lk_flag(&d->verify_stop)) { /* a pass cut by the stop is not news */
-		log_pass(job, &res, rc, &err, repair);
+		log_pass(s, &res, rc, &err, repair);
 		lk_daemon_verify_note(d, job->name, &res, rc < 0 ? err.msg : NULL, repair);
 	}
 	lk_verify_result_release(&res);
