@@ -256,7 +256,7 @@ void lk_value_canonical(struct lk_buf *b, enum lk_type t, const struct lk_value 
 	switch (t) {
 	case LK_T_INT:
 		if (lk_int64_parse(v->p, &n) == 0)
-			lk_buf_addf(b, "%lld", (long long)n);
+			lk_buf_add_i64(b, n);
 		else
 			lk_buf_add(b, v->p, v->len);
 		return;
@@ -285,7 +285,7 @@ void lk_value_canonical(struct lk_buf *b, enum lk_type t, const struct lk_value 
 	case LK_T_TIMESTAMPTZ:
 	case LK_T_TIMESTAMP:
 		if (lk_ts_parse(v->p, &n) == 0)
-			lk_buf_addf(b, "%lld", (long long)n);
+			lk_buf_add_i64(b, n);
 		else
 			lk_buf_add(b, v->p, v->len);
 		return;

@@ -114,6 +114,24 @@ void lk_buf_addch(struct lk_buf *b, char c)
 	b->buf[b->len] = '\0';
 }
 
+void lk_buf_add_i64(struct lk_buf *b, int64_t v)
+{
+	char tmp[24];
+	int n = 0;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+	do {
+		tmp[n++] = (char)('0' + (int)(u % 10));
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		tmp[n++] = '-';
+	lk_buf_grow(b, (size_t)n);
+	while (n > 0)
+		b->buf[b->len++] = tmp[--n];
+	b->buf[b->len] = '\0';
+}
+
 void lk_buf_vaddf(struct lk_buf *b, const char *fmt, va_list ap)
 {
 	va_list cp;

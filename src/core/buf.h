@@ -12,6 +12,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 extern char lk_buf_empty[];
 
@@ -50,6 +51,9 @@ void lk_buf_add_json_str(struct lk_buf *b, const char *s, size_t len);
 /* The same for text that is only shown (logs, answers): each byte that does not start a
  * well-formed UTF-8 sequence becomes U+FFFD, so the literal is always valid JSON. */
 void lk_buf_add_json_text(struct lk_buf *b, const char *s, size_t len);
+
+/* Appends v in decimal, as "%lld" would (without printf: verify hashes millions of them). */
+void lk_buf_add_i64(struct lk_buf *b, int64_t v);
 
 /* Appends 2*len lower-case hex digits for len bytes. */
 void lk_buf_add_hex(struct lk_buf *b, const void *data, size_t len);

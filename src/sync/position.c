@@ -312,7 +312,9 @@ void lk_row_canon(struct lk_buf *b, const struct lk_value *row, const enum lk_ty
 		} else {
 			lk_value_canonical(b, types[idx[i]], v);
 		}
-		lk_buf_addf(b, ":%zu;", b->len - before); /* length-suffixed: no ambiguity */
+		lk_buf_addch(b, ':'); /* length-suffixed: no ambiguity */
+		lk_buf_add_i64(b, (int64_t)(b->len - 1 - before));
+		lk_buf_addch(b, ';');
 	}
 }
 

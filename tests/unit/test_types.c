@@ -228,6 +228,24 @@ static void test_hex(void **state)
 	lk_buf_release(&b);
 }
 
+/* lk_buf_add_i64 writes what "%lld" writes, the extremes included. */
+static void test_add_i64(void **state)
+{
+	static const int64_t v[] = {0, 7, -7, 10, -10, 1234567890123, INT64_MAX, INT64_MIN};
+	struct lk_buf b = LK_BUF_INIT;
+	char want[32];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		lk_buf_reset(&b);
+		lk_buf_adds(&b, "x");
+		lk_buf_add_i64(&b, v[i]);
+		(void)snprintf(want, sizeof(want), "x%lld", (long long)v[i]);
+		assert_string_equal(b.buf, want);
+	}
+	lk_buf_release(&b);
+}
+
 static void test_rows_reuse(void **state)
 {
 	struct lk_rows r;
@@ -311,6 +329,7 @@ int main(void)
 		cmocka_unit_test(test_position_values_roundtrip),
 		cmocka_unit_test(test_keyset),
 		cmocka_unit_test(test_hex),
+		cmocka_unit_test(test_add_i64),
 		cmocka_unit_test(test_rows_reuse),
 		cmocka_unit_test(test_copy_tuple),
 	};
