@@ -255,6 +255,166 @@ static int64_t count_target(struct lk_job_ctx *ctx, const char *live, struct lk_
 	return n;
 }
 
+/* ---- the merge: both sides read in key order at once ---- */
+
+/*
+ * Keys of integers only: both engines order them alike (numerically), so source and
+ * target can be read side by side in key order and merged, without a fetch by keys. A
+ * key the two orders placed differently would only look missing and extra: the settle
+ * reads every such key again by itself.
+ */
+static bool merge_ok(const struct lk_job_ctx *ctx)
+{
+	for (int k = 0; k < ctx->nkey; k++) {
+		if (ctx->types[ctx->key[k]] != LK_T_INT)
+			return false;
+	}
+	return true;
+}
+
+struct side {
+	const struct lk_connector_ops *ops;
+	struct lk_scan *scan;
+	struct lk_rows page;
+	int i;
+	bool done;
+	int64_t *count;
+};
+
+/* The side's current row (NULL at its end), reading its next page when needed. */
+static int side_row(struct verify_state *vs, struct side *s, const struct lk_value **row,
+		    struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = vs->ctx;
+	int n;
+
+	*row = NULL;
+	if (s->done)
+		return 0;
+	if (s->i == s->page.nrows) {
+		pace(vs);
+		if (ctx->opts && lk_flag(ctx->opts->stop))
+			return lk_err_set(err, LK_ERR_CANCELLED, "verify stopped");
+		lk_rows_reset(&s->page);
+		n = s->ops->scan_next(s->scan, &s->page, lk_sync_batch(ctx->job), err);
+		if (n < 0)
+			return -1;
+		s->i = 0;
+		*s->count += n;
+		if (s->count == &vs->res->source_rows) {
+			ctx->prog.rows_read += n;
+			vs->res->chunks += n > 0;
+			vs->page_differs = false;
+			lk_job_report(ctx, false);
+		}
+		if (n == 0) {
+			s->done = true;
+			return 0;
+		}
+	}
+	*row = LK_ROW(&s->page, s->i);
+	return 0;
+}
+
+/* Orders two rows by their integer keys. */
+static int key_cmp(const struct lk_job_ctx *ctx, const struct lk_value *a, const struct lk_value *b)
+{
+	for (int k = 0; k < ctx->nkey; k++) {
+		const struct lk_value *x = &a[ctx->key[k]], *y = &b[ctx->key[k]];
+		int64_t m = 0, n = 0;
+
+		if (x->null || y->null || lk_int64_parse(x->p, &m) < 0 ||
+		    lk_int64_parse(y->p, &n) < 0) {
+			int c = strcmp(x->null ? "" : x->p, y->null ? "" : y->p);
+
+			if (c)
+				return c < 0 ? -1 : 1;
+			continue;
+		}
+		if (m != n)
+			return m < n ? -1 : 1;
+	}
+	return 0;
+}
+
+/* Rows alike byte for byte are equal (their canonical encodings are): no hash needed. */
+static bool same_bytes(const struct lk_job_ctx *ctx, const struct lk_value *a,
+		       const struct lk_value *b)
+{
+	for (int c = 0; c < ctx->ncols; c++) {
+		if (a[c].null != b[c].null || a[c].len != b[c].len ||
+		    (!a[c].null && memcmp(a[c].p, b[c].p, a[c].len) != 0))
+			return false;
+	}
+	return true;
+}
+
+/* A difference the merge met: held for the settle (its chunk counted once). */
+static int merge_diff(struct verify_state *vs, const struct lk_value *row, enum lk_diff_kind kind,
+		      struct lk_err *err)
+{
+	if (!vs->page_differs)
+		vs->res->chunks_differing++;
+	vs->page_differs = true;
+	if (kind == LK_DIFF_MISSING)
+		vs->pass_missing++;
+	return pend_key(vs, row, vs->ctx->key, kind, err);
+}
+
+/* One step of the merge: *more false once both sides are read. */
+static int merge_step(struct verify_state *vs, struct side *s, struct side *t, bool extras,
+		      bool *more, struct lk_err *err)
+{
+	const struct lk_value *a, *b;
+	int c;
+
+	if (side_row(vs, s, &a, err) < 0 || side_row(vs, t, &b, err) < 0)
+		return -1;
+	*more = a || b;
+	if (!a && !b)
+		return 0;
+	c = !a ? 1 : !b ? -1 : key_cmp(vs->ctx, a, b);
+	if (c < 0) {
+		s->i++;
+		return merge_diff(vs, a, LK_DIFF_MISSING, err);
+	}
+	if (c > 0) {
+		t->i++;
+		return extras ? merge_diff(vs, b, LK_DIFF_EXTRA, err) : 0;
+	}
+	s->i++;
+	t->i++;
+	if (!same_bytes(vs->ctx, a, b) && lk_verify_row_hash(vs, a) != lk_verify_row_hash(vs, b))
+		return merge_diff(vs, a, LK_DIFF_CHANGED, err);
+	return 0;
+}
+
+static int pass_merge(struct verify_state *vs, bool extras, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = vs->ctx;
+	struct lk_scan_spec spec = lk_job_source_spec(ctx);
+	struct side s = {.ops = ctx->src.ops, .count = &vs->res->source_rows};
+	struct side t = {.ops = ctx->dst.ops, .count = &vs->res->target_rows};
+	bool more = true;
+	int rc = 0;
+
+	lk_rows_init(&s.page, ctx->ncols);
+	lk_rows_init(&t.page, ctx->ncols);
+	s.scan = ctx->src.ops->scan_open(ctx->src.conn, &spec, err);
+	spec.table = &ctx->job->target.table;
+	spec.filter = vs->live;
+	t.scan = s.scan ? ctx->dst.ops->scan_open(ctx->dst.conn, &spec, err) : NULL;
+	if (!s.scan || !t.scan)
+		rc = -1;
+	while (rc == 0 && more)
+		rc = merge_step(vs, &s, &t, extras, &more, err);
+	ctx->dst.ops->scan_close(t.scan);
+	ctx->src.ops->scan_close(s.scan);
+	lk_rows_release(&s.page);
+	lk_rows_release(&t.page);
+	return rc;
+}
+
 /* Records the pass as a run (vo->record) when it starts (fin false) and ends. */
 static void record(struct verify_state *vs, bool fin, int rc, const struct lk_err *err)
 {
@@ -293,12 +453,19 @@ static void record(struct verify_state *vs, bool fin, int rc, const struct lk_er
 		lk_log_warn_err(&e2, "job %s: cannot record the %s run", run.job, run.type);
 }
 
+static int finish(struct verify_state *vs, bool extras, struct lk_err *err);
+
 /* The pass: source pages, then (unless deletes: ignore) the target's extra keys. */
 static int pass(struct verify_state *vs, struct lk_err *err)
 {
 	struct lk_verify_result *res = vs->res;
 	bool extras = vs->ctx->job->target.deletes != LK_DELETES_IGNORE;
 
+	if (merge_ok(vs->ctx)) {
+		if (pass_merge(vs, extras, err) < 0)
+			return -1;
+		return finish(vs, extras, err);
+	}
 	if (pass_source(vs, err) < 0)
 		return -1;
 	/*
@@ -317,6 +484,14 @@ static int pass(struct verify_state *vs, struct lk_err *err)
 	}
 	if (extras && pass_target(vs, err) < 0)
 		return -1;
+	return finish(vs, extras, err);
+}
+
+/* After the pass: the settle (and repair), then whether the two sides are equal. */
+static int finish(struct verify_state *vs, bool extras, struct lk_err *err)
+{
+	struct lk_verify_result *res = vs->res;
+
 	if (lk_verify_settle(vs, err) < 0)
 		return -1;
 	/* e.g. a duplicated source key: counts differ, no key does (only judged at rest) */

@@ -29,6 +29,7 @@ struct verify_state {
 	 * checked again */
 	struct lk_rows pend;
 	int64_t pass_missing; /* source keys the pass did not find in the target */
+	bool page_differs;    /* the merge: the current source page has a difference */
 	bool told_unsettled;
 	int64_t started_ms;	  /* wall clock */
 	int64_t paced_ms;	  /* monotonic: when the pass began reading (pace) */
