@@ -62,8 +62,14 @@ def test_live():
                 output()[-2000:])
         code, h = get(port, "/api/health")
         t.check(code == 200 and h.get("status") == "HEALTHY", "demo: /api/health is HEALTHY", h)
-        code, j = get(port, "/api/jobs")
-        job = (j.get("jobs") or [{}])[0]
+        seen = {}
+
+        def named_run():  # the stream names its run a moment after its thread starts
+            seen["job"] = (get(port, "/api/jobs")[1].get("jobs") or [{}])[0]
+            return seen["job"].get("currentRun")
+
+        L.wait_for(named_run, 30, 0.1)
+        job = seen["job"]
         t.check(job.get("name") == "users" and job.get("mode") == "realtime" and job.get("running")
                 and job.get("currentRun"), "demo: /api/jobs shows the real-time job running with its run", job)
         target = os.path.join(str(wd), "lockstep-demo", "target.db")
