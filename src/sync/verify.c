@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <xxhash.h>
 
 #define LK_LOG_COMPONENT "verify"
@@ -258,15 +259,17 @@ static int64_t count_target(struct lk_job_ctx *ctx, const char *live, struct lk_
 /* ---- the merge: both sides read in key order at once ---- */
 
 /*
- * Keys of integers only: both engines order them alike (numerically), so source and
- * target can be read side by side in key order and merged, without a fetch by keys. A
- * key the two orders placed differently would only look missing and extra: the settle
- * reads every such key again by itself.
+ * Keys of integers and uuids only: both engines order them alike (numbers numerically; a
+ * uuid's hex text sorts as its bytes, as PostgreSQL sorts uuids), so source and target can
+ * be read side by side in key order and merged, without a fetch by keys. Text keys are
+ * not: each database sorts them by its own collation. A key the two orders placed
+ * differently would only look missing and extra: the settle reads every such key again
+ * by itself.
  */
 static bool merge_ok(const struct lk_job_ctx *ctx)
 {
 	for (int k = 0; k < ctx->nkey; k++) {
-		if (ctx->types[ctx->key[k]] != LK_T_INT)
+		if (ctx->types[ctx->key[k]] != LK_T_INT && ctx->types[ctx->key[k]] != LK_T_UUID)
 			return false;
 	}
 	return true;
@@ -316,16 +319,16 @@ static int side_row(struct verify_state *vs, struct side *s, const struct lk_val
 	return 0;
 }
 
-/* Orders two rows by their integer keys. */
+/* Orders two rows by their keys: integers by value, the rest (uuids) as text, any case. */
 static int key_cmp(const struct lk_job_ctx *ctx, const struct lk_value *a, const struct lk_value *b)
 {
 	for (int k = 0; k < ctx->nkey; k++) {
 		const struct lk_value *x = &a[ctx->key[k]], *y = &b[ctx->key[k]];
 		int64_t m = 0, n = 0;
 
-		if (x->null || y->null || lk_int64_parse(x->p, &m) < 0 ||
-		    lk_int64_parse(y->p, &n) < 0) {
-			int c = strcmp(x->null ? "" : x->p, y->null ? "" : y->p);
+		if (x->null || y->null || ctx->types[ctx->key[k]] != LK_T_INT ||
+		    lk_int64_parse(x->p, &m) < 0 || lk_int64_parse(y->p, &n) < 0) {
+			int c = strcasecmp(x->null ? "" : x->p, y->null ? "" : y->p);
 
 			if (c)
 				return c < 0 ? -1 : 1;
