@@ -140,6 +140,7 @@ struct lk_daemon {
 	/* verify passes (daemon_verify.c) */
 	pthread_t verify_thread;
 	bool verify_started;
+	int vpasses; /* pass threads going (mu) */
 	volatile bool verify_stop;
 };
 

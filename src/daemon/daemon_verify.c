@@ -1,8 +1,8 @@
 /*
- * daemon_verify.c - scheduled verify passes (docs/verify.md): one thread that runs, one
- * at a time, the pass of every job whose `verify` is due (or asked for over HTTP), on
- * the instance that holds the job, beside the job's own runs. Each pass is a run of
- * type `verify`; what it found feeds /metrics, /api/jobs and /api/health.
+ * daemon_verify.c - scheduled verify passes (docs/verify.md): one thread that starts the
+ * pass of every job whose `verify` is due (or asked for over HTTP), each on a thread of
+ * its own (4 at most at once), on the instance that holds the job, beside its own runs. Each pass
+ * is a run of type `verify`; what it found feeds /metrics, /api/jobs and /api/health.
  */
 #include "daemon_int.h"
 #include "sync/sync.h"
@@ -20,6 +20,8 @@
 #define RT_SETTLE_MS 60000
 /* How often the thread looks for a due pass. */
 #define TICK_MS 200
+/* Passes going at once (each with its own connections to both databases). */
+#define MAX_PASSES 4
 
 /* The wall-clock time of the slot's next pass after now (mu held). */
 static int64_t next_after(struct lk_slot *s, int64_t now)
@@ -216,30 +218,79 @@ static void pass(struct lk_daemon *d, struct lk_slot *s, bool repair, const char
 	lk_log_context(NULL, NULL);
 }
 
+struct pass_arg {
+	struct lk_daemon *d;
+	struct lk_slot *s;
+	bool repair;
+	char id[37];
+};
+
+/* One pass on a thread of its own (detached: verify_main waits for them at the stop). */
+static void *pass_main(void *arg)
+{
+	struct pass_arg a = *(struct pass_arg *)arg;
+
+	free(arg);
+	pass(a.d, a.s, a.repair, a.id);
+	pthread_mutex_lock(&a.d->mu);
+	a.s->vbusy = false;
+	if (a.s->job->verify.line)
+		a.s->verify_next_ms = next_after(a.s, lk_wall_ms());
+	a.d->vpasses--;
+	pthread_cond_broadcast(&a.d->cond);
+	pthread_mutex_unlock(&a.d->mu);
+	return NULL;
+}
+
+/* Starts the passes due now, MAX_PASSES at most at once (mu held). */
+static void start_due(struct lk_daemon *d)
+{
+	struct pass_arg *a;
+	struct lk_slot *s;
+	pthread_t t;
+	pthread_attr_t attr;
+
+	(void)pthread_attr_init(&attr);
+	(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	while (d->vpasses < MAX_PASSES) {
+		a = lk_xcalloc(1, sizeof(*a));
+		s = due(d, &a->repair, a->id);
+		if (!s) {
+			free(a);
+			break;
+		}
+		a->d = d;
+		a->s = s;
+		d->vpasses++;
+		if (pthread_create(&t, &attr, pass_main, a) != 0) {
+			lk_log_error("job %s: cannot start a thread for its verify pass",
+				     s->job->name);
+			free(a);
+			d->vpasses--;
+			s->vbusy = false;
+			s->verify_next_ms = next_after(s, lk_wall_ms());
+			break;
+		}
+	}
+	(void)pthread_attr_destroy(&attr);
+}
+
+/* The dispatcher: starts each due pass on its own thread, so a pass that waits (a stream
+ * that is down, a poll job's next run) holds up no other job's. */
 static void *verify_main(void *arg)
 {
 	struct lk_daemon *d = arg;
 
 	while (!lk_flag(&d->verify_stop)) {
-		struct lk_slot *s;
-		bool repair = false;
-		char id[37] = "";
-
 		pthread_mutex_lock(&d->mu);
-		s = due(d, &repair, id);
+		start_due(d);
 		pthread_mutex_unlock(&d->mu);
-		if (!s) {
-			lk_sleep_ms(TICK_MS, &d->verify_stop);
-			continue;
-		}
-		pass(d, s, repair, id);
-		pthread_mutex_lock(&d->mu);
-		s->vbusy = false;
-		if (s->job->verify.line)
-			s->verify_next_ms = next_after(s, lk_wall_ms());
-		pthread_cond_broadcast(&d->cond);
-		pthread_mutex_unlock(&d->mu);
+		lk_sleep_ms(TICK_MS, &d->verify_stop);
 	}
+	pthread_mutex_lock(&d->mu);
+	while (d->vpasses > 0) /* each stops at its next page or wait */
+		pthread_cond_wait(&d->cond, &d->mu);
+	pthread_mutex_unlock(&d->mu);
 	return NULL;
 }
 
