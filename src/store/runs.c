@@ -125,7 +125,7 @@ int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_er
 	struct run_params rp;
 	int rc;
 
-	const char *p[11];
+	const char *p[12];
 
 	fill_params(&rp, r);
 	p[0] = rp.p[0];				     /* id */
@@ -133,19 +133,21 @@ int lk_store_run_update(struct lk_store *s, const struct lk_run *r, struct lk_er
 	p[8] = rp.p[11];			     /* updated */
 	p[9] = rp.p[12];			     /* finished */
 	p[10] = rp.p[13];			     /* error */
+	p[11] = rp.p[14];			     /* epoch */
 	/* Only a holder of the same or a newer epoch may update a run (DESIGN decision 5); a
 	 * verify pass writes nothing of the job's but through its fence, and is its own. */
 	lk_buf_addf(&sql,
 		    "UPDATE %sruns SET status = $2, stage = $3, progress = $4, rows_read = $5,"
 		    " rows_written = $6, rows_failed = $7, total_estimate = $8, updated_ms = $9,"
-		    " finished_ms = $10, error = $11 WHERE id = $1",
-		    s->prefix);
+		    " finished_ms = $10, error = $11%s WHERE id = $1",
+		    s->prefix,
+		    r->unfenced ? ", epoch = CASE WHEN epoch >= $12 THEN epoch ELSE $12 END" : "");
 	if (!r->unfenced)
 		lk_buf_addf(&sql,
 			    " AND %lld >= (SELECT coalesce(max(l.epoch), 0) FROM %sleases l"
 			    " WHERE l.job = %sruns.job)",
 			    (long long)r->epoch, s->prefix, s->prefix);
-	rc = lk_store_exec(s, sql.buf, 11, p, NULL, err);
+	rc = lk_store_exec(s, sql.buf, r->unfenced ? 12 : 11, p, NULL, err);
 	lk_buf_release(&sql);
 	lk_store_run_observe(s, r); /* the live view follows the run even if the write failed */
 	return rc;
