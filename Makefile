@@ -68,7 +68,7 @@ valgrind:
 # under build-tsan/reports (a test that kills the daemon could miss a message on stderr):
 # any file there fails the target. TSAN_TESTS names whole tests (integration.NAME); each
 # must exist, so a renamed test cannot drop out of the tier unseen.
-TSAN_TESTS ?= test_http_api|test_cluster|test_daemon|test_daemon_faults|test_realtime_writers
+TSAN_TESTS ?= test_http_api|test_cluster|test_daemon|test_daemon_faults|test_realtime_writers|test_verify_daemon
 tsan:
 	@$(MAKE) --no-print-directory deps
 	cmake --preset tsan >/dev/null && cmake --build build-tsan -j $(JOBS)
