@@ -43,6 +43,17 @@ function dur(s) {
 }
 function mib(b) { return b ? (b / 1048576).toFixed(1) + " MiB" : "none"; }
 function statusCell(s) { return el("td", s, "st " + s); }
+/* The last verify pass (docs/verify.md): what it found (or left, after a repair). */
+function verifyCell(v) {
+  const p = v && v.lastPass;
+  if (!p) return el("td", v ? "not yet" : "–", "mute");
+  if (p.status !== "succeeded")
+    return el("td", p.status + " " + ago(p.finishTime || p.startTime), p.status === "running" ? "running" : "mute");
+  const found = p.stats.rowsFailed, fixed = p.stats.rowsWritten;
+  const what = fixed ? fixed + " repaired, " + found + " left"
+    : found + " difference" + (found === 1 ? "" : "s");
+  return el("td", what + " " + ago(p.finishTime), found ? "failed" : "succeeded");
+}
 function progressCell(r) {
   const td = el("td");
   if (r.status === "running" && typeof r.progress === "number") {
@@ -136,11 +147,11 @@ async function refresh() {
         job.schedule || (job.mode === "realtime" ? "streaming" : "on demand"), ago(job.nextRun),
         el("td", now, job.running ? "running" : "mute"),
         last ? el("td", last.status + " " + ago(last.finishTime || last.startTime), last.status) : el("td", "never", "mute"),
-        (job.holder || "–") + (job.epoch ? " (epoch " + job.epoch + ")" : ""), el("td")]);
+        verifyCell(job.verify), (job.holder || "–") + (job.epoch ? " (epoch " + job.epoch + ")" : ""), el("td")]);
       tr.lastChild.appendChild(btn);
       tr.dataset.job = job.name;
       return tr;
-    }), "no jobs configured", 8);
+    }), "no jobs configured", 9);
     lastRuns = runs.runs || [];
     for (const r of lastRuns) if (r.status === "running" || r.status === "queued") follow(r.syncId);
     drawRuns();

@@ -99,7 +99,8 @@ def main():
     with sqlite3.connect(dst) as c:
         c.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
     cfg = L.sync_config(wd, {"a": "sqlite:a.db", "b": "sqlite:b.db"}, {
-        "users": {"source": {"db": "a", "table": "users"}, "target": {"db": "b"}},
+        "users": {"source": {"db": "a", "table": "users"}, "target": {"db": "b"},
+                  "verify": {"every": "1s"}},
         "tick": {"kind": "sql", "db": "a", "every": "1s", "sql": "INSERT INTO ticks VALUES (datetime('now'))"},
         "broken": {"kind": "sql", "db": "a", "every": "2s", "sql": 'SELECT * FROM "<b id=xss>nope</b>"'},
     }, extra={"http": {"listen": "127.0.0.1:0", "token": TOKEN}})
@@ -161,6 +162,15 @@ def main():
         t.check(text and "<b id=xss>nope</b>" in text, "the broken job's error shows its markup as text", text)
         t.eq(drv.find_elements(By.ID, "xss"), [], "no element #xss: a value never becomes markup")
 
+        # the last verify pass (docs/verify.md): the empty target lacks every row
+        def verify_cell():
+            for tr in drv.find_elements(By.CSS_SELECTOR, "#jobs tr[data-job='users']"):
+                return tr.find_elements(By.TAG_NAME, "td")[6].text
+            return None
+        t.check(L.wait_for(lambda: (fresh(verify_cell) or "").startswith("2000 differences"), 30, 0.5),
+                "the users row shows its last verify: 2000 differences (the target is empty)",
+                verify_cell())
+
         # Sync now: without the token, then with it
         users_button = "#jobs tr[data-job='users'] button"
         fresh(lambda: drv.find_element(By.CSS_SELECTOR, users_button).click())
@@ -181,6 +191,8 @@ def main():
         with urllib.request.urlopen(base + "/api/sync/status/" + rid, timeout=5) as r:
             st = json.loads(r.read().decode())
         t.eq((st["status"], st["stats"]["rowsWritten"]), ("succeeded", 2000), "/api/sync/status agrees: 2,000 rows")
+        t.check(L.wait_for(lambda: (fresh(verify_cell) or "").startswith("0 differences"), 30, 0.5),
+                "after the sync the next verify pass shows 0 differences", verify_cell())
         with sqlite3.connect(dst) as c:
             t.eq(c.execute("SELECT count(*), sum(id) FROM users").fetchone(), (2000, 2001000),
                  "the target holds the 2,000 rows (read with sqlite3)")
