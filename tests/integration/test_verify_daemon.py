@@ -22,7 +22,7 @@ Cases:
   number planted, /api/health is DEGRADED with its `verify` check not ok, `lockstep
   status --json` and /api/jobs show the last pass's differences, and nothing was repaired.
 - poll_and_cross_engine: one daemon with three jobs, each with `verify: {every: 2s,
-  repair: true}`: a poll job PostgreSQL -> PostgreSQL, a real-time job PostgreSQL ->
+  repair: true}` (the last with the cron form, `schedule: "*/2 * * * * *"`): a poll job PostgreSQL -> PostgreSQL, a real-time job PostgreSQL ->
   SQLite (the table made by lockstep) and a real-time job SQLite -> PostgreSQL. Drift
   planted into each target (and new source changes) is healed within one interval plus
   30 s; the repaired-rows counter of each job counts at least the planted rows.
@@ -431,6 +431,7 @@ def test_poll_and_cross_engine():
     x_fill_sqlite(lite_src, N)              # SQLite source of l2p
     interval = 2
     ver = {"every": "%ds" % interval, "repair": True}
+    ver_cron = {"schedule": "*/%d * * * * *" % interval, "repair": True}  # the cron form
     jobs = {"pl": {"source": {"db": "src", "table": "pitems"},
                    "target": {"db": "dst", "table": "pitems", "create": False},
                    "mode": "poll", "cursor": "updated_at", "every": "1s", "batch": 500, "verify": ver},
@@ -439,7 +440,7 @@ def test_poll_and_cross_engine():
                     "mode": "realtime", "batch": 200, "verify": ver},
             "l2p": {"source": {"db": "lite_s", "table": "items"},
                     "target": {"db": "dst", "table": "items", "create": True},
-                    "mode": "realtime", "batch": 200, "verify": ver}}
+                    "mode": "realtime", "batch": 200, "verify": ver_cron}}
     cfg = config(wd, {"src": src, "dst": dst, "lite_t": "sqlite:" + lite_dst, "lite_s": "sqlite:" + lite_src},
                  jobs)
     pairs = {"p2l": (src, "sqlite:" + lite_dst), "l2p": ("sqlite:" + lite_src, dst)}
