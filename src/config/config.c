@@ -176,6 +176,10 @@ void lk_config_free(struct lk_config *cfg)
 	if (cfg->http.token)
 		memset(cfg->http.token, 0, strlen(cfg->http.token));
 	free(cfg->http.token);
+	if (cfg->http.read_token)
+		memset(cfg->http.read_token, 0, strlen(cfg->http.read_token));
+	free(cfg->http.read_token);
+	free_list(cfg->http.allowed_hosts, cfg->http.nallowed_hosts);
 	for (int i = 0; i < cfg->ndbs; i++) {
 		free(cfg->dbs[i].name);
 		free(cfg->dbs[i].url);

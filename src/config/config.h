@@ -126,6 +126,15 @@ struct lk_job {
 	int line, col;
 };
 
+/* http: the API's listener and who may call it (docs/security.md). */
+struct lk_http_conf {
+	char *listen;	      /* default "127.0.0.1:8433" */
+	char *token;	      /* NULL when not set */
+	char *read_token;     /* http.read_token: GETs only; NULL when not set */
+	char **allowed_hosts; /* http.allowed_hosts: "HOST" or "HOST:PORT"; NULL/0: none */
+	int nallowed_hosts;
+};
+
 struct lk_config {
 	char *path; /* the file as given */
 	char *dir;  /* its folder, absolute: base for relative SQLite paths */
@@ -134,10 +143,7 @@ struct lk_config {
 	enum lk_db_kind state_kind; /* derived from state_url */
 	char *state_path;	    /* SQLite state store: absolute path; NULL for PostgreSQL */
 
-	struct {
-		char *listen; /* default "127.0.0.1:8433" */
-		char *token;  /* NULL when not set */
-	} http;
+	struct lk_http_conf http;
 	struct {
 		enum lk_log_format format; /* default text */
 		enum lk_log_level level;   /* default info */

@@ -169,8 +169,15 @@ void lk_config_dump(const struct lk_config *cfg, struct lk_buf *out)
 		lk_buf_addf(out, " (%s)", cfg->state_path);
 	lk_buf_addf(out, "\nlog: {format: %s, level: %s}\n",
 		    cfg->log.format == LK_LOG_JSON ? "json" : "text", level_names[cfg->log.level]);
-	lk_buf_addf(out, "http: {listen: %s, token: %s}\n", cfg->http.listen,
-		    cfg->http.token ? "***" : "none");
+	lk_buf_addf(out, "http: {listen: %s, token: %s, read_token: %s", cfg->http.listen,
+		    cfg->http.token ? "***" : "none", cfg->http.read_token ? "***" : "none");
+	if (cfg->http.nallowed_hosts) {
+		lk_buf_adds(out, ", allowed_hosts: [");
+		for (int i = 0; i < cfg->http.nallowed_hosts; i++)
+			lk_buf_addf(out, "%s%s", i ? ", " : "", cfg->http.allowed_hosts[i]);
+		lk_buf_adds(out, "]");
+	}
+	lk_buf_adds(out, "}\n");
 	lk_buf_addf(out, "deployment: %s\norphan_after: ",
 		    cfg->deployment ? cfg->deployment : "(made by the state store)");
 	if (cfg->orphan_after_ms)

@@ -50,6 +50,51 @@ static const struct lk_kenum schema_policies[] = {
 static const struct lk_kenum resnapshots[] = {
 	{"auto", LK_RESNAP_AUTO, true}, {"manual", LK_RESNAP_MANUAL, true}, {NULL, 0, false}};
 
+/*
+ * http.allowed_hosts: up to 32 names by which the API may be reached (the Host rule) and
+ * origins whose POSTs it takes (the Origin rule): "HOST" or "HOST:PORT", HOST a DNS name
+ * or an address ("[v6]" in brackets); no scheme, path or wildcard (docs/security.md).
+ */
+static bool allowed_host_ok(const char *s)
+{
+	const char *colon = s[0] == '[' ? strchr(s, ']') : strchr(s, ':');
+	size_t hn = colon ? (size_t)(colon - s) + (s[0] == '[') : strlen(s);
+	const char *port = colon ? (s[0] == '[' ? colon + 1 : colon) : NULL;
+
+	if (hn == 0 || hn > 253)
+		return false;
+	if (s[0] == '[' ? strspn(s + 1, "0123456789abcdefABCDEF:.") != hn - 2
+			: strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+				    "-.") != hn)
+		return false;
+	if (port && *port) /* ":PORT" */
+		return port[0] == ':' && strlen(port) >= 2 && strlen(port) <= 6 &&
+		       strspn(port + 1, "0123456789") == strlen(port + 1);
+	return !(s[0] == '[' && !colon);
+}
+
+static int parse_allowed_hosts(struct lk_cfgctx *c, const struct lk_key *k,
+			       const struct lk_ynode *val, void *obj)
+{
+	char ***out = (char ***)(void *)((char *)obj + k->off);
+	int *n = (int *)(void *)((char *)obj + k->off2);
+
+	if (lk_cfg_strlist(c, val, true, out, n) < 0)
+		return -1;
+	if (*n > 32)
+		return lk_cfg_fail(c, val, "expected at most 32 hosts, found %d", *n);
+	for (int i = 0; i < *n; i++) {
+		const struct lk_ynode *at = val->type == LK_Y_SEQ ? val->kids[i] : val;
+
+		if (!allowed_host_ok((*out)[i]))
+			return lk_cfg_fail(c, at,
+					   "expected HOST or HOST:PORT (like dash.example.com or "
+					   "lockstep.internal:8433, no scheme or path), found '%s'",
+					   (*out)[i]);
+	}
+	return 0;
+}
+
 #define CFG(f) offsetof(struct lk_config, f)
 #define DB(f) offsetof(struct lk_dbconf, f)
 #define JOB(f) offsetof(struct lk_job, f)
@@ -143,6 +188,20 @@ static const struct lk_key keys[] = {
 	 .built = true,
 	 .off = CFG(http.token),
 	 .expect = "a token string"},
+	{.sect = LK_SECT_HTTP,
+	 .name = "read_token",
+	 .type = LK_KT_STRING,
+	 .built = true,
+	 .off = CFG(http.read_token),
+	 .expect = "a token string"},
+	{.sect = LK_SECT_HTTP,
+	 .name = "allowed_hosts",
+	 .type = LK_KT_CUSTOM,
+	 .built = true,
+	 .off = CFG(http.allowed_hosts),
+	 .off2 = CFG(http.nallowed_hosts),
+	 .parse = parse_allowed_hosts,
+	 .expect = "a list of host names"},
 
 	{.sect = LK_SECT_LOG,
 	 .name = "format",

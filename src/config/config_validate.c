@@ -1,6 +1,7 @@
 /*
  * config_validate.c - the checks that involve several keys: database references, the
- * target table's default, mode-specific keys, key and cursor columns within `columns`.
+ * target table's default, mode-specific keys, key and cursor columns within `columns`,
+ * http.read_token beside http.token.
  */
 #include "config_int.h"
 
@@ -290,10 +291,33 @@ static int validate_job(struct lk_cfgctx *c, struct lk_job *j, const struct lk_y
 	return 0;
 }
 
+/* http.read_token: only beside http.token (alone, POSTs would need nothing), and another. */
+static int check_http(struct lk_cfgctx *c, const struct lk_ynode *root)
+{
+	const struct lk_http_conf *h = &c->cfg->http;
+	const struct lk_ynode *rt = lk_ymap_get(lk_ymap_get(root, "http"), "read_token");
+
+	if (!h->read_token || !h->read_token[0])
+		return 0;
+	if (!h->token || !h->token[0])
+		return lk_cfg_fail(c, rt,
+				   "expected http.read_token only with http.token set (the read "
+				   "token allows GETs; the token is needed for the rest), found "
+				   "no http.token");
+	if (strcmp(h->read_token, h->token) == 0)
+		return lk_cfg_fail(c, rt,
+				   "expected http.read_token to differ from http.token, found the "
+				   "same value");
+	return 0;
+}
+
 int lk_cfg_validate(struct lk_cfgctx *c, const struct lk_ynode *root)
 {
 	const struct lk_ynode *jobs = lk_ymap_get(root, "jobs");
 	const struct lk_ynode *cluster = lk_ymap_get(root, "cluster");
+
+	if (check_http(c, root) < 0)
+		return -1;
 
 	/* A lease must survive a missed renewal or two (and the holder stops a margin early). */
 	if (c->cfg->renew_ms * 2 > c->cfg->lease_ms) {
