@@ -347,7 +347,7 @@ static void reload(struct lk_daemon *d, struct lk_store *store)
 	if (cfg && (lk_sched_check_config(cfg, &err) < 0 ||
 		    lk_http_check_listen(cfg->http.listen ? cfg->http.listen : "127.0.0.1:8433",
 					 cfg->http.token, &err) < 0 ||
-		    lk_http_set_token(d->http, cfg->http.token, &token_changed, &err) < 0)) {
+		    lk_http_set_access(d->http, &cfg->http, &token_changed, &err) < 0)) {
 		lk_config_free(cfg);
 		cfg = NULL;
 	}
@@ -648,8 +648,7 @@ int lk_daemon_run(struct lk_config **cfgp, const struct lk_daemon_opts *opts,
 	lk_store_set_observer(store, lk_daemon_observe, &d);
 	g = gen_new(&d, *cfgp);
 	/* serving first: a port in use stops the start before any job runs */
-	d.http = lk_http_start(g->cfg->http.listen ? g->cfg->http.listen : "127.0.0.1:8433",
-			       g->cfg->http.token, &d, err);
+	d.http = lk_http_start(&g->cfg->http, &d, err);
 	if (!d.http || lk_daemon_pool_start(&d, MAX_WORKERS, err) < 0) {
 		set_ready(&d); /* requests waiting for the jobs end now */
 		lk_http_stop(d.http);

@@ -3,6 +3,10 @@
  * reads the same API as any client: /api/health, /api/jobs, /api/runs and /api/errors
  * every 2 s, and follows each running run's progress over /api/sync/events/ID (SSE).
  * Every value goes into the page as text (textContent), never as markup.
+ * With http.token set the API answers 401: the page then asks for the token and POSTs it
+ * to /api/session, whose answer sets an HttpOnly session cookie that every later request
+ * and event stream carries (EventSource cannot send headers). The token is never kept by
+ * the page nor put in a URL (docs/security.md).
  */
 "use strict";
 const $ = (id) => document.getElementById(id);
@@ -66,9 +70,41 @@ function progressCell(r) {
   }
   return td;
 }
+/* Thrown by get() on a 401: the page needs a session. */
+class NeedAuth extends Error {}
 async function get(path) {
-  const r = await fetch(path, {cache: "no-store"});
+  const r = await fetch(path, {cache: "no-store", credentials: "same-origin"});
+  if (r.status === 401) throw new NeedAuth(path);
   return r.json();
+}
+/* A JSON POST (the API refuses any other Content-Type): [status, answer]. */
+async function post(path, body) {
+  const r = await fetch(path, {method: "POST", credentials: "same-origin",
+    headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+  let b = {};
+  try { b = await r.json(); } catch (e) { /* no body */ }
+  return [r, b];
+}
+function askToken(why) {
+  $("login").hidden = false;
+  document.body.dataset.auth = "needed";
+  if (why) $("msg").textContent = why;
+}
+/* Trades the typed token for a session cookie; the field is emptied either way. */
+async function signIn() {
+  const tok = $("token").value.trim();
+  $("token").value = "";
+  if (!tok) return;
+  try {
+    const [r, b] = await post("/api/session", {token: tok});
+    if (!r.ok) { askToken("sign in: " + r.status + " " + b.error + (b.detail ? " – " + b.detail : "")); return; }
+    $("login").hidden = true;
+    document.body.dataset.auth = b.write === false ? "read" : "ok";
+    $("msg").textContent = b.write === false ? "signed in with the read token: Sync now is refused" : "";
+    refresh();
+  } catch (e) {
+    askToken("sign in: " + e);
+  }
 }
 
 function follow(id) {
@@ -76,7 +112,9 @@ function follow(id) {
   const es = new EventSource("/api/sync/events/" + encodeURIComponent(id));
   const entry = {es, run: null};
   live.set(id, entry);
-  const on = (ev) => { try { entry.run = JSON.parse(ev.data); drawRuns(); } catch (e) { /* ignore */ } };
+  const on = (ev) => {
+    try { entry.run = JSON.parse(ev.data); entry.event = ev.type; drawRuns(); } catch (e) { /* ignore */ }
+  };
   es.addEventListener("progress", on);
   es.addEventListener("done", (ev) => { on(ev); es.close(); });
   es.onerror = () => { es.close(); live.delete(id); };
@@ -93,6 +131,7 @@ function drawRuns() {
       (st.rowsRead || 0) + " / " + (st.rowsWritten || 0) + " / " + (st.rowsFailed || 0),
       ago(r.startTime), dur(took), el("td", r.error || "", "wrap")]);
     tr.dataset.run = r.syncId;
+    if (l && l.run) tr.dataset.live = l.event; /* shown from the event stream */
     return tr;
   });
   fill("runs", rows, "no runs yet", 9);
@@ -100,12 +139,9 @@ function drawRuns() {
 
 async function syncNow(job, btn) {
   btn.disabled = true;
-  const headers = {"Content-Type": "application/json"};
-  const tok = $("token").value.trim();
-  if (tok) { headers.Authorization = "Bearer " + tok; sessionStorage.setItem("lk-token", tok); }
   try {
-    const r = await fetch("/api/sync", {method: "POST", headers, body: JSON.stringify({job})});
-    const b = await r.json();
+    const [r, b] = await post("/api/sync", {job});
+    if (r.status === 401) askToken();
     if (r.ok) {
       $("msg").textContent = job + ": run " + b.syncId + " " + (b.coalesced ? "already queued" : "queued");
       follow(b.syncId);
@@ -159,9 +195,11 @@ async function refresh() {
       el("td", e.message || "", "wrap"), e.attempts, ago(e.created)])), "none", 8);
     document.body.dataset.loaded = String(Date.now());
   } catch (e) {
-    $("offline").style.display = "inline";
+    if (e instanceof NeedAuth) askToken($("login").hidden ? "the API needs its token (http.token): sign in" : null);
+    else $("offline").style.display = "inline";
   }
 }
-$("token").value = sessionStorage.getItem("lk-token") || "";
+$("signin").addEventListener("click", signIn);
+$("token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") signIn(); });
 refresh();
 setInterval(refresh, 2000);

@@ -1,7 +1,8 @@
 /*
  * http.c - the HTTP API (http.h) on libmicrohttpd: the listener, each endpoint's answer,
- * JSON errors and Server-Sent Events for a run's progress. The route table, the token
- * check and the request bodies are pure functions in http_req.c (http_int.h).
+ * JSON errors, sessions and Server-Sent Events for a run's progress. The route table, the
+ * access checks (Host, Origin, Content-Type, tokens, session cookies) and the request
+ * bodies are pure functions in http_req.c (http_int.h).
  */
 #include "http.h"
 
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #define LK_LOG_COMPONENT "http"
@@ -36,9 +38,16 @@
 struct lk_http {
 	struct MHD_Daemon *mhd;
 	struct lk_daemon *d;
-	pthread_mutex_t token_mu; /* guards token: a reload replaces it while requests check it */
-	char *token;		  /* NULL: none; our own copy, wiped when replaced */
-	bool loopback;		  /* the listener's address: a non-loopback one needs a token */
+	/* guards the access settings and the sessions: a reload replaces the settings while
+	 * requests check them */
+	pthread_mutex_t access_mu;
+	char *token;	  /* NULL: none; our own copy, wiped when replaced */
+	char *read_token; /* http.read_token; NULL: none; wiped when replaced */
+	char **allowed;	  /* http.allowed_hosts, our own copies */
+	int nallowed;
+	struct lk_http_sessions sessions;
+	char listen_host[128]; /* http.listen's host without brackets (a start-only key) */
+	bool loopback;	       /* the listener's address: a non-loopback one needs a token */
 	volatile bool stopping;
 	pthread_mutex_t health_mu; /* guards the four below */
 	struct lk_buf health;	   /* the last /api/health answer */
@@ -635,16 +644,97 @@ static enum MHD_Result get_metrics(struct lk_http *h, struct MHD_Connection *c)
 	return rc;
 }
 
-/* True when the request carries the token in force (or none is set). Any thread. */
-static bool token_ok(struct lk_http *h, struct MHD_Connection *c)
+static const char *header(struct MHD_Connection *c, const char *name)
 {
-	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-	bool ok;
+	return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
 
-	pthread_mutex_lock(&h->token_mu);
-	ok = lk_http_token_ok(h->token, auth);
-	pthread_mutex_unlock(&h->token_mu);
-	return ok;
+/*
+ * Whether the request may reach its endpoint (lk_http_admit, under the settings in force
+ * and the session its cookie names). Returns 0, or -1 with *bad set. Any thread.
+ */
+static int admit(struct lk_http *h, struct MHD_Connection *c, const struct lk_http_route *r,
+		 struct lk_http_bad *bad)
+{
+	struct lk_http_hdrs hd = {
+		.host = header(c, MHD_HTTP_HEADER_HOST),
+		.origin = header(c, "Origin"),
+		.content_type = header(c, MHD_HTTP_HEADER_CONTENT_TYPE),
+		.authorization = header(c, MHD_HTTP_HEADER_AUTHORIZATION),
+		.cookie = header(c, MHD_HTTP_HEADER_COOKIE),
+	};
+	struct lk_http_policy p;
+	enum lk_http_who who;
+	int rc;
+
+	pthread_mutex_lock(&h->access_mu);
+	p = (struct lk_http_policy){h->token, h->read_token, h->listen_host, h->allowed,
+				    h->nallowed};
+	who = lk_http_who(&p, hd.authorization,
+			  lk_http_session_find(&h->sessions, hd.cookie, lk_mono_ms()));
+	rc = lk_http_admit(&p, r, &hd, who, bad);
+	pthread_mutex_unlock(&h->access_mu);
+	return rc;
+}
+
+/*
+ * POST /api/session {"token": T}: T is http.token (a session for everything) or
+ * http.read_token (GETs only); the answer sets the session cookie. The dashboard's event
+ * streams need it: EventSource sends cookies, not headers.
+ */
+static enum MHD_Result post_session(struct lk_http *h, struct MHD_Connection *c,
+				    const struct lk_http_body *rq)
+{
+	struct lk_http_bad bad;
+	char *tok = NULL, bearer[600], id[65], cookie[160];
+	unsigned char rnd[32];
+	enum lk_http_who who;
+	struct lk_http_policy p;
+	struct MHD_Response *r;
+	const char *body;
+	enum MHD_Result rc;
+
+	if (lk_http_session_req_parse(rq->buf.buf, rq->buf.len, &tok, &bad) < 0)
+		return send_bad(c, &bad);
+	(void)snprintf(bearer, sizeof(bearer), "Bearer %.500s", tok);
+	explicit_bzero(tok, strlen(tok));
+	free(tok);
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		explicit_bzero(bearer, sizeof(bearer));
+		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+				  "no random bytes for a session id");
+	}
+	pthread_mutex_lock(&h->access_mu);
+	p = (struct lk_http_policy){h->token, h->read_token, NULL, NULL, 0};
+	who = h->token ? lk_http_who(&p, bearer, LK_HTTP_ANON) : LK_HTTP_ANON;
+	if (who != LK_HTTP_ANON)
+		lk_http_session_add(&h->sessions, rnd, who == LK_HTTP_WRITER, lk_mono_ms(), id);
+	pthread_mutex_unlock(&h->access_mu);
+	explicit_bzero(bearer, sizeof(bearer));
+	explicit_bzero(rnd, sizeof(rnd));
+	if (who == LK_HTTP_ANON && h->token)
+		return send_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized", "wrong token");
+	if (who == LK_HTTP_ANON)
+		return send_json(c, MHD_HTTP_OK,
+				 json_pack("{s:s, s:b}", "session", "none needed", "write", 1));
+	body = who == LK_HTTP_WRITER ? "{\"session\":\"started\",\"write\":true}"
+				     : "{\"session\":\"started\",\"write\":false}";
+	r = MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body,
+					    MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	(void)snprintf(cookie, sizeof(cookie),
+		       LK_HTTP_SESSION_COOKIE
+		       "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld",
+		       id, (long long)(LK_HTTP_SESSION_TTL_MS / 1000));
+	explicit_bzero(id, sizeof(id));
+	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
+	explicit_bzero(cookie, sizeof(cookie));
+	rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return rc;
 }
 
 /* Answers one request whose body is complete (the route table is in http_req.c). */
@@ -652,12 +742,11 @@ static enum MHD_Result route(struct lk_http *h, struct MHD_Connection *c, const 
 			     const char *method, const struct lk_http_body *rq)
 {
 	struct lk_http_route r;
+	struct lk_http_bad bad;
 
 	lk_http_route_match(method, url, &r);
-	if (r.needs_token && !token_ok(h, c))
-		return send_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-				  "this call needs the header Authorization: Bearer TOKEN "
-				  "(http.token)");
+	if (admit(h, c, &r, &bad) < 0)
+		return send_bad(c, &bad);
 	if (r.ep == LK_HTTP_EP_NONE)
 		return send_error(c, MHD_HTTP_NOT_FOUND, "not found", "no such endpoint");
 	if (!r.allowed)
@@ -698,6 +787,8 @@ static enum MHD_Result route(struct lk_http *h, struct MHD_Connection *c, const 
 	case LK_HTTP_EP_DASHBOARD_JS:
 		return send_asset(c, "text/javascript; charset=utf-8", lk_asset_dashboard_js,
 				  lk_asset_dashboard_js_len);
+	case LK_HTTP_EP_SESSION:
+		return post_session(h, c, rq);
 	case LK_HTTP_EP_NONE:
 		break;
 	}
@@ -761,23 +852,81 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	lk_log_debug("libmicrohttpd: %s", msg);
 }
 
-struct lk_http *lk_http_start(const char *listen, const char *token, struct lk_daemon *d,
+/* Overwrites a secret before its memory is freed. */
+static void wipe_free(char *secret)
+{
+	if (secret)
+		explicit_bzero(secret, strlen(secret));
+	free(secret);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s && *s ? lk_xstrdup(s) : NULL;
+}
+
+/* Frees the access settings in force (access_mu held, or no request can come). */
+static void access_release(struct lk_http *h)
+{
+	wipe_free(h->token);
+	wipe_free(h->read_token);
+	for (int i = 0; i < h->nallowed; i++)
+		free(h->allowed[i]);
+	free(h->allowed);
+	h->token = h->read_token = NULL;
+	h->allowed = NULL;
+	h->nallowed = 0;
+}
+
+/* Copies the access settings of conf (access_mu held, or no request can come yet). */
+static void access_copy(struct lk_http *h, const struct lk_http_conf *conf)
+{
+	h->token = dup_or_null(conf->token);
+	h->read_token = h->token ? dup_or_null(conf->read_token) : NULL;
+	h->nallowed = conf->nallowed_hosts;
+	h->allowed = h->nallowed ? lk_xcalloc((size_t)h->nallowed, sizeof(char *)) : NULL;
+	for (int i = 0; i < h->nallowed; i++)
+		h->allowed[i] = lk_xstrdup(conf->allowed_hosts[i]);
+}
+
+static void log_listening(const struct lk_http *h, const char *listen)
+{
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	char host[128];
+	const char *colon = strrchr(listen, ':');
+	size_t n = (size_t)(colon - listen);
+
+	(void)snprintf(host, sizeof(host), "%.*s", (int)n, listen);
+	/* port 0 asks for any free port: the log says which (tests read it) */
+	lk_log_info("HTTP API on http://%s:%u/ (%s)", host, info ? (unsigned)info->port : 0u,
+		    h->token ? "every call but /livez and /readyz needs the token"
+			     : "no token: loopback only");
+}
+
+struct lk_http *lk_http_start(const struct lk_http_conf *conf, struct lk_daemon *d,
 			      struct lk_err *err)
 {
+	const char *listen = conf->listen ? conf->listen : "127.0.0.1:8433";
 	struct lk_http *h;
 	struct addr a;
 	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
 			 MHD_USE_ITC | MHD_USE_ERROR_LOG;
 
-	if (lk_http_check_listen(listen, token, err) < 0 || parse_listen(listen, &a, err) < 0)
+	if (lk_http_check_listen(listen, conf->token, err) < 0 || parse_listen(listen, &a, err) < 0)
 		return NULL;
 	if (a.v6)
 		flags |= MHD_USE_IPv6;
 	h = lk_xcalloc(1, sizeof(*h));
 	h->d = d;
-	h->token = token && *token ? lk_xstrdup(token) : NULL;
+	access_copy(h, conf);
+	(void)snprintf(h->listen_host, sizeof(h->listen_host), "%.*s",
+		       (int)(strrchr(listen, ':') - listen), listen);
+	if (h->listen_host[0] == '[') { /* "[::1]": the address without its brackets */
+		memmove(h->listen_host, h->listen_host + 1, strlen(h->listen_host));
+		h->listen_host[strcspn(h->listen_host, "]")] = '\0';
+	}
 	h->loopback = a.loopback;
-	(void)pthread_mutex_init(&h->token_mu, NULL);
+	(void)pthread_mutex_init(&h->access_mu, NULL);
 	(void)pthread_mutex_init(&h->health_mu, NULL);
 	lk_buf_init(&h->health);
 	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
@@ -790,64 +939,39 @@ struct lk_http *lk_http_start(const char *listen, const char *token, struct lk_d
 		lk_err_set(err, LK_ERR_UNAVAILABLE,
 			   "cannot listen on %s (in use, or not an address of this host)", listen);
 		(void)pthread_mutex_destroy(&h->health_mu);
-		(void)pthread_mutex_destroy(&h->token_mu);
-		free(h->token);
+		(void)pthread_mutex_destroy(&h->access_mu);
+		access_release(h);
 		free(h);
 		return NULL;
 	}
-	{
-		const union MHD_DaemonInfo *info =
-			MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
-		char host[128];
-		const char *colon = strrchr(listen, ':');
-		size_t n = (size_t)(colon - listen);
-
-		(void)snprintf(host, sizeof(host), "%.*s", (int)n, listen);
-		/* port 0 asks for any free port: the log says which (tests read it) */
-		lk_log_info("HTTP API on http://%s:%u/ (%s)", host,
-			    info ? (unsigned)info->port : 0u,
-			    h->token ? "POST needs the bearer token" : "no token: loopback only");
-	}
+	log_listening(h, listen);
 	return h;
 }
 
-/* Overwrites a secret before its memory is freed. */
-static void wipe_free(char *secret)
+static bool same_secret(const char *a, const char *b)
 {
-	if (secret) {
-		volatile char *p = secret;
-
-		while (*p)
-			*p++ = '\0';
-	}
-	free(secret);
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-int lk_http_set_token(struct lk_http *h, const char *token, bool *changed, struct lk_err *err)
+int lk_http_set_access(struct lk_http *h, const struct lk_http_conf *conf, bool *changed,
+		       struct lk_err *err)
 {
-	char *old;
+	const char *token = conf->token && *conf->token ? conf->token : NULL;
+	const char *rtoken =
+		token && conf->read_token && *conf->read_token ? conf->read_token : NULL;
 
 	*changed = false;
-	if (!token || !*token)
-		token = NULL;
 	if (!token && !h->loopback)
 		return lk_err_set(err, LK_ERR_CONFIG,
 				  "http.token: the API listens on an address that is not loopback; "
 				  "it cannot be left without a token");
-	pthread_mutex_lock(&h->token_mu);
-	old = h->token;
-	if (old && token && strcmp(old, token) == 0) {
-		pthread_mutex_unlock(&h->token_mu);
-		return 0;
-	}
-	if (!old && !token) {
-		pthread_mutex_unlock(&h->token_mu);
-		return 0;
-	}
-	h->token = token ? lk_xstrdup(token) : NULL;
-	pthread_mutex_unlock(&h->token_mu);
-	wipe_free(old);
-	*changed = true;
+	pthread_mutex_lock(&h->access_mu);
+	*changed = !same_secret(h->token, token) || !same_secret(h->read_token, rtoken);
+	access_release(h);
+	access_copy(h, conf);
+	if (*changed) /* a session stands for a token: a changed token ends them all */
+		lk_http_sessions_clear(&h->sessions);
+	pthread_mutex_unlock(&h->access_mu);
 	return 0;
 }
 
@@ -857,9 +981,10 @@ void lk_http_stop(struct lk_http *h)
 		return;
 	lk_flag_set(&h->stopping, true); /* event streams end at their next tick */
 	MHD_stop_daemon(h->mhd);
-	wipe_free(h->token);
+	access_release(h);
+	lk_http_sessions_clear(&h->sessions);
 	lk_buf_release(&h->health);
 	(void)pthread_mutex_destroy(&h->health_mu);
-	(void)pthread_mutex_destroy(&h->token_mu);
+	(void)pthread_mutex_destroy(&h->access_mu);
 	free(h);
 }

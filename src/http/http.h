@@ -1,13 +1,16 @@
 /*
  * http.h - the HTTP API of `lockstep run` (SPEC §6) on libmicrohttpd: a thread per
  * connection (Server-Sent Events block in their content callback), a connection cap,
- * per-connection timeouts, 64 KiB bodies, a bearer token for every POST, JSON errors.
+ * per-connection timeouts, 64 KiB bodies, JSON errors. With http.token set every call but
+ * the probes needs a token or a session; every POST passes the CSRF rules and every
+ * request the Host rule (docs/security.md).
  * Handlers answer from the daemon's memory (daemon/api.h); the few that read the state
  * store use the API's own store handle.
  */
 #ifndef LK_HTTP_H
 #define LK_HTTP_H
 
+#include "config/config.h"
 #include "core/err.h"
 
 #include <stdbool.h>
@@ -26,16 +29,22 @@ struct lk_http;
  */
 int lk_http_check_listen(const char *listen, const char *token, struct lk_err *err);
 
-/* Starts serving on `listen`. token NULL or "": POSTs need no token (loopback only). */
-struct lk_http *lk_http_start(const char *listen, const char *token, struct lk_daemon *d,
+/*
+ * Starts serving on conf->listen (NULL: 127.0.0.1:8433) with the access settings of conf
+ * (token NULL or "": no credentials asked, loopback only). Copies what it keeps.
+ */
+struct lk_http *lk_http_start(const struct lk_http_conf *conf, struct lk_daemon *d,
 			      struct lk_err *err);
 /*
- * Replaces the bearer token that POSTs need (a reload: SIGHUP): requests checked after it
- * returns need the new one, none the old. Copies `token` (NULL or "": none). Sets *changed
- * when it differs from the token in force. Refuses (LK_ERR_CONFIG, the old token stays) to
- * leave a listener on a non-loopback address without a token. Scheduler thread.
+ * Replaces the access settings (a reload: SIGHUP): http.token, http.read_token and
+ * http.allowed_hosts; requests checked after it returns see the new ones, none the old.
+ * Copies them. Sets *changed when a token differs from the one in force; then every
+ * session ends. Refuses (LK_ERR_CONFIG, the old settings stay) to leave a listener on a
+ * non-loopback address without a token. http.listen is not changed (a start-only key).
+ * Scheduler thread.
  */
-int lk_http_set_token(struct lk_http *h, const char *token, bool *changed, struct lk_err *err);
+int lk_http_set_access(struct lk_http *h, const struct lk_http_conf *conf, bool *changed,
+		       struct lk_err *err);
 /* Stops accepting, ends event streams, waits for the connection threads, frees. */
 void lk_http_stop(struct lk_http *h);
 
