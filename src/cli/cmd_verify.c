@@ -36,6 +36,7 @@ static void print_json(const struct lk_verify_result *r, const char *job)
 
 	if (r->run_id[0])
 		(void)json_object_set_new(o, "runId", json_string(r->run_id));
+	(void)json_object_set_new(o, "countDiffers", json_boolean(r->count_differs));
 	for (int i = 0; i < r->ndiffs; i++) {
 		json_t *key =
 			lk_json_parse_text(r->diffs[i].key_json, strlen(r->diffs[i].key_json));
@@ -66,6 +67,10 @@ static void print_text(const struct lk_verify_result *r, const char *job, bool r
 	if (repair)
 		(void)printf("repaired %lld; %lld differences left (run %s)\n",
 			     (long long)r->repaired, (long long)r->remaining, r->run_id);
+	if (r->count_differs)
+		(void)printf(
+			"  the row counts differ while no key does: the target holds a key in two "
+			"spellings (an SQLite text column), or the source holds a key twice\n");
 	if (r->unsettled)
 		(void)printf("note: the job had not applied past the rows read in time; a "
 			     "difference may be a change still on its way\n");

@@ -877,23 +877,35 @@ static int verify_check(struct lk_daemon *d, json_t *checks)
 	char first[128] = "", run[37] = "", detail[512];
 	int64_t left = 0;
 	int n = 0, passes = 0;
+	bool failed = false;
 
 	pthread_mutex_lock(&d->live_mu);
 	for (int i = 0; i < d->njobstats; i++) {
 		const struct lk_jobstat *js = &d->jobstats[i];
 
 		passes += js->v_has;
-		if (!js->v_has || js->v_left == 0)
+		if (!js->v_has || (js->v_left == 0 && !js->v_failed))
 			continue;
 		if (n++ == 0) {
 			(void)snprintf(first, sizeof(first), "%s", js->job);
 			(void)snprintf(run, sizeof(run), "%s", js->v_run);
 			left = js->v_left;
+			failed = js->v_failed;
 		}
 	}
 	pthread_mutex_unlock(&d->live_mu);
 	if (n && !current_job(d, first))
-		n = 0; /* a job removed since */
+		n = 0;	   /* a job removed since */
+	if (n && failed) { /* a pass that keeps failing vouches for nothing */
+		(void)snprintf(detail, sizeof(detail),
+			       "%d job%s not verified or left different; job %s: its last verify "
+			       "pass failed (run %s)",
+			       n, n == 1 ? "" : "s", first, run);
+		check(checks, "verify", "warn", detail,
+		      "the run's error says why (`lockstep status`, GET /api/sync/status/ID); "
+		      "docs/verify.md");
+		return n;
+	}
 	if (n == 0) {
 		(void)snprintf(detail, sizeof(detail),
 			       passes ? "no job's last verify pass left a difference"

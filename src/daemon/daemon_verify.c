@@ -211,7 +211,8 @@ static void pass(struct lk_daemon *d, struct lk_slot *s, bool repair, const char
 	}
 	if (rc == 0 || !lk_flag(&d->verify_stop)) { /* a pass cut by the stop is not news */
 		log_pass(s, &res, rc, &err, repair);
-		lk_daemon_verify_note(d, job->name, &res, rc < 0 ? err.msg : NULL, repair);
+		if (rc == 0 || err.code != LK_ERR_BUSY) /* skipped: what the last one found holds */
+			lk_daemon_verify_note(d, job->name, &res, rc < 0 ? err.msg : NULL, repair);
 	}
 	lk_verify_result_release(&res);
 	lk_store_close(store);

@@ -107,6 +107,7 @@ struct lk_verify_result {
 	int64_t repaired;    /* keys written, deleted or queued for the job's applier */
 	int64_t remaining;   /* differences still there after the repair */
 	bool unsettled;	     /* the job did not apply past a read in time (see settle_ms) */
+	bool count_differs;  /* the row counts differ while no key does (one difference) */
 	struct lk_verify_diff diffs[LK_VERIFY_MAX_DIFFS];
 	int ndiffs;
 	int64_t elapsed_ms;

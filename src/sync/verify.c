@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <xxhash.h>
 
 #define LK_LOG_COMPONENT "verify"
@@ -64,7 +63,40 @@ static int pend_key(struct verify_state *vs, const struct lk_value *row, const i
 			lk_rows_set(&vs->pend, r, ctx->key[k], row[key[k]].p, row[key[k]].len);
 	}
 	lk_rows_set(&vs->pend, r, ctx->ncols, &lk_verify_kind_letter[kind], 1);
-	return vs->pend.nrows >= LK_VERIFY_PEND_MAX ? lk_verify_settle(vs, err) : 0;
+	(void)err;
+	return 0;
+}
+
+/* Whether the pending keys are many enough to settle before reading on. */
+static bool pend_full(const struct verify_state *vs)
+{
+	return vs->pend.nrows >= LK_VERIFY_PEND_MAX;
+}
+
+/*
+ * Settles the pending keys in the middle of a pass. The settle reads and writes on the
+ * pass's connections, which run nothing else while a scan is open: the scan is closed
+ * first and opened again after row's key (its key columns at idx), where it stopped.
+ */
+static int settle_midway(struct verify_state *vs, struct lk_db *db, struct lk_scan **scan,
+			 struct lk_scan_spec *spec, const struct lk_value *row, const int *idx,
+			 struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = vs->ctx;
+
+	lk_rows_reset(&vs->resume);
+	lk_rows_add(&vs->resume);
+	for (int k = 0; k < ctx->nkey; k++) {
+		if (!row[idx[k]].null)
+			lk_rows_set(&vs->resume, 0, k, row[idx[k]].p, row[idx[k]].len);
+	}
+	db->ops->scan_close(*scan);
+	*scan = NULL;
+	if (lk_verify_settle(vs, err) < 0)
+		return -1;
+	spec->after = LK_ROW(&vs->resume, 0);
+	*scan = db->ops->scan_open(db->conn, spec, err);
+	return *scan ? 0 : -1;
 }
 
 /* Compares one source page with the target rows of the same keys. */
@@ -160,6 +192,9 @@ static int pass_source(struct verify_state *vs, struct lk_err *err)
 		vs->res->source_rows += n;
 		ctx->prog.rows_read += n;
 		rc = compare_page(vs, &page, err);
+		if (rc == 0 && pend_full(vs))
+			rc = settle_midway(vs, &ctx->src, &scan, &spec, LK_ROW(&page, n - 1),
+					   ctx->key, err);
 		lk_job_report(ctx, false);
 	}
 	ctx->src.ops->scan_close(scan);
@@ -224,6 +259,9 @@ static int pass_target(struct verify_state *vs, struct lk_err *err)
 			if (!lk_keyset_find(&vs->ks, vs->tmp.buf))
 				rc = pend_key(vs, LK_ROW(&page, r), ko, LK_DIFF_EXTRA, err);
 		}
+		if (rc == 0 && pend_full(vs))
+			rc = settle_midway(vs, &ctx->dst, &scan, &tspec, LK_ROW(&page, n - 1), ko,
+					   err);
 	}
 	if (!scan)
 		rc = -1;
@@ -237,20 +275,24 @@ static int pass_target(struct verify_state *vs, struct lk_err *err)
 }
 
 /* Counts the target's rows; -1 on error. */
-static int64_t count_target(struct lk_job_ctx *ctx, const char *live, struct lk_err *err)
+int64_t lk_verify_count(struct verify_state *vs, bool target, struct lk_err *err)
 {
+	struct lk_job_ctx *ctx = vs->ctx;
+	const struct lk_tref *t = target ? &ctx->job->target.table : &ctx->job->source.table;
+	const char *filter = target ? vs->live : ctx->job->source.where;
+	struct lk_db *db = target ? &ctx->dst : &ctx->src;
 	struct lk_buf sql = LK_BUF_INIT;
 	struct lk_rows out;
 	int64_t n = -1;
 
 	lk_buf_adds(&sql, "SELECT count(*) FROM ");
-	lk_quote_tref_for(&sql, &ctx->job->target.table, ctx->cfg->dbs[ctx->job->target.db].kind);
-	if (live)
-		lk_buf_addf(&sql, " WHERE %s", live);
+	lk_quote_tref_for(&sql, t, db->conf->kind);
+	if (filter)
+		lk_buf_addf(&sql, " WHERE (%s)", filter);
 	lk_rows_init(&out, 1);
-	if (ctx->dst.ops->exec(ctx->dst.conn, sql.buf, 0, NULL, &out, NULL, err) == 0 &&
-	    out.nrows == 1 && lk_int64_parse(LK_ROW(&out, 0)[0].p, &n) < 0)
-		n = -1;
+	if (db->ops->exec(db->conn, sql.buf, 0, NULL, &out, NULL, err) == 0 &&
+	    (out.nrows != 1 || lk_int64_parse(LK_ROW(&out, 0)[0].p, &n) < 0))
+		n = lk_err_set(err, LK_ERR_INTERNAL, "unexpected answer to: %s", sql.buf);
 	lk_rows_release(&out);
 	lk_buf_release(&sql);
 	return n;
@@ -259,17 +301,17 @@ static int64_t count_target(struct lk_job_ctx *ctx, const char *live, struct lk_
 /* ---- the merge: both sides read in key order at once ---- */
 
 /*
- * Keys of integers and uuids only: both engines order them alike (numbers numerically; a
- * uuid's hex text sorts as its bytes, as PostgreSQL sorts uuids), so source and target can
- * be read side by side in key order and merged, without a fetch by keys. Text keys are
- * not: each database sorts them by its own collation. A key the two orders placed
- * differently would only look missing and extra: the settle reads every such key again
- * by itself.
+ * Keys of integers only: both engines order them alike, by value, and one value has one
+ * spelling, so source and target can be read side by side in key order and merged,
+ * without a fetch by keys (and a pass that settles midway resumes both after the same
+ * key). Other keys are not: text sorts by each database's collation, and an SQLite
+ * target can hold one uuid or time in two spellings (upper and lower case), which a scan
+ * bound on the spelling could skip.
  */
 static bool merge_ok(const struct lk_job_ctx *ctx)
 {
 	for (int k = 0; k < ctx->nkey; k++) {
-		if (ctx->types[ctx->key[k]] != LK_T_INT && ctx->types[ctx->key[k]] != LK_T_UUID)
+		if (ctx->types[ctx->key[k]] != LK_T_INT)
 			return false;
 	}
 	return true;
@@ -319,7 +361,7 @@ static int side_row(struct verify_state *vs, struct side *s, const struct lk_val
 	return 0;
 }
 
-/* Orders two rows by their keys: integers by value, the rest (uuids) as text, any case. */
+/* Orders two rows by their integer keys (a value that is not an integer: as text). */
 static int key_cmp(const struct lk_job_ctx *ctx, const struct lk_value *a, const struct lk_value *b)
 {
 	for (int k = 0; k < ctx->nkey; k++) {
@@ -328,7 +370,7 @@ static int key_cmp(const struct lk_job_ctx *ctx, const struct lk_value *a, const
 
 		if (x->null || y->null || ctx->types[ctx->key[k]] != LK_T_INT ||
 		    lk_int64_parse(x->p, &m) < 0 || lk_int64_parse(y->p, &n) < 0) {
-			int c = strcasecmp(x->null ? "" : x->p, y->null ? "" : y->p);
+			int c = strcmp(x->null ? "" : x->p, y->null ? "" : y->p);
 
 			if (c)
 				return c < 0 ? -1 : 1;
@@ -364,9 +406,10 @@ static int merge_diff(struct verify_state *vs, const struct lk_value *row, enum 
 	return pend_key(vs, row, vs->ctx->key, kind, err);
 }
 
-/* One step of the merge: *more false once both sides are read. */
+/* One step of the merge: *more false once both sides are read; *done the row consumed
+ * last (the keys up to its own are compared on both sides). */
 static int merge_step(struct verify_state *vs, struct side *s, struct side *t, bool extras,
-		      bool *more, struct lk_err *err)
+		      bool *more, const struct lk_value **done, struct lk_err *err)
 {
 	const struct lk_value *a, *b;
 	int c;
@@ -377,6 +420,7 @@ static int merge_step(struct verify_state *vs, struct side *s, struct side *t, b
 	if (!a && !b)
 		return 0;
 	c = !a ? 1 : !b ? -1 : key_cmp(vs->ctx, a, b);
+	*done = c > 0 ? b : a;
 	if (c < 0) {
 		s->i++;
 		return merge_diff(vs, a, LK_DIFF_MISSING, err);
@@ -390,6 +434,27 @@ static int merge_step(struct verify_state *vs, struct side *s, struct side *t, b
 	if (!same_bytes(vs->ctx, a, b) && lk_verify_row_hash(vs, a) != lk_verify_row_hash(vs, b))
 		return merge_diff(vs, a, LK_DIFF_CHANGED, err);
 	return 0;
+}
+
+/* The merge's settle midway (settle_midway): both scans closed, and both opened again
+ * after the key consumed last. spec is the target's. */
+static int merge_midway(struct verify_state *vs, struct side *s, struct side *t,
+			struct lk_scan_spec *spec, const struct lk_value *done, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = vs->ctx;
+	struct lk_scan_spec sspec = lk_job_source_spec(ctx);
+
+	ctx->src.ops->scan_close(s->scan);
+	s->scan = NULL;
+	if (settle_midway(vs, &ctx->dst, &t->scan, spec, done, ctx->key, err) < 0)
+		return -1;
+	sspec.after = spec->after;
+	s->scan = ctx->src.ops->scan_open(ctx->src.conn, &sspec, err);
+	lk_rows_reset(&s->page);
+	lk_rows_reset(&t->page);
+	s->i = t->i = 0;
+	s->done = t->done = false;
+	return s->scan ? 0 : -1;
 }
 
 static int pass_merge(struct verify_state *vs, bool extras, struct lk_err *err)
@@ -409,8 +474,13 @@ static int pass_merge(struct verify_state *vs, bool extras, struct lk_err *err)
 	t.scan = s.scan ? ctx->dst.ops->scan_open(ctx->dst.conn, &spec, err) : NULL;
 	if (!s.scan || !t.scan)
 		rc = -1;
-	while (rc == 0 && more)
-		rc = merge_step(vs, &s, &t, extras, &more, err);
+	while (rc == 0 && more) {
+		const struct lk_value *done = NULL;
+
+		rc = merge_step(vs, &s, &t, extras, &more, &done, err);
+		if (rc == 0 && pend_full(vs))
+			rc = merge_midway(vs, &s, &t, &spec, done, err);
+	}
 	ctx->dst.ops->scan_close(t.scan);
 	ctx->src.ops->scan_close(s.scan);
 	lk_rows_release(&s.page);
@@ -476,7 +546,7 @@ static int pass(struct verify_state *vs, struct lk_err *err)
 	 * it can hold no other key, and the extras pass is skipped.
 	 */
 	if (extras && vs->pass_missing == 0) {
-		int64_t n = count_target(vs->ctx, vs->live, err);
+		int64_t n = lk_verify_count(vs, true, err);
 
 		if (n < 0)
 			return -1;
@@ -495,12 +565,20 @@ static int finish(struct verify_state *vs, bool extras, struct lk_err *err)
 {
 	struct lk_verify_result *res = vs->res;
 
+	bool agree = true;
+
 	if (lk_verify_settle(vs, err) < 0)
 		return -1;
-	/* e.g. a duplicated source key: counts differ, no key does (only judged at rest) */
+	/* e.g. a key the target holds in two spellings, a source key held twice: the counts
+	 * differ and no key does */
 	if (extras && res->source_rows != res->target_rows && res->differences == 0 &&
-	    (!vs->vo || vs->vo->settle_ms == 0))
-		res->differences = 1;
+	    lk_verify_recount(vs, &agree, err) < 0)
+		return -1;
+	if (!agree) {
+		res->count_differs = true;
+		res->differences++;
+		res->remaining++;
+	}
 	res->equal = (vs->vo && vs->vo->repair ? res->remaining : res->differences) == 0;
 	return 0;
 }
@@ -524,6 +602,7 @@ static int verify_start(struct verify_state *vs, struct lk_buf *live, struct lk_
 	for (int i = 0; i < ctx->ncols; i++)
 		vs->all[i] = i;
 	lk_rows_set_ncols(&vs->pend, ctx->ncols + 1);
+	lk_rows_set_ncols(&vs->resume, ctx->nkey);
 	(void)snprintf(vs->ident, sizeof(vs->ident), "%s", ctx->job->name);
 	if (vs->vo && vs->vo->store &&
 	    lk_store_ident(vs->vo->store, ctx->job->name, vs->ident, err) < 0)
@@ -557,7 +636,9 @@ int lk_verify_run(const struct lk_config *cfg, const struct lk_job *job,
 	lk_buf_init(&vs.tmp);
 	lk_keyset_init(&vs.ks);
 	lk_keyset_init(&vs.ks2);
+	lk_keyset_init(&vs.ks3);
 	lk_rows_init(&vs.pend, 1);
+	lk_rows_init(&vs.resume, 1);
 	if (lk_job_prepare(&ctx, cfg, job, opts, write, err) < 0 ||
 	    (write && !ctx.target_missing && lk_job_check_target(&ctx, false, err) < 0)) {
 		ctx.job = job; /* for the record */
@@ -579,7 +660,9 @@ out:
 	lk_buf_release(&vs.tmp);
 	lk_keyset_release(&vs.ks);
 	lk_keyset_release(&vs.ks2);
+	lk_keyset_release(&vs.ks3);
 	lk_rows_release(&vs.pend);
+	lk_rows_release(&vs.resume);
 	lk_job_release(&ctx);
 	return rc;
 }

@@ -42,23 +42,6 @@ static void key_rows(const struct lk_job_ctx *ctx, const struct lk_rows *wide, i
 	}
 }
 
-/* Appends row's key (the job's columns) and kind to out. */
-static void keep(struct verify_state *vs, struct lk_rows *out, const struct lk_value *row,
-		 enum lk_diff_kind kind)
-{
-	struct lk_job_ctx *ctx = vs->ctx;
-	int r = out->nrows;
-
-	lk_rows_add(out);
-	for (int k = 0; k < ctx->nkey; k++) {
-		const struct lk_value *v = &row[ctx->key[k]];
-
-		if (!v->null)
-			lk_rows_set(out, r, ctx->key[k], v->p, v->len);
-	}
-	lk_rows_set(out, r, KIND(vs), &lk_verify_kind_letter[kind], 1);
-}
-
 /* The canonical key of row, into vs->tmp. */
 static const char *canon_key(struct verify_state *vs, const struct lk_value *row)
 {
@@ -67,78 +50,117 @@ static const char *canon_key(struct verify_state *vs, const struct lk_value *row
 	return vs->tmp.buf;
 }
 
-/* One chunk of keys, both sides read now: the keys that differ go to still. */
-static int recheck_chunk(struct verify_state *vs, const struct lk_rows *keys, struct lk_rows *still,
-			 struct lk_err *err)
+/* Reads the rows of keys on one side (the source with `where`, the target without its
+ * soft-deleted rows) into ks: canonical key -> hash of the row. */
+static int read_side(struct verify_state *vs, bool target, const struct lk_rows *keys,
+		     struct lk_keyset *ks, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = vs->ctx;
-	struct lk_scan_spec sspec = lk_job_source_spec(ctx);
-	struct lk_scan_spec tspec = sspec;
-	struct lk_rows srows, trows;
-	bool extras = ctx->job->target.deletes != LK_DELETES_IGNORE;
+	struct lk_scan_spec spec = lk_job_source_spec(ctx);
+	struct lk_db *db = target ? &ctx->dst : &ctx->src;
+	struct lk_rows rows;
 	int rc;
 
-	tspec.table = &ctx->job->target.table;
-	tspec.filter = vs->live;
-	lk_rows_init(&srows, ctx->ncols);
-	lk_rows_init(&trows, ctx->ncols);
-	rc = ctx->src.ops->fetch(ctx->src.conn, &sspec, keys, &srows, err);
-	if (rc == 0)
-		rc = ctx->dst.ops->fetch(ctx->dst.conn, &tspec, keys, &trows, err);
-	lk_keyset_reset(&vs->ks);
-	lk_keyset_reset(&vs->ks2);
-	for (int r = 0; rc == 0 && r < trows.nrows; r++) {
-		uint64_t h = lk_verify_row_hash(vs, LK_ROW(&trows, r));
-		const char *k = canon_key(vs, LK_ROW(&trows, r));
-
-		lk_keyset_add(&vs->ks2, k, strlen(k), h);
+	if (target) {
+		spec.table = &ctx->job->target.table;
+		spec.filter = vs->live;
 	}
-	for (int r = 0; rc == 0 && r < srows.nrows; r++) {
-		const struct lk_value *row = LK_ROW(&srows, r);
-		uint64_t h = lk_verify_row_hash(vs, row);
-		const char *k = canon_key(vs, row);
-		struct lk_keyset_item *it = lk_keyset_find(&vs->ks2, k);
+	lk_rows_init(&rows, ctx->ncols);
+	rc = db->ops->fetch(db->conn, &spec, keys, &rows, err);
+	for (int r = 0; rc == 0 && r < rows.nrows; r++) {
+		uint64_t h = lk_verify_row_hash(vs, LK_ROW(&rows, r));
+		const char *k = canon_key(vs, LK_ROW(&rows, r));
 
-		lk_keyset_add(&vs->ks, k, strlen(k), 0);
-		if (it)
-			it->seen = true;
-		if (!it || it->payload != h)
-			keep(vs, still, row, it ? LK_DIFF_CHANGED : LK_DIFF_MISSING);
+		lk_keyset_add(ks, k, strlen(k), h);
 	}
-	for (int r = 0; rc == 0 && extras && r < trows.nrows; r++) {
-		const char *k = canon_key(vs, LK_ROW(&trows, r));
-
-		if (!lk_keyset_find(&vs->ks, k))
-			keep(vs, still, LK_ROW(&trows, r), LK_DIFF_EXTRA);
-	}
-	lk_rows_release(&srows);
-	lk_rows_release(&trows);
+	lk_rows_release(&rows);
 	return rc;
 }
 
-/* Every key of vs->pend read again on both sides; vs->pend becomes those that differ. */
-static int recheck(struct verify_state *vs, struct lk_err *err)
+/* Whether two reads of a key agree: both without a row, or both with the same row. */
+static bool agree(const struct lk_keyset_item *a, const struct lk_keyset_item *b)
+{
+	return a ? b && a->payload == b->payload : !b;
+}
+
+/*
+ * One chunk's verdicts, with s1 (the source before the wait) read for every key: the
+ * target t and the source again s2 now, in that order. A key whose target agrees with
+ * the source now is equal; whose source moved since s1 is in flight (kept for the next
+ * round); else the target differs from a source that stood still while the job applied
+ * past it: a difference (confirmed, with its kind).
+ */
+static int judge_chunk(struct verify_state *vs, int from, int n, struct lk_rows *keys,
+		       struct lk_rows *kept, struct lk_rows *confirmed, struct lk_err *err)
+{
+	struct lk_job_ctx *ctx = vs->ctx;
+	bool extras = ctx->job->target.deletes != LK_DELETES_IGNORE;
+	int rc;
+
+	key_rows(ctx, &vs->pend, from, n, keys);
+	lk_keyset_reset(&vs->ks2);
+	lk_keyset_reset(&vs->ks3);
+	rc = read_side(vs, true, keys, &vs->ks2, err);
+	if (rc == 0)
+		rc = read_side(vs, false, keys, &vs->ks3, err);
+	for (int r = from; rc == 0 && r < from + n; r++) {
+		const struct lk_value *w = LK_ROW(&vs->pend, r);
+		const char *k = canon_key(vs, w);
+		struct lk_keyset_item *t = lk_keyset_find(&vs->ks2, k);
+		struct lk_keyset_item *s2 = lk_keyset_find(&vs->ks3, k);
+		struct lk_keyset_item *s1 = lk_keyset_find(&vs->ks, k);
+
+		if (agree(t, s2) || (!s2 && !extras))
+			continue; /* equal (or an extra row deletes: ignore keeps) */
+		if (!agree(s1, s2)) {
+			lk_rows_copy_row(kept, &vs->pend, r);
+			continue;
+		}
+		lk_rows_copy_row(confirmed, &vs->pend, r);
+		lk_rows_set(confirmed, confirmed->nrows - 1, KIND(vs),
+			    &lk_verify_kind_letter[!t	 ? LK_DIFF_MISSING
+						   : !s2 ? LK_DIFF_EXTRA
+							 : LK_DIFF_CHANGED],
+			    1);
+	}
+	return rc;
+}
+
+/*
+ * One round over vs->pend: the source read, the wait for the job (wait_applied), then
+ * each key judged (judge_chunk). Confirmed differences go to confirmed; vs->pend keeps
+ * the keys in flight.
+ */
+static int wait_applied(struct verify_state *vs, struct lk_err *err);
+
+static int round_once(struct verify_state *vs, struct lk_rows *confirmed, struct lk_err *err)
 {
 	struct lk_job_ctx *ctx = vs->ctx;
 	int chunk = lk_sync_batch(ctx->job), rc = 0;
-	struct lk_rows keys, still;
+	struct lk_rows keys, kept;
 
 	lk_rows_init(&keys, ctx->nkey);
-	lk_rows_init(&still, ctx->ncols + 1);
+	lk_rows_init(&kept, ctx->ncols + 1);
+	lk_keyset_reset(&vs->ks);
 	for (int from = 0; rc == 0 && from < vs->pend.nrows; from += chunk) {
-		int n = vs->pend.nrows - from < chunk ? vs->pend.nrows - from : chunk;
-
-		key_rows(ctx, &vs->pend, from, n, &keys);
-		rc = recheck_chunk(vs, &keys, &still, err);
+		key_rows(ctx, &vs->pend, from,
+			 vs->pend.nrows - from < chunk ? vs->pend.nrows - from : chunk, &keys);
+		rc = read_side(vs, false, &keys, &vs->ks, err);
 	}
+	if (rc == 0)
+		rc = wait_applied(vs, err);
+	for (int from = 0; rc == 0 && from < vs->pend.nrows; from += chunk)
+		rc = judge_chunk(vs, from,
+				 vs->pend.nrows - from < chunk ? vs->pend.nrows - from : chunk,
+				 &keys, &kept, confirmed, err);
 	if (rc == 0) {
 		struct lk_rows t = vs->pend;
 
-		vs->pend = still;
-		still = t;
+		vs->pend = kept;
+		kept = t;
 	}
 	lk_rows_release(&keys);
-	lk_rows_release(&still);
+	lk_rows_release(&kept);
 	return rc;
 }
 
@@ -302,7 +324,7 @@ static int wait_applied(struct verify_state *vs, struct lk_err *err)
 	volatile const bool *stop = ctx->opts ? ctx->opts->stop : NULL;
 	bool done = false;
 
-	if (!vo || vo->settle_ms <= 0 || (!vs->rt && !vo->store))
+	if (!vo || vo->settle_ms <= 0 || vs->no_wait || (!vs->rt && !vo->store))
 		return 0;
 	deadline = lk_mono_ms() + vo->settle_ms;
 	if (vs->rt && rt_head(vs, &head, err) < 0)
@@ -311,7 +333,9 @@ static int wait_applied(struct verify_state *vs, struct lk_err *err)
 		if ((vs->rt ? rt_passed(vs, head, &done, err)
 			    : runs_passed(vs, since, &done, err)) < 0)
 			return -1;
-		if (done || (stop && lk_flag(stop)))
+		if (stop && lk_flag(stop))
+			return lk_err_set(err, LK_ERR_CANCELLED, "verify stopped");
+		if (done)
 			return 0;
 		if (lk_mono_ms() >= deadline)
 			break;
@@ -327,16 +351,31 @@ static int wait_applied(struct verify_state *vs, struct lk_err *err)
 	return 0;
 }
 
-/* Up to ROUNDS of: wait for the job, read the keys again. vs->pend keeps what differs. */
-static int settle_rounds(struct verify_state *vs, struct lk_err *err)
+/*
+ * Up to ROUNDS rounds (one without a settle time, or without wait: what the repair wrote
+ * itself under the job lock is read back at once): vs->pend ends holding the confirmed
+ * differences. Keys still in flight after the last round (written faster than the job
+ * applies them) are no difference: the result says it was unsettled.
+ */
+static int settle_rounds(struct verify_state *vs, bool wait, struct lk_err *err)
 {
-	int rounds = vs->vo && vs->vo->settle_ms > 0 ? ROUNDS : 1;
+	int rounds = wait && vs->vo && vs->vo->settle_ms > 0 ? ROUNDS : 1, rc = 0;
+	struct lk_rows confirmed;
 
-	for (int i = 0; i < rounds && vs->pend.nrows > 0; i++) {
-		if (wait_applied(vs, err) < 0 || recheck(vs, err) < 0)
-			return -1;
+	vs->no_wait = !wait;
+	lk_rows_init(&confirmed, vs->ctx->ncols + 1);
+	for (int i = 0; rc == 0 && i < rounds && vs->pend.nrows > 0; i++)
+		rc = round_once(vs, &confirmed, err);
+	if (rc == 0) {
+		struct lk_rows t = vs->pend;
+
+		if (t.nrows > 0)
+			vs->res->unsettled = true;
+		vs->pend = confirmed;
+		confirmed = t;
 	}
-	return 0;
+	lk_rows_release(&confirmed);
+	return rc;
 }
 
 /* ---- repair ---- */
@@ -539,6 +578,28 @@ static void count(struct verify_state *vs)
 	}
 }
 
+int lk_verify_recount(struct verify_state *vs, bool *agree, struct lk_err *err)
+{
+	int rounds = vs->vo && vs->vo->settle_ms > 0 ? ROUNDS : 1;
+	int64_t first = 0;
+
+	*agree = false;
+	vs->no_wait = false;
+	for (int i = 0; i < rounds; i++) {
+		int64_t t, s;
+
+		if (wait_applied(vs, err) < 0 || (t = lk_verify_count(vs, true, err)) < 0 ||
+		    (s = lk_verify_count(vs, false, err)) < 0)
+			return -1;
+		if (t == s || (i > 0 && t - s != first)) {
+			*agree = true; /* equal, or moving: writes in flight */
+			return 0;
+		}
+		first = t - s;
+	}
+	return 0;
+}
+
 void lk_verify_unlock(struct verify_state *vs)
 {
 	if (vs->ctx->store) {
@@ -561,7 +622,7 @@ int lk_verify_settle(struct verify_state *vs, struct lk_err *err)
 
 	if (vs->pend.nrows == 0)
 		return 0;
-	if (settle_rounds(vs, err) < 0)
+	if (settle_rounds(vs, true, err) < 0)
 		return -1;
 	count(vs);
 	if (vs->vo && vs->vo->repair && vs->pend.nrows > 0) {
@@ -569,9 +630,9 @@ int lk_verify_settle(struct verify_state *vs, struct lk_err *err)
 		/* what it wrote itself, under the job lock, is read back at once; a real-time
 		 * job's stream applies the queued keys, and is waited for */
 		if (rc == 0 && vs->rt)
-			rc = settle_rounds(vs, err);
+			rc = settle_rounds(vs, true, err);
 		else if (rc == 0)
-			rc = recheck(vs, err);
+			rc = settle_rounds(vs, false, err);
 		if (rc == 0)
 			vs->res->remaining += vs->pend.nrows;
 	}

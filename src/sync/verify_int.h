@@ -22,17 +22,19 @@ struct verify_state {
 	bool raw_json; /* both sides on one engine: JSON compared as stored text */
 	bool rt;       /* a real-time job: repairs go through its changelog */
 	struct lk_buf tmp;
-	struct lk_keyset ks, ks2;
+	struct lk_keyset ks, ks2, ks3;
 	const char *live; /* deletes: soft:COL -> "COL IS NULL": soft-deleted rows are absent */
 	/* keys (rows as wide as the job's columns, the key at its places, then a column with
 	 * the kind: 'm' missing, 'x' extra, 'c' changed) that differed when read and wait to be
 	 * checked again */
 	struct lk_rows pend;
-	int64_t pass_missing; /* source keys the pass did not find in the target */
-	bool page_differs;    /* the merge: the current source page has a difference */
+	struct lk_rows resume; /* the key a pass resumes after, once it settled midway */
+	int64_t pass_missing;  /* source keys the pass did not find in the target */
+	bool page_differs;     /* the merge: the current source page has a difference */
 	bool told_unsettled;
-	int64_t started_ms;	  /* wall clock */
-	int64_t paced_ms;	  /* monotonic: when the pass began reading (pace) */
+	bool no_wait;	    /* the settle reads back at once (after a repair under the job lock) */
+	int64_t started_ms; /* wall clock */
+	int64_t paced_ms;   /* monotonic: when the pass began reading (pace) */
 	struct lk_job_lock *lock; /* poll/snapshot repair: held while it writes */
 	bool held;		  /* vo->hold was granted */
 	int64_t relid; /* real-time: the table's id in change capture (0: not looked up) */
@@ -54,6 +56,16 @@ int lk_verify_settle(struct verify_state *vs, struct lk_err *err);
 /* Real-time: LK_ERR_BUSY unless the job's target position streams (a snapshot or its
  * sweep going: the target is not whole yet, every row would look different). */
 int lk_verify_rt_ready(struct verify_state *vs, struct lk_err *err);
+/* Counts the rows of one side (the source matching `where`, the target's live rows);
+ * -1 with err on failure. */
+int64_t lk_verify_count(struct verify_state *vs, bool target, struct lk_err *err);
+/*
+ * The counts differed while no key did: counted again, target then source, each time
+ * after the job applied past now (up to three times; once without a settle time).
+ * *agree is false when they differ every time by the same number (writes in flight make
+ * it move).
+ */
+int lk_verify_recount(struct verify_state *vs, bool *agree, struct lk_err *err);
 /* Lets the job lock (and the daemon's hold on the job) go. */
 void lk_verify_unlock(struct verify_state *vs);
 
