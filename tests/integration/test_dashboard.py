@@ -7,13 +7,17 @@ carries markup: `no such table: <b id=xss>nope</b>`). The HTTP token is set.
 - plain HTTP: / and /dashboard.js answer with their types and the security headers (a
   Content-Security-Policy that allows scripts from this origin only, nosniff, no framing);
   POST / is a 405;
-- in the browser: the header's status is /api/health's; every job has a row and a
-  "Sync now" button; the checks are listed; the broken job's error shows as text and no
-  element `#xss` exists (values never become markup); "Sync now" without the token
-  shows the 401, with the token typed in it queues a run that the runs table shows
-  succeeded, /api/sync/status/{id} agrees and the target holds the 2,000 rows (read with
-  sqlite3, not through lockstep); the browser console has no error (a CSP violation
-  would be one);
+- in the browser: the page holds no data and the API answers 401 without the token, so
+  the page asks for it and loads nothing; a wrong token is refused (401 shown); the
+  token is traded for a session (POST /api/session) whose cookie is HttpOnly (not in
+  document.cookie) and the token is in no URL; then the header's status is
+  /api/health's; every job has a row and a "Sync now" button; the checks are listed;
+  the broken job's error shows as text and no element `#xss` exists (values never
+  become markup); "Sync now" (authenticated by the session cookie) queues a run that the
+  page follows over its event stream (the row is drawn from SSE events, which carry the
+  cookie) and the runs table shows succeeded, /api/sync/status/{id} agrees and the
+  target holds the 2,000 rows (read with sqlite3, not through lockstep); the browser
+  console has no error but the expected 401s (a CSP violation would be one);
 - the daemon stopped: the page says the daemon does not answer.
 
 Needs chromium, chromium-driver and python3-selenium (make deps); without them the test
@@ -79,9 +83,12 @@ def fresh(fn, deadline=5):
             time.sleep(0.1)
 
 
+AUTH = {"Authorization": "Bearer " + TOKEN}
+
+
 def raw(port, method, path):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request(method, path)
+    c.request(method, path, headers={"Content-Type": "application/json"} if method == "POST" else {})
     r = c.getresponse()
     body = r.read()
     c.close()
@@ -129,14 +136,36 @@ def main():
         st, hdr, body = raw(port, "POST", "/")
         t.check(st in (401, 405), "POST /: refused (%d)" % st, body)
 
-        # ---- the browser
+        # ---- the browser: the token is asked for and traded for a session cookie
         drv = browser()
         drv.get(base + "/")
-        t.check(L.wait_for(lambda: drv.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"), 15),
-                "the page loads its data", drv.page_source[:2000])
+        body = lambda k: drv.find_element(By.TAG_NAME, "body").get_attribute("data-" + k)  # noqa: E731
+        t.check(L.wait_for(lambda: body("auth") == "needed", 15) and drv.find_element(By.ID, "token").is_displayed(),
+                "the page asks for the token (the API answers 401 without it)", drv.page_source[:2000])
+        t.check(not body("loaded") and drv.find_elements(By.CSS_SELECTOR, "#jobs tr[data-job]") == [],
+                "and shows no data")
+        drv.find_element(By.ID, "token").send_keys("wrong-token")
+        drv.find_element(By.ID, "signin").click()
+        t.check(L.wait_for(lambda: "401" in drv.find_element(By.ID, "msg").text, 10),
+                "a wrong token: the page shows the 401", drv.find_element(By.ID, "msg").text)
+        t.check(not body("loaded"), "and still shows no data")
+        drv.find_element(By.ID, "token").send_keys(TOKEN)
+        drv.find_element(By.ID, "signin").click()
+        t.check(L.wait_for(lambda: body("loaded"), 15), "with the token the page signs in and loads its data",
+                drv.page_source[:2000])
+        t.eq(body("auth"), "ok", "a session for everything (made with http.token)")
+        t.check(not drv.find_element(By.ID, "token").is_displayed(), "the token field is gone")
+        cookies = dict((c["name"], c) for c in drv.get_cookies())
+        sess = cookies.get("lockstep_session") or {}
+        t.check(sess.get("httpOnly") and sess.get("sameSite") == "Strict" and len(sess.get("value", "")) == 64,
+                "the session cookie is HttpOnly and SameSite=Strict", sess)
+        t.check("lockstep_session" not in drv.execute_script("return document.cookie"),
+                "the page's script cannot read it (document.cookie)")
+        t.check(TOKEN not in drv.current_url and TOKEN not in drv.page_source, "the token is in no URL nor the page")
 
         def health():
-            with urllib.request.urlopen(base + "/api/health", timeout=5) as r:
+            req = urllib.request.Request(base + "/api/health", headers=AUTH)
+            with urllib.request.urlopen(req, timeout=5) as r:
                 return json.loads(r.read().decode())
         # the status moves (the broken job's failures make it DEGRADED): page and API agree
         # within a refresh
@@ -171,24 +200,27 @@ def main():
                 "the users row shows its last verify: 2000 differences (the target is empty)",
                 verify_cell())
 
-        # Sync now: without the token, then with it
+        # Sync now: the session cookie authenticates the POST and the run's event stream
         users_button = "#jobs tr[data-job='users'] button"
         fresh(lambda: drv.find_element(By.CSS_SELECTOR, users_button).click())
-        t.check(L.wait_for(lambda: "401" in drv.find_element(By.ID, "msg").text, 10),
-                "Sync now without the token: the page shows the 401", drv.find_element(By.ID, "msg").text)
-        drv.find_element(By.ID, "token").send_keys(TOKEN)
-        fresh(lambda: drv.find_element(By.CSS_SELECTOR, users_button).click())
         msg = L.wait_for(lambda: re.search(r"users: run (\S+) queued", drv.find_element(By.ID, "msg").text), 10)
-        t.check(bool(msg), "Sync now with the token: a run is queued", drv.find_element(By.ID, "msg").text)
+        t.check(bool(msg), "Sync now (the session cookie): a run is queued", drv.find_element(By.ID, "msg").text)
         rid = msg.group(1) if msg else ""
 
+        def live():
+            for tr in drv.find_elements(By.CSS_SELECTOR, "#runs tr[data-run='%s']" % rid):
+                return tr.get_attribute("data-live")
+            return None
+        t.check(L.wait_for(lambda: fresh(live) in ("progress", "done"), 30, 0.2),
+                "the page follows the run over its event stream (SSE with the session cookie)", fresh(live))
         def run_status():
             for tr in drv.find_elements(By.CSS_SELECTOR, "#runs tr[data-run='%s']" % rid):
                 return tr.find_elements(By.TAG_NAME, "td")[3].text
             return None
         t.check(L.wait_for(lambda: fresh(run_status) == "succeeded", 30, 0.5),
                 "the runs table shows the run succeeded", run_status())
-        with urllib.request.urlopen(base + "/api/sync/status/" + rid, timeout=5) as r:
+        req = urllib.request.Request(base + "/api/sync/status/" + rid, headers=AUTH)
+        with urllib.request.urlopen(req, timeout=5) as r:
             st = json.loads(r.read().decode())
         t.eq((st["status"], st["stats"]["rowsWritten"]), ("succeeded", 2000), "/api/sync/status agrees: 2,000 rows")
         t.check(L.wait_for(lambda: (fresh(verify_cell) or "").startswith("0 differences"), 30, 0.5),
@@ -196,8 +228,9 @@ def main():
         with sqlite3.connect(dst) as c:
             t.eq(c.execute("SELECT count(*), sum(id) FROM users").fetchone(), (2000, 2001000),
                  "the target holds the 2,000 rows (read with sqlite3)")
+        # Chromium logs the 401 answers before the sign-in (and the wrong token's)
         errors = [e for e in drv.get_log("browser") if e.get("level") == "SEVERE"
-                  and "/api/sync" not in e.get("message", "")]  # the 401 answer is logged by Chromium
+                  and not ("/api/" in e.get("message", "") and "401" in e.get("message", ""))]
         t.eq(errors, [], "no error in the browser console (no CSP violation, no script error)")
 
         # the daemon goes away
