@@ -158,7 +158,8 @@ static int live(struct lk_cli *cli)
 		     "  curl http://%s/api/health\n"
 		     "  curl http://%s/api/jobs\n"
 		     "  curl http://%s/metrics\n"
-		     "  curl -X POST -d '{\"job\":\"users\",\"type\":\"full\"}' "
+		     "  curl -X POST -H 'Content-Type: application/json' "
+		     "-d '{\"job\":\"users\",\"type\":\"full\"}' "
 		     "http://%s/api/sync\n\n",
 		     listen, listen, listen, listen, listen);
 	(void)fflush(stdout);
