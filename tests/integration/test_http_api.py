@@ -24,8 +24,12 @@ Cases:
   works at once; one log line names the changed keys only a start applies (http.listen,
   instance.name); a reload leaving a non-loopback listener without a token is refused.
 - robustness: 2,000 malformed or hostile requests (random bytes, oversized headers,
-  truncated bodies, slow clients, bad methods); /livez still answers and the scheduled
+  truncated bodies, slow clients, bad methods, cross-site forms, rebinding Hosts and
+  forged session cookies); /livez still answers and the scheduled
   job keeps running.
+
+The token is set, so every request but the probes carries it (GETs too) and every POST
+is sent as application/json; the access rules themselves are test_http_security.py's.
 """
 import http.client
 import json
@@ -71,8 +75,8 @@ class Api:
         if token:
             h["Authorization"] = "Bearer " + token
         data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-        if data is not None:
-            h.setdefault("Content-Type", "application/json")
+        if data is not None or method == "POST":
+            h.setdefault("Content-Type", "application/json")  # every POST (CSRF rule)
         try:
             c.request(method, path, body=data, headers=h)
             r = c.getresponse()
@@ -86,8 +90,8 @@ class Api:
         finally:
             c.close()
 
-    def get(self, path):
-        return self.req("GET", path, token=None)
+    def get(self, path, token=TOKEN):
+        return self.req("GET", path, token=token)  # with http.token set, GETs need it too
 
     def post(self, path, body=None, **kw):
         return self.req("POST", path, body, **kw)
@@ -99,7 +103,7 @@ class Api:
         """[(monotonic time, event, id, data)] of the stream until it ends; a keep-alive comment
         is an entry ("keep-alive", None, None). on_event(entry) is called as each one arrives."""
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        h = {"Accept": "text/event-stream"}
+        h = {"Accept": "text/event-stream", "Authorization": "Bearer " + TOKEN}
         if last_id is not None:
             h["Last-Event-ID"] = str(last_id)
         out = []
@@ -571,7 +575,7 @@ def test_robustness():
     sent = {"n": 0, "errors": 0, "4xx": 0}
 
     def one(i):
-        kind = i % 8
+        kind = i % 10
         s = None
         try:
             s = socket.create_connection(("127.0.0.1", api.port), timeout=2)
@@ -593,6 +597,12 @@ def test_robustness():
                 s.sendall(b"GET /livez HTTP/1.1\r\n")  # a slow client that never finishes
                 time.sleep(0.05)
                 return
+            elif kind == 8:  # a cross-site form (CSRF): 415 or 403
+                s.sendall(b"POST /api/sync HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
+                          b"Content-Type: text/plain\r\nContent-Length: 16\r\n\r\n{\"job\":\"tick\"}")
+            elif kind == 9:  # a rebinding Host, a forged session cookie: 421
+                s.sendall(b"GET /api/errors HTTP/1.1\r\nHost: evil.example\r\nCookie: lockstep_session="
+                          + bytes(rnd.choice(b"0123456789abcdef") for _ in range(64)) + b"\r\n\r\n")
             else:
                 s.sendall(b"POST /api/errors/-1/replay HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                           + TOKEN.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
