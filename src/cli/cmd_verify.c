@@ -87,8 +87,9 @@ static void busy_hint(struct lk_cli *cli, const struct lk_job *job, struct lk_er
 
 	(void)snprintf(msg, sizeof(msg), "%s", err->msg);
 	lk_err_set(err, LK_ERR_BUSY,
-		   "%s; to repair it there, ask that lockstep: curl -X POST%s "
-		   "http://%s/api/verify -d '{\"job\":\"%s\",\"repair\":true}'",
+		   "%s; to repair it there, ask that lockstep: curl -X POST%s -H "
+		   "'Content-Type: application/json' http://%s/api/verify -d "
+		   "'{\"job\":\"%s\",\"repair\":true}'",
 		   msg, cli->cfg->http.token ? " -H \"Authorization: Bearer $TOKEN\"" : "", listen,
 		   job->name);
 }

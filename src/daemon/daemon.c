@@ -357,7 +357,9 @@ static void reload(struct lk_daemon *d, struct lk_store *store)
 		return;
 	}
 	if (token_changed)
-		lk_log_info("reload: http.token changed; POSTs need the new token from now on");
+		lk_log_info(
+			"reload: http.token changed; every call but /livez and /readyz needs the "
+			"new token from now on");
 	log_start_only(d, cfg);
 	g = gen_new(d, cfg);
 	for (int i = 0; i < d->nslots; i++) {
