@@ -4,6 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The state store's URL is shown with its password hidden (docs/security.md). */
+static void print_migrated(const char *url, int applied)
+{
+	char shown[512];
+
+	lk_redact_url(url, shown, sizeof(shown));
+	(void)printf("state store %s: %d migration(s) applied, up to date\n", shown, applied);
+}
+
 int lk_cmd_migrate(struct lk_cli *cli)
 {
 	struct lk_err err = LK_ERR_INIT;
@@ -26,8 +35,7 @@ int lk_cmd_migrate(struct lk_cli *cli)
 		if (lk_store_migrate(store, &applied, &err) < 0)
 			code = lk_cli_fail(&err);
 		else
-			(void)printf("state store %s: %d migration(s) applied, up to date\n",
-				     cli->cfg->state_url, applied);
+			print_migrated(cli->cfg->state_url, applied);
 		lk_store_close(store);
 		return code;
 	}

@@ -204,6 +204,22 @@ struct lk_buf;
 void lk_redact_url_buf(const char *url, struct lk_buf *out);
 
 /*
+ * Appends to `set` every secret of `url`, each followed by a NUL: its password (URI user
+ * info up to the last '@', "?password=" and "sslpassword" parameters, "password=" keyword
+ * values quoted or not), each both raw and percent-decoded (or unescaped), and the pieces
+ * libpq may cut a malformed one into at '@', ':', '/', '?', '&', blanks and the like.
+ * NULL or a URL without a password appends nothing.
+ */
+void lk_redact_secrets(const char *url, struct lk_buf *set);
+
+/*
+ * Appends `text` (an error message, e.g. libpq's for a failed connect to `url`) to out
+ * with every secret of url (lk_redact_secrets) replaced by "***", longest first; a
+ * secret shorter than 4 bytes only where it is a whole word. Redact before truncating.
+ */
+void lk_redact_text(const char *text, const char *url, struct lk_buf *out);
+
+/*
  * Appends a short YAML-like summary of cfg to out: state store, log and http settings,
  * databases (URLs redacted, the token shown as "***"), and each job's kind, mode, source,
  * target and timing. For `lockstep check-config`; never prints a secret.

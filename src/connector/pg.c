@@ -63,6 +63,25 @@ static void on_notice(void *arg, const char *message)
 	lk_log_debug("notice from database '%s': %.*s", c->dbname, (int)n, message);
 }
 
+/*
+ * The error of a failed connect. libpq's message may quote the URL or its password (a
+ * malformed one: "invalid percent-encoded token: \"pa%ss\""), so it is redacted with the
+ * URL's own secrets before it is shortened or leaves this function (docs/security.md).
+ */
+static void connect_failed(PGconn *pg, const struct lk_dbconf *db, struct lk_err *err)
+{
+	struct lk_buf msg = LK_BUF_INIT;
+
+	lk_redact_text(pg ? PQerrorMessage(pg) : "no memory", db->url, &msg);
+	while (msg.len && (msg.buf[msg.len - 1] == '\n' || msg.buf[msg.len - 1] == ' '))
+		lk_buf_setlen(&msg, msg.len - 1);
+	lk_err_set(err, LK_ERR_PG, "cannot connect to database '%s': %s", db->name, msg.buf);
+	/* Authentication and missing databases will not heal by retrying. */
+	err->transient = !strstr(msg.buf, "authentication") && !strstr(msg.buf, "does not exist") &&
+			 !strstr(msg.buf, "invalid");
+	lk_buf_release(&msg);
+}
+
 static struct lk_conn *pg_open(const struct lk_dbconf *db, struct lk_err *err)
 {
 	const char *keys[] = {
@@ -84,17 +103,7 @@ static struct lk_conn *pg_open(const struct lk_dbconf *db, struct lk_err *err)
 	(void)snprintf(c->dbname, sizeof(c->dbname), "%s", db->name);
 	c->pg = PQconnectdbParams(keys, vals, 1);
 	if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-		char msg[LK_ERR_MSG_MAX];
-		size_t n;
-
-		(void)snprintf(msg, sizeof(msg), "%s", c->pg ? PQerrorMessage(c->pg) : "no memory");
-		n = strlen(msg);
-		while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-			msg[--n] = '\0';
-		lk_err_set(err, LK_ERR_PG, "cannot connect to database '%s': %s", db->name, msg);
-		/* Authentication and missing databases will not heal by retrying. */
-		err->transient = !strstr(msg, "authentication") && !strstr(msg, "does not exist") &&
-				 !strstr(msg, "invalid");
+		connect_failed(c->pg, db, err);
 		PQfinish(c->pg);
 		free(c);
 		return NULL;
