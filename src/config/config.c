@@ -137,6 +137,14 @@ static void free_list(char **v, int n)
 	free(v);
 }
 
+/* Like free_list, but wipes each string first (they may hold secrets). */
+static void free_secret_list(char **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		memset(v[i], 0, strlen(v[i]));
+	free_list(v, n);
+}
+
 static void free_tref(struct lk_tref *t)
 {
 	free(t->schema);
@@ -158,6 +166,7 @@ static void free_job(struct lk_job *j)
 	free(j->verify.schedule);
 	free(j->sql);
 	free_list(j->command, j->ncommand);
+	free_secret_list(j->env, j->nenv);
 	free_list(j->run_on, j->nrun_on);
 }
 

@@ -120,8 +120,12 @@ struct lk_job {
 	/* kind exec: argv, no shell */
 	char **command;
 	int ncommand;
-	int64_t timeout_ms;		 /* sql and exec: 0 = none */
-	int64_t memory_max;		 /* exec: bytes, 0 = none */
+	int64_t timeout_ms; /* sql and exec: 0 = none */
+	int64_t memory_max; /* exec: bytes, 0 = none */
+	/* exec: env, "NAME=VALUE" strings added to the command's clean environment (values may
+	 * hold secrets: never logged); NULL-terminated, nenv of them; NULL/0: none */
+	char **env;
+	int nenv;
 	int schedule_line, schedule_col; /* where schedule/every is written, for later errors */
 	int line, col;
 };

@@ -65,6 +65,17 @@ static void add_names(struct lk_buf *out, const char *label, char **v, int n)
 	lk_buf_addch(out, ']');
 }
 
+/* ", env: [NAME, ...]": the names of "NAME=VALUE" strings, never their values. */
+static void add_env_names(struct lk_buf *out, char **v, int n)
+{
+	if (n == 0)
+		return;
+	lk_buf_adds(out, ", env: [");
+	for (int i = 0; i < n; i++)
+		lk_buf_addf(out, "%s%.*s", i ? ", " : "", (int)strcspn(v[i], "="), v[i]);
+	lk_buf_addch(out, ']');
+}
+
 static void dump_tables(const struct lk_config *cfg, const struct lk_job *j, struct lk_buf *out);
 static void dump_timing(const struct lk_job *j, struct lk_buf *out);
 
@@ -79,6 +90,7 @@ static void dump_job(const struct lk_config *cfg, const struct lk_job *j, struct
 		if (j->kind == LK_JOB_SQL)
 			lk_buf_addf(out, ", db: %s", cfg->dbs[j->db].name);
 		add_names(out, "command", j->command, j->ncommand);
+		add_env_names(out, j->env, j->nenv);
 		lk_buf_addch(out, '\n');
 	} else {
 		lk_buf_addf(out, "  %s:\n    kind: %s, mode: %s, batch: %d\n", j->name,
@@ -280,5 +292,6 @@ void lk_config_job_fingerprint(const struct lk_config *cfg, const struct lk_job 
 	fp_db(out, cfg, "db", j->db);
 	fp_str(out, "sql", j->sql);
 	fp_list(out, "command", j->command, j->ncommand);
+	fp_list(out, "env", j->env, j->nenv);
 	fp_list(out, "run_on", j->run_on, j->nrun_on);
 }

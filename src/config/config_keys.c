@@ -7,6 +7,7 @@
 #include "core/buf.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 _Static_assert(sizeof(enum lk_log_format) == sizeof(int), "enums are stored as int");
@@ -91,6 +92,96 @@ static int parse_allowed_hosts(struct lk_cfgctx *c, const struct lk_key *k,
 					   "expected HOST or HOST:PORT (like dash.example.com or "
 					   "lockstep.internal:8433, no scheme or path), found '%s'",
 					   (*out)[i]);
+	}
+	return 0;
+}
+
+/* jobs.NAME.env: an environment variable name, [A-Za-z_][A-Za-z0-9_]*, that lockstep
+ * does not set itself; returns 0 or -1 with c->err at `at`. */
+static int env_name_check(struct lk_cfgctx *c, const struct lk_ynode *at, const char *s)
+{
+	static const char *const own[] = {"LOCKSTEP_RUN_ID", "LOCKSTEP_FENCING_TOKEN"};
+	size_t len = strlen(s);
+
+	if (len == 0 || (s[0] >= '0' && s[0] <= '9') ||
+	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != len)
+		return lk_cfg_fail(
+			c, at,
+			"expected an environment variable name (letters, digits and '_', "
+			"not starting with a digit), found '%s'",
+			s);
+	for (size_t i = 0; i < sizeof(own) / sizeof(*own); i++)
+		if (strcmp(s, own[i]) == 0)
+			return lk_cfg_fail(c, at,
+					   "expected a name lockstep does not set, found '%s' "
+					   "(lockstep sets it for each run)",
+					   s);
+	return 0;
+}
+
+static char *env_pair(const char *name, const char *value)
+{
+	struct lk_buf b = LK_BUF_INIT;
+
+	lk_buf_addf(&b, "%s=%s", name, value);
+	return lk_buf_detach(&b, NULL);
+}
+
+/* env as a list: names passed through from lockstep's environment when set there. */
+static int parse_env_names(struct lk_cfgctx *c, const struct lk_ynode *val, char **out, int *n)
+{
+	char **names = NULL;
+	int nnames = 0, rc = 0;
+
+	if (lk_cfg_strlist(c, val, false, &names, &nnames) < 0)
+		return -1;
+	for (int i = 0; i < nnames && rc == 0; i++) {
+		const char *v = getenv(names[i]);
+
+		rc = env_name_check(c, val->kids[i], names[i]);
+		if (rc == 0 && v)
+			out[(*n)++] = env_pair(names[i], v);
+	}
+	for (int i = 0; i < nnames; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+/*
+ * jobs.NAME.env (exec jobs): what the command gets on top of PATH, HOME, LANG, LC_ALL and
+ * TZ. A mapping NAME: VALUE (values interpolated like every string) or a list of names
+ * passed through from lockstep's environment; stored as "NAME=VALUE" (docs/exec-jobs.md).
+ */
+static int parse_env(struct lk_cfgctx *c, const struct lk_key *k, const struct lk_ynode *val,
+		     void *obj)
+{
+	char ***out = (char ***)(void *)((char *)obj + k->off);
+	int *n = (int *)(void *)((char *)obj + k->off2);
+	char found[96];
+
+	if (val->type == LK_Y_SEQ) {
+		*out = lk_xcalloc((size_t)val->nkids + 1, sizeof(**out));
+		return parse_env_names(c, val, *out, n);
+	}
+	if (val->type != LK_Y_MAP) {
+		lk_ynode_describe(val, found, sizeof(found));
+		return lk_cfg_fail(c, val,
+				   "expected a mapping of NAME: VALUE or a list of names, found %s",
+				   found);
+	}
+	*out = lk_xcalloc((size_t)val->nkids / 2 + 1, sizeof(**out));
+	for (int i = 0; i + 1 < val->nkids; i += 2) {
+		const struct lk_ynode *name = val->kids[i], *v = val->kids[i + 1];
+
+		if (env_name_check(c, name, name->text) < 0)
+			return -1;
+		if (v->type != LK_Y_SCALAR) {
+			lk_ynode_describe(v, found, sizeof(found));
+			return lk_cfg_fail(c, v, "expected a string value for '%s', found %s",
+					   name->text, found);
+		}
+		(*out)[(*n)++] = env_pair(name->text, v->text);
 	}
 	return 0;
 }
@@ -421,6 +512,14 @@ static const struct lk_key keys[] = {
 	 .built = true,
 	 .off = JOB(command),
 	 .off2 = JOB(ncommand)},
+	{.sect = LK_SECT_JOB,
+	 .name = "env",
+	 .type = LK_KT_CUSTOM,
+	 .built = true,
+	 .off = JOB(env),
+	 .off2 = JOB(nenv),
+	 .parse = parse_env,
+	 .expect = "a mapping of NAME: VALUE or a list of names"},
 	{.sect = LK_SECT_JOB,
 	 .name = "sql",
 	 .type = LK_KT_STRING,

@@ -156,7 +156,7 @@ static int check_kind_keys(struct lk_cfgctx *c, const struct lk_job *j, const st
 		"source", "target",	      "mode",	    "cursor",	      "lookback",
 		"batch",  "snapshot_deletes", "resnapshot", "schema_changes", "verify"};
 	static const char *const sql_only[] = {"db", "sql"};
-	static const char *const exec_only[] = {"command", "memory_max"};
+	static const char *const exec_only[] = {"command", "memory_max", "env"};
 	static const char *const kinds[] = {"sync", "sql", "exec"};
 	struct {
 		const char *const *keys;
