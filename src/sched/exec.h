@@ -1,8 +1,10 @@
 /*
  * exec.h - the runner of an `exec` job: one external command, supervised.
  *
- * The command runs without a shell in its own process group, with
- * LOCKSTEP_RUN_ID and LOCKSTEP_FENCING_TOKEN in its environment. Its stdout
+ * The command runs without a shell in its own process group, in a clean
+ * environment: PATH, HOME, LANG, LC_ALL and TZ from the daemon's (those that are
+ * set), LOCKSTEP_RUN_ID, LOCKSTEP_FENCING_TOKEN and env_extra; nothing else of the
+ * daemon's environment (tokens, passwords) reaches it. Its stdout
  * lines that are JSON progress objects become the run's progress; its other
  * stdout lines and its stderr lines go to callbacks (or the log). A timeout or
  * a stop request ends the whole group (SIGTERM, then SIGKILL after a grace
@@ -77,8 +79,9 @@ struct lk_exec_opts {
 	 * (an SQLite state store has no fencing token). */
 	const char *run_id;
 	const char *fencing_token;
-	/* "NAME=VALUE" strings, NULL-terminated, added to the inherited environment; each
-	 * replaces an inherited variable (or run_id/fencing_token) of the same name. NULL: none. */
+	/* "NAME=VALUE" strings, NULL-terminated, added to the command's environment (the
+	 * inherited PATH, HOME, LANG, LC_ALL, TZ and the two above); each replaces a variable
+	 * of the same name. NULL: none. The job's `env:` key (lk_job.env). */
 	char *const *env_extra;
 	/* 0: no timeout. On expiry the group gets SIGTERM, then SIGKILL kill_grace_ms later. */
 	int64_t timeout_ms;

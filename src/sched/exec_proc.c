@@ -42,7 +42,8 @@ struct child_report {
 struct spawn {
 	const char *path; /* what execve gets: argv[0], or path_owned */
 	char *path_owned; /* argv[0] resolved in PATH */
-	char **envp;	  /* NULL-terminated; pointers into environ, opts->env_extra or vars */
+	char **envp;	  /* NULL-terminated; pointers into environ (inherited names only),
+			     opts->env_extra or vars */
 	char *vars[2];	  /* owned "LOCKSTEP_RUN_ID=...", "LOCKSTEP_FENCING_TOKEN=..." */
 	char *const *argv;
 	const char *cwd;
@@ -81,7 +82,23 @@ static char *make_var(const char *name, const char *value)
 	return lk_buf_detach(&b, NULL);
 }
 
-/* The inherited environment minus overridden names, then run id, token and env_extra
+/* What the command inherits from lockstep's environment, nothing else: no token, no
+ * password, nothing a ${VAR} in the config read (docs/exec-jobs.md, "Environment"). */
+static const char *const inherited[] = {"PATH", "HOME", "LANG", "LC_ALL", "TZ"};
+
+static bool inherit(const char *kv)
+{
+	size_t len = name_len(kv);
+
+	if (!strchr(kv, '='))
+		return false;
+	for (size_t i = 0; i < sizeof(inherited) / sizeof(*inherited); i++)
+		if (strlen(inherited[i]) == len && memcmp(kv, inherited[i], len) == 0)
+			return true;
+	return false;
+}
+
+/* The inherited names (when set) minus overridden ones, then run id, token and env_extra
  * (a later one of the same name wins). */
 static void build_env(struct spawn *s, const struct lk_exec_opts *o)
 {
@@ -102,7 +119,7 @@ static void build_env(struct spawn *s, const struct lk_exec_opts *o)
 			adds[nadd++] = o->env_extra[i];
 	s->envp = lk_xcalloc(nenv + nadd + 1, sizeof(*s->envp));
 	for (size_t i = 0; i < nenv; i++)
-		if (strchr(environ[i], '=') && !name_in(environ[i], adds, 0, nadd))
+		if (inherit(environ[i]) && !name_in(environ[i], adds, 0, nadd))
 			s->envp[k++] = environ[i];
 	for (size_t i = 0; i < nadd; i++)
 		if (!name_in(adds[i], adds, i + 1, nadd))

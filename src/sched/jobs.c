@@ -249,6 +249,7 @@ int lk_execjob_run(struct lk_jobrun *jr, struct lk_err *err)
 	o.cwd = jr->cfg->dir;
 	o.run_id = run.id;
 	o.fencing_token = token;
+	o.env_extra = job->env;
 	o.timeout_ms = job->timeout_ms;
 	o.memory_max = job->memory_max;
 	o.stop = jr->stop;

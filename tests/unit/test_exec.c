@@ -682,6 +682,40 @@ static void test_exec_reports_spawn_failures(void **state)
 	got_release(&g);
 }
 
+/* Only PATH, HOME, LANG, LC_ALL and TZ are inherited; secrets in the daemon's environment
+ * are not, unless env_extra names them (docs/exec-jobs.md, "Environment"). */
+static void test_exec_environment_is_clean(void **state)
+{
+	struct got g;
+	struct lk_exec_result r;
+	struct lk_err e = LK_ERR_INIT;
+	char *argv[4];
+	char *extra[] = {(char *)"LK_TEST_PASSED=yes", NULL};
+	struct lk_exec_opts o = sh_opts(
+		argv,
+		"env | cut -d= -f1 | grep -E "
+		"'^(LOCKSTEP_TOKEN|PGPASSWORD|LK_TEST_PASSED|TZ|LC_ALL)$' | sort | paste -sd' '",
+		&g);
+	const char *tz = getenv("TZ");
+	char *old_tz = tz ? strdup(tz) : NULL;
+
+	(void)state;
+	got_init(&g);
+	assert_int_equal(setenv("LOCKSTEP_TOKEN", "secret-token", 1), 0);
+	assert_int_equal(setenv("PGPASSWORD", "secret-pw", 1), 0);
+	assert_int_equal(setenv("TZ", "UTC", 1), 0);
+	assert_int_equal(setenv("LC_ALL", "C", 1), 0);
+	o.env_extra = extra;
+	assert_int_equal(lk_exec_run(&o, &r, &e), 0);
+	assert_string_equal(g.out.buf, "LC_ALL LK_TEST_PASSED TZ\n");
+	assert_int_equal(unsetenv("LOCKSTEP_TOKEN"), 0);
+	assert_int_equal(unsetenv("PGPASSWORD"), 0);
+	assert_int_equal(unsetenv("LC_ALL"), 0);
+	assert_int_equal(old_tz ? setenv("TZ", old_tz, 1) : unsetenv("TZ"), 0);
+	free(old_tz);
+	got_release(&g);
+}
+
 static void test_exec_finds_commands_in_path(void **state)
 {
 	struct got g;
@@ -943,6 +977,7 @@ int main(void)
 		cmocka_unit_test(test_exec_non_progress_lines_are_text),
 		cmocka_unit_test(test_exec_stderr_lines_are_delivered),
 		cmocka_unit_test(test_exec_environment_carries_run_id_and_token),
+		cmocka_unit_test(test_exec_environment_is_clean),
 		cmocka_unit_test(test_exec_runs_in_cwd_with_clean_signals_and_fds),
 		cmocka_unit_test(test_exec_timeout_kills_the_process_group),
 		cmocka_unit_test(test_exec_sigkill_follows_an_ignored_sigterm),
