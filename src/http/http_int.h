@@ -150,7 +150,7 @@ int lk_http_admit(const struct lk_http_policy *p, const struct lk_http_route *r,
 
 #define LK_HTTP_SESSION_COOKIE "lockstep_session"
 #define LK_HTTP_SESSIONS_MAX 64			    /* the oldest is dropped past it */
-#define LK_HTTP_SESSION_TTL_MS (12 * 3600 * 1000LL) /* a session's life, from its making */
+#define LK_HTTP_SESSION_TTL_MS (12LL * 3600 * 1000) /* a session's life, from its making */
 
 struct lk_http_session {
 	char id[65];	    /* 64 hex digits (32 random bytes); "" for a free slot */

@@ -397,8 +397,8 @@ void lk_http_session_add(struct lk_http_sessions *ss, const unsigned char rnd[32
 			slot = x;
 	}
 	for (int i = 0; i < 32; i++) {
-		slot->id[2 * i] = hex[rnd[i] >> 4];
-		slot->id[2 * i + 1] = hex[rnd[i] & 15];
+		slot->id[(size_t)i * 2] = hex[rnd[i] >> 4];
+		slot->id[(size_t)i * 2 + 1] = hex[rnd[i] & 15];
 	}
 	slot->id[64] = '\0';
 	slot->expires_ms = now_ms + LK_HTTP_SESSION_TTL_MS;

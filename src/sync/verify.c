@@ -478,7 +478,7 @@ static int pass_merge(struct verify_state *vs, bool extras, struct lk_err *err)
 		const struct lk_value *done = NULL;
 
 		rc = merge_step(vs, &s, &t, extras, &more, &done, err);
-		if (rc == 0 && pend_full(vs))
+		if (rc == 0 && done && pend_full(vs))
 			rc = merge_midway(vs, &s, &t, &spec, done, err);
 	}
 	ctx->dst.ops->scan_close(t.scan);

@@ -204,7 +204,7 @@ static int rt_head(struct verify_state *vs, int64_t *head, struct lk_err *err)
 	struct lk_job_ctx *ctx = vs->ctx;
 	char rel[24];
 	const char *p[1] = {rel};
-	int64_t relid;
+	int64_t relid = 0;
 
 	if (ctx->src.conf->kind == LK_DB_POSTGRES)
 		return lk_cdc_for(ctx->src.ops)->catch_up_target(ctx->src.conn, head, err);
@@ -225,7 +225,7 @@ static int rt_passed(struct verify_state *vs, int64_t head, bool *done, struct l
 	struct lk_position pos;
 	char *json = NULL, v[5][24];
 	const char *p[5] = {v[0], v[1], v[2], v[3], v[4]};
-	int64_t epoch, relid, n = 1;
+	int64_t epoch = 0, relid = 0, n = 1;
 	int rc;
 
 	*done = false;
@@ -390,7 +390,7 @@ static int queue_keys(struct verify_state *vs, struct lk_err *err)
 	struct lk_buf arr = LK_BUF_INIT;
 	char rel[24];
 	const char *p[2] = {rel, NULL};
-	int64_t relid;
+	int64_t relid = 0;
 
 	if (relid_of(vs, &relid, err) < 0)
 		return -1;
@@ -610,7 +610,7 @@ void lk_verify_unlock(struct verify_state *vs)
 		lk_store_job_unlock(vs->lock);
 		vs->lock = NULL;
 	}
-	if (vs->held) {
+	if (vs->held && vs->vo && vs->vo->hold) {
 		(void)vs->vo->hold(vs->vo->hold_arg, false);
 		vs->held = false;
 	}
