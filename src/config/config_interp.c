@@ -80,6 +80,14 @@ static int expand_ref(struct lk_interp *ip, size_t i, struct lk_buf *out, size_t
 	memcpy(name, t + name_start, name_len);
 	name[name_len] = '\0';
 	val = getenv(name);
+	if (val && strpbrk(val, "\r\n")) { /* the text is read as YAML after: it could add keys */
+		(void)snprintf(
+			what, sizeof(what),
+			"environment variable '%s' holds a line break, which could add keys "
+			"to the config; lockstep refuses it (hint: store a value of one line)",
+			name);
+		return fail_at(ip, i, file, err, what);
+	}
 	if (t[j] == '}') {
 		if (!val) {
 			(void)snprintf(what, sizeof(what),

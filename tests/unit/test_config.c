@@ -419,6 +419,10 @@ static const struct bad_case {
 	{"unset variable", "databases:\n  a: ${LK_T_SURELY_UNSET}\n", "2:6",
 	 "environment variable 'LK_T_SURELY_UNSET' is not set"},
 	{"bad variable name", "databases:\n  a: x${1X}\n", "2:7", "expected ${NAME}"},
+	{"variable with a line break", "databases:\n  a: ${LK_T_NEWLINE}\n", "2:6",
+	 "environment variable 'LK_T_NEWLINE' holds a line break"},
+	{"defaulted variable with a line break", "databases:\n  a: ${LK_T_NEWLINE:-x}\n", "2:6",
+	 "holds a line break"},
 	{"unclosed variable", "databases:\n  a: ${X:-abc\n  b: c\n", "2:6", "expected '}'"},
 	{"bad deletes", JOB SRC "    target: {db: b, deletes: remove}\n", "7:30",
 	 "expected delete | ignore | soft:COLUMN, found 'remove'"},
@@ -530,6 +534,7 @@ static void test_invalid_configs(void **state)
 
 	(void)state;
 	(void)unsetenv("LK_T_SURELY_UNSET");
+	assert_int_equal(setenv("LK_T_NEWLINE", "sqlite:x.db\n  b: sqlite:injected.db", 1), 0);
 	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++)
 		failed += !fails_at(bad_cases[i].name, bad_cases[i].yaml, bad_cases[i].pos,
 				    bad_cases[i].frag);
@@ -552,12 +557,12 @@ static void test_positions_after_interpolation(void **state)
 		    "found the quoted string 'a-very-very-very-long-value-for-a-db'");
 	expect_fail("inside plain value", "log: {level: ${LK_T_LONG}}\n", "1:14",
 		    "found 'a-very-very-very-long-value-for-a-db'");
-	/* YAML refusing what a replacement made points at its ${ too. */
-	expect_fail("multi-line value", "x1: \"${LK_T_NL}\"\nlog: {level: nope}\n", "1:5",
-		    "invalid YAML: wrongly indented double-quoted scalar");
-	/* A value with newlines does not shift the lines after it. */
-	expect_fail("line after multi-line value", "http:\n  token: \"${LK_T_NL3}\"\nstate: nope\n",
-		    "3:8", "found 'nope'");
+	/* A value with a line break is refused at its ${ (it could add YAML keys), quoted
+	 * or not, wherever it stands. */
+	expect_fail("multi-line value", "x1: \"${LK_T_NL}\"\nlog: {level: nope}\n", "1:6",
+		    "environment variable 'LK_T_NL' holds a line break");
+	expect_fail("multi-line value later", "http:\n  token: \"${LK_T_NL3}\"\nstate: nope\n",
+		    "2:11", "environment variable 'LK_T_NL3' holds a line break");
 	expect_fail("$$ shifts nothing", "http: {token: 'a$$b$$c', listen: [x]}\n", "1:34",
 		    "expected HOST:PORT (like 127.0.0.1:8433), found a list");
 }
