@@ -231,7 +231,7 @@ static int lock_file(struct lk_job_lock *l, const char *job, struct lk_err *err)
 	lk_buf_addf(&path, "%s.job.", l->s->lock_base);
 	safe_name(&path, job);
 	lk_buf_adds(&path, ".lock");
-	l->fd = open(path.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	l->fd = open(path.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (l->fd < 0) {
 		rc = lk_err_set(err, LK_ERR_IO, "cannot open lock file '%s': %s", path.buf,
 				strerror(errno));
@@ -257,7 +257,7 @@ struct lk_job_lock *lk_store_daemon_lock(struct lk_store *s, struct lk_err *err)
 	if (s->kind != LK_DB_SQLITE)
 		return l; /* several instances share a PostgreSQL store (leases come later) */
 	lk_buf_addf(&path, "%s.lock", s->lock_base);
-	l->fd = open(path.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	l->fd = open(path.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (l->fd < 0) {
 		lk_err_set(err, LK_ERR_IO, "cannot open lock file '%s': %s", path.buf,
 			   strerror(errno));

@@ -1,15 +1,33 @@
 /* store.c - opening the state store, migrations, instances and position copies. */
 #include "store_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #define LK_LOG_COMPONENT "store"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/units.h"
+
+/*
+ * The SQLite state database holds run errors and dead letters (row images): made 0600
+ * whatever the umask, before SQLite opens it (its -wal and -shm files take the same
+ * mode). An existing file is left as it is.
+ */
+static void make_private(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd >= 0)
+		(void)close(fd);
+	else if (errno != EEXIST)
+		lk_log_debug("cannot create %s beforehand: %s", path, strerror(errno));
+}
 
 struct lk_store *lk_store_open(const struct lk_config *cfg, struct lk_err *err)
 {
@@ -29,8 +47,10 @@ struct lk_store *lk_store_open(const struct lk_config *cfg, struct lk_err *err)
 	s->prefix = s->kind == LK_DB_POSTGRES ? "lockstep." : "lockstep_";
 	if (cfg->deployment)
 		(void)snprintf(s->named, sizeof(s->named), "%s", cfg->deployment);
-	if (cfg->state_path)
+	if (cfg->state_path) {
 		s->lock_base = lk_xstrdup(cfg->state_path);
+		make_private(cfg->state_path);
+	}
 	if (lk_db_open(&s->db, &s->conf, &retry, NULL, err) < 0) {
 		lk_err_prefix(err, "state store");
 		free(s->lock_base);
