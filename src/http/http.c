@@ -931,8 +931,9 @@ struct lk_http *lk_http_start(const struct lk_http_conf *conf, struct lk_daemon 
 	lk_buf_init(&h->health);
 	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
 				  (struct sockaddr *)&a.ss, MHD_OPTION_CONNECTION_LIMIT,
-				  (unsigned)LK_HTTP_CONN_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
-				  (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				  (unsigned)LK_HTTP_CONN_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				  (unsigned)LK_HTTP_CONN_PER_CLIENT, MHD_OPTION_CONNECTION_TIMEOUT,
+				  (unsigned)LK_HTTP_IDLE_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 				  (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_END);
 	if (!h->mhd) {

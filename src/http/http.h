@@ -22,6 +22,11 @@ struct lk_http;
 #define LK_HTTP_BODY_MAX 65536
 /* Connections served at once; more are refused by the listener. */
 #define LK_HTTP_CONN_MAX 64
+/* Connections one client address may hold at once (the rest stay for everyone else). */
+#define LK_HTTP_CONN_PER_CLIENT 16
+/* A connection that sends and receives nothing this long is closed (seconds): a client
+ * that trickles its headers cannot hold a connection for long. */
+#define LK_HTTP_IDLE_S 15
 
 /*
  * Checks http.listen ("HOST:PORT"; HOST an IPv4 or IPv6 address, "[v6]", or localhost)

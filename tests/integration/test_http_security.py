@@ -30,6 +30,9 @@ Cases:
 - browser: in headless Chromium, a page on another origin submits a cross-site form
   (enctype text/plain, a JSON-looking body) and a no-cors fetch to POST /api/sync: no run
   is queued (skipped without chromium, failed under CI).
+- slow_clients: one client address opens 64 connections and trickles half a request on
+  each; another client's /livez and /api/health still answer, the first keeps 16 at most,
+  and those are closed once idle for 15 s (issue 20, item 7).
 """
 import http.client
 import json
@@ -463,7 +466,52 @@ def test_browser_csrf():
         api.stop()
 
 
+def closed(s):
+    """Whether the server has closed this socket (EOF or reset), without waiting."""
+    s.setblocking(False)
+    try:
+        return s.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_slow_clients():
+    """One client (127.0.0.2) opens 64 connections and trickles half a request on each:
+    it gets 16 at most, /livez still answers another client (127.0.0.1), and its 16 are
+    closed once they have sent nothing for the idle limit (15 s)."""
+    api = Api("sec_slow", {})
+    socks = []
+    try:
+        for _ in range(64):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.2", 0))
+            s.settimeout(5)
+            try:
+                s.connect(("127.0.0.1", api.port))
+                s.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            except OSError:
+                pass
+            socks.append(s)
+        t0 = time.monotonic()
+        code = raw_get(api.port, ["GET /livez HTTP/1.1", "Host: 127.0.0.1", "Connection: close"])
+        t.eq(code, 200, "/livez answers another client while one holds 64 half-sent requests "
+             "(%.1f s)" % (time.monotonic() - t0))
+        t.eq(api.req("GET", "/api/health")[0], 200, "and so does /api/health")
+        held = lambda: sum(not closed(s) for s in socks)  # noqa: E731
+        t.check(L.wait_for(lambda: held() <= 16, 10, 0.2),
+                "the slow client keeps 16 connections at most (%d open)" % held())
+        t.check(L.wait_for(lambda: held() == 0, 40, 0.5),
+                "its connections are closed once idle for the limit (%d open)" % held())
+        t.check(api.run.alive(), "lockstep run is still serving", api.run.tail(1500))
+    finally:
+        for s in socks:
+            s.close()
+        api.stop()
+
+
 for case in (test_reads_need_the_token, test_read_token_and_sessions, test_csrf, test_dns_rebinding,
-             test_config, test_browser_csrf):
+             test_config, test_browser_csrf, test_slow_clients):
     t.case(case)
 t.finish()
