@@ -39,6 +39,10 @@ int lk_pg_err(struct lk_err *err, struct lk_conn *c, const PGresult *res, const 
 	n = strlen(clean);
 	while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
 		clean[--n] = '\0';
+	/* A whole row ("Failing row contains (...)") would reach logs, run records and dead
+	 * letters' messages: left out (a dead letter keeps the row itself, behind the token). */
+	if (detail && strncmp(detail, "Failing row contains", 20) == 0)
+		detail = NULL;
 	if (detail)
 		lk_err_set(err, LK_ERR_PG, "%s: %s (%s)", context, clean, detail);
 	else

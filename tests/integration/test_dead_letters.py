@@ -99,6 +99,9 @@ def test_check_constraint_pg_to_pg():
                                "target": {"db": "dst", "table": "m"}}})
     rc, out, err = L.run_lockstep(["sync", "m"], cfg)
     t.eq(rc, 0, "a run with rejected rows exits 0", L.show(rc, out, err))
+    t.check("Failing row" not in out + err and "name %d" % bad[0] not in out + err,
+            "no rejected row's values in the output or the log (issue 20: the key and the "
+            "SQLSTATE only)", L.show(rc, out, err))
     t.check("3 rows were dead-lettered (lockstep errors list)" in out,
             "sync says 3 rows were dead-lettered", L.show(rc, out, err))
     t.eq(L.count_rows(dst, "m"), n - 3, "%d of %d rows applied" % (n - 3, n))
@@ -112,8 +115,9 @@ def test_check_constraint_pg_to_pg():
     t.eq(keys_of(dls), bad, "errors list --json: the 3 rejected keys")
     t.check(all(d["sqlstate"] == "23514" and d["op"] == "upsert" and d["job"] == "m"
                 and d["attempts"] == 1 and d["open"] and "v_positive" in d["message"]
-                for d in dls), "each has SQLSTATE 23514, op upsert, the constraint's name",
-            json.dumps(dls, indent=1))
+                and "Failing row" not in d["message"] and "name " not in d["message"]
+                for d in dls), "each has SQLSTATE 23514, op upsert, the constraint's name, and "
+            "no row values in its message", json.dumps(dls, indent=1))
 
     # The upsert path (a non-empty target): the same rows fail, nothing is duplicated.
     rc, s, _ = L.sync(t, cfg, "m", "--full")
