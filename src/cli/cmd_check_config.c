@@ -4,10 +4,13 @@
 #include "core/buf.h"
 #include "http/http.h"
 #include "orphans.h"
+#include "sched/exec.h"
 #include "sched/jobs.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const help =
 	"usage: lockstep check-config\n"
@@ -66,6 +69,49 @@ static int check_databases(struct lk_cli *cli)
 	return worst;
 }
 
+/* The PATH an exec job's command gets: its env's, else lockstep's own. */
+static const char *exec_path(const struct lk_job *job)
+{
+	for (int i = 0; i < job->nenv; i++) {
+		if (strncmp(job->env[i], "PATH=", 5) == 0)
+			return job->env[i] + 5;
+	}
+	return getenv("PATH");
+}
+
+/* An exec job's command must be there: a name found in its PATH, or an executable path
+ * (relative ones from the config's folder, where it runs). */
+static int check_exec(struct lk_cli *cli, const struct lk_job *job)
+{
+	const char *cmd = job->command[0], *path = exec_path(job);
+	char *found = NULL;
+	struct lk_buf rel = LK_BUF_INIT;
+	bool ok;
+
+	if (strchr(cmd, '/')) {
+		if (cmd[0] != '/' && cli->cfg->dir)
+			lk_buf_addf(&rel, "%s/", cli->cfg->dir);
+		lk_buf_adds(&rel, cmd);
+		ok = access(rel.buf, X_OK) == 0;
+	} else {
+		found = lk_exec_which(cmd, path, cli->cfg->dir);
+		ok = found != NULL;
+	}
+	lk_buf_release(&rel);
+	if (!ok) {
+		(void)printf("job %-16s FAILED\n", job->name);
+		(void)fprintf(stderr,
+			      "%s:%d:%d: job '%s': command '%s' is not %s (hint: install it, give "
+			      "its absolute path, or set env: {PATH: ...} for the job)\n",
+			      cli->cfg->path, job->line, job->col, job->name, cmd,
+			      strchr(cmd, '/') ? "an executable file" : "found in the job's PATH");
+		return LK_EXIT_CONFIG;
+	}
+	(void)printf("job %-16s ok: runs %s (no shell)\n", job->name, found ? found : cmd);
+	free(found);
+	return 0;
+}
+
 static int check_job(struct lk_cli *cli, const struct lk_job *job)
 {
 	struct lk_check_result r;
@@ -84,10 +130,8 @@ static int check_job(struct lk_cli *cli, const struct lk_job *job)
 			     job->name, cli->cfg->dbs[job->db].name);
 		return 0;
 	}
-	if (job->kind == LK_JOB_EXEC) {
-		(void)printf("job %-16s ok: runs %s (no shell)\n", job->name, job->command[0]);
-		return 0;
-	}
+	if (job->kind == LK_JOB_EXEC)
+		return check_exec(cli, job);
 	if (lk_sync_check(cli->cfg, job, &r, &err) < 0) {
 		(void)printf("job %-16s FAILED\n", job->name);
 		return lk_cli_fail(&err);

@@ -67,6 +67,13 @@ typedef void (*lk_exec_progress_cb)(void *arg, const struct lk_exec_progress *p)
  */
 typedef void (*lk_exec_line_cb)(void *arg, const char *line);
 
+/*
+ * The first executable cmd (a name without a slash) in path (colon-separated; NULL: the
+ * default PATH), a relative entry taken from cwd, as a command's start would find it;
+ * malloc'd, or NULL when there is none. check-config asks it of every exec job.
+ */
+char *lk_exec_which(const char *cmd, const char *path, const char *cwd);
+
 struct lk_exec_opts {
 	/* The command and its arguments, NULL-terminated; argv[0] is looked up in PATH (the
 	 * PATH of the command's environment, so env_extra may set it) when it has no slash,

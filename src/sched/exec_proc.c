@@ -144,17 +144,12 @@ static bool is_executable(const char *path)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
-/* Sets s->path: argv[0] itself when it has a slash, else its first match in PATH. A
- * relative PATH entry is relative to the command's cwd, where execve will run. */
-static int resolve(struct spawn *s, const struct lk_exec_opts *o, struct lk_err *err)
+char *lk_exec_which(const char *cmd, const char *path, const char *cwd)
 {
-	const char *cmd = o->argv[0], *p = env_get(s->envp, "PATH");
 	struct lk_buf cand = LK_BUF_INIT, check = LK_BUF_INIT;
+	char *found = NULL;
 
-	s->path = cmd;
-	if (strchr(cmd, '/'))
-		return 0;
-	for (p = p ? p : DEFAULT_PATH; !s->path_owned; p++) {
+	for (const char *p = path ? path : DEFAULT_PATH; !found; p++) {
 		const char *end = strchrnul(p, ':');
 
 		lk_buf_reset(&cand);
@@ -163,17 +158,29 @@ static int resolve(struct spawn *s, const struct lk_exec_opts *o, struct lk_err 
 			lk_buf_addch(&cand, '.');
 		lk_buf_add(&cand, p, (size_t)(end - p));
 		lk_buf_addf(&cand, "/%s", cmd);
-		if (cand.buf[0] != '/' && o->cwd)
-			lk_buf_addf(&check, "%s/", o->cwd);
+		if (cand.buf[0] != '/' && cwd)
+			lk_buf_addf(&check, "%s/", cwd);
 		lk_buf_adds(&check, cand.buf);
 		if (is_executable(check.buf))
-			s->path = s->path_owned = lk_buf_detach(&cand, NULL);
+			found = lk_buf_detach(&cand, NULL);
 		if (*end == '\0')
 			break;
 		p = end;
 	}
 	lk_buf_release(&cand);
 	lk_buf_release(&check);
+	return found;
+}
+
+/* Sets s->path: argv[0] itself when it has a slash, else its first match in PATH. */
+static int resolve(struct spawn *s, const struct lk_exec_opts *o, struct lk_err *err)
+{
+	const char *cmd = o->argv[0];
+
+	s->path = cmd;
+	if (strchr(cmd, '/'))
+		return 0;
+	s->path = s->path_owned = lk_exec_which(cmd, env_get(s->envp, "PATH"), o->cwd);
 	if (!s->path_owned)
 		return lk_err_set(err, LK_ERR_NOTFOUND, "command '%s' not found in PATH", cmd);
 	return 0;

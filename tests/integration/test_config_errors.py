@@ -159,6 +159,38 @@ def test_valid(r, tmp):
             "the default state store is created beside the config", show(rc, out, err))
 
 
+def test_exec_command(r, tmp):
+    """check-config looks for an exec job's command (issue 20): missing -> exit 78 with
+    FILE:LINE:COL naming it; present (in PATH, or a path) -> the job is ok."""
+    os.makedirs(os.path.join(tmp, "exec"), exist_ok=True)
+    script = os.path.join(tmp, "exec", "ok.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    os.chmod(script, 0o755)
+    with open(os.path.join(tmp, "exec", "plain.txt"), "w") as f:
+        f.write("not a program\n")
+    base = "state: sqlite:st.db\njobs:\n  j:\n    kind: exec\n    every: 1h\n"
+    for name, cmd, want in (("a name not in PATH", "[no-such-cmd-lk-20]", "not found in the job's PATH"),
+                            ("a file that is not executable", "[./plain.txt]", "is not an executable file"),
+                            ("a path that does not exist", "[/nonexistent/lk/run]", "is not an executable file"),
+                            ("a name outside the job's own PATH", "[sh]\n    env: {PATH: /nonexistent}",
+                             "not found in the job's PATH")):
+        path = os.path.join(tmp, "exec", "bad.yaml")
+        with open(path, "w") as f:
+            f.write(base + "    command: %s\n" % cmd)
+        rc, out, err = run(["-c", path, "check-config"], cwd=tmp)
+        r.check(rc == 78 and ("%s:3:3: job 'j': command" % path) in err and want in err,
+                "exec command, %s: exit 78 at the job, '%s'" % (name, want), show(rc, out, err))
+    for name, cmd in (("in PATH", "[sh, -c, 'exit 0']"), ("a relative path", "[./ok.sh]"),
+                      ("an absolute path", "[%s]" % script)):
+        path = os.path.join(tmp, "exec", "good.yaml")
+        with open(path, "w") as f:
+            f.write(base + "    command: %s\n" % cmd)
+        rc, out, err = run(["-c", path, "check-config"], cwd=tmp)
+        r.check(rc == 0 and "job j" in out and "ok: runs" in out,
+                "exec command %s: check-config says ok" % name, show(rc, out, err))
+
+
 def main():
     if not LK_BIN or not os.access(LK_BIN, os.X_OK):
         print("LK_BIN is not set to the lockstep binary (got %r)" % LK_BIN)
@@ -169,6 +201,7 @@ def main():
         test_invalid(r, tmp)
         test_missing_file(r, tmp)
         test_valid(r, tmp)
+        test_exec_command(r, tmp)
     print("%d passed, %d failed" % (r.passed, r.failed))
     return 1 if r.failed else 0
 
