@@ -9,6 +9,7 @@
 #include "daemon/sdnotify.h"
 #include "daemon_int.h"
 #include "http/http.h"
+#include "sched/exec.h"
 #include "sched/jobs.h"
 #include "store/store.h"
 #include "sync/budget.h"
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LK_LOG_COMPONENT "daemon"
 #include "core/buf.h"
@@ -564,13 +566,16 @@ static bool stop_all(struct lk_daemon *d, struct lk_store *store)
 /*
  * The scheduler loop's periodic duties, each on a timer that is due at the loop's first
  * tick (whatever the machine's uptime) and then every interval: the memory check, the
- * heartbeat, the retention prune and the systemd watchdog.
+ * heartbeat, the retention prune, the systemd watchdog and, as PID 1, the orphan reaper.
  */
 static void loop(struct lk_daemon *d, struct lk_store *store)
 {
 	int64_t wd = lk_sd_watchdog_ms() / 2;
-	struct lk_every mem = {0}, hb = {0}, pr = {0}, dog = {0};
+	struct lk_every mem = {0}, hb = {0}, pr = {0}, dog = {0}, orphans = {0};
+	bool pid1 = getpid() == 1;
 
+	if (pid1)
+		lk_log_info("running as PID 1: ended orphaned processes are reaped every second");
 	while (!lk_flag(d->opts->stop)) {
 		int64_t now = lk_mono_ms();
 
@@ -586,6 +591,8 @@ static void loop(struct lk_daemon *d, struct lk_store *store)
 		if (lk_every_due(&pr, now, PRUNE_MS))
 			prune(d, store);
 		collect(d);
+		if (pid1 && lk_every_due(&orphans, now, 1000)) /* PID 1: no zombies pile up */
+			(void)lk_exec_reap_orphans();
 		if (wd > 0 && lk_every_due(&dog, now, wd)) /* the loop really ticked */
 			(void)lk_sd_notify("WATCHDOG=1");
 		lk_sleep_ms(TICK_MS, d->opts->stop);

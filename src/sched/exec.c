@@ -322,12 +322,15 @@ static void reap(struct run *x)
 	int status = 0;
 	pid_t got;
 
-	if (x->lost)
+	if (x->lost) {
+		lk_exec_forget(x->pid);
 		return;
+	}
 	memset(&ru, 0, sizeof(ru));
 	do
 		got = wait4(x->pid, &status, 0, &ru);
 	while (got < 0 && errno == EINTR);
+	lk_exec_forget(x->pid);
 	if (got != x->pid)
 		return; /* reaped by someone else: the exit status is lost (see exec.h) */
 	x->r->max_rss_bytes = (int64_t)ru.ru_maxrss * 1024;

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* A stdout (or stderr) line longer than this is cut: its first LK_EXEC_LINE_MAX bytes are
  * delivered as one line and the rest, up to the next newline, is dropped. */
@@ -73,6 +74,16 @@ typedef void (*lk_exec_line_cb)(void *arg, const char *line);
  * malloc'd, or NULL when there is none. check-config asks it of every exec job.
  */
 char *lk_exec_which(const char *cmd, const char *path, const char *cwd);
+
+/*
+ * As PID 1 (in a container) lockstep is the parent of every orphaned process: this reaps
+ * those that have ended (zombies whose parent is this process), leaving the commands of
+ * exec runs to their runs. Returns how many. Any thread; the daemon calls it every second
+ * when it is PID 1.
+ */
+int lk_exec_reap_orphans(void);
+/* An exec run's main process is reaped (or lost): the orphan reaper may take its pid. */
+void lk_exec_forget(pid_t pid);
 
 struct lk_exec_opts {
 	/* The command and its arguments, NULL-terminated; argv[0] is looked up in PATH (the

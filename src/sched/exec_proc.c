@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,9 +333,100 @@ static int await_exec(struct spawn *s, pid_t pid, struct lk_err *err)
 			  strerror(rep.errnum));
 }
 
+/*
+ * The commands this process runs (their main processes, from fork to reap): the orphan
+ * reaper of a lockstep that is PID 1 leaves them to their runs. own_mu is held across a
+ * fork and the pid's entry, so the reaper never sees one of ours that is not listed yet.
+ */
+#define OWN_MAX 256
+static pthread_mutex_t own_mu = PTHREAD_MUTEX_INITIALIZER;
+static pid_t own[OWN_MAX];
+static int nown;
+
+static void own_add(pid_t pid) /* own_mu held */
+{
+	if (nown < OWN_MAX)
+		own[nown++] = pid;
+}
+
+void lk_exec_forget(pid_t pid)
+{
+	pthread_mutex_lock(&own_mu);
+	for (int i = 0; i < nown; i++) {
+		if (own[i] == pid) {
+			own[i] = own[--nown];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&own_mu);
+}
+
+static bool owned(pid_t pid) /* own_mu held */
+{
+	for (int i = 0; i < nown; i++) {
+		if (own[i] == pid)
+			return true;
+	}
+	return false;
+}
+
+/* Whether /proc/NAME is a zombie child of ours: its state Z and its parent us. */
+static bool zombie_child(const char *name, pid_t self)
+{
+	char path[64], buf[512], state = 0;
+	const char *p;
+	int ppid = 0;
+	ssize_t n;
+	int fd;
+
+	(void)snprintf(path, sizeof(path), "/proc/%s/stat", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	(void)close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+	if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2)
+		return false;
+	return state == 'Z' && ppid == (int)self;
+}
+
+int lk_exec_reap_orphans(void)
+{
+	pid_t self = getpid();
+	DIR *dir = opendir("/proc");
+	struct dirent *e;
+	int reaped = 0;
+
+	if (!dir)
+		return 0;
+	pthread_mutex_lock(&own_mu);
+	while ((e = readdir(dir)) != NULL) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+
+		if (pid <= 0 || owned(pid) || !zombie_child(e->d_name, self))
+			continue;
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			reaped++;
+	}
+	pthread_mutex_unlock(&own_mu);
+	(void)closedir(dir);
+	return reaped;
+}
+
 static int fork_exec(struct spawn *s, struct lk_exec_child *c, struct lk_err *err)
 {
-	pid_t pid = fork();
+	pid_t pid;
+
+	pthread_mutex_lock(&own_mu);
+	pid = fork();
+	if (pid > 0)
+		own_add(pid);
+	if (pid != 0)
+		pthread_mutex_unlock(&own_mu);
 
 	if (pid < 0) {
 		int e = errno;
@@ -352,8 +444,10 @@ static int fork_exec(struct spawn *s, struct lk_exec_child *c, struct lk_err *er
 	close_fd(&s->out[1]);
 	close_fd(&s->err[1]);
 	close_fd(&s->status[1]);
-	if (await_exec(s, pid, err) < 0)
+	if (await_exec(s, pid, err) < 0) {
+		lk_exec_forget(pid); /* reaped there */
 		return -1;
+	}
 	c->pid = pid;
 	c->out_fd = s->out[0];
 	c->err_fd = s->err[0];
