@@ -254,10 +254,10 @@ static void add_secret(struct lk_buf *set, const char *s, size_t len, bool piece
 	lk_buf_addch(set, '\0');
 	add_decoded(set, s, len);
 	for (size_t i = 0; pieces && i < len;) {
-		size_t n = strcspn(s + i, SPLIT_AT);
+		size_t n = 0; /* the span up to a split character, within len (s may not end) */
 
-		if (n > len - i)
-			n = len - i;
+		while (i + n < len && s[i + n] && !strchr(SPLIT_AT, s[i + n]))
+			n++;
 		if (n > 0 && n < len)
 			add_secret(set, s + i, n, false);
 		i += n ? n : 1;
@@ -306,6 +306,7 @@ static void keyword_secret(const char *v, struct lk_buf *set)
 		return;
 	for (size_t i = 1; i < len && v[i] != '\''; i++)
 		plain[n++] = v[i] == '\\' && i + 1 < len ? v[++i] : v[i];
+	plain[n] = '\0';
 	add_secret(set, plain, n, true);
 	free(plain);
 }
