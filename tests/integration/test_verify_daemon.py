@@ -227,6 +227,9 @@ def test_heal_realtime():
                           interval + HEAL_S, 0.5)
         t.check(grew, "heal: lockstep_repaired_rows_total{job_name=\"items\"} grew by at least %d (%r -> %r)"
                 % (planted, before, d.metric("lockstep_repaired_rows_total", "items")))
+        # a pass may be going now: wait (a slow machine, a sanitizer build) until two ended
+        L.wait_for(lambda: len([r for r in verify_runs(wd, "items") if r.get("finished_ms")]) >= 2,
+                   60, 0.2)
         rs = verify_runs(wd, "items")
         done = [r for r in rs if r.get("finished_ms")]
         t.check(len(done) >= 2 and all(r.get("status") == "succeeded" for r in done),
